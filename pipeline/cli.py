@@ -1,0 +1,54 @@
+"""`ksef-pipeline` command.
+
+Each subcommand lives in its own module under `pipeline.commands` exposing
+`configure(parser)` and `run(args) -> int`. Modules are imported only when their
+command runs, so quick commands (deadline, ksef-number) never pay for importing Faust.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "worker": ("pipeline.commands.worker", "run a Faust worker (stages + mode-state)"),
+    "topics": ("pipeline.commands.topics", "create or describe the topic catalog on a cluster"),
+    "deadline": ("pipeline.commands.deadline", "compute an invoice's KSeF submission deadline"),
+    "ksef-number": ("pipeline.commands.ksef_number", "check a KSeF number"),
+    "qr": ("pipeline.commands.qr", "write KOD I / KOD II links and images for an invoice"),
+    "emulator": ("pipeline.commands.emulator", "run the local KSeF API + Latarnia emulator"),
+    "emulator-ctl": ("pipeline.commands.emulator_ctl", "control a running emulator (faults)"),
+    "ingest": ("pipeline.commands.ingest", "push invoice XML files into the pipeline"),
+}
+
+
+def _usage() -> str:
+    width = max(len(name) for name in COMMANDS)
+    lines = ["usage: ksef-pipeline COMMAND [options]", "", "commands:"]
+    lines += [f"  {name.ljust(width)}  {text}" for name, (_, text) in COMMANDS.items()]
+    lines += ["", "`ksef-pipeline COMMAND --help` describes a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"ksef-pipeline: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    parser = argparse.ArgumentParser(prog=f"ksef-pipeline {name}", description=COMMANDS[name][1])
+    module.configure(parser)
+    parsed = parser.parse_args(rest)
+    result: int = module.run(parsed)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())
