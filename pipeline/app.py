@@ -1,0 +1,56 @@
+"""The Faust application: one app, every stage registers its agents on it.
+
+Values are raw bytes on the wire; stages decode with `topics.codec` so the records stay
+plain dataclasses that non-Faust code (ingest, tests, emulator tooling) shares.
+Several workers with the same app id form one consumer group; each needs its own
+data dir and web port.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from pipeline import logs
+from pipeline.settings import KafkaSettings, WorkerSettings
+from topics import CatalogSettings, TopicSpec, topic_name
+
+kafka_settings = KafkaSettings.from_env()
+worker_settings = WorkerSettings.from_env()
+catalog_settings = CatalogSettings.from_env()
+
+logs.configure(worker_settings.log_level)
+
+app = faust.App(
+    worker_settings.app_id,
+    broker=kafka_settings.faust_url(),
+    broker_credentials=kafka_settings.faust_credentials(),
+    key_serializer="raw",
+    value_serializer="raw",
+    datadir=worker_settings.data_dir,
+    web_host=worker_settings.web_host,
+    web_port=worker_settings.web_port,
+    web_bind=worker_settings.web_host,
+    store="memory://",
+    topic_partitions=catalog_settings.partitions,
+    topic_replication_factor=catalog_settings.replication_factor,
+    topic_allow_declare=False,
+    table_standby_replicas=0,
+    producer_max_request_size=8 * 1024 * 1024,
+    consumer_max_fetch_size=8 * 1024 * 1024,
+    broker_max_poll_records=500,
+    logging_config=logs.logging_config(worker_settings.log_level),
+    autodiscover=False,
+)
+
+
+def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:
+    """The Faust handle of a catalog topic (created by `ksef-pipeline topics create`)."""
+    return app.topic(
+        topic_name(spec, catalog_settings),
+        key_type=bytes,
+        value_type=bytes,
+        partitions=spec.partition_count(catalog_settings),
+        **options,
+    )

@@ -1,0 +1,45 @@
+"""`ksef-pipeline worker`: run Faust agents of the chosen stages as one group member."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--stages", default="all",
+                        help="comma-separated stages to run (default: all)")
+    parser.add_argument("--module", action="append", default=[],
+                        help="extra module registering agents on the app (repeatable)")
+    parser.add_argument("--web-port", type=int, help="status/metrics port (KSEF_WEB_PORT)")
+    parser.add_argument("--data-dir", help="worker state directory (KSEF_DATA_DIR)")
+    parser.add_argument("--loglevel", default=None, help="log level (KSEF_LOG_LEVEL)")
+
+
+def run(args: argparse.Namespace) -> int:
+    # Settings are read from the environment when pipeline.app is imported.
+    if args.web_port is not None:
+        os.environ["KSEF_WEB_PORT"] = str(args.web_port)
+    if args.data_dir:
+        os.environ["KSEF_DATA_DIR"] = args.data_dir
+    if args.loglevel:
+        os.environ["KSEF_LOG_LEVEL"] = args.loglevel
+    from pipeline.app import app, worker_settings
+    from pipeline.stages import STAGES
+
+    wanted = list(STAGES) if args.stages == "all" else [s for s in args.stages.split(",") if s]
+    unknown = [s for s in wanted if s not in STAGES]
+    if unknown:
+        print(f"ksef-pipeline worker: unknown stage(s) {', '.join(unknown)}; "
+              f"known: {', '.join(STAGES) or 'none'}", file=sys.stderr)
+        return 2
+    for name in wanted:
+        importlib.import_module(STAGES[name])
+    for module in args.module:
+        importlib.import_module(module)
+    sys.argv = ["ksef-pipeline worker", "worker", "--loglevel", worker_settings.log_level,
+                "--web-host", worker_settings.web_host, "--web-port", str(worker_settings.web_port)]
+    app.main()
+    return 0

@@ -1,0 +1,111 @@
+"""Runtime settings from the environment (secrets from files or env, never from code).
+
+One place maps the KAFKA_* variables to both client families the pipeline uses:
+confluent-kafka (ingest, admin, tests) and aiokafka under Faust (workers).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+def _secret(name: str) -> str | None:
+    """VAR, or the contents of the file named by VAR_FILE (for mounted secrets)."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text(encoding="utf-8").strip()
+    return os.environ.get(name)
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
+    sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+    @classmethod
+    def from_env(cls) -> KafkaSettings:
+        return cls(
+            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
+            security_protocol=os.environ.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT").upper(),
+            sasl_mechanism=os.environ.get("KAFKA_SASL_MECHANISM"),
+            sasl_username=os.environ.get("KAFKA_SASL_USERNAME"),
+            sasl_password=_secret("KAFKA_SASL_PASSWORD"),
+            ssl_cafile=os.environ.get("KAFKA_SSL_CAFILE"),
+            ssl_certfile=os.environ.get("KAFKA_SSL_CERTFILE"),
+            ssl_keyfile=os.environ.get("KAFKA_SSL_KEYFILE"),
+        )
+
+    def confluent(self, **extra: Any) -> dict[str, Any]:
+        """Config for confluent-kafka Producer/Consumer/AdminClient."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+            conf["sasl.username"] = self.sasl_username or ""
+            conf["sasl.password"] = self.sasl_password or ""
+        if self.ssl_cafile:
+            conf["ssl.ca.location"] = self.ssl_cafile
+        if self.ssl_certfile:
+            conf["ssl.certificate.location"] = self.ssl_certfile
+        if self.ssl_keyfile:
+            conf["ssl.key.location"] = self.ssl_keyfile
+        conf.update(extra)
+        return conf
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if "SSL" not in self.security_protocol:
+            return None
+        ctx = ssl.create_default_context(cafile=self.ssl_cafile)
+        if self.ssl_certfile:
+            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        return ctx
+
+    def faust_url(self) -> str:
+        return ";".join(f"kafka://{h.strip()}" for h in self.bootstrap_servers.split(","))
+
+    def faust_credentials(self) -> Any:
+        """Faust broker_credentials for TLS / SASL clusters (None for plaintext)."""
+        import faust  # local: keep quick commands free of Faust's import cost
+
+        ctx = self.ssl_context()
+        if self.sasl_mechanism:
+            return faust.SASLCredentials(
+                username=self.sasl_username,
+                password=self.sasl_password,
+                ssl_context=ctx,
+                mechanism=self.sasl_mechanism,
+            )
+        if ctx is not None:
+            return faust.SSLCredentials(ctx)
+        return None
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    app_id: str = "ksef-pipeline"
+    data_dir: str = "var/worker"
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls) -> WorkerSettings:
+        return cls(
+            app_id=os.environ.get("KSEF_APP_ID", cls.app_id),
+            data_dir=os.environ.get("KSEF_DATA_DIR", cls.data_dir),
+            web_host=os.environ.get("KSEF_WEB_HOST", cls.web_host),
+            web_port=int(os.environ.get("KSEF_WEB_PORT", str(cls.web_port))),
+            log_level=os.environ.get("KSEF_LOG_LEVEL", cls.log_level),
+        )

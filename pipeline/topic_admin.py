@@ -1,0 +1,116 @@
+"""Create the topic catalog on a cluster and report drift between catalog and cluster.
+
+Idempotent: existing topics are left alone unless `fix=True`, which raises partition
+counts and aligns configs (Kafka cannot shrink partitions or change replication here;
+those are reported, not touched).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from topics import CATALOG, CatalogSettings, TopicSpec, topic_name
+
+TIMEOUT_S = 30.0
+
+
+@dataclass
+class TopicReport:
+    name: str
+    status: str  # ok | created | missing | drift | fixed
+    partitions: int | None = None
+    replication: int | None = None
+    configs: dict[str, str] = field(default_factory=dict)
+    drift: list[str] = field(default_factory=list)
+
+
+def _describe_configs(admin: AdminClient, names: list[str]) -> dict[str, dict[str, str]]:
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
+    if not resources:
+        return {}
+    out: dict[str, dict[str, str]] = {}
+    for res, fut in admin.describe_configs(resources, request_timeout=TIMEOUT_S).items():
+        out[res.name] = {k: v.value for k, v in fut.result().items() if v.value is not None}
+    return out
+
+
+def _drift(spec: TopicSpec, settings: CatalogSettings, partitions: int,
+           configs: dict[str, str]) -> list[str]:
+    found = []
+    want_parts = spec.partition_count(settings)
+    if partitions != want_parts:
+        found.append(f"partitions {partitions} != {want_parts}")
+    for key, want in spec.configs(settings).items():
+        have = configs.get(key)
+        if have != want:
+            found.append(f"{key} {have} != {want}")
+    return found
+
+
+def reconcile(admin: AdminClient, settings: CatalogSettings, *, create: bool,
+              fix: bool = False) -> list[TopicReport]:
+    """Compare (and optionally create/fix) every catalog topic; one report per topic."""
+    metadata = admin.list_topics(timeout=TIMEOUT_S)
+    names = {spec.name: topic_name(spec, settings) for spec in CATALOG}
+    missing = [s for s in CATALOG if names[s.name] not in metadata.topics]
+    created: set[str] = set()
+    if create and missing:
+        new = [
+            NewTopic(names[s.name], num_partitions=s.partition_count(settings),
+                     replication_factor=settings.replication_factor, config=s.configs(settings))
+            for s in missing
+        ]
+        for name, fut in admin.create_topics(new, request_timeout=TIMEOUT_S).items():
+            try:
+                fut.result()
+                created.add(name)
+            except KafkaException as exc:  # created concurrently by another worker: fine
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+        metadata = admin.list_topics(timeout=TIMEOUT_S)
+    present = [names[s.name] for s in CATALOG if names[s.name] in metadata.topics]
+    configs = _describe_configs(admin, present)
+    reports = []
+    for spec in CATALOG:
+        name = names[spec.name]
+        meta = metadata.topics.get(name)
+        if meta is None:
+            reports.append(TopicReport(name, "missing"))
+            continue
+        parts = len(meta.partitions)
+        repl = len(meta.partitions[0].replicas) if meta.partitions else 0
+        report = TopicReport(name, "created" if name in created else "ok", parts, repl,
+                             {k: configs[name].get(k, "") for k in spec.configs(settings)})
+        report.drift = _drift(spec, settings, parts, configs.get(name, {}))
+        if report.drift:
+            report.status = "drift"
+            if fix:
+                _fix(admin, spec, settings, name, parts)
+                report.status = "fixed"
+        reports.append(report)
+    return reports
+
+
+def _fix(admin: AdminClient, spec: TopicSpec, settings: CatalogSettings, name: str,
+         partitions: int) -> None:
+    entries = [
+        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+        for k, v in spec.configs(settings).items()
+    ]
+    res = ConfigResource(ConfigResource.Type.TOPIC, name, incremental_configs=entries)
+    for fut in admin.incremental_alter_configs([res]).values():
+        fut.result()
+    want = spec.partition_count(settings)
+    if want > partitions:
+        for fut in admin.create_partitions([NewPartitions(name, want)]).values():
+            fut.result()

@@ -1,0 +1,135 @@
+"""The topic catalog: every topic the pipeline uses, its record type and its configuration.
+
+Retention follows the security rule: topics holding invoice plaintext (before the seal
+stage) keep days, everything after seal keeps longer than any legal deadline plus an
+outage. Partition count, replication and min ISR scale by `CatalogSettings` for
+production clusters; the catalog itself stays one declaration.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from topics import records
+
+DAY_MS = 24 * 3600 * 1000
+INVOICE_MESSAGE_BYTES = 5 * 1024 * 1024  # 3 MB invoice with attachments, base64 + metadata
+DEFAULT_MESSAGE_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    record: type
+    key: str
+    description: str
+    cleanup_policy: str = "delete"
+    retention_days: int | None = None  # None = keep forever
+    max_message_bytes: int = DEFAULT_MESSAGE_BYTES
+    plaintext: bool = False
+    partitions: int | None = None  # None = CatalogSettings.partitions
+    compression: str = "producer"  # producers pick lz4/zstd; no broker recompression
+
+    def configs(self, settings: CatalogSettings) -> dict[str, str]:
+        retention = -1 if self.retention_days is None else self.retention_days * DAY_MS
+        return {
+            "cleanup.policy": self.cleanup_policy,
+            "retention.ms": str(retention),
+            "max.message.bytes": str(self.max_message_bytes),
+            "min.insync.replicas": str(settings.min_insync_replicas),
+            "compression.type": self.compression,
+        }
+
+    def partition_count(self, settings: CatalogSettings) -> int:
+        return self.partitions if self.partitions is not None else settings.partitions
+
+
+@dataclass(frozen=True)
+class CatalogSettings:
+    partitions: int = 8
+    replication_factor: int = 1
+    min_insync_replicas: int = 1
+    prefix: str = ""
+
+    @classmethod
+    def from_env(cls) -> CatalogSettings:
+        """KSEF_TOPIC_PARTITIONS / _REPLICATION / _MIN_ISR / KSEF_TOPIC_PREFIX."""
+        return cls(
+            partitions=int(os.environ.get("KSEF_TOPIC_PARTITIONS", "8")),
+            replication_factor=int(os.environ.get("KSEF_TOPIC_REPLICATION", "1")),
+            min_insync_replicas=int(os.environ.get("KSEF_TOPIC_MIN_ISR", "1")),
+            prefix=os.environ.get("KSEF_TOPIC_PREFIX", ""),
+        )
+
+
+SUBMITTED = TopicSpec(
+    "ksef.invoices.submitted", records.Envelope,
+    key="invoice id (producer-chosen, stable across retries)",
+    description="invoice XML bytes exactly as issued; optional ksef-* headers",
+    retention_days=7, max_message_bytes=INVOICE_MESSAGE_BYTES, plaintext=True,
+)
+VALIDATED = TopicSpec(
+    "ksef.invoices.validated", records.ValidatedInvoice, key="invoice id",
+    description="invoice that passed every pre-check, with routing metadata",
+    retention_days=3, max_message_bytes=INVOICE_MESSAGE_BYTES, plaintext=True,
+)
+SEALED = TopicSpec(
+    "ksef.invoices.sealed", records.SealedInvoice, key="seller NIP",
+    description="invoice encrypted at rest (AES-256-GCM), issuing mode, QR links",
+    retention_days=400, max_message_bytes=INVOICE_MESSAGE_BYTES,
+)
+REJECTED = TopicSpec(
+    "ksef.invoices.rejected", records.Rejection, key="invoice id",
+    description="reasoned rejection from any stage (code, reason, message)",
+    retention_days=400,
+)
+PACKED = TopicSpec(
+    "ksef.batches.packed", records.PackedBatch, key="seller NIP",
+    description="batch package manifest: parts, wrapped key, invoices by Kafka offset",
+    retention_days=400, max_message_bytes=INVOICE_MESSAGE_BYTES,
+)
+SESSIONS = TopicSpec(
+    "ksef.sessions", records.SessionStep, key="batch id",
+    description="every step of every KSeF session (resume point after a crash)",
+    retention_days=400,
+)
+OUTCOMES = TopicSpec(
+    "ksef.invoices.outcomes", records.InvoiceOutcome, key="invoice id",
+    description="invoice accepted by KSeF: KSeF number, acquisition date, UPO",
+    cleanup_policy="compact",
+)
+UPO = TopicSpec(
+    "ksef.upo", records.UpoDocument, key="session reference",
+    description="session UPO documents", cleanup_policy="compact",
+    max_message_bytes=INVOICE_MESSAGE_BYTES,
+)
+ANNOUNCEMENTS = TopicSpec(
+    "ksef.announcements", records.Announcement, key="message id",
+    description="Latarnia / operator outage announcements, latest version wins",
+    cleanup_policy="compact", partitions=1,
+)
+MODE = TopicSpec(
+    "ksef.mode", records.ModeState, key="'ksef'", cleanup_policy="compact",
+    description="current KSeF state and outage window history", partitions=1,
+)
+DEADLINES = TopicSpec(
+    "ksef.deadlines", records.DeadlineRecord, key="invoice id", cleanup_policy="compact",
+    description="legal submission deadline of every pending invoice (tombstone when done)",
+)
+ALERTS = TopicSpec(
+    "ksef.alerts", records.Alert, key="alert id", retention_days=90,
+    description="invoices at risk, missed deadlines, Latarnia unreachable, self-observed outage",
+)
+
+CATALOG: tuple[TopicSpec, ...] = (
+    SUBMITTED, VALIDATED, SEALED, REJECTED, PACKED, SESSIONS, OUTCOMES, UPO,
+    ANNOUNCEMENTS, MODE, DEADLINES, ALERTS,
+)
+BY_NAME: dict[str, TopicSpec] = {t.name: t for t in CATALOG}
+
+
+def topic_name(spec: TopicSpec, settings: CatalogSettings | None = None) -> str:
+    """The name on the cluster (an optional prefix lets several pipelines share one)."""
+    prefix = (settings or CatalogSettings.from_env()).prefix
+    return prefix + spec.name

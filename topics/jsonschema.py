@@ -1,0 +1,134 @@
+"""Derive the JSON Schema of each topic's records from the dataclasses in `records`.
+
+`schemas/` holds the output (the contract for non-Python producers and consumers);
+`python -m topics.jsonschema schemas/` rewrites it and a unit test fails when the
+committed files drift from the dataclasses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Union
+
+import orjson
+
+from topics.catalog import CATALOG, SUBMITTED, TopicSpec
+
+_SCALARS: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    bool: {"type": "boolean"},
+    float: {"type": "number"},
+}
+
+
+def _type_schema(tp: Any, defs: dict[str, Any]) -> dict[str, Any]:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        inner = _type_schema(args[0], defs)
+        return {"anyOf": [inner, {"type": "null"}]}
+    if origin is list:
+        return {"type": "array", "items": _type_schema(typing.get_args(tp)[0], defs)}
+    if origin is dict:
+        return {"type": "object"}
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if tp.__name__ not in defs:
+            defs[tp.__name__] = {}
+            defs[tp.__name__] = _object_schema(tp, defs)
+        return {"$ref": f"#/$defs/{tp.__name__}"}
+    if tp in _SCALARS:
+        return dict(_SCALARS[tp])
+    raise TypeError(f"no JSON Schema mapping for {tp!r}")
+
+
+def _object_schema(cls: type, defs: dict[str, Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    fields = dataclasses.fields(cls)
+    required = [
+        f.name for f in fields
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {f.name: _type_schema(hints[f.name], defs) for f in fields},
+        "required": required,
+        "additionalProperties": False,
+    }
+    doc = (cls.__doc__ or "").strip()
+    if doc and not doc.startswith(cls.__name__ + "("):
+        schema["description"] = " ".join(doc.split())
+    return schema
+
+
+def _submitted_schema() -> dict[str, Any]:
+    return {
+        "description": (
+            "Raw record, not JSON. Kafka key: invoice id (UTF-8, chosen by the producer, "
+            "stable across its retries). Kafka value: the FA(3) invoice XML bytes exactly "
+            "as issued (the KSeF hash is over these bytes; never re-encode them). "
+            "Optional headers (UTF-8 strings) are described under `headers`."
+        ),
+        "type": "object",
+        "properties": {
+            "key": {"type": "string", "minLength": 1, "description": "invoice id"},
+            "value": {
+                "type": "string", "contentMediaType": "application/xml",
+                "description": "invoice XML bytes, UTF-8 without BOM, at most 3,000,000",
+            },
+            "headers": {
+                "type": "object",
+                "properties": {
+                    "ksef-seller-nip": {"type": "string", "pattern": "^[0-9]{10}$"},
+                    "ksef-source": {"type": "string"},
+                    "ksef-attachments": {"enum": ["0", "1"]},
+                    "ksef-technical-correction-of": {
+                        "type": "string",
+                        "description": "SHA-256 (base64) of the rejected original",
+                    },
+                },
+                "additionalProperties": True,
+            },
+        },
+        "required": ["key", "value"],
+    }
+
+
+def topic_schema(spec: TopicSpec) -> dict[str, Any]:
+    if spec is SUBMITTED:
+        body = _submitted_schema()
+        defs: dict[str, Any] = {}
+    else:
+        defs = {}
+        body = _object_schema(spec.record, defs)
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"urn:ksef-pipeline:topic:{spec.name}",
+        "title": f"{spec.name} record",
+        "x-kafka-key": spec.key,
+        **body,
+    }
+    if defs:
+        schema["$defs"] = dict(sorted(defs.items()))
+    return schema
+
+
+def render(spec: TopicSpec) -> bytes:
+    return orjson.dumps(topic_schema(spec), option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def main(argv: list[str]) -> int:
+    out = Path(argv[0] if argv else "schemas")
+    out.mkdir(parents=True, exist_ok=True)
+    for spec in CATALOG:
+        (out / f"{spec.name}.json").write_bytes(render(spec))
+    print(f"wrote {len(CATALOG)} schemas to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

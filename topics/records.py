@@ -1,0 +1,238 @@
+"""Record types carried by the catalog topics (values are UTF-8 JSON objects).
+
+Declared once here; `schemas/*.json` mirrors them for producers and consumers outside
+Python and `tests/unit/test_schemas.py` keeps the two in agreement. Plain dataclasses,
+not Faust records, so billing-side tools and the pure domain can use them without Faust.
+Times are ISO 8601 with offset; dates are ISO `YYYY-MM-DD` (Polish calendar dates).
+Invoice bytes are base64 of the exact bytes as issued (the KSeF hash is over them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class KafkaRef:
+    """Where a record lives, so anything derived can be rebuilt from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class ValidatedInvoice:
+    """`ksef.invoices.validated`: an invoice that passed every pre-check, plaintext inside."""
+
+    invoice_id: str
+    seller_nip: str
+    invoice_number: str
+    issue_date: str
+    kind: str
+    size: int
+    sha256: str
+    has_attachments: bool
+    received_at: str
+    validated_at: str
+    origin: KafkaRef
+    xml_b64: str
+    buyer_nip: str | None = None
+    source: str | None = None
+    technical_correction_of: str | None = None
+
+
+@dataclass(frozen=True)
+class SealedInvoice:
+    """`ksef.invoices.sealed`, keyed by seller NIP: the invoice encrypted at rest (AES-256-GCM)."""
+
+    invoice_id: str
+    seller_nip: str
+    invoice_number: str
+    issue_date: str
+    kind: str
+    size: int
+    sha256: str
+    has_attachments: bool
+    mode: str
+    key_id: str
+    nonce_b64: str
+    ciphertext_b64: str
+    qr_code_1: str
+    received_at: str
+    sealed_at: str
+    origin: KafkaRef
+    deadline: str | None = None
+    deadline_status: str = "due"
+    qr_code_2: str | None = None
+    buyer_nip: str | None = None
+    source: str | None = None
+    technical_correction_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """`ksef.invoices.rejected`: why an invoice will not (or did not) get a KSeF number."""
+
+    invoice_id: str
+    stage: str
+    code: int
+    reason: str
+    message: str
+    rejected_at: str
+    details: dict[str, Any] = field(default_factory=dict)
+    seller_nip: str | None = None
+    invoice_number: str | None = None
+    sha256: str | None = None
+    received_at: str | None = None
+    origin: KafkaRef | None = None
+    session_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class PackagePart:
+    ordinal: int
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class PackedInvoice:
+    invoice_id: str
+    sha256: str
+    entry: str
+    ref: KafkaRef
+    invoice_number: str
+    deadline: str | None = None
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    """`ksef.batches.packed`: the manifest of one batch package (never a plaintext key)."""
+
+    batch_id: str
+    seller_nip: str
+    archive_format: str
+    package_sha256: str
+    package_size: int
+    parts: list[PackagePart]
+    wrapped_key_b64: str
+    iv_b64: str
+    invoices: list[PackedInvoice]
+    packed_at: str
+    spool_dir: str
+    earliest_deadline: str | None = None
+
+
+@dataclass(frozen=True)
+class SessionStep:
+    """`ksef.sessions`: every step of a KSeF session, written before/after each side effect."""
+
+    batch_id: str
+    seller_nip: str
+    step: str
+    at: str
+    session_ref: str | None = None
+    kind: str = "batch"
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class InvoiceOutcome:
+    """`ksef.invoices.outcomes`: the invoice is in KSeF."""
+
+    invoice_id: str
+    seller_nip: str
+    invoice_number: str
+    ksef_number: str
+    acquisition_date: str
+    invoicing_mode: str
+    session_ref: str
+    sha256: str
+    recorded_at: str
+    upo_ref: str | None = None
+
+
+@dataclass(frozen=True)
+class UpoDocument:
+    """`ksef.upo`: a session UPO as KSeF returned it (XML text)."""
+
+    session_ref: str
+    seller_nip: str
+    upo_ref: str
+    upo_xml: str
+    fetched_at: str
+
+
+@dataclass(frozen=True)
+class Announcement:
+    """`ksef.announcements` (compacted by id): a Latarnia or operator message, latest version."""
+
+    id: str
+    event_id: str
+    category: str
+    type: str
+    start: str
+    version: int
+    published: str
+    source: str
+    title: str = ""
+    text: str = ""
+    end: str | None = None
+
+
+@dataclass(frozen=True)
+class ModeWindow:
+    category: str
+    start: str
+    end: str | None
+    event_id: str
+
+
+@dataclass(frozen=True)
+class ModeState:
+    """`ksef.mode`: current KSeF state as the pipeline believes it, with the outage history."""
+
+    state: str
+    since: str
+    updated_at: str
+    windows: list[ModeWindow] = field(default_factory=list)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class DeadlineRecord:
+    """`ksef.deadlines` (compacted by invoice id; tombstone once the invoice is in KSeF)."""
+
+    invoice_id: str
+    seller_nip: str
+    issue_date: str
+    status: str
+    mode: str
+    basis: str
+    computed_at: str
+    deadline: str | None = None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """`ksef.alerts`: something an operator must look at."""
+
+    alert_id: str
+    kind: str
+    severity: str
+    message: str
+    at: str
+    seller_nip: str | None = None
+    invoice_id: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """Stand-in for the raw `ksef.invoices.submitted` record (value = XML bytes, not JSON)."""
+
+    invoice_id: str
+    xml: bytes
+    headers: dict[str, str] = field(default_factory=dict)
