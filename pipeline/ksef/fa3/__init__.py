@@ -1,0 +1,1 @@
+"""FA(3) invoices: the stateless KSeF pre-checks and a sample generator."""
