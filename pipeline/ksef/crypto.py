@@ -137,6 +137,11 @@ class Digest:
     sha256_b64: str
     size: int
 
+    @classmethod
+    def of_hash(cls, sha256: hashlib._Hash, size: int) -> Digest:
+        """From a finished SHA-256 object and the byte count fed to it."""
+        return cls(base64.b64encode(sha256.digest()).decode("ascii"), size)
+
 
 def digest_chunks(chunks: Iterable[bytes]) -> tuple[list[bytes], Digest]:
     """Hash a finite in-memory sequence of chunks (small data only)."""
@@ -165,4 +170,4 @@ class HashingWriter:
         return len(data)
 
     def digest(self) -> Digest:
-        return Digest(base64.b64encode(self._hash.digest()).decode("ascii"), self.size)
+        return Digest.of_hash(self._hash, self.size)
