@@ -1,0 +1,230 @@
+"""When an invoice must be in KSeF: the statutory deadline under outages.
+
+Sources: art. 106nda (offline24), 106nh (offline, announced unavailability), 106nf
+(emergency, announced failure) of the VAT act and the MF guide `tryby-offline.md`.
+Every date is a Polish calendar date (see `announcements.polish_date`); "n business
+days after day X" counts from the day after X (`calendar.add_business_days`).
+
+Decision procedure of `compute_deadline(issued, mode, history)`:
+
+1. online: due on the issue day itself (P_1 = acceptance day). Announcements are not
+   consulted: an invoice that cannot reach KSeF that day is no longer an online invoice
+   and must be re-stamped with the mode then in force (`modes.mode_for_new_invoice`).
+2. total_failure: exempt, nothing ever has to be sent.
+3. Base deadline D from the mode's own window:
+   - offline24: the next business day after the issue day.
+   - offline: the announced unavailability (MAINTENANCE window) covering the issue day,
+     extended through maintenance windows that start before the previous one ends
+     (one continuous unavailability); D = next business day after its end day. No end
+     announced -> open.
+   - emergency: the announced failure(s) covering the issue day; D = 7 business days
+     after the latest end day. A covering failure without an end -> open.
+   - offline/emergency with no covering window: the governing window is unknown; the
+     deadline stays open unless step 4 finds a failure that sets it.
+4. Later events, each failure or total failure window W considered only if
+   (a) it concerns the invoice: W is in force on or after the issue day, or W was
+       announced on or after the issue day (when the base is unknown, only the former),
+   (b) it came out in time: W's announcement day <= D as it stood then (inclusive; an
+       open deadline accepts any announcement). An announcement made after the
+       deadline had passed changes nothing.
+   Walking the windows in order of announcement (those announced before the issue day,
+   i.e. already in force, first):
+   - total failure -> exempt (the obligation is lifted whatever else happened);
+   - failure without an announced end -> open (keep walking: a total failure announced
+     later still exempts);
+   - failure with an end -> D = max(D, 7 business days after its end day). For
+     offline24/offline this moves the deadline to 7 business days after the (last)
+     failure; in the emergency 7-day window it restarts the count from the new end.
+     Taking the maximum means no announcement ever shortens a deadline.
+   Because D only grows and a window is admitted only when announced by the current D,
+   one pass in announcement order gives the fixed point.
+5. The result carries the status (due/open/exempt), the date (due only), the mode and
+   the rule that decided it, in words.
+
+Maintenance announced during an offline24 window does not move it: the act extends
+deadlines only for failures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+from pipeline.ksef.announcements import AnnouncementHistory, Category, Window, polish_date
+from pipeline.ksef.calendar import add_business_days, next_business_day
+from pipeline.ksef.modes import Mode, derive_mode
+
+EMERGENCY_BUSINESS_DAYS = 7
+AUTO = "auto"
+
+
+class Status(StrEnum):
+    DUE = "due"
+    OPEN = "open"
+    EXEMPT = "exempt"
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A submission deadline: `due` is set only when status is DUE."""
+
+    status: Status
+    due: dt.date | None
+    mode: Mode
+    basis: str
+
+    def as_dict(self) -> dict[str, str | None]:
+        """The CLI / topic shape: deadline, status, mode, basis."""
+        return {
+            "deadline": None if self.due is None else self.due.isoformat(),
+            "status": self.status.value,
+            "mode": self.mode.value,
+            "basis": self.basis,
+        }
+
+
+def _after_failure(window: Window) -> dt.date:
+    assert window.end_day is not None
+    return add_business_days(window.end_day, EMERGENCY_BUSINESS_DAYS)
+
+
+class _Walk:
+    """Mutable state of step 3-4 for one (issue day, mode)."""
+
+    __slots__ = ("basis", "due", "issued", "open_basis")
+
+    def __init__(self, issued: dt.date) -> None:
+        self.issued = issued
+        self.due: dt.date | None = None  # the finite deadline found so far
+        self.basis = ""
+        self.open_basis: str | None = None  # set when an end-less window governs
+
+    def extend(self, day: dt.date, basis: str) -> None:
+        if self.due is None or day > self.due:
+            self.due, self.basis = day, basis
+
+    def limit(self) -> dt.date:
+        """Latest announcement day that still counts."""
+        if self.open_basis is not None or self.due is None:
+            return dt.date.max
+        return self.due
+
+
+def _maintenance_base(issued: dt.date, history: AnnouncementHistory, walk: _Walk) -> bool:
+    maintenance = sorted(
+        (w for w in history.reaching(issued) if w.category is Category.MAINTENANCE),
+        key=lambda w: (w.start, w.event_id),
+    )
+    chain = [w for w in maintenance if w.covers_day(issued)]
+    if not chain:
+        return False
+    ends = [w.end for w in chain]
+    end = None if None in ends else max(e for e in ends if e is not None)
+    for w in maintenance:  # one continuous unavailability: windows starting before the end
+        if end is None:
+            break
+        if w not in chain and w.start <= end:
+            chain.append(w)
+            end = None if w.end is None else max(end, w.end)
+    label = "unavailability " + ", ".join(sorted(w.event_id for w in chain))
+    if end is None:
+        walk.open_basis = f"offline: {label} covering {issued} has no announced end"
+        return True
+    end_day = polish_date(end)
+    walk.extend(
+        next_business_day(end_day), f"offline: next business day after {label} ended {end_day}"
+    )
+    return True
+
+
+def _failure_base(issued: dt.date, history: AnnouncementHistory, walk: _Walk) -> bool:
+    covering = [
+        w
+        for w in history.reaching(issued)
+        if w.category is Category.FAILURE and w.covers_day(issued)
+    ]
+    for w in covering:
+        if w.end_day is None:
+            walk.open_basis = f"emergency: {w.describe()} covering {issued} has no announced end"
+        else:
+            walk.extend(
+                _after_failure(w),
+                f"emergency: {EMERGENCY_BUSINESS_DAYS} business days after "
+                f"{w.describe()} ended {w.end_day}",
+            )
+    return bool(covering)
+
+
+def _later_events(walk: _Walk, history: AnnouncementHistory, base_known: bool) -> str | None:
+    """Step 4. Returns an exemption basis (str) or None; updates `walk` in place."""
+    issued = walk.issued
+    outages = (Category.FAILURE, Category.TOTAL_FAILURE)
+    already = [
+        w for w in history.reaching(issued) if w.category in outages and w.announced_day < issued
+    ]
+    already.sort(key=lambda w: (w.announced, w.event_id))
+    for w in already + list(history.announced_from(issued)):
+        if w.category not in outages:
+            continue
+        if w.announced_day > walk.limit():
+            break
+        if not base_known and w.end_day is not None and w.end_day < issued:
+            continue
+        if w.category is Category.TOTAL_FAILURE:
+            return f"exempt: {w.describe()} announced {w.announced_day} lifts the duty to send"
+        if w.end_day is None:
+            if walk.open_basis is None:
+                walk.open_basis = (
+                    f"open: {w.describe()} announced {w.announced_day} has no announced end"
+                )
+            continue
+        walk.extend(
+            _after_failure(w),
+            f"{w.describe()} announced {w.announced_day}: {EMERGENCY_BUSINESS_DAYS} "
+            f"business days after it ended {w.end_day}",
+        )
+    return None
+
+
+def compute_deadline(issued: dt.date, mode: Mode, history: AnnouncementHistory) -> Deadline:
+    """The deadline of an invoice with issue date (P_1) `issued` issued in `mode`."""
+    if mode is Mode.ONLINE:
+        return Deadline(Status.DUE, issued, mode, "online: due on the issue date")
+    if mode is Mode.TOTAL_FAILURE:
+        return Deadline(Status.EXEMPT, None, mode, "total failure: no duty to send to KSeF")
+    walk = _Walk(issued)
+    if mode is Mode.OFFLINE24:
+        walk.extend(next_business_day(issued), f"offline24: next business day after {issued}")
+        base_known = True
+    elif mode is Mode.OFFLINE:
+        base_known = _maintenance_base(issued, history, walk)
+    else:
+        base_known = _failure_base(issued, history, walk)
+    exemption = _later_events(walk, history, base_known)
+    if isinstance(exemption, str):
+        return Deadline(Status.EXEMPT, None, mode, exemption)
+    if walk.open_basis is not None:
+        return Deadline(Status.OPEN, None, mode, walk.open_basis)
+    if walk.due is None:
+        kind = "unavailability" if mode is Mode.OFFLINE else "failure"
+        return Deadline(
+            Status.OPEN, None, mode, f"{mode.value}: no announced {kind} covers {issued} yet"
+        )
+    return Deadline(Status.DUE, walk.due, mode, walk.basis)
+
+
+def resolve_mode(name: str, issued: dt.date, history: AnnouncementHistory) -> Mode:
+    """A mode name as operators type it; `auto` derives it from the announcements."""
+    if name == AUTO:
+        return derive_mode(issued, history)
+    try:
+        return Mode(name)
+    except ValueError:
+        allowed = ", ".join([*(m.value for m in Mode), AUTO])
+        raise ValueError(f"unknown mode {name!r}; expected one of {allowed}") from None
+
+
+def deadline_for(issued: dt.date, mode: str, history: AnnouncementHistory) -> Deadline:
+    """`compute_deadline` for a mode name, `auto` included."""
+    return compute_deadline(issued, resolve_mode(mode, issued, history), history)
