@@ -1,0 +1,228 @@
+"""KSeF-token authentication of one context, with refresh, and the MF public keys.
+
+Flow (API v2): `POST /auth/challenge` -> `POST /auth/ksef-token` with `token|timestampMs`
+encrypted under the MF KsefTokenEncryption key -> poll `GET /auth/{ref}` (bearer: the
+temporary authenticationToken) until 200 -> `POST /auth/token/redeem` -> access + refresh
+JWTs. The access token is refreshed `refresh_margin` before its validUntil; when the
+refresh token is gone or refused the whole flow runs again. Tokens never reach a log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from ksef_client import models as sdk
+from ksef_client.clients.auth import AsyncAuthClient
+
+from pipeline.ksef.api.bodies import encrypted_ksef_token, ksef_token_auth_request
+from pipeline.ksef.api.errors import KsefAuthError, KsefProtocolError
+from pipeline.ksef.api.results import parse_api_datetime, required
+from pipeline.ksef.api.transport import Transport
+from pipeline.ksef.crypto import public_key_from_certificate
+
+SYMMETRIC_KEY_ENCRYPTION = "SymmetricKeyEncryption"
+KSEF_TOKEN_ENCRYPTION = "KsefTokenEncryption"
+AUTH_IN_PROGRESS = 100
+AUTH_OK = 200
+
+
+@dataclass(frozen=True)
+class MfPublicKey:
+    """One MF public-key certificate, for one usage, with its RSA key loaded."""
+
+    usage: str
+    certificate_b64: str = field(repr=False)
+    public_key_id: str | None
+    valid_from: dt.datetime
+    valid_to: dt.datetime
+    key: rsa.RSAPublicKey = field(repr=False, compare=False)
+
+
+def select_key(
+    certificates: list[sdk.PublicKeyCertificate], usage: str, now: dt.datetime
+) -> MfPublicKey:
+    """The newest certificate valid now for `usage` (KSeF may publish overlapping ones)."""
+    best: MfPublicKey | None = None
+    for cert in certificates:
+        usages = {str(getattr(u, "value", u)) for u in cert.usage}
+        if usage not in usages or not cert.certificate:
+            continue
+        valid_from = parse_api_datetime(cert.valid_from, "certificate validFrom")
+        valid_to = parse_api_datetime(cert.valid_to, "certificate validTo")
+        if not valid_from <= now < valid_to:
+            continue
+        if best is None or valid_from > best.valid_from:
+            try:
+                key = public_key_from_certificate(cert.certificate)
+            except ValueError as exc:
+                raise KsefProtocolError(f"MF {usage} certificate is unusable: {exc}") from exc
+            best = MfPublicKey(usage, cert.certificate, cert.public_key_id or None,
+                               valid_from, valid_to, key)
+    if best is None:
+        raise KsefProtocolError(f"KSeF publishes no certificate valid now for {usage}")
+    return best
+
+
+class PublicKeys:
+    """Caches `GET /security/public-key-certificates`; refetches when a key nears expiry.
+
+    One instance can serve every client of a process (the keys are the same for all).
+    """
+
+    def __init__(
+        self,
+        fetch: Callable[[], Awaitable[list[sdk.PublicKeyCertificate]]],
+        wall: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        margin: dt.timedelta = dt.timedelta(minutes=10),
+    ) -> None:
+        self._fetch = fetch
+        self._wall = wall
+        self._margin = margin
+        self._certificates: list[sdk.PublicKeyCertificate] | None = None
+        self._selected: dict[str, MfPublicKey] = {}
+        self._lock = asyncio.Lock()
+
+    async def get(self, usage: str) -> MfPublicKey:
+        async with self._lock:
+            now = self._wall()
+            cached = self._selected.get(usage)
+            if cached is not None and now + self._margin < cached.valid_to:
+                return cached
+            if self._certificates is None or cached is not None:
+                self._certificates = await self._fetch()
+            selected = select_key(self._certificates, usage, now)
+            self._selected[usage] = selected
+            return selected
+
+    def invalidate(self) -> None:
+        """Forget the keys (e.g. after KSeF said a key id is unknown or withdrawn)."""
+        self._certificates = None
+        self._selected.clear()
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str = field(repr=False)
+    valid_until: dt.datetime
+
+
+def _token(info: sdk.TokenInfo, what: str) -> _Token:
+    return _Token(required(info.token, what),
+                  parse_api_datetime(info.valid_until, f"{what} validUntil"))
+
+
+class TokenAuth:
+    """Holds and renews the access token of one context authenticated by a KSeF token."""
+
+    def __init__(
+        self,
+        context_nip: str,
+        ksef_token: str,
+        api: AsyncAuthClient,
+        transport: Transport,
+        keys: PublicKeys,
+        *,
+        refresh_margin: dt.timedelta = dt.timedelta(seconds=60),
+        poll_timeout: float = 120.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not ksef_token.strip():
+            raise ValueError(f"empty KSeF token for context {context_nip}")
+        self.context_nip = context_nip
+        self._ksef_token = ksef_token.strip()
+        self._api = api
+        self._transport = transport
+        self._keys = keys
+        self._margin = refresh_margin
+        self._poll_timeout = poll_timeout
+        self._sleep = sleep
+        self._access: _Token | None = None
+        self._refresh: _Token | None = None
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"TokenAuth(context={self.context_nip})"
+
+    def _fresh(self, token: _Token | None) -> bool:
+        return token is not None and self._transport.now() + self._margin < token.valid_until
+
+    async def access_token(self) -> str:
+        """A valid access token, refreshing or re-authenticating first when needed."""
+        async with self._lock:
+            if self._access is not None and self._fresh(self._access):
+                return self._access.value
+            if self._refresh is not None and self._fresh(self._refresh):
+                try:
+                    await self._refresh_access()
+                except KsefAuthError:
+                    self._refresh = None
+            if self._access is None or not self._fresh(self._access):
+                await self._authenticate()
+            assert self._access is not None
+            return self._access.value
+
+    def invalidate(self, token: str) -> None:
+        """KSeF refused `token` (401): drop it so the next call refreshes."""
+        if self._access is not None and self._access.value == token:
+            self._access = None
+
+    async def authenticate(self) -> None:
+        """Run the full challenge flow now (normally done lazily by `access_token`)."""
+        async with self._lock:
+            await self._authenticate()
+
+    async def _authenticate(self) -> None:
+        t = self._transport
+        challenge = await t.call("POST", "/auth/challenge", self._api.get_challenge,
+                                 idempotent=True)
+        key = await self._keys.get(KSEF_TOKEN_ENCRYPTION)
+        body = ksef_token_auth_request(
+            required(challenge.challenge, "challenge"),
+            self.context_nip,
+            encrypted_ksef_token(key.key, self._ksef_token, challenge.timestamp_ms),
+            key.public_key_id,
+        )
+        started = await t.call("POST", "/auth/ksef-token",
+                               lambda: self._api.submit_ksef_token_auth(body), idempotent=False)
+        temporary = required(started.authentication_token.token, "authenticationToken")
+        await self._await_auth(required(started.reference_number, "referenceNumber"), temporary)
+        tokens = await t.call("POST", "/auth/token/redeem",
+                              lambda: self._api.redeem_token(temporary), idempotent=False)
+        self._access = _token(tokens.access_token, "accessToken")
+        self._refresh = _token(tokens.refresh_token, "refreshToken")
+
+    async def _await_auth(self, reference: str, temporary: str) -> None:
+        path = f"/auth/{reference}"
+        delay = 0.05
+        waited = 0.0
+        while True:
+            status = await self._transport.call(
+                "GET", path, lambda: self._api.get_auth_status(reference, temporary),
+                idempotent=True,
+            )
+            code = status.status.code
+            if code == AUTH_OK:
+                return
+            if code != AUTH_IN_PROGRESS:
+                raise KsefAuthError(200, code, status.status.description,
+                                    tuple(status.status.details or ()),
+                                    operation=f"authentication of context {self.context_nip}")
+            if waited >= self._poll_timeout:
+                raise KsefAuthError(200, code, "authentication still in progress after "
+                                    f"{self._poll_timeout:.0f} s", operation="GET /auth/{ref}")
+            await self._sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 2.0)
+
+    async def _refresh_access(self) -> None:
+        assert self._refresh is not None
+        refresh = self._refresh.value
+        answer = await self._transport.call(
+            "POST", "/auth/token/refresh", lambda: self._api.refresh_access_token(refresh),
+            idempotent=True,
+        )
+        self._access = _token(answer.access_token, "accessToken")
