@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pipeline.ksef.crypto import SessionKey
+from pipeline.ksef.package import (
+    BatchLimits,
+    InvoiceSource,
+    PackageBuilder,
+    PackagedBatch,
+    PackageFormat,
+    PackageManifest,
+    RebuildMismatch,
+    rebuild_package,
+    seal_package,
+)
+
+Invoices = list[tuple[InvoiceSource, bytes]]
+FORMATS = list(PackageFormat)
+
+
+def pack(
+    directory: Path, invoices: Invoices, key: rsa.RSAPublicKey, fmt: PackageFormat, level: int
+) -> PackagedBatch:
+    with PackageBuilder(directory, batch_id="b", fmt=fmt, level=level, fsync=False) as builder:
+        for source, xml in invoices:
+            builder.add(source, xml)
+        return builder.finish(key, keep_package=False)
+
+
+def kafka(invoices: Invoices) -> Callable[[InvoiceSource], bytes]:
+    """A fake topic: records by (topic, partition, offset), fetched in any order."""
+    records = dict(invoices)
+    return lambda source: records[source]
+
+
+@pytest.mark.parametrize(("fmt", "level"), [(PackageFormat.ZIP, 6), (PackageFormat.TAR_GZ, 1)])
+def test_lost_spool_is_rebuilt_byte_for_byte_from_the_manifest(
+    tmp_path: Path,
+    make_invoices: Callable[..., Invoices],
+    ksef_public_key: rsa.RSAPublicKey,
+    fmt: PackageFormat,
+    level: int,
+) -> None:
+    invoices = make_invoices(120)
+    original = pack(tmp_path / "a", invoices, ksef_public_key, fmt, level)
+    assert original.package_path is None  # the spool copy is gone
+    # another worker only has the published record and the topic
+    manifest = PackageManifest.from_dict(json.loads(json.dumps(original.manifest.to_dict())))
+    target = tmp_path / "b" / fmt.file_name
+    target.parent.mkdir()
+    digest = rebuild_package(manifest, kafka(invoices[::-1]), target, fsync=False)
+    assert (digest.sha256_b64, digest.size) == (manifest.package_hash, manifest.package_size)
+    with PackageBuilder(tmp_path / "c", batch_id="b", fmt=fmt, level=level, fsync=False) as b:
+        for source, xml in invoices:
+            b.add(source, xml)
+        b.finish(ksef_public_key)
+    assert target.read_bytes() == (tmp_path / "c" / fmt.file_name).read_bytes()
+
+
+def test_a_different_invoice_at_an_offset_stops_the_rebuild(
+    tmp_path: Path, make_invoices: Callable[..., Invoices], ksef_public_key: rsa.RSAPublicKey
+) -> None:
+    invoices = make_invoices(10)
+    manifest = pack(tmp_path, invoices, ksef_public_key, PackageFormat.ZIP, 6).manifest
+    tampered = dict(invoices)
+    tampered[invoices[4][0]] = invoices[4][1].replace(b"FV/", b"FX/")
+    target = tmp_path / "rebuilt.zip"
+    with pytest.raises(RebuildMismatch, match=r"00005-.*\.xml fetched from sealed/1@1004"):
+        rebuild_package(manifest, tampered.__getitem__, target, fsync=False)
+    assert not target.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_package_hash_mismatch_is_reported_and_nothing_is_kept(
+    tmp_path: Path, make_invoices: Callable[..., Invoices], ksef_public_key: rsa.RSAPublicKey
+) -> None:
+    invoices = make_invoices(10)
+    manifest = pack(tmp_path, invoices, ksef_public_key, PackageFormat.TAR_GZ, 6).manifest
+    # e.g. a worker with another deflate: same invoices, different bytes
+    other = dataclasses.replace(manifest, deflate_level=9, zlib_version="0.0-other")
+    target = tmp_path / "rebuilt.tar.gz"
+    with pytest.raises(RebuildMismatch, match=r"packed with zlib 0\.0-other"):
+        rebuild_package(other, kafka(invoices), target, fsync=False)
+    assert not target.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_rebuilt_package_can_be_resealed_identically_with_the_same_key(
+    tmp_path: Path, make_invoices: Callable[..., Invoices], ksef_public_key: rsa.RSAPublicKey
+) -> None:
+    invoices = make_invoices(200)
+    limits = BatchLimits().with_part_bytes(15_000)
+    session = SessionKey.generate()
+    with PackageBuilder(tmp_path / "a", batch_id="b", limits=limits, fsync=False) as builder:
+        for source, xml in invoices:
+            builder.add(source, xml)
+        first = builder.finish(ksef_public_key, keep_package=False, session=session).manifest
+    target = tmp_path / "b" / "package.zip"
+    target.parent.mkdir()
+    digest = rebuild_package(first, kafka(invoices), target, fsync=False)
+    reseal = functools.partial(
+        seal_package, target, digest, batch_id="b", fmt=PackageFormat.ZIP,
+        level=first.deflate_level, entries=first.entries, public_key=ksef_public_key,
+        limits=limits, fsync=False, verify=True,
+    )
+    same = reseal(session=session).manifest
+    assert same.parts == first.parts and len(same.parts) >= 5
+    fresh = reseal().manifest
+    assert (fresh.package_hash, fresh.entries) == (first.package_hash, first.entries)
+    assert fresh.parts != first.parts and fresh.encrypted_key != first.encrypted_key
