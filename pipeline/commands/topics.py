@@ -11,7 +11,8 @@ import orjson
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["create", "describe"])
     parser.add_argument("--bootstrap", help="bootstrap servers (default KAFKA_BOOTSTRAP_SERVERS)")
-    parser.add_argument("--partitions", type=int, help="partitions per topic (KSEF_TOPIC_PARTITIONS)")
+    parser.add_argument("--partitions", type=int,
+                        help="partitions per topic (KSEF_TOPIC_PARTITIONS)")
     parser.add_argument("--replication", type=int,
                         help="replication factor (KSEF_TOPIC_REPLICATION)")
     parser.add_argument("--min-isr", type=int, help="min.insync.replicas (KSEF_TOPIC_MIN_ISR)")
@@ -37,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
                         ("min_insync_replicas", args.min_isr)):
         if value is not None:
             settings = replace(settings, **{attr: value})
-    admin = AdminClient(kafka.confluent())
+    admin = AdminClient(kafka.confluent(log_level=4))
     try:
         reports = reconcile(admin, settings, create=args.action == "create", fix=args.fix)
     except Exception as exc:

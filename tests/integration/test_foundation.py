@@ -1,0 +1,57 @@
+"""The foundation runs on a real broker: catalog topics, both client families, a Faust agent."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from confluent_kafka.admin import AdminClient
+
+from pipeline.topic_admin import reconcile
+from tests.kafka_harness import KafkaSandbox, start_worker
+from topics import CATALOG
+from topics.catalog import SUBMITTED, VALIDATED
+
+
+def test_catalog_create_is_idempotent(sandbox: KafkaSandbox, broker_version: str) -> None:
+    admin = AdminClient({"bootstrap.servers": sandbox.bootstrap})
+    again = reconcile(admin, sandbox.settings, create=True)
+    assert [r.status for r in again] == ["ok"] * len(CATALOG)
+    by_name = {r.name: r for r in again}
+    sealed = by_name[sandbox.name(CATALOG[2])]
+    assert int(sealed.configs["max.message.bytes"]) >= 4 * 1024 * 1024
+    assert sealed.configs["retention.ms"] != by_name[sandbox.name(SUBMITTED)].configs["retention.ms"]
+
+
+async def test_confluent_produce_aiokafka_consume(sandbox: KafkaSandbox) -> None:
+    payloads = [(f"inv-{i}".encode(), b"<Faktura>%d</Faktura>" % i) for i in range(50)]
+    sandbox.produce(SUBMITTED, payloads, headers={"ksef-source": "test"})
+    consumer = AIOKafkaConsumer(sandbox.name(SUBMITTED), bootstrap_servers=sandbox.bootstrap,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    try:
+        got: dict[bytes, bytes] = {}
+        async with asyncio.timeout(60):
+            while len(got) < len(payloads):
+                batch = await consumer.getmany(timeout_ms=1000)
+                for records in batch.values():
+                    for r in records:
+                        assert dict(r.headers)["ksef-source"] == b"test"
+                        got[r.key] = r.value
+    finally:
+        await consumer.stop()
+    assert got == dict(payloads)
+
+
+def test_faust_agent_moves_records_between_catalog_topics(sandbox: KafkaSandbox,
+                                                         tmp_path: Path) -> None:
+    worker = start_worker(sandbox, tmp_path, "--stages", "", "--module",
+                          "tests.integration.relay_agent")
+    try:
+        payloads = [(f"inv-{i}".encode(), f"<x>{i}</x>".encode()) for i in range(200)]
+        sandbox.produce(SUBMITTED, payloads)
+        out = sandbox.consume(VALIDATED, len(payloads), timeout_s=120)
+        assert {(m.key(), m.value()) for m in out} == set(payloads), worker.log()[-3000:]
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
