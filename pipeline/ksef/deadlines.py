@@ -7,11 +7,10 @@ days after day X" counts from the day after X (`calendar.add_business_days`).
 
 Decision procedure of `compute_deadline(issued, mode, history)`:
 
-1. online: due on the issue day itself (P_1 = acceptance day). Announcements are not
-   consulted: an invoice that cannot reach KSeF that day is no longer an online invoice
-   and must be re-stamped with the mode then in force (`modes.mode_for_new_invoice`).
-2. total_failure: exempt, nothing ever has to be sent.
-3. Base deadline D from the mode's own window:
+1. total_failure: exempt, nothing ever has to be sent.
+2. Base deadline D from the mode's own window:
+   - online: the issue day itself (P_1 = acceptance day); its window is that one day, so
+     only a failure or total failure announced (or in force) on it changes anything.
    - offline24: the next business day after the issue day.
    - offline: the announced unavailability (MAINTENANCE window) covering the issue day,
      extended through maintenance windows that start before the previous one ends
@@ -20,8 +19,8 @@ Decision procedure of `compute_deadline(issued, mode, history)`:
    - emergency: the announced failure(s) covering the issue day; D = 7 business days
      after the latest end day. A covering failure without an end -> open.
    - offline/emergency with no covering window: the governing window is unknown; the
-     deadline stays open unless step 4 finds a failure that sets it.
-4. Later events, each failure or total failure window W considered only if
+     deadline stays open unless step 3 finds a failure that sets it.
+3. Later events, each failure or total failure window W considered only if
    (a) it concerns the invoice: W is in force on or after the issue day, or W was
        announced on or after the issue day (when the base is unknown, only the former),
    (b) it came out in time: W's announcement day <= D as it stood then (inclusive; an
@@ -38,7 +37,7 @@ Decision procedure of `compute_deadline(issued, mode, history)`:
      Taking the maximum means no announcement ever shortens a deadline.
    Because D only grows and a window is admitted only when announced by the current D,
    one pass in announcement order gives the fixed point.
-5. The result carries the status (due/open/exempt), the date (due only), the mode and
+4. The result carries the status (due/open/exempt), the date (due only), the mode and
    the rule that decided it, in words.
 
 Maintenance announced during an offline24 window does not move it: the act extends
@@ -90,7 +89,7 @@ def _after_failure(window: Window) -> dt.date:
 
 
 class _Walk:
-    """Mutable state of step 3-4 for one (issue day, mode)."""
+    """Mutable state of steps 2-3 for one (issue day, mode)."""
 
     __slots__ = ("basis", "due", "issued", "open_basis")
 
@@ -157,7 +156,7 @@ def _failure_base(issued: dt.date, history: AnnouncementHistory, walk: _Walk) ->
 
 
 def _later_events(walk: _Walk, history: AnnouncementHistory, base_known: bool) -> str | None:
-    """Step 4. Returns an exemption basis (str) or None; updates `walk` in place."""
+    """Step 3. Returns an exemption basis (str) or None; updates `walk` in place."""
     issued = walk.issued
     outages = (Category.FAILURE, Category.TOTAL_FAILURE)
     already = [
@@ -189,12 +188,13 @@ def _later_events(walk: _Walk, history: AnnouncementHistory, base_known: bool) -
 
 def compute_deadline(issued: dt.date, mode: Mode, history: AnnouncementHistory) -> Deadline:
     """The deadline of an invoice with issue date (P_1) `issued` issued in `mode`."""
-    if mode is Mode.ONLINE:
-        return Deadline(Status.DUE, issued, mode, "online: due on the issue date")
     if mode is Mode.TOTAL_FAILURE:
         return Deadline(Status.EXEMPT, None, mode, "total failure: no duty to send to KSeF")
     walk = _Walk(issued)
-    if mode is Mode.OFFLINE24:
+    if mode is Mode.ONLINE:
+        walk.extend(issued, "online: due on the issue date")
+        base_known = True
+    elif mode is Mode.OFFLINE24:
         walk.extend(next_business_day(issued), f"offline24: next business day after {issued}")
         base_known = True
     elif mode is Mode.OFFLINE:
