@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -192,7 +191,3 @@ def ksef_token_auth_request(
         public_key_id=public_key_id,
     )
 
-
-def part_specs(sizes_and_hashes: Sequence[tuple[int, str]]) -> tuple[PartSpec, ...]:
-    """Parts in upload order -> specs with ordinals 1..n."""
-    return tuple(PartSpec(i, size, digest) for i, (size, digest) in enumerate(sizes_and_hashes, 1))

@@ -76,10 +76,7 @@ class PartUploader:
 
     async def upload(self, upload: PartUpload, path: Path, size: int | None = None) -> None:
         """Upload one part file; `size` (the declared size) is checked against the file."""
-        actual = os.stat(path).st_size
-        if size is not None and actual != size:
-            raise ValueError(f"part {upload.ordinal}: {path} has {actual} bytes, "
-                             f"{size} were declared")
+        actual = _check_file(upload.ordinal, path, size)
         operation = f"upload of part {upload.ordinal}"
 
         async def attempt() -> None:
@@ -130,9 +127,8 @@ class PartUploader:
         if missing:
             raise ValueError(f"no file given for part(s) {missing}")
         for upload in uploads:
-            path = files[upload.ordinal]
-            if not path.is_file():
-                raise FileNotFoundError(f"part {upload.ordinal}: {path} is missing")
+            _check_file(upload.ordinal, files[upload.ordinal],
+                        None if sizes is None else sizes.get(upload.ordinal))
         gate = asyncio.Semaphore(self.parallelism)
         done: list[int] = []
         failures: dict[int, KsefError] = {}
@@ -140,8 +136,7 @@ class PartUploader:
         async def one(upload: PartUpload) -> None:
             async with gate:
                 try:
-                    await self.upload(upload, files[upload.ordinal],
-                                      None if sizes is None else sizes.get(upload.ordinal))
+                    await self.upload(upload, files[upload.ordinal])
                 except KsefError as exc:
                     failures[upload.ordinal] = exc
                     return
@@ -151,6 +146,20 @@ class PartUploader:
                 if result is not None:
                     await result
 
-        await asyncio.gather(*(one(u) for u in uploads))
+        # Let every part finish before raising, so no upload is left running unowned.
+        outcomes = await asyncio.gather(*(one(u) for u in uploads), return_exceptions=True)
+        unexpected = [o for o in outcomes if isinstance(o, BaseException)]
+        if unexpected:
+            raise unexpected[0]
         if failures:
             raise PartUploadError(failures, tuple(sorted(done)))
+
+
+def _check_file(ordinal: int, path: Path, size: int | None) -> int:
+    """The file's size, after checking it exists and matches the declared size."""
+    if not path.is_file():
+        raise FileNotFoundError(f"part {ordinal}: {path} is missing")
+    actual = os.stat(path).st_size
+    if size is not None and actual != size:
+        raise ValueError(f"part {ordinal}: {path} has {actual} bytes, {size} were declared")
+    return actual
