@@ -111,6 +111,7 @@ class KsefClient:
             sleep=sleep,
         )
         self._uploader = PartUploader(self.transport, parallelism=upload_parallelism)
+        self._sleep = sleep
 
     def __repr__(self) -> str:
         return f"KsefClient(env={self.env.name}, context={self.context_nip})"
@@ -161,6 +162,9 @@ class KsefClient:
             auth.invalidate(token)
         fresh = await auth.access_token()
         return await self.transport.call(method, path, lambda: op(fresh), idempotent=idempotent)
+
+    async def _get(self, path: str, op: Callable[[str], Awaitable[T]]) -> T:
+        return await self._authed("GET", path, op, idempotent=True)
 
     def admission_wait(self, method: str, path: str) -> float:
         """Seconds before our limiter would let `method path` through (0 = now)."""
@@ -277,12 +281,36 @@ class KsefClient:
     # --- status, results, UPO -------------------------------------------------------
 
     async def session_status(self, reference: str) -> SessionStatus:
-        answer = await self._authed(
-            "GET", f"/sessions/{reference}",
+        answer = await self._get(
+            f"/sessions/{reference}",
             lambda token: self._sessions.get_session_status(reference, access_token=token),
-            idempotent=True,
         )
         return session_status_from(reference, answer)
+
+    async def wait_until_processed(
+        self,
+        reference: str,
+        *,
+        first_delay: float = 0.1,
+        max_delay: float = 5.0,
+        timeout: float | None = None,
+    ) -> SessionStatus:
+        """Poll the session's status (backing off, within the limits) until it is terminal.
+
+        Raises TimeoutError when `timeout` seconds of waiting pass first.
+        """
+        delay = first_delay
+        waited = 0.0
+        while True:
+            status = await self.session_status(reference)
+            if status.is_terminal:
+                return status
+            if timeout is not None and waited >= timeout:
+                raise TimeoutError(f"session {reference} still has status {status.code} "
+                                   f"({status.description}) after {waited:.1f} s")
+            await self._sleep(delay)
+            waited += delay
+            delay = min(delay * 2, max_delay)
 
     async def invoice_page(
         self, reference: str, token: str | None = None, *, failed: bool = False,
@@ -294,11 +322,10 @@ class KsefClient:
         api = self._sessions
         fetch = api.get_session_failed_invoices if failed else api.get_session_invoices
         path = f"/sessions/{reference}/invoices" + ("/failed" if failed else "")
-        answer = await self._authed(
-            "GET", path,
+        answer = await self._get(
+            path,
             lambda access: fetch(reference, page_size=page_size, continuation_token=token,
                                  access_token=access),
-            idempotent=True,
         )
         return InvoicePage(tuple(invoice_result_from(m) for m in answer.invoices),
                            answer.continuation_token or None)
@@ -329,21 +356,19 @@ class KsefClient:
                             lambda page: page.invoices)
 
     async def invoice_status(self, reference: str, invoice_reference: str) -> InvoiceResult:
-        answer = await self._authed(
-            "GET", f"/sessions/{reference}/invoices/{invoice_reference}",
+        answer = await self._get(
+            f"/sessions/{reference}/invoices/{invoice_reference}",
             lambda token: self._sessions.get_session_invoice_status(
                 reference, invoice_reference, access_token=token),
-            idempotent=True,
         )
         return invoice_result_from(answer)
 
     async def session_upo(self, reference: str, upo_reference: str) -> Upo:
         """One page of the session's collective UPO (XML, up to 10,000 invoices)."""
-        content = await self._authed(
-            "GET", f"/sessions/{reference}/upo/{upo_reference}",
+        content = await self._get(
+            f"/sessions/{reference}/upo/{upo_reference}",
             lambda token: self._sessions.get_session_upo(reference, upo_reference,
                                                          access_token=token),
-            idempotent=True,
         )
         if not content:
             raise KsefProtocolError(f"UPO {upo_reference} of session {reference} is empty")
@@ -363,25 +388,22 @@ class KsefClient:
             raise ValueError("give exactly one of ksef_number and invoice_reference")
         if ksef_number is not None:
             number = ksef_number
-            return await self._authed(
-                "GET", f"/sessions/{reference}/invoices/ksef/{number}/upo",
+            return await self._get(
+                f"/sessions/{reference}/invoices/ksef/{number}/upo",
                 lambda token: self._sessions.get_session_invoice_upo_by_ksef(
                     reference, number, access_token=token),
-                idempotent=True,
             )
         inv = required(invoice_reference, "invoice reference")
-        return await self._authed(
-            "GET", f"/sessions/{reference}/invoices/{inv}/upo",
+        return await self._get(
+            f"/sessions/{reference}/invoices/{inv}/upo",
             lambda token: self._sessions.get_session_invoice_upo_by_ref(
                 reference, inv, access_token=token),
-            idempotent=True,
         )
 
     async def invoice_xml(self, ksef_number: str) -> bytes:
         """`GET /invoices/ksef/{n}`: the invoice as KSeF stores it."""
-        answer = await self._authed(
-            "GET", f"/invoices/ksef/{ksef_number}",
+        answer = await self._get(
+            f"/invoices/ksef/{ksef_number}",
             lambda token: self._invoices.get_invoice_bytes(ksef_number, access_token=token),
-            idempotent=True,
         )
         return answer.content
