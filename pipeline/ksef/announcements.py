@@ -12,8 +12,9 @@ published}`. How a list of them becomes outage windows:
    MAINTENANCE_ANNOUNCEMENT message; its end from the latest FAILURE_END message when
    there is one (its `end`, else its `published`), otherwise from the `end` of the
    start message, which may be absent: the window is then open-ended.
-3. The window was announced at the earliest `published` among its messages (its start
-   when no message says when it was published).
+3. The window was announced at the earliest `published` among its messages; a message
+   without `published` counts as out at the moment it reports (start, or end for a
+   FAILURE_END), so operator-entered outages need not say when they were announced.
 
 All legal dates are Polish dates: `polish_date` takes the calendar day in Europe/Warsaw
 (23:30 UTC on a summer day is already the next day in Poland). Times without an offset
@@ -237,13 +238,17 @@ def _latest(messages: list[Message]) -> Message:
     return max(messages, key=lambda m: m.published or never)
 
 
+def _reported_time(message: Message) -> dt.datetime | None:
+    """The moment a message reports: when the outage ended (FAILURE_END) or started."""
+    return message.end if message.type is MessageType.FAILURE_END else message.start
+
+
 def _window(event_id: str, members: list[tuple[Message, dt.datetime | None]]) -> Window:
     messages = [message for message, _ in members]
     openers = [m for m in messages if m.type is not MessageType.FAILURE_END]
     closers = [m for m in messages if m.type is MessageType.FAILURE_END]
     opener = _latest(openers) if openers else None
     closer = _latest(closers) if closers else None
-    announced_candidates = [first for _, first in members if first is not None]
     head = opener or closer
     assert head is not None
     if closer is not None:
@@ -256,7 +261,9 @@ def _window(event_id: str, members: list[tuple[Message, dt.datetime | None]]) ->
     assert start is not None
     if end is not None and end < start:
         start = end  # the end message wins over a start that contradicts it
-    announced = min(announced_candidates) if announced_candidates else start
+    # announced when first published; a message without any publication time counts as
+    # out when the moment it reports happened (its start, or its end for a FAILURE_END)
+    announced = min(first or _reported_time(message) or start for message, first in members)
     return Window(event_id, head.category, start, end, announced)
 
 

@@ -13,7 +13,9 @@ import re
 
 NIP_WEIGHTS = (6, 5, 7, 2, 3, 4, 5, 6, 7)
 KSEF_NUMBER_LENGTH = 35
-_KSEF_NUMBER_RE = re.compile(r"^(\d{10})-(\d{8})-([0-9A-F]{12})-([0-9A-F]{2})$")
+_KSEF_NUMBER_RE = re.compile(r"([0-9]{10})-([0-9]{8})-([0-9A-F]{12})-([0-9A-F]{2})")
+_TEN_DIGITS = re.compile(r"[0-9]{10}")
+_NINE_DIGITS = re.compile(r"[0-9]{9}")
 
 
 def nip_is_valid(nip: str) -> bool:
@@ -26,7 +28,7 @@ def nip_is_valid(nip: str) -> bool:
 
 def nip_with_checksum(first9: str) -> str | None:
     """Complete nine digits to a valid NIP, or None when no check digit exists (mod 11 = 10)."""
-    if len(first9) != 9 or not first9.isdigit():
+    if not _NINE_DIGITS.fullmatch(first9):
         raise ValueError(f"need 9 digits, got {first9!r}")
     check = sum(int(d) * w for d, w in zip(first9, NIP_WEIGHTS, strict=True)) % 11
     return None if check == 10 else first9 + str(check)
@@ -44,7 +46,7 @@ def crc8(data: bytes) -> int:
 
 def ksef_number(seller_nip: str, acquired: dt.date, technical: int) -> str:
     """Build a KSeF number; `technical` is the 48-bit technical part chosen by the issuer."""
-    if not re.fullmatch(r"\d{10}", seller_nip):
+    if not _TEN_DIGITS.fullmatch(seller_nip):
         raise ValueError(f"seller NIP must be 10 digits, got {seller_nip!r}")
     if not 0 <= technical < 1 << 48:
         raise ValueError("technical part must fit in 12 hex digits")
@@ -56,7 +58,7 @@ def ksef_number_problem(number: str) -> str | None:
     """Why `number` is not a valid KSeF number, or None when it is."""
     if len(number) != KSEF_NUMBER_LENGTH:
         return f"length is {len(number)}, a KSeF number has {KSEF_NUMBER_LENGTH} characters"
-    match = _KSEF_NUMBER_RE.match(number)
+    match = _KSEF_NUMBER_RE.fullmatch(number)
     if match is None:
         return "format must be NIP(10 digits)-YYYYMMDD-HEX12-CRC2 with upper-case hex"
     try:
