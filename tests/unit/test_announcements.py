@@ -174,7 +174,8 @@ def test_status_document_shape_is_accepted() -> None:
 
 def test_with_messages_returns_a_new_snapshot() -> None:
     base = history(outage("E", "2025-07-09T09:00:00+02:00"))
-    end = Message.from_json(outage("E", "2025-07-09T09:00:00+02:00", "2025-07-10T10:00:00+02:00")[1])
+    ended = outage("E", "2025-07-09T09:00:00+02:00", "2025-07-10T10:00:00+02:00")
+    end = Message.from_json(ended[1])
     updated = base.with_messages([end])
     assert base.windows[0].end is None
     assert updated.windows[0].end_day == D(2025, 7, 10)

@@ -355,9 +355,8 @@ def test_deadline_as_dict_shape() -> None:
         "mode": "offline24",
         "basis": "offline24: next business day after 2025-07-08",
     }
-    assert run("emergency", D(2025, 7, 8), outage("AW", "2025-07-08T09:00:00+02:00")).as_dict()[
-        "deadline"
-    ] is None
+    pending = run("emergency", D(2025, 7, 8), outage("AW", "2025-07-08T09:00:00+02:00"))
+    assert pending.as_dict()["deadline"] is None and pending.as_dict()["status"] == "open"
 
 
 # --- properties -----------------------------------------------------------------------
