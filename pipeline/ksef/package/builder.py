@@ -29,6 +29,7 @@ from pipeline.ksef.package.writer import (
     DEFAULT_LEVEL,
     ENTRY_NAME_BYTES,
     ArchiveWriter,
+    ZipWriter,
     entry_name,
     open_writer,
 )
@@ -102,6 +103,8 @@ class PackageBuilder:
         name = entry_name(self.count + 1, invoice_hash)
         self.planner.add(len(xml), len(name))
         self._writer.add(name, xml)
+        if isinstance(self._writer, ZipWriter):
+            self.planner.settle(self._writer.committed_bytes)
         entry = InvoiceEntry(
             source.topic, source.partition, source.offset, invoice_hash, len(xml), name
         )

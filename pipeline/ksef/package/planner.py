@@ -104,6 +104,21 @@ class PackPlanner:
         self.count += 1
         self._raw += self._entry(size, name_bytes)
 
+    def settle(self, committed_bytes: int) -> None:
+        """ZIP only: replace the running bound by the exact size of the entries written.
+
+        ZIP entries are compressed one by one, so once written their size is final; a
+        builder that writes as it goes can then fit as many invoices as the real
+        compression allows, while the next invoice is still judged by its worst case.
+        """
+        if self.format is not PackageFormat.ZIP:
+            raise ValueError("only a ZIP's size is final entry by entry")
+        if committed_bytes > self._raw:
+            raise RuntimeError(
+                f"ZIP entries take {committed_bytes} bytes, above their bound {self._raw}"
+            )
+        self._raw = committed_bytes
+
     def _entry(self, size: int, name_bytes: int) -> int:
         if self.format is PackageFormat.ZIP:
             return zip_entry_bound(size, name_bytes)

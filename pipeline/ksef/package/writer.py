@@ -20,7 +20,7 @@ from pipeline.ksef.crypto import Digest, HashingWriter
 from pipeline.ksef.numbers import b64_to_b64url, sha256_b64
 from pipeline.ksef.package.formats import PackageFormat
 
-DEFAULT_LEVEL = 6
+DEFAULT_LEVEL = 3  # ~1.7x the speed of 6 on invoice XML for ~7% larger ZIPs
 MAX_ENTRY_NAME_BYTES = 100  # the ustar name field; also keeps ZIP names short
 MAX_ENTRY_BYTES = (1 << 31) - 1  # entries never need ZIP64 sizes (invoices are <= 3 MB)
 
@@ -131,6 +131,11 @@ class ZipWriter(ArchiveWriter):
     def __init__(self, sink: BinaryIO, *, level: int = DEFAULT_LEVEL) -> None:
         super().__init__(sink, level=level)
         self._central = bytearray()
+
+    @property
+    def committed_bytes(self) -> int:
+        """Exact bytes the entries so far will take in the finished archive (trailer aside)."""
+        return self._out.size + len(self._central)
 
     def _add(self, name: bytes, data: bytes) -> None:
         crc = zlib.crc32(data)

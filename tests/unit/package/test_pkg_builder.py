@@ -262,3 +262,24 @@ def test_memory_stays_flat_while_a_large_package_is_packed(
     assert batch.manifest.package_size > 48_000_000
     assert len(batch.manifest.parts) == 13
     assert peak < 12_000_000, f"peak traced memory {peak} bytes"
+
+
+def test_zip_batches_fill_by_real_compressed_size_without_passing_limits(
+    tmp_path: Path,
+    make_invoices: Callable[..., Invoices],
+    ksef_public_key: rsa.RSAPublicKey,
+) -> None:
+    limits = BatchLimits(max_parts=3, max_part_bytes=30_000)
+    invoices = iter(make_invoices(400, lines=40))
+    builder = PackageBuilder(tmp_path, batch_id="b", limits=limits, fsync=False)
+    raw = 0
+    for source, xml in invoices:
+        if builder.verdict(len(xml)) is not Fit.FITS:
+            break
+        builder.add(source, xml)
+        raw += len(xml)
+    manifest = builder.finish(ksef_public_key).manifest
+    assert raw > 2 * limits.max_archive_bytes  # far more than raw sizes alone would allow
+    assert manifest.package_size <= limits.max_archive_bytes
+    assert len(manifest.parts) <= limits.max_parts
+    assert limits.max_archive_bytes - manifest.package_size < 4_000  # flushed when full

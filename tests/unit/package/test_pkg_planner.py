@@ -118,3 +118,15 @@ def test_bound_holds_for_largest_incompressible_invoices(fmt: PackageFormat) -> 
     actual = writer.finish().size
     assert actual <= planner.bound()
     assert planner.bound() - actual < 20_000  # conservative, not wasteful
+
+
+def test_settling_a_zip_with_its_real_size_makes_room_but_keeps_the_worst_case_next() -> None:
+    planner = PackPlanner(BatchLimits(max_parts=2, max_part_bytes=10_000), PackageFormat.ZIP)
+    planner.add(11_000, 10)
+    assert planner.verdict(11_000, 10) is Fit.FULL  # two raw 11 KB entries exceed 20 KB
+    planner.settle(2_000)  # the first one compressed well
+    assert planner.verdict(11_000, 10) is Fit.FITS
+    with pytest.raises(RuntimeError, match="above their bound"):
+        planner.settle(planner.bound())
+    with pytest.raises(ValueError, match="only a ZIP"):
+        PackPlanner(BatchLimits(), PackageFormat.TAR_GZ).settle(0)
