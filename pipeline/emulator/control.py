@@ -1,0 +1,45 @@
+"""A tiny synchronous client for the emulator's operator endpoints (`/_emulator/...`)."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class ControlError(Exception):
+    pass
+
+
+def admin_base(url: str) -> str:
+    """`http://h:p`, `http://h:p/v2` or `http://h:p/_emulator` -> `http://h:p/_emulator`."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    if not parts.netloc:
+        raise ControlError(f"not an emulator URL: {url!r}")
+    return f"{parts.scheme}://{parts.netloc}/_emulator"
+
+
+def call(url: str, action: str, body: dict[str, Any] | None = None,
+         timeout: float = 10.0) -> Any:
+    """POST (or GET for `info`) an operator action; returns the decoded JSON answer."""
+    target = f"{admin_base(url)}/{action}"
+    data = None if body is None else json.dumps(body).encode("utf-8")
+    method = "GET" if action == "info" else "POST"
+    request = urllib.request.Request(target, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        raise ControlError(f"{target}: HTTP {exc.code}: {detail}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise ControlError(f"{target}: {exc}") from exc
+
+
+def issue_token(url: str, nip: str) -> str:
+    """A KSeF token for `nip` from a running emulator."""
+    answer = call(url, "ksef-tokens", {"nip": nip})
+    return str(answer["token"])

@@ -1,0 +1,151 @@
+"""API errors in KSeF's documented shapes.
+
+400 answers carry KSeF's exception codes (e.g. 21405 input validation, 21173 unknown
+session) in `ExceptionResponse`, or in `BadRequestProblemDetails` when the client sends
+`X-Error-Format: problem-details`; 401/403/410 are always problem details; 429 carries
+`Retry-After`.
+"""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from pipeline.emulator.timefmt import iso, utcnow
+
+PROBLEM_JSON = "application/problem+json"
+
+# KSeF exception codes used by the emulator
+INVALID_CHALLENGE = 21111
+INVOICE_LIMIT = 21155
+PART_SIZE = 21157
+TOO_MANY_PARTS = 21161
+INVOICE_NOT_FOUND = 21164
+CORRECTION_UNAVAILABLE = 21166
+CORRECTION_NOT_ALLOWED = 21167
+SESSION_NOT_FOUND = 21173
+UPO_NOT_FOUND = 21178
+SESSION_STATUS = 21180
+EMPTY_PACKAGE = 21205
+UPLOAD_TIMEOUT = 21208
+NOT_AUTHORIZED = 21301
+NOT_AUTHENTICATED = 21304
+FILE_SIZE = 21402
+FILE_HASH = 21403
+VALIDATION = 21405
+CONTINUATION_TOKEN = 21418
+UNKNOWN_KEY = 21470
+SUBJECT_EXISTS = 30001
+
+DESCRIPTIONS = {
+    INVALID_CHALLENGE: "Nieprawidłowe wyzwanie autoryzacyjne.",
+    INVOICE_LIMIT: "Przekroczono dozwoloną liczbę faktur w sesji.",
+    PART_SIZE: "Nieprawidłowy rozmiar części pakietu.",
+    TOO_MANY_PARTS: "Przekroczono dozwoloną liczbę części pakietu.",
+    INVOICE_NOT_FOUND: "Faktura o podanym identyfikatorze nie istnieje.",
+    CORRECTION_UNAVAILABLE: "Korekta techniczna niedostępna.",
+    CORRECTION_NOT_ALLOWED: "Status faktury nie pozwala na korektę techniczną.",
+    SESSION_NOT_FOUND: "Brak sesji o wskazanym numerze referencyjnym.",
+    UPO_NOT_FOUND: "Nie znaleziono UPO dla podanych kryteriów.",
+    SESSION_STATUS: "Status sesji nie pozwala na wykonanie operacji.",
+    EMPTY_PACKAGE: "Pakiet nie może być pusty.",
+    UPLOAD_TIMEOUT: "Czas oczekiwania na requesty upload lub finish został przekroczony.",
+    NOT_AUTHORIZED: "Brak autoryzacji.",
+    NOT_AUTHENTICATED: "Brak uwierzytelnienia.",
+    FILE_SIZE: "Nieprawidłowy rozmiar pliku.",
+    FILE_HASH: "Nieprawidłowy skrót pliku.",
+    VALIDATION: "Błąd walidacji danych wejściowych.",
+    CONTINUATION_TOKEN: "Przekazany token kontynuacji ma nieprawidłowy format.",
+    UNKNOWN_KEY: "Przesłany identyfikator klucza jest nieznany lub wskazuje na wycofany klucz.",
+    SUBJECT_EXISTS: "Podmiot lub uprawnienie już istnieje.",
+}
+
+_TITLES = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+           410: "Gone", 413: "Payload Too Large", 429: "Too Many Requests",
+           503: "Service Unavailable"}
+
+
+class ApiError(Exception):
+    """An error answer; `code` is KSeF's exception code for 400s."""
+
+    def __init__(self, http_status: int, code: int, details: Sequence[str] = (),
+                 *, detail: str | None = None, reason_code: str | None = None) -> None:
+        self.http_status = http_status
+        self.code = code
+        self.details = list(details)
+        self.detail = detail or (self.details[0] if self.details else _TITLES.get(
+            http_status, "Error"))
+        self.reason_code = reason_code
+        super().__init__(f"{http_status} {code}: {self.detail}")
+
+
+def bad_request(code: int, *details: str) -> ApiError:
+    return ApiError(400, code, details)
+
+
+def unauthorized(detail: str) -> ApiError:
+    return ApiError(401, 0, detail=detail)
+
+
+def forbidden(detail: str, reason_code: str = "missing-permissions") -> ApiError:
+    return ApiError(403, 0, detail=detail, reason_code=reason_code)
+
+
+def trace_id() -> str:
+    return secrets.token_hex(16)
+
+
+def _problem(status: int, detail: str, instance: str, **extra: Any) -> dict[str, Any]:
+    return {"title": _TITLES.get(status, "Error"), "status": status, "instance": instance,
+            "detail": detail, **extra, "timestamp": iso(utcnow()), "traceId": trace_id()}
+
+
+def wants_problem_details(request: web.Request) -> bool:
+    return request.headers.get("X-Error-Format", "").lower() == "problem-details"
+
+
+def render(request: web.Request, error: ApiError) -> web.Response:
+    status = error.http_status
+    if status == 400 and not wants_problem_details(request):
+        body: dict[str, Any] = {"exception": {
+            "exceptionDetailList": [{
+                "exceptionCode": error.code,
+                "exceptionDescription": DESCRIPTIONS.get(error.code, "Błąd."),
+                "details": error.details or None,
+            }],
+            "serviceCode": trace_id(),
+            "serviceCtx": "srvEMU",
+            "serviceName": "ksef-emulator",
+            "timestamp": iso(utcnow()),
+        }}
+        return web.json_response(body, status=400)
+    if status == 400:
+        errors = [{"code": error.code, "description": DESCRIPTIONS.get(error.code, "Błąd."),
+                   "details": error.details or None}]
+        body = _problem(400, "Żądanie jest nieprawidłowe.", request.path, errors=errors)
+    elif status == 403:
+        body = _problem(403, error.detail, request.path,
+                        reasonCode=error.reason_code or "forbidden")
+    else:
+        body = _problem(status, error.detail, request.path)
+    return web.json_response(body, status=status, content_type=PROBLEM_JSON)
+
+
+def too_many_requests(request: web.Request, retry_after: float, message: str) -> web.Response:
+    seconds = max(1, math.ceil(retry_after))
+    headers = {"Retry-After": str(seconds)}
+    if wants_problem_details(request):
+        body: dict[str, Any] = _problem(429, message, request.path)
+        return web.json_response(body, status=429, headers=headers, content_type=PROBLEM_JSON)
+    body = {"status": {"code": 429, "description": "Too Many Requests", "details": [message]}}
+    return web.json_response(body, status=429, headers=headers)
+
+
+def service_unavailable(request: web.Request) -> web.Response:
+    body = _problem(503, "KSeF jest niedostępny (emulowana awaria).", request.path)
+    return web.json_response(body, status=503, content_type=PROBLEM_JSON,
+                             headers={"Retry-After": "5"})

@@ -1,0 +1,57 @@
+"""What wraps every API request: emulated outages and latency, rate limits, error shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from pipeline.emulator.errors import ApiError, render, service_unavailable, too_many_requests
+from pipeline.emulator.request_helpers import client_ip, emulator
+from pipeline.ksef.limits import classify, is_public
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_OUTAGE_PREFIXES = ("/v2/", "/upload/", "/_blob/")
+_WINDOW_NAMES = {1.0: "sekundę", 60.0: "minutę", 3600.0: "godzinę"}
+
+
+def _reset_connection(request: web.Request) -> None:
+    """Drop the connection with a TCP reset, as a host that refuses the API would."""
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+@web.middleware
+async def emulated_ksef(request: web.Request, handler: Handler) -> web.StreamResponse:
+    emu = emulator(request)
+    path = request.path
+    if path.startswith(_OUTAGE_PREFIXES):
+        if emu.faults.down == "503":
+            return service_unavailable(request)
+        if emu.faults.down == "refuse":
+            _reset_connection(request)
+            raise asyncio.CancelledError
+        if emu.faults.latency_ms:
+            await asyncio.sleep(emu.faults.latency_ms / 1000)
+    if path.startswith("/v2/"):
+        category = classify(request.method, path)
+        context = None if is_public(category) else emu.minter.peek_context(
+            request.headers.get("Authorization"))
+        refusal = emu.limiter.check((context, client_ip(request)), category, record=True)
+        if refusal is not None:
+            per = _WINDOW_NAMES.get(refusal.window, f"{refusal.window:g} s")
+            message = (f"Przekroczono limit {refusal.cap} żądań na {per}. Spróbuj ponownie po "
+                       f"{max(1, round(refusal.retry_after + 0.5))} sekundach.")
+            return too_many_requests(request, refusal.retry_after, message)
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return render(request, error)
