@@ -12,19 +12,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from pipeline.ksef.package.formats import PackageFormat
+from topics.records import KafkaRef
 
 _T = TypeVar("_T")
 
 FORM_CODE_FA3: Mapping[str, str] = {"systemCode": "FA (3)", "schemaVersion": "1-0E", "value": "FA"}
 
 
-@dataclass(frozen=True)
-class InvoiceSource:
-    """Where the sealed invoice lives in Kafka."""
-
-    topic: str
-    partition: int
-    offset: int
+InvoiceSource = KafkaRef  # where the sealed invoice lives in Kafka
 
 
 @dataclass(frozen=True)
