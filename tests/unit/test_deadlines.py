@@ -379,12 +379,15 @@ def windows(draw: st.DrawFn, event_id: str) -> Messages:
     published = (start - abs(lead)) if category == "MAINTENANCE" else start + abs(lead)
     if category == "MAINTENANCE":
         return maintenance(
-            event_id, start.isoformat(), end and end.isoformat(), published=published.isoformat()
+            event_id,
+            start.isoformat(),
+            None if end is None else end.isoformat(),
+            published=published.isoformat(),
         )
     return outage(
         event_id,
         start.isoformat(),
-        end and end.isoformat(),
+        None if end is None else end.isoformat(),
         published=published.isoformat(),
         category=category,
     )
