@@ -102,7 +102,11 @@ class PackageBuilder:
             )
         name = entry_name(self.count + 1, invoice_hash)
         self.planner.add(len(xml), len(name))
-        self._writer.add(name, xml)
+        try:
+            self._writer.add(name, xml)
+        except BaseException:  # e.g. disk full: the archive is torn, the batch is lost
+            self.abort()
+            raise
         if isinstance(self._writer, ZipWriter):
             self.planner.settle(self._writer.committed_bytes)
         entry = InvoiceEntry(
@@ -124,10 +128,10 @@ class PackageBuilder:
         as the parts are written. With `keep_package=False` the plaintext archive is deleted
         once the parts exist (the spool then holds only what KSeF alone can decrypt).
         """
-        if not self._entries:
-            raise ValueError(f"batch {self.batch_id} is empty: KSeF needs at least one invoice")
         if self._closed:
             raise RuntimeError(f"batch {self.batch_id} is already finished")
+        if not self._entries:
+            raise ValueError(f"batch {self.batch_id} is empty: KSeF needs at least one invoice")
         self._closed = True
         try:
             digest = self._writer.finish()

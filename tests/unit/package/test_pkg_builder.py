@@ -231,6 +231,23 @@ def test_an_aborted_or_empty_batch_leaves_nothing_in_the_spool(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_failed_write_aborts_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ksef_public_key: rsa.RSAPublicKey
+) -> None:
+    builder = PackageBuilder(tmp_path, batch_id="b", fsync=False)
+    builder.add(InvoiceSource("t", 0, 1), b"<a/>")
+
+    def disk_full(name: bytes, data: bytes) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(builder._writer, "_add", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        builder.add(InvoiceSource("t", 0, 2), b"<b/>")
+    with pytest.raises(RuntimeError, match="already finished"):
+        builder.finish(ksef_public_key)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_plaintext_package_can_be_dropped_once_parts_exist(
     tmp_path: Path,
     make_invoices: Callable[..., Invoices],
