@@ -7,7 +7,9 @@ those are reported, not touched).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
@@ -57,6 +59,16 @@ def _drift(spec: TopicSpec, settings: CatalogSettings, partitions: int,
     return found
 
 
+def _await_visible(admin: AdminClient, names: set[str]) -> Any:
+    """Metadata once every created topic is visible (creation returns before propagation)."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while True:
+        metadata = admin.list_topics(timeout=TIMEOUT_S)
+        if names <= set(metadata.topics) or time.monotonic() > deadline:
+            return metadata
+        time.sleep(0.1)
+
+
 def reconcile(admin: AdminClient, settings: CatalogSettings, *, create: bool,
               fix: bool = False) -> list[TopicReport]:
     """Compare (and optionally create/fix) every catalog topic; one report per topic."""
@@ -77,7 +89,7 @@ def reconcile(admin: AdminClient, settings: CatalogSettings, *, create: bool,
             except KafkaException as exc:  # created concurrently by another worker: fine
                 if "TOPIC_ALREADY_EXISTS" not in str(exc):
                     raise
-        metadata = admin.list_topics(timeout=TIMEOUT_S)
+        metadata = _await_visible(admin, created)
     present = [names[s.name] for s in CATALOG if names[s.name] in metadata.topics]
     configs = _describe_configs(admin, present)
     reports = []

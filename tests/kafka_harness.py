@@ -67,7 +67,7 @@ class KafkaSandbox:
 
     def producer(self, **conf: Any) -> Producer:
         return Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
-                         "message.max.bytes": 6 * 1024 * 1024, **conf})
+                         "message.max.bytes": 10 * 1024 * 1024, **conf})
 
     def produce(self, spec: TopicSpec, items: list[tuple[bytes, bytes]],
                 headers: Mapping[str, str] | None = None) -> None:

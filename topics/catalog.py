@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from topics import records
 
 DAY_MS = 24 * 3600 * 1000
-INVOICE_MESSAGE_BYTES = 5 * 1024 * 1024  # 3 MB invoice with attachments, base64 + metadata
+INVOICE_MESSAGE_BYTES = 8 * 1024 * 1024  # junk up to 8 MiB gets a reasoned rejection
 DEFAULT_MESSAGE_BYTES = 1024 * 1024
 
 
@@ -74,6 +74,12 @@ VALIDATED = TopicSpec(
     description="invoice that passed every pre-check, with routing metadata",
     retention_days=3, max_message_bytes=INVOICE_MESSAGE_BYTES, plaintext=True,
 )
+CHECKED = TopicSpec(
+    "ksef.invoices.checked", records.ValidatedInvoice,
+    key="seller NIP|RodzajFaktury|P_2 (KSeF uniqueness key)",
+    description="internal: checked invoice repartitioned by its uniqueness key for dedupe",
+    retention_days=3, max_message_bytes=INVOICE_MESSAGE_BYTES, plaintext=True,
+)
 SEALED = TopicSpec(
     "ksef.invoices.sealed", records.SealedInvoice, key="seller NIP",
     description="invoice encrypted at rest (AES-256-GCM), issuing mode, QR links",
@@ -123,7 +129,7 @@ ALERTS = TopicSpec(
 )
 
 CATALOG: tuple[TopicSpec, ...] = (
-    SUBMITTED, VALIDATED, SEALED, REJECTED, PACKED, SESSIONS, OUTCOMES, UPO,
+    SUBMITTED, CHECKED, VALIDATED, SEALED, REJECTED, PACKED, SESSIONS, OUTCOMES, UPO,
     ANNOUNCEMENTS, MODE, DEADLINES, ALERTS,
 )
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in CATALOG}

@@ -4,4 +4,7 @@ Stages never import each other; they meet only through catalog topics. A worker 
 any subset (`ksef-pipeline worker --stages validate,seal`), so stages scale apart.
 """
 
-STAGES: dict[str, str] = {}
+STAGES: dict[str, str] = {
+    "validate": "pipeline.stages.validate",
+    "seal": "pipeline.stages.seal",
+}

@@ -1,0 +1,54 @@
+"""`ksef-pipeline ingest PATH...`: send invoice XML files into the pipeline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, help="XML files or directories of .xml")
+    parser.add_argument("--source", help="ksef-source header (which billing system)")
+    parser.add_argument("--seller-nip", help="ksef-seller-nip header for every invoice")
+    parser.add_argument("--id", choices=["stem", "path"], default="stem",
+                        help="invoice id: file name without .xml (default) or relative path")
+    parser.add_argument("--bootstrap", help="bootstrap servers (default KAFKA_BOOTSTRAP_SERVERS)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from pipeline.ingest import IngestError, InvoiceProducer, invoice_files
+    from pipeline.progress import Progress
+    from pipeline.settings import KafkaSettings
+
+    try:
+        files = list(invoice_files(args.paths))
+    except FileNotFoundError as exc:
+        print(f"ksef-pipeline ingest: {exc}", file=sys.stderr)
+        return 2
+    kafka = KafkaSettings.from_env()
+    if args.bootstrap:
+        kafka = replace(kafka, bootstrap_servers=args.bootstrap)
+    producer = InvoiceProducer(kafka)
+    bar = Progress(len(files), "ingest")
+    started = time.monotonic()
+    for path in files:
+        invoice_id = path.stem if args.id == "stem" else str(path).removesuffix(".xml")
+        producer.send(invoice_id, path.read_bytes(), seller_nip=args.seller_nip,
+                      source=args.source)
+        bar.advance()
+    try:
+        delivered = producer.flush()
+    except IngestError as exc:
+        bar.close()
+        print(f"ksef-pipeline ingest: {exc}", file=sys.stderr)
+        return 1
+    bar.close()
+    seconds = time.monotonic() - started
+    rate = delivered / seconds if seconds > 0 else 0.0
+    print(f"ingested {delivered} invoices in {seconds:.2f} s ({rate:,.0f} invoices/s) "
+          f"to {producer.topic}")
+    return 0

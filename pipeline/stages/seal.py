@@ -1,0 +1,69 @@
+"""seal stage: `ksef.invoices.validated` -> `ksef.invoices.sealed` (keyed by seller NIP).
+
+From here on no topic carries invoice plaintext: the invoice is AES-256-GCM encrypted
+under the keyring's active key. The issuing mode comes from the announcements known to
+this worker (`mode_history`, fed by the mode-state stream) and the initial deadline from
+the rules core.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from pipeline import logs
+from pipeline.app import app, topic, worker_settings
+from pipeline.clock import iso
+from pipeline.ksef.announcements import AnnouncementHistory
+from pipeline.ksef.keyring import load_keyring
+from pipeline.stages.sealing import SealConfig, seal_invoice
+from topics.catalog import REJECTED, SEALED, VALIDATED
+from topics.codec import decode, encode
+from topics.records import Rejection, SealedInvoice, ValidatedInvoice
+
+log = logs.get(__name__)
+BATCH = 256
+
+validated_topic = topic(VALIDATED)
+sealed_topic = topic(SEALED)
+rejected_topic = topic(REJECTED)
+
+config = SealConfig.from_env(load_keyring(Path(worker_settings.data_dir).parent / "keyring.json"))
+
+
+class ModeView:
+    """What this worker knows of KSeF's state; the mode-state stream keeps it current."""
+
+    history: AnnouncementHistory = AnnouncementHistory()
+    ksef_reachable: bool = True
+
+
+def _seal_batch(raw: Sequence[tuple[bytes | None, bytes]]) -> list[SealedInvoice | Rejection]:
+    out: list[SealedInvoice | Rejection] = []
+    for key, value in raw:
+        try:
+            inv = decode(ValidatedInvoice, value)
+            out.append(seal_invoice(inv, config, ModeView.history,
+                                    ksef_reachable=ModeView.ksef_reachable))
+        except Exception as exc:  # one bad record never stops the stage
+            invoice_id = key.decode("utf-8", "replace") if key else "unknown"
+            out.append(Rejection(invoice_id=invoice_id, stage="seal", code=500,
+                                 reason="unknown", rejected_at=iso(),
+                                 message=f"seal stage failed: {type(exc).__name__}"))
+    return out
+
+
+@app.agent(validated_topic, name="seal")
+async def seal(stream: faust.StreamT[Any]) -> None:
+    async for events in stream.take_events(BATCH, within=0.05):
+        raw = [(e.message.key, e.message.value) for e in events]
+        for result in await asyncio.to_thread(_seal_batch, raw):
+            if isinstance(result, Rejection):
+                log.error("seal failed", invoice_id=result.invoice_id, message=result.message)
+                await rejected_topic.send(key=result.invoice_id.encode(), value=encode(result))
+            else:
+                await sealed_topic.send(key=result.seller_nip.encode(), value=encode(result))

@@ -1,0 +1,103 @@
+"""The seal stage's work as plain functions: encrypt at rest, assign the issuing mode
+and initial deadline, and build the QR links a billing system prints on an offline invoice.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from pipeline.clock import iso, now_utc
+from pipeline.ksef.announcements import AnnouncementHistory
+from pipeline.ksef.deadlines import compute_deadline
+from pipeline.ksef.keyring import Keyring
+from pipeline.ksef.modes import mode_for_new_invoice
+from pipeline.ksef.qr import (
+    QrEnvironment,
+    SigningKey,
+    certificate_link,
+    certificate_serial,
+    check_signing_key,
+    invoice_link,
+)
+from topics.records import SealedInvoice, ValidatedInvoice
+
+
+@dataclass(frozen=True)
+class OfflineCertificate:
+    """A seller's KSeF offline certificate (KOD II signer); the key never leaves memory."""
+
+    serial_hex: str
+    key: SigningKey
+
+    def __repr__(self) -> str:
+        return f"OfflineCertificate(serial={self.serial_hex})"
+
+
+def load_offline_certificates(directory: str | None) -> dict[str, OfflineCertificate]:
+    """`{NIP}.crt` + `{NIP}.key` (PEM) per seller from KSEF_OFFLINE_CERT_DIR."""
+    if not directory:
+        return {}
+    found: dict[str, OfflineCertificate] = {}
+    for crt in sorted(Path(directory).glob("*.crt")):
+        key_path = crt.with_suffix(".key")
+        if not key_path.exists():
+            raise FileNotFoundError(f"offline certificate {crt} has no private key {key_path}")
+        cert = x509.load_pem_x509_certificate(crt.read_bytes())
+        key = check_signing_key(serialization.load_pem_private_key(key_path.read_bytes(), None))
+        found[crt.stem] = OfflineCertificate(certificate_serial(cert), key)
+    return found
+
+
+@dataclass(frozen=True)
+class SealConfig:
+    keyring: Keyring
+    qr_environment: QrEnvironment
+    certificates: dict[str, OfflineCertificate]
+
+    @classmethod
+    def from_env(cls, keyring: Keyring) -> SealConfig:
+        return cls(
+            keyring=keyring,
+            qr_environment=QrEnvironment.parse(os.environ.get("KSEF_QR_ENV", "test")),
+            certificates=load_offline_certificates(os.environ.get("KSEF_OFFLINE_CERT_DIR")),
+        )
+
+
+def seal_invoice(inv: ValidatedInvoice, config: SealConfig, history: AnnouncementHistory,
+                 *, ksef_reachable: bool = True, now: dt.datetime | None = None
+                 ) -> SealedInvoice:
+    """Encrypt the exact invoice bytes and stamp mode, deadline and QR links."""
+    moment = now or now_utc()
+    xml = base64.b64decode(inv.xml_b64)
+    sealed = config.keyring.seal(xml, associated=inv.invoice_id.encode())
+    issued = dt.date.fromisoformat(inv.issue_date)
+    mode = mode_for_new_invoice(issued, moment, history, ksef_reachable)
+    deadline = compute_deadline(issued, mode, history)
+    kod1 = invoice_link(config.qr_environment, inv.seller_nip, issued, inv.sha256).url
+    kod2 = None
+    cert = config.certificates.get(inv.seller_nip)
+    if cert is not None and mode.is_offline:
+        kod2 = certificate_link(
+            config.qr_environment, context_type="Nip", context_value=inv.seller_nip,
+            seller_nip=inv.seller_nip, certificate_serial_hex=cert.serial_hex,
+            invoice_hash_value=inv.sha256, key=cert.key,
+        ).url
+    return SealedInvoice(
+        invoice_id=inv.invoice_id, seller_nip=inv.seller_nip,
+        invoice_number=inv.invoice_number, issue_date=inv.issue_date, kind=inv.kind,
+        size=inv.size, sha256=inv.sha256, has_attachments=inv.has_attachments,
+        mode=mode.value, key_id=sealed.key_id,
+        nonce_b64=base64.b64encode(sealed.nonce).decode("ascii"),
+        ciphertext_b64=base64.b64encode(sealed.ciphertext).decode("ascii"),
+        qr_code_1=kod1, received_at=inv.received_at, sealed_at=iso(moment), origin=inv.origin,
+        deadline=None if deadline.due is None else deadline.due.isoformat(),
+        deadline_status=deadline.status.value, qr_code_2=kod2, buyer_nip=inv.buyer_nip,
+        source=inv.source, technical_correction_of=inv.technical_correction_of,
+    )

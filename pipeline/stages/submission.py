@@ -1,0 +1,170 @@
+"""The validate stage's decisions as plain functions (no Faust), so they are unit-tested
+and benchmarked directly: one submitted record -> a validated invoice or a rejection.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from pipeline.clock import iso
+from pipeline.ksef.fa3 import REASONS, Finding, InvoiceChecker
+from topics.records import KafkaRef, Rejection, ValidatedInvoice
+
+STAGE = "validate"
+HEADER_SELLER = "ksef-seller-nip"
+HEADER_SOURCE = "ksef-source"
+HEADER_ATTACHMENTS = "ksef-attachments"
+HEADER_CORRECTION = "ksef-technical-correction-of"
+
+# Reasons this stage adds to the FA(3) vocabulary (code, description).
+STAGE_REASONS: dict[str, tuple[int, str]] = {
+    "missing-invoice-id": (430, "the Kafka record has no key (invoice id) or it is not UTF-8"),
+    "bad-header": (430, "a ksef-* header is malformed (e.g. seller NIP not 10 digits)"),
+    "seller-mismatch": (450, "ksef-seller-nip header differs from Podmiot1/NIP in the XML"),
+}
+ALL_REASONS: dict[str, tuple[int, str]] = {**REASONS, **STAGE_REASONS}
+
+
+@dataclass(frozen=True)
+class AttachmentPolicy:
+    """Which seller contexts have attachments enabled in KSeF (KSEF_ATTACHMENT_SELLERS)."""
+
+    sellers: frozenset[str] = frozenset()
+    everyone: bool = False
+
+    @classmethod
+    def from_env(cls) -> AttachmentPolicy:
+        raw = os.environ.get("KSEF_ATTACHMENT_SELLERS", "").strip()
+        if raw == "*":
+            return cls(everyone=True)
+        return cls(frozenset(n.strip() for n in raw.split(",") if n.strip()))
+
+    def allows(self, seller_nip: str | None) -> bool:
+        return self.everyone or (seller_nip is not None and seller_nip in self.sellers)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """One record of `ksef.invoices.submitted` as the consumer saw it."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: Mapping[str, bytes]
+    origin: KafkaRef
+    received_at: str
+
+    def invoice_id(self) -> str | None:
+        if not self.key:
+            return None
+        try:
+            return self.key.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def header(self, name: str) -> str | None:
+        raw = self.headers.get(name)
+        if raw is None:
+            return None
+        return raw.decode("utf-8", errors="replace").strip()
+
+
+def reject(sub: Submission, reason: str, message: str, *, invoice_id: str | None = None,
+           details: dict[str, object] | None = None, seller_nip: str | None = None,
+           invoice_number: str | None = None, sha256: str | None = None) -> Rejection:
+    ref = sub.origin
+    fallback_id = f"no-id:{ref.topic}/{ref.partition}/{ref.offset}"
+    return Rejection(
+        invoice_id=invoice_id or sub.invoice_id() or fallback_id,
+        stage=STAGE, code=ALL_REASONS[reason][0], reason=reason, message=message,
+        rejected_at=iso(), details=dict(details or {}), seller_nip=seller_nip,
+        invoice_number=invoice_number, sha256=sha256, received_at=sub.received_at, origin=ref,
+    )
+
+
+def check_submission(sub: Submission, checker: InvoiceChecker, today: dt.date,
+                     policy: AttachmentPolicy) -> ValidatedInvoice | Rejection:
+    """Every stateless check KSeF would apply, plus the input contract's own rules."""
+    invoice_id = sub.invoice_id()
+    if invoice_id is None:
+        return reject(sub, "missing-invoice-id",
+                      "record key must be the invoice id as UTF-8 text; it is "
+                      + ("missing" if not sub.key else "not valid UTF-8"))
+    data = sub.value or b""
+    header_nip = sub.header(HEADER_SELLER)
+    if header_nip is not None and not (len(header_nip) == 10 and header_nip.isdigit()):
+        return reject(sub, "bad-header", f"{HEADER_SELLER} must be 10 digits, got "
+                      f"{len(header_nip)} characters", details={"header": HEADER_SELLER})
+    # Attachments depend on the seller's context, known only after parsing: check with
+    # attachments allowed, then apply the context's policy (the checker's last rule too).
+    result = checker.check(data, today=today, attachments_allowed=True)
+    facts = result.facts
+    seller = header_nip or facts.seller_nip
+    finding = result.finding
+    if finding is None and facts.has_attachments and not policy.allows(seller):
+        finding = Finding(ALL_REASONS["attachments-not-allowed"][0], "attachments-not-allowed",
+                          f"the invoice carries an attachment (Zalacznik) but attachments are "
+                          f"not enabled for seller {seller} (KSEF_ATTACHMENT_SELLERS)",
+                          path="/Faktura/Zalacznik")
+    if finding is not None:
+        details: dict[str, object] = {}
+        if finding.line is not None:
+            details["line"] = finding.line
+        if finding.path is not None:
+            details["path"] = finding.path
+        rej = reject(sub, finding.reason, finding.message, details=details, seller_nip=seller,
+                     invoice_number=facts.invoice_number, sha256=facts.sha256_b64 or None)
+        return replace(rej, code=finding.code)
+    if header_nip is not None and facts.seller_nip is not None and header_nip != facts.seller_nip:
+        return reject(sub, "seller-mismatch",
+                      f"{HEADER_SELLER} header {header_nip} differs from Podmiot1 NIP "
+                      f"{facts.seller_nip}", seller_nip=header_nip,
+                      invoice_number=facts.invoice_number, sha256=facts.sha256_b64,
+                      details={"path": "/Faktura/Podmiot1/DaneIdentyfikacyjne/NIP"})
+    assert seller is not None and facts.invoice_number is not None
+    assert facts.issue_date is not None and facts.kind is not None
+    return ValidatedInvoice(
+        invoice_id=invoice_id, seller_nip=seller, invoice_number=facts.invoice_number,
+        issue_date=facts.issue_date.isoformat(), kind=facts.kind, size=facts.size,
+        sha256=facts.sha256_b64, has_attachments=facts.has_attachments,
+        received_at=sub.received_at, validated_at=iso(), origin=sub.origin,
+        xml_b64=base64.b64encode(data).decode("ascii"), buyer_nip=facts.buyer_nip,
+        source=sub.header(HEADER_SOURCE),
+        technical_correction_of=sub.header(HEADER_CORRECTION) or None,
+    )
+
+
+def duplicate_key(inv: ValidatedInvoice) -> str:
+    """KSeF's uniqueness key: seller NIP, RodzajFaktury, P_2."""
+    return f"{inv.seller_nip}|{inv.kind}|{inv.invoice_number}"
+
+
+def dedupe(inv: ValidatedInvoice, seen: str | None) -> tuple[str | None, Rejection | None]:
+    """Given what the table holds for the invoice's key, the value to store and a rejection.
+
+    The stored value is "invoice_id sha256". The same id with the same bytes is a replay
+    (passes again, idempotent downstream); anything else under the same key is a duplicate.
+    """
+    mine = f"{inv.invoice_id} {inv.sha256}"
+    if seen is None:
+        return mine, None
+    if seen == mine:
+        return None, None
+    original_id, _, original_hash = seen.partition(" ")
+    if original_id == inv.invoice_id:
+        why = "was already submitted with different content under the same invoice id"
+    else:
+        why = f"was already submitted as invoice id {original_id}"
+    message = (f"invoice {inv.invoice_number} ({inv.kind}) of seller {inv.seller_nip} {why}; "
+               "KSeF keeps (seller NIP, RodzajFaktury, P_2) unique for 10 years")
+    rej = Rejection(
+        invoice_id=inv.invoice_id, stage=STAGE, code=ALL_REASONS["duplicate"][0],
+        reason="duplicate", message=message, rejected_at=iso(),
+        details={"original_invoice_id": original_id, "original_sha256": original_hash},
+        seller_nip=inv.seller_nip, invoice_number=inv.invoice_number, sha256=inv.sha256,
+        received_at=inv.received_at, origin=inv.origin,
+    )
+    return None, rej

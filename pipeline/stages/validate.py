@@ -1,0 +1,112 @@
+"""validate stage: `ksef.invoices.submitted` -> `.validated` | `.rejected`.
+
+Two agents. `check` runs every stateless KSeF pre-check (CPU-bound lxml work batched
+onto a worker thread so the event loop keeps heartbeating) and repartitions passing
+invoices by their KSeF uniqueness key onto `ksef.invoices.checked`. `dedupe` owns the
+partition of that key in a changelog-backed table, so duplicates are caught across all
+input partitions and across restarts. Any failure of one record becomes a rejection;
+the agent itself never dies on input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from typing import Any
+
+import faust
+import orjson
+
+from pipeline import logs
+from pipeline.app import app, topic
+from pipeline.clock import from_timestamp, iso, polish_today
+from pipeline.ksef.fa3 import InvoiceChecker
+from pipeline.stages.submission import (
+    AttachmentPolicy,
+    Submission,
+    check_submission,
+    dedupe,
+    duplicate_key,
+    reject,
+)
+from topics.catalog import CHECKED, REJECTED, SUBMITTED, VALIDATED
+from topics.codec import decode, encode
+from topics.records import KafkaRef, Rejection, ValidatedInvoice
+
+log = logs.get(__name__)
+BATCH = 256
+
+submitted_topic = topic(SUBMITTED)
+checked_topic = topic(CHECKED)
+validated_topic = topic(VALIDATED)
+rejected_topic = topic(REJECTED)
+
+checker = InvoiceChecker()
+policy = AttachmentPolicy.from_env()
+seen_keys = app.Table("ksef-dedupe", key_type=bytes, value_type=bytes,
+                      partitions=checked_topic.partitions)
+
+
+def _submission(event: faust.EventT[Any, Any]) -> Submission:
+    msg = event.message
+    headers = {k: bytes(v) for k, v in (msg.headers or [])} if msg.headers else {}
+    return Submission(
+        key=msg.key, value=msg.value, headers=headers,
+        origin=KafkaRef(msg.topic, msg.partition, msg.offset),
+        received_at=iso(from_timestamp(msg.timestamp)),
+    )
+
+
+def _check_batch(subs: Sequence[Submission]) -> list[ValidatedInvoice | Rejection]:
+    today = polish_today()
+    out: list[ValidatedInvoice | Rejection] = []
+    for sub in subs:
+        try:
+            out.append(check_submission(sub, checker, today, policy))
+        except Exception as exc:  # never lose a record to a bug
+            out.append(reject(sub, "unknown", f"validate stage failed: {type(exc).__name__}"))
+    return out
+
+
+async def _emit_rejection(rej: Rejection) -> None:
+    log.info("rejected", invoice_id=rej.invoice_id, reason=rej.reason, code=rej.code)
+    await rejected_topic.send(key=rej.invoice_id.encode(), value=encode(rej))
+
+
+@app.agent(submitted_topic, name="validate-check")
+async def check(stream: faust.StreamT[Any]) -> None:
+    checker.warm_up()
+    async for events in stream.take_events(BATCH, within=0.05):
+        results = await asyncio.to_thread(_check_batch, [_submission(e) for e in events])
+        for result in results:
+            if isinstance(result, Rejection):
+                await _emit_rejection(result)
+            else:
+                await checked_topic.send(key=duplicate_key(result).encode(),
+                                         value=encode(result))
+
+
+@app.agent(checked_topic, name="validate-dedupe")
+async def dedupe_agent(stream: faust.StreamT[Any]) -> None:
+    async for event in stream.events():
+        try:
+            inv = decode(ValidatedInvoice, event.value)
+            key = duplicate_key(inv).encode()
+            seen = seen_keys.get(key)
+            store, rej = dedupe(inv, seen.decode() if seen is not None else None)
+        except Exception as exc:  # only our own stage writes here; still, lose nothing
+            log.error("dedupe failed", error=type(exc).__name__, offset=event.message.offset)
+            invoice_id = "unknown"
+            with contextlib.suppress(Exception):
+                invoice_id = orjson.loads(event.value)["invoice_id"]
+            await _emit_rejection(Rejection(
+                invoice_id=invoice_id, stage="validate", code=500, reason="unknown",
+                message=f"duplicate check failed: {type(exc).__name__}", rejected_at=iso()))
+            continue
+        if rej is not None:
+            await _emit_rejection(rej)
+            continue
+        if store is not None:
+            seen_keys[key] = store.encode()
+        await validated_topic.send(key=inv.invoice_id.encode(), value=event.value)

@@ -1,0 +1,91 @@
+"""validate + seal on the real broker: every input comes out once, valid ones sealed
+without plaintext, invalid ones rejected with the right reason, across a worker restart."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import signal
+from collections import Counter
+from pathlib import Path
+
+import orjson
+
+from pipeline.clock import polish_today
+from pipeline.ksef.fa3.samples import bad_invoices, make_invoice, seller_nips
+from pipeline.ksef.keyring import Keyring
+from pipeline.ksef.numbers import sha256_b64
+from tests.kafka_harness import KafkaSandbox, start_worker
+from topics.catalog import REJECTED, SEALED, SUBMITTED
+from topics.codec import decode
+from topics.records import Rejection, SealedInvoice
+
+
+def _corpus(count: int, today: dt.date) -> list[tuple[str, bytes]]:
+    sellers = seller_nips(3, seed=11)
+    profiles = ["small", "typical", "typical", "large"]
+    return [
+        (f"ok-{i}", make_invoice(seller_nip=sellers[i % 3], number=f"FV/{i}/2026",
+                                 issue_date=today - dt.timedelta(days=i % 3),
+                                 profile=profiles[i % 4], seed=i))
+        for i in range(count)
+    ]
+
+
+def _no_plaintext_run(plain: bytes, record: bytes, run: int = 16) -> bool:
+    runs = {plain[i:i + run] for i in range(0, len(plain) - run + 1)}
+    return not any(record[j:j + run] in runs for j in range(0, len(record) - run + 1))
+
+
+def test_mixed_corpus_every_input_accounted_for(sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    today = polish_today()
+    good = _corpus(120, today)
+    bad = [(f"bad-{i}-{reason}", data) for i, (reason, data) in enumerate(bad_invoices(today))]
+    duplicate_of = good[5][1]
+    bad.append(("bad-dup-of-ok-5", duplicate_of))  # same triple, other id -> duplicate
+    keyring_file = tmp_path / "keyring.json"
+    keyring_file.write_bytes(orjson.dumps({"active": "k1", "keys": {
+        "k1": base64.b64encode(b"\x01" * 32).decode()}}))
+    env = {"KSEF_KEYRING_FILE": str(keyring_file)}
+
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
+    try:
+        sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good[:60] + bad[:-1]])
+        # Restart mid-stream: stop after the first outputs arrive, then send the rest.
+        first = sandbox.consume(SEALED, 10, timeout_s=120)
+        assert len(first) == 10, worker.log()[-3000:]
+        assert worker.stop(signal.SIGTERM) == 0, worker.log()[-3000:]
+        sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good[60:]])
+        sandbox.produce(SUBMITTED, [(good[7][0].encode(), good[7][1])])  # exact replay
+        worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
+        sandbox.produce(SUBMITTED, [(bad[-1][0].encode(), bad[-1][1])])
+        sealed_msgs = sandbox.consume(SEALED, len(good) + 1, timeout_s=180)
+        rejected_msgs = sandbox.consume(REJECTED, len(bad), timeout_s=120)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    sealed = [decode(SealedInvoice, m.value()) for m in sealed_msgs]
+    rejected = [decode(Rejection, m.value()) for m in rejected_msgs]
+    ids = Counter(s.invoice_id for s in sealed)
+    # every valid invoice sealed exactly once, plus the one exact replay (same id + bytes)
+    assert set(ids) == {k for k, _ in good}
+    assert [k for k, n in ids.items() if n > 1] == [good[7][0]]
+    assert Counter(r.invoice_id for r in rejected) == Counter(k for k, _ in bad)
+    expected = {k: k.split("-", 2)[2] if not k.startswith("bad-dup") else "duplicate"
+                for k, _ in bad}
+    assert {r.invoice_id: r.reason for r in rejected} == expected
+    dup = next(r for r in rejected if r.reason == "duplicate")
+    assert dup.code == 440 and dup.details["original_invoice_id"] == good[5][0]
+    assert all(r.message and r.code in (415, 430, 440, 450) for r in rejected)
+
+    keyring = Keyring({"k1": b"\x01" * 32}, "k1")
+    by_id = dict(good)
+    for msg, rec in zip(sealed_msgs, sealed, strict=True):
+        plain = by_id[rec.invoice_id]
+        assert msg.key() == rec.seller_nip.encode()
+        assert rec.sha256 == sha256_b64(plain)
+        assert keyring.open_invoice(rec.key_id, rec.nonce_b64, rec.ciphertext_b64,
+                                    rec.invoice_id) == plain
+        assert rec.mode in ("online", "offline24")
+        assert rec.qr_code_1.startswith("https://qr-test.ksef.mf.gov.pl/invoice/")
+        assert _no_plaintext_run(plain, msg.value()), rec.invoice_id
