@@ -68,6 +68,7 @@ def _mode(base: dict[str, Any], issue_date: dt.date | None) -> str:
 def decide(candidates: list[Candidate], *, store: Store, faults: Faults, channel: int,
            now: dt.datetime) -> list[Outcome]:
     outcomes: list[Outcome] = []
+    sequence = store.next_sequence("ksef-number", len(candidates))  # gaps are harmless
     accepted_here: dict[tuple[str, str, str], dict[str, Any]] = {}
     for cand in candidates:
         row = dict(cand.base)
@@ -99,23 +100,17 @@ def decide(candidates: list[Candidate], *, store: Store, faults: Faults, channel
             else:
                 dup_key = key
                 accepted_here[key] = row
+                _accept(row, channel, sequence, now)
+                sequence += 1
         row.update(status_code=code, status_description=invoice_status_description(code),
                    status_details=json.dumps([message]) if message else None,
                    extensions=json.dumps(extensions) if extensions else None)
         outcomes.append(Outcome(row, cand.data if code == OK else None, dup_key))
-    _assign_numbers([o for o in outcomes if o.row["status_code"] == OK], store, channel, now)
     return outcomes
 
 
-def _assign_numbers(accepted: list[Outcome], store: Store, channel: int,
-                    now: dt.datetime) -> None:
-    if not accepted:
-        return
-    first = store.next_sequence("ksef-number", len(accepted))
-    stored = now + dt.timedelta(milliseconds=1)
-    for offset, out in enumerate(accepted):
-        row = out.row
-        day = polish_day(parse(row["invoicing_date"]))
-        row["ksef_number"] = new_ksef_number(row["seller_nip"], day, channel, first + offset)
-        row["acquisition_date"] = iso(now)
-        row["storage_date"] = iso(stored)
+def _accept(row: dict[str, Any], channel: int, sequence: int, now: dt.datetime) -> None:
+    day = polish_day(parse(row["invoicing_date"]))
+    row["ksef_number"] = new_ksef_number(row["seller_nip"], day, channel, sequence)
+    row["acquisition_date"] = iso(now)
+    row["storage_date"] = iso(now + dt.timedelta(milliseconds=1))

@@ -31,6 +31,15 @@ class HttpFailure(AssertionError):
         self.headers = headers
 
 
+@dataclass(frozen=True)
+class Exchange:
+    method: str
+    path: str
+    status: int
+    content_type: str
+    body: Any
+
+
 @dataclass
 class Online:
     reference: str
@@ -63,6 +72,7 @@ class KsefTestClient:
         self.api = self.base + "/v2"
         self.http = http
         self._certs: list[dict[str, Any]] | None = None
+        self.exchanges: list[Exchange] = []  # every API answer, for contract checks
 
     async def call(self, method: str, path: str, *, token: str | None = None,
                    json: Any = None, headers: dict[str, str] | None = None,
@@ -75,6 +85,7 @@ class KsefTestClient:
             text = await resp.text()
             ctype = resp.headers.get("Content-Type", "")
             body: Any = await resp.json(content_type=None) if "json" in ctype and text else text
+            self.exchanges.append(Exchange(method, resp.url.path, resp.status, ctype, body))
             wanted = expect if isinstance(expect, tuple) else (expect,)
             if resp.status not in wanted:
                 raise HttpFailure(resp.status, body, resp.headers)

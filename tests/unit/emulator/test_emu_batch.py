@@ -1,0 +1,163 @@
+"""Batch sessions: parts, archives, package-level failures and per-invoice results."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import os
+
+import pytest
+
+from pipeline.emulator import RunningEmulator
+from pipeline.emulator.timefmt import polish_day, utcnow
+from pipeline.ksef.crypto import SessionKey
+from pipeline.ksef.fa3.samples import make_invoice, seller_nips
+from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
+from tests.unit.emulator.conftest import StartEmulator
+from tests.unit.emulator.ksef_test_client import KsefTestClient, build_package, split_encrypt
+
+NIP = seller_nips(1, seed=21)[0]
+
+
+def docs(count: int, prefix: str, nip: str = NIP, day: dt.date | None = None,
+         ) -> list[tuple[str, bytes]]:
+    issue = day or polish_day(utcnow())
+    return [(f"{prefix}-{i:05d}.xml", make_invoice(seller_nip=nip, number=f"{prefix}/{i}",
+                                                   issue_date=issue, profile="small", seed=i))
+            for i in range(1, count + 1)]
+
+
+@pytest.mark.parametrize("compression", ["Zip", "TarGz"])
+async def test_batch_in_parts_is_accepted(client: KsefTestClient, compression: str) -> None:
+    token = await client.authenticate(NIP)
+    sent = docs(30, f"B{compression}")
+    reference, status = await client.batch(token, sent, part_size=9_000,
+                                           compression=compression)
+    assert status["status"]["code"] == 200, status
+    assert status["invoiceCount"] == status["successfulInvoiceCount"] == 30
+    results = await client.invoices(token, reference, page=10)
+    assert [r["ordinalNumber"] for r in results] == list(range(1, 31))
+    assert {r["invoiceHash"] for r in results} == {sha256_b64(d) for _, d in sent}
+    assert all(ksef_number_is_valid(r["ksefNumber"]) for r in results)
+    assert {r["invoiceFileName"] for r in results} == {name for name, _ in sent}
+    assert len({r["ksefNumber"] for r in results}) == 30
+
+
+async def test_tampered_part_fails_the_hash_check(client: KsefTestClient) -> None:
+    token = await client.authenticate(NIP)
+    _, status = await client.batch(token, docs(12, "TAMPER"), part_size=5_000, tamper=2)
+    assert status["status"]["code"] == 405
+    assert "part 2" in status["status"]["details"][0]
+
+
+async def test_part_encrypted_with_another_key_fails_decryption(client: KsefTestClient) -> None:
+    token = await client.authenticate(NIP)
+    key = SessionKey.generate()
+    package = build_package(docs(3, "WRONGKEY"))
+    parts = split_encrypt(package, 4_000, SessionKey.generate())  # not the declared key
+    opened = await client.open_batch(token, package, parts, key)
+    for request in opened["partUploadRequests"]:
+        await client.upload(request, parts[request["ordinalNumber"] - 1])
+    reference = opened["referenceNumber"]
+    await client.call("POST", f"/sessions/batch/{reference}/close", token=token)
+    status = await client.wait_session(token, reference)
+    assert status["status"]["code"] in (435, 405), status  # bad padding, or garbage -> hash
+    assert status["status"]["code"] == 435 or "decrypted package" in str(status)
+
+
+async def test_not_an_archive_fails_decompression(client: KsefTestClient) -> None:
+    token = await client.authenticate(NIP)
+    key = SessionKey.generate()
+    package = b"this is not a zip file" * 100
+    parts = split_encrypt(package, 10_000, key)
+    opened = await client.open_batch(token, package, parts, key)
+    await client.upload(opened["partUploadRequests"][0], parts[0])
+    reference = opened["referenceNumber"]
+    await client.call("POST", f"/sessions/batch/{reference}/close", token=token)
+    assert (await client.wait_session(token, reference))["status"]["code"] == 430
+
+
+async def test_unwrappable_key_fails_with_415(client: KsefTestClient) -> None:
+    token = await client.authenticate(NIP)
+    key = SessionKey.generate()
+    package = build_package(docs(2, "BADKEY"))
+    parts = split_encrypt(package, 100_000, key)
+    body_key = await client.encryption(key)
+    body_key["encryptedSymmetricKey"] = base64.b64encode(os.urandom(256)).decode()
+    body = {"formCode": {"systemCode": "FA (3)", "schemaVersion": "1-0E", "value": "FA"},
+            "batchFile": {"fileSize": len(package), "fileHash": sha256_b64(package),
+                          "fileParts": [{"ordinalNumber": 1, "fileSize": len(parts[0]),
+                                         "fileHash": sha256_b64(parts[0])}]},
+            "encryption": body_key}
+    opened = await client.call("POST", "/sessions/batch", token=token, json=body)
+    await client.upload(opened["partUploadRequests"][0], parts[0])
+    reference = opened["referenceNumber"]
+    await client.call("POST", f"/sessions/batch/{reference}/close", token=token)
+    assert (await client.wait_session(token, reference))["status"]["code"] == 415
+
+
+async def test_invoice_limit_ends_in_420(start_emulator: StartEmulator,
+                                         http: object) -> None:
+    emu: RunningEmulator = await start_emulator(max_invoices=5)
+    client = KsefTestClient(emu.base_url, http)  # type: ignore[arg-type]
+    token = await client.authenticate(NIP)
+    reference, status = await client.batch(token, docs(6, "LIMIT"), part_size=50_000)
+    assert status["status"]["code"] == 420
+    assert await client.invoices(token, reference) == []
+
+
+async def test_duplicates_get_440_with_the_original(client: KsefTestClient) -> None:
+    token = await client.authenticate(NIP)
+    first = docs(3, "DUP")
+    ref1, status1 = await client.batch(token, first, part_size=50_000)
+    assert status1["status"]["code"] == 200
+    originals = {r["invoiceNumber"]: r["ksefNumber"] for r in await client.invoices(token, ref1)}
+    again = [("again.xml", first[1][1]), *docs(1, "FRESH")]
+    ref2, status2 = await client.batch(token, again, part_size=50_000)
+    assert status2["status"]["code"] == 200
+    assert (status2["successfulInvoiceCount"], status2["failedInvoiceCount"]) == (1, 1)
+    [failed] = await client.invoices(token, ref2, failed=True)
+    assert failed["status"]["code"] == 440
+    assert failed["status"]["extensions"] == {"originalSessionReferenceNumber": ref1,
+                                              "originalKsefNumber": originals["DUP/2"]}
+    assert "ksefNumber" not in failed
+
+
+async def test_duplicate_inside_one_batch_and_none_accepted(client: KsefTestClient) -> None:
+    token = await client.authenticate(NIP)
+    one = docs(1, "TWICE")[0]
+    ref, status = await client.batch(token, [one, ("copy.xml", one[1])], part_size=50_000)
+    assert (status["successfulInvoiceCount"], status["failedInvoiceCount"]) == (1, 1)
+    _, status = await client.batch(token, [("third.xml", one[1])], part_size=50_000)
+    assert status["status"]["code"] == 445
+
+
+async def test_bad_invoices_are_rejected_with_their_codes(client: KsefTestClient) -> None:
+    from pipeline.ksef.fa3 import REASONS
+    from pipeline.ksef.fa3.samples import bad_invoices
+
+    token = await client.authenticate(NIP)
+    bad = bad_invoices(polish_day(utcnow()))
+    sent = [(f"bad-{i}.xml", data) for i, (_, data) in enumerate(bad)] + docs(1, "GOOD")
+    ref, status = await client.batch(token, sent, part_size=200_000)
+    assert status["status"]["code"] == 200
+    results = {r["invoiceFileName"]: r for r in await client.invoices(token, ref)}
+    for i, (reason, _) in enumerate(bad):
+        got = results[f"bad-{i}.xml"]["status"]
+        assert got["code"] == REASONS[reason][0], (reason, got)
+        assert got["details"][0]
+
+
+async def test_other_sellers_need_permission(client: KsefTestClient) -> None:
+    other = seller_nips(2, seed=99)[1]
+    token = await client.authenticate(NIP)
+    _, status = await client.batch(token, docs(1, "FOREIGN", nip=other), part_size=50_000)
+    assert status["status"]["code"] == 445
+
+
+async def test_late_issue_date_is_marked_offline(client: KsefTestClient) -> None:
+    token = await client.authenticate(NIP)
+    yesterday = polish_day(utcnow()) - dt.timedelta(days=1)
+    ref, _ = await client.batch(token, docs(1, "LATE", day=yesterday), part_size=50_000)
+    [result] = await client.invoices(token, ref)
+    assert (result["status"]["code"], result["invoicingMode"]) == (200, "Offline")
