@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from pipeline.ksef.numbers import ksef_number_problem
 from pipeline.ksef.qr import (

@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 WARSAW = ZoneInfo("Europe/Warsaw")
-_FAR_FUTURE = dt.date.max
 _E = TypeVar("_E", bound=StrEnum)
 
 
@@ -267,14 +266,27 @@ def _window(event_id: str, members: list[tuple[Message, dt.datetime | None]]) ->
     return Window(event_id, head.category, start, end, announced)
 
 
+_OUTAGES = (Category.FAILURE, Category.TOTAL_FAILURE)
+
+
 class AnnouncementHistory:
     """Immutable snapshot of every outage window, built once from a list of messages.
 
-    Queries are bisections over two sorted indexes (by announcement day and by end day),
-    so computing a deadline costs little however long the history grows.
+    Indexed for the questions the deadline rules ask (which windows touch a day, which
+    were announced from a day on, which maintenance follows which), so one deadline
+    costs a few dictionary lookups and a short walk however long the history grows.
     """
 
-    __slots__ = ("_announced_days", "_by_announced", "_by_end", "_end_days", "messages")
+    __slots__ = (
+        "_announced_days",
+        "_by_announced",
+        "_by_day",
+        "_maintenance",
+        "_maintenance_starts",
+        "_open",
+        "_preannounced",
+        "messages",
+    )
 
     def __init__(self, messages: Iterable[Message] = ()) -> None:
         self.messages: tuple[Message, ...] = tuple(messages)
@@ -286,9 +298,22 @@ class AnnouncementHistory:
         windows.sort(key=lambda w: (w.announced, w.start, w.event_id))
         self._by_announced: tuple[Window, ...] = tuple(windows)
         self._announced_days = [w.announced_day for w in windows]
-        by_end = sorted(windows, key=lambda w: (w.end_day or _FAR_FUTURE, w.event_id))
-        self._by_end: tuple[Window, ...] = tuple(by_end)
-        self._end_days = [w.end_day or _FAR_FUTURE for w in by_end]
+        by_day: dict[dt.date, list[Window]] = {}
+        for w in windows:
+            if w.end_day is not None:
+                for offset in range((w.end_day - w.start_day).days + 1):
+                    by_day.setdefault(w.start_day + dt.timedelta(days=offset), []).append(w)
+        self._by_day = {day: tuple(ws) for day, ws in by_day.items()}
+        self._open = tuple(w for w in windows if w.end is None)
+        self._preannounced = tuple(
+            w for w in windows if w.announced_day < w.start_day and w.category in _OUTAGES
+        )
+        maintenance = sorted(
+            (w for w in windows if w.category is Category.MAINTENANCE),
+            key=lambda w: (w.start, w.event_id),
+        )
+        self._maintenance: tuple[Window, ...] = tuple(maintenance)
+        self._maintenance_starts = [w.start for w in maintenance]
 
     @classmethod
     def from_json(cls, document: Any) -> AnnouncementHistory:
@@ -306,22 +331,43 @@ class AnnouncementHistory:
     def window(self, event_id: str) -> Window | None:
         return next((w for w in self._by_announced if w.event_id == event_id), None)
 
-    def reaching(self, day: dt.date) -> tuple[Window, ...]:
-        """Windows still in force on or after `day` (end day >= day, or no end)."""
-        return self._by_end[bisect.bisect_left(self._end_days, day) :]
+    def covering(self, day: dt.date) -> list[Window]:
+        """Windows touching Polish day `day`, announced or not by then."""
+        found = list(self._by_day.get(day, ()))
+        found += [w for w in self._open if w.start_day <= day]
+        return found
 
-    def announced_from(self, day: dt.date) -> tuple[Window, ...]:
-        """Windows announced on or after `day`, in order of announcement."""
-        return self._by_announced[bisect.bisect_left(self._announced_days, day) :]
+    def outages_announced_before_start(self) -> tuple[Window, ...]:
+        """Failures / total failures announced on an earlier day than they start (rare)."""
+        return self._preannounced
+
+    def announced_index(self, day: dt.date) -> int:
+        """Position in `windows` of the first window announced on or after `day`."""
+        return bisect.bisect_left(self._announced_days, day)
+
+    def announced_from(self, day: dt.date) -> Iterator[Window]:
+        """Windows announced on or after `day`, in order of announcement (lazily)."""
+        windows = self._by_announced
+        for index in range(self.announced_index(day), len(windows)):
+            yield windows[index]
+
+    def maintenance_from(self, moment: dt.datetime) -> Iterator[Window]:
+        """Maintenance windows starting at or after `moment`, earliest first (lazily)."""
+        windows = self._maintenance
+        for index in range(bisect.bisect_left(self._maintenance_starts, moment), len(windows)):
+            yield windows[index]
 
     def in_force_on(self, day: dt.date) -> list[Window]:
         """Windows covering Polish day `day` whose announcement was out by that day."""
-        return [w for w in self.reaching(day) if w.covers_day(day) and w.announced_day <= day]
+        return [w for w in self.covering(day) if w.announced_day <= day]
 
     def in_force_at(self, moment: dt.datetime) -> list[Window]:
         """Windows covering `moment` and already announced at it."""
-        day = polish_date(moment)
-        return [w for w in self.reaching(day) if w.covers_moment(moment) and w.announced <= moment]
+        return [
+            w
+            for w in self.covering(polish_date(moment))
+            if w.covers_moment(moment) and w.announced <= moment
+        ]
 
     def __len__(self) -> int:
         return len(self._by_announced)

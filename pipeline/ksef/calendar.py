@@ -7,13 +7,14 @@ Nov 1, Nov 11, Dec 24 (only from 2025 on), Dec 25 and Dec 26.
 
 Jan 6 has been a holiday since 2011, so the rules hold for 2011-2199; dates outside
 that range raise `CalendarRangeError` rather than give a silently wrong answer.
-Holidays are computed once per year and cached, so every query is a set lookup.
+Holidays are computed once per year and cached, so every query is a set lookup; sums
+of business days are memoised too (deadline recomputation asks the same ones often).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from functools import cache
+from functools import cache, lru_cache
 
 FIRST_YEAR = 2011
 LAST_YEAR = 2199
@@ -69,6 +70,7 @@ def is_business_day(day: dt.date) -> bool:
     return day.weekday() < 5 and day not in holidays(day.year)
 
 
+@lru_cache(maxsize=1 << 16)
 def add_business_days(day: dt.date, n: int) -> dt.date:
     """The n-th business day strictly after `day` (strictly before it when n < 0).
 

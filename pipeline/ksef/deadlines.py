@@ -49,6 +49,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
+from itertools import chain
 
 from pipeline.ksef.announcements import AnnouncementHistory, Category, Window, polish_date
 from pipeline.ksef.calendar import add_business_days, next_business_day
@@ -83,23 +84,37 @@ class Deadline:
         }
 
 
+_OUTAGES = (Category.FAILURE, Category.TOTAL_FAILURE)
+
+
 def _after_failure(window: Window) -> dt.date:
     assert window.end_day is not None
     return add_business_days(window.end_day, EMERGENCY_BUSINESS_DAYS)
 
 
+def _extension_basis(window: Window) -> str:
+    return (
+        f"{window.describe()} announced {window.announced_day}: {EMERGENCY_BUSINESS_DAYS} "
+        f"business days after it ended {window.end_day}"
+    )
+
+
 class _Walk:
-    """Mutable state of steps 2-3 for one (issue day, mode)."""
+    """Mutable state of steps 2-3 for one (issue day, mode).
+
+    The rule behind the current deadline is kept as text or as the failure window that
+    set it; the window is put into words only once, at the end.
+    """
 
     __slots__ = ("basis", "due", "issued", "open_basis")
 
     def __init__(self, issued: dt.date) -> None:
         self.issued = issued
         self.due: dt.date | None = None  # the finite deadline found so far
-        self.basis = ""
+        self.basis: str | Window = ""
         self.open_basis: str | None = None  # set when an end-less window governs
 
-    def extend(self, day: dt.date, basis: str) -> None:
+    def extend(self, day: dt.date, basis: str | Window) -> None:
         if self.due is None or day > self.due:
             self.due, self.basis = day, basis
 
@@ -109,21 +124,21 @@ class _Walk:
             return dt.date.max
         return self.due
 
+    def basis_text(self) -> str:
+        return self.basis if isinstance(self.basis, str) else _extension_basis(self.basis)
+
 
 def _maintenance_base(issued: dt.date, history: AnnouncementHistory, walk: _Walk) -> bool:
-    maintenance = sorted(
-        (w for w in history.reaching(issued) if w.category is Category.MAINTENANCE),
-        key=lambda w: (w.start, w.event_id),
-    )
-    chain = [w for w in maintenance if w.covers_day(issued)]
+    chain = [w for w in history.covering(issued) if w.category is Category.MAINTENANCE]
     if not chain:
         return False
     ends = [w.end for w in chain]
     end = None if None in ends else max(e for e in ends if e is not None)
-    for w in maintenance:  # one continuous unavailability: windows starting before the end
-        if end is None:
+    earliest = min(w.start for w in chain)
+    for w in history.maintenance_from(earliest):  # one continuous unavailability
+        if end is None or w.start > end:
             break
-        if w not in chain and w.start <= end:
+        if w not in chain:
             chain.append(w)
             end = None if w.end is None else max(end, w.end)
     label = "unavailability " + ", ".join(sorted(w.event_id for w in chain))
@@ -138,11 +153,7 @@ def _maintenance_base(issued: dt.date, history: AnnouncementHistory, walk: _Walk
 
 
 def _failure_base(issued: dt.date, history: AnnouncementHistory, walk: _Walk) -> bool:
-    covering = [
-        w
-        for w in history.reaching(issued)
-        if w.category is Category.FAILURE and w.covers_day(issued)
-    ]
+    covering = [w for w in history.covering(issued) if w.category is Category.FAILURE]
     for w in covering:
         if w.end_day is None:
             walk.open_basis = f"emergency: {w.describe()} covering {issued} has no announced end"
@@ -155,16 +166,25 @@ def _failure_base(issued: dt.date, history: AnnouncementHistory, walk: _Walk) ->
     return bool(covering)
 
 
+def _already_in_force(issued: dt.date, history: AnnouncementHistory) -> list[Window]:
+    """Failures and total failures announced before the issue day and not over by it."""
+    found = [
+        w for w in history.covering(issued) if w.category in _OUTAGES and w.announced_day < issued
+    ]
+    found += [
+        w
+        for w in history.outages_announced_before_start()
+        if w.announced_day < issued < w.start_day
+    ]
+    found.sort(key=lambda w: (w.announced, w.event_id))
+    return found
+
+
 def _later_events(walk: _Walk, history: AnnouncementHistory, base_known: bool) -> str | None:
     """Step 3. Returns an exemption basis (str) or None; updates `walk` in place."""
     issued = walk.issued
-    outages = (Category.FAILURE, Category.TOTAL_FAILURE)
-    already = [
-        w for w in history.reaching(issued) if w.category in outages and w.announced_day < issued
-    ]
-    already.sort(key=lambda w: (w.announced, w.event_id))
-    for w in already + list(history.announced_from(issued)):
-        if w.category not in outages:
+    for w in chain(_already_in_force(issued, history), history.announced_from(issued)):
+        if w.category not in _OUTAGES:
             continue
         if w.announced_day > walk.limit():
             break
@@ -178,11 +198,7 @@ def _later_events(walk: _Walk, history: AnnouncementHistory, base_known: bool) -
                     f"open: {w.describe()} announced {w.announced_day} has no announced end"
                 )
             continue
-        walk.extend(
-            _after_failure(w),
-            f"{w.describe()} announced {w.announced_day}: {EMERGENCY_BUSINESS_DAYS} "
-            f"business days after it ended {w.end_day}",
-        )
+        walk.extend(_after_failure(w), w)
     return None
 
 
@@ -211,7 +227,7 @@ def compute_deadline(issued: dt.date, mode: Mode, history: AnnouncementHistory) 
         return Deadline(
             Status.OPEN, None, mode, f"{mode.value}: no announced {kind} covers {issued} yet"
         )
-    return Deadline(Status.DUE, walk.due, mode, walk.basis)
+    return Deadline(Status.DUE, walk.due, mode, walk.basis_text())
 
 
 def resolve_mode(name: str, issued: dt.date, history: AnnouncementHistory) -> Mode:
