@@ -128,6 +128,9 @@ async def test_duplicate_inside_one_batch_and_none_accepted(client: KsefTestClie
     one = docs(1, "TWICE")[0]
     ref, status = await client.batch(token, [one, ("copy.xml", one[1])], part_size=50_000)
     assert (status["successfulInvoiceCount"], status["failedInvoiceCount"]) == (1, 1)
+    [copy] = await client.invoices(token, ref, failed=True)
+    assert copy["invoiceFileName"] == "copy.xml"
+    assert copy["status"]["extensions"]["originalSessionReferenceNumber"] == ref
     _, status = await client.batch(token, [("third.xml", one[1])], part_size=50_000)
     assert status["status"]["code"] == 445
 

@@ -3,11 +3,14 @@ every UPO against MF's UPO XSD."""
 
 from __future__ import annotations
 
+import base64
+
 import aiohttp
 import pytest
 from lxml import etree
 
 from pipeline.emulator.timefmt import polish_day, utcnow
+from pipeline.ksef.crypto import public_key_from_certificate, wrap_key
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from tests.unit.emulator import contract
 from tests.unit.emulator.conftest import StartEmulator
@@ -119,10 +122,6 @@ async def test_too_many_requests_answer(start_emulator: StartEmulator,
 
 async def test_wrong_token_context_and_timestamp_fail_authentication(
         client: KsefTestClient) -> None:
-    import base64
-
-    from pipeline.ksef.crypto import public_key_from_certificate, wrap_key
-
     nip, other = seller_nips(2, seed=33)
     token = (await client.admin("ksef-tokens", {"nip": nip}))["token"]
     cert = public_key_from_certificate(await client.certificate("KsefTokenEncryption"))
