@@ -40,8 +40,20 @@ Decision procedure of `compute_deadline(issued, mode, history)`:
 4. The result carries the status (due/open/exempt), the date (due only), the mode and
    the rule that decided it, in words.
 
-Maintenance announced during an offline24 window does not move it: the act extends
-deadlines only for failures.
+`auto` (`resolve_mode` / `deadline_for`) first takes the mode from the windows in force
+on the issue day (`modes.derive_mode`: total failure > failure > maintenance >
+offline24; a window counts once announced and if it touches that Polish day at all),
+then applies the procedure above; the Deadline reports the derived mode.
+
+Readings of the law chosen here, where the text leaves room:
+- "In force on the issue day" is judged by Polish days, since P_1 carries no time: a
+  failure that ended on the morning of P_1 still governs that day's invoices.
+- A failure announced before the issue day and still in force on it counts like one
+  announced inside the window (the taxpayer could not send while it lasted).
+- Maintenance announced during an offline24 window does not move it: the act extends
+  deadlines only for failures.
+- "Announced" is the earliest publication of any version of the window's messages, so
+  a later version that adds or moves the end keeps the original announcement day.
 """
 
 from __future__ import annotations

@@ -80,3 +80,8 @@ def maintenance(
             published=published,
         )
     ]
+
+
+def revision(base: Message, version: int, **changes: str | None) -> Message:
+    """A later version of `base` with some fields changed."""
+    return {**base, "version": version, **changes}

@@ -17,7 +17,7 @@ from pipeline.ksef.announcements import (
     parse_time,
     polish_date,
 )
-from tests.unit.announcement_builders import maintenance, message, outage
+from tests.unit.announcement_builders import maintenance, message, outage, revision
 
 D = dt.date
 
@@ -99,8 +99,7 @@ def test_latest_version_replaces_earlier_and_end_may_move_earlier(order: str) ->
         start="2025-07-10T20:00:00+02:00", end="2025-07-11T06:00:00+02:00",
         published="2025-07-01T10:00:00+02:00", version=1,
     )  # fmt: skip
-    v2 = {**v1, "end": "2025-07-10T22:00:00+02:00", "published": "2025-07-05T10:00:00+02:00"}
-    v2["version"] = 2
+    v2 = revision(v1, 2, end="2025-07-10T22:00:00+02:00", published="2025-07-05T10:00:00+02:00")
     messages = [v1, v2] if order == "v1 first" else [v2, v1]
     (window,) = history(messages).windows
     assert window.end_day == D(2025, 7, 10)
@@ -113,8 +112,7 @@ def test_new_version_can_add_an_end_to_an_open_failure() -> None:
         "f", "FAILURE_START", "FAILURE",
         start="2025-07-09T09:00:00+02:00", published="2025-07-09T09:10:00+02:00",
     )  # fmt: skip
-    v2 = {**v1, "version": 2, "end": "2025-07-12T15:00:00+02:00"}
-    v2["published"] = "2025-07-12T15:05:00+02:00"
+    v2 = revision(v1, 2, end="2025-07-12T15:00:00+02:00", published="2025-07-12T15:05:00+02:00")
     (window,) = history([v1, v2]).windows
     assert window.end_day == D(2025, 7, 12)
     assert window.announced_day == D(2025, 7, 9)
@@ -150,7 +148,7 @@ def test_same_version_twice_the_later_published_wins() -> None:
         "m", "FAILURE_START", "FAILURE", start="2025-07-09T09:00:00+02:00",
         end="2025-07-10T09:00:00+02:00", published="2025-07-09T09:00:00+02:00",
     )  # fmt: skip
-    b = {**a, "end": "2025-07-11T09:00:00+02:00", "published": "2025-07-09T11:00:00+02:00"}
+    b = revision(a, 1, end="2025-07-11T09:00:00+02:00", published="2025-07-09T11:00:00+02:00")
     assert history([b, a]).windows[0].end_day == D(2025, 7, 11)
 
 

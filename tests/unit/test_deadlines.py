@@ -19,7 +19,7 @@ from pipeline.ksef.deadlines import (
     resolve_mode,
 )
 from pipeline.ksef.modes import Mode, derive_mode, mode_for_new_invoice
-from tests.unit.announcement_builders import maintenance, message, outage
+from tests.unit.announcement_builders import maintenance, message, outage, revision
 
 D = dt.date
 Messages = list[dict[str, Any]]
@@ -228,8 +228,8 @@ def test_end_announced_in_a_new_version_closes_an_open_deadline() -> None:
         "m", "FAILURE_START", "FAILURE",
         start="2025-07-09T09:00:00+02:00", published="2025-07-09T09:05:00+02:00",
     )  # fmt: skip
-    v2 = {**v1, "version": 2, "end": "2025-07-12T15:00:00+02:00"}
-    v2["published"] = "2025-07-25T10:00:00+02:00"  # long after the offline24 deadline
+    # published long after the offline24 deadline
+    v2 = revision(v1, 2, end="2025-07-12T15:00:00+02:00", published="2025-07-25T10:00:00+02:00")
     assert run("offline24", D(2025, 7, 8), [v1]).status is Status.OPEN
     assert due("offline24", D(2025, 7, 8), [v1, v2]) == D(2025, 7, 22)
 
@@ -239,7 +239,7 @@ def test_end_moved_earlier_in_a_new_version_shortens_the_emergency_term() -> Non
         "m", "FAILURE_START", "FAILURE", start="2025-07-09T09:00:00+02:00",
         end="2025-07-12T15:00:00+02:00", published="2025-07-09T09:05:00+02:00",
     )  # fmt: skip
-    v2 = {**v1, "version": 2, "end": "2025-07-10T15:00:00+02:00"}
+    v2 = revision(v1, 2, end="2025-07-10T15:00:00+02:00")
     assert due("emergency", D(2025, 7, 9), [v1]) == D(2025, 7, 22)
     assert due("emergency", D(2025, 7, 9), [v2, v1]) == D(2025, 7, 21)
 
