@@ -362,7 +362,9 @@ class AnnouncementHistory:
         return [w for w in self.covering(day) if w.announced_day <= day]
 
     def in_force_at(self, moment: dt.datetime) -> list[Window]:
-        """Windows covering `moment` and already announced at it."""
+        """Windows covering `moment` (naive = Warsaw time) and already announced at it."""
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=WARSAW)
         return [
             w
             for w in self.covering(polish_date(moment))

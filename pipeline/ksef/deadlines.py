@@ -59,9 +59,11 @@ Readings of the law chosen here, where the text leaves room:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import chain
+from typing import Any
 
 from pipeline.ksef.announcements import AnnouncementHistory, Category, Window, polish_date
 from pipeline.ksef.calendar import add_business_days, next_business_day
@@ -94,6 +96,17 @@ class Deadline:
             "mode": self.mode.value,
             "basis": self.basis,
         }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Deadline:
+        """Inverse of `as_dict` (e.g. for a `ksef.deadlines` record read back)."""
+        deadline = raw.get("deadline")
+        return cls(
+            Status(raw["status"]),
+            None if deadline is None else dt.date.fromisoformat(str(deadline)),
+            Mode(raw["mode"]),
+            str(raw.get("basis", "")),
+        )
 
 
 _OUTAGES = (Category.FAILURE, Category.TOTAL_FAILURE)

@@ -193,6 +193,8 @@ def test_in_force_needs_the_announcement_out() -> None:
     noon = dt.datetime(2025, 7, 12, 12, tzinfo=WARSAW)
     assert h.in_force_at(noon) == []  # ended at 08:00
     assert len(h.in_force_at(dt.datetime(2025, 7, 12, 7, tzinfo=WARSAW))) == 1
+    assert len(h.in_force_at(dt.datetime(2025, 7, 12, 7))) == 1  # naive = Warsaw time
+    assert h.in_force_at(dt.datetime(2025, 7, 12, 6, 30, tzinfo=dt.UTC)) == []  # 08:30 PL
 
 
 def test_maintenance_builder_round_trip() -> None:

@@ -357,6 +357,8 @@ def test_deadline_as_dict_shape() -> None:
     }
     pending = run("emergency", D(2025, 7, 8), outage("AW", "2025-07-08T09:00:00+02:00"))
     assert pending.as_dict()["deadline"] is None and pending.as_dict()["status"] == "open"
+    for result in (pending, run("offline24", D(2025, 7, 8), OFFICIAL)):
+        assert Deadline.from_dict(result.as_dict()) == result
 
 
 # --- properties -----------------------------------------------------------------------
