@@ -154,19 +154,19 @@ class _Walk:
 
 
 def _maintenance_base(issued: dt.date, history: AnnouncementHistory, walk: _Walk) -> bool:
-    chain = [w for w in history.covering(issued) if w.category is Category.MAINTENANCE]
-    if not chain:
+    joined = [w for w in history.covering(issued) if w.category is Category.MAINTENANCE]
+    if not joined:
         return False
-    ends = [w.end for w in chain]
+    ends = [w.end for w in joined]
     end = None if None in ends else max(e for e in ends if e is not None)
-    earliest = min(w.start for w in chain)
+    earliest = min(w.start for w in joined)
     for w in history.maintenance_from(earliest):  # one continuous unavailability
         if end is None or w.start > end:
             break
-        if w not in chain:
-            chain.append(w)
+        if w not in joined:
+            joined.append(w)
             end = None if w.end is None else max(end, w.end)
-    label = "unavailability " + ", ".join(sorted(w.event_id for w in chain))
+    label = "unavailability " + ", ".join(sorted(w.event_id for w in joined))
     if end is None:
         walk.open_basis = f"offline: {label} covering {issued} has no announced end"
         return True
