@@ -64,6 +64,13 @@ class RetryPolicy:
             raise ValueError("failed_attempts is 1-based")
         return float(min(self.max_delay, self.base_delay * 2 ** (failed_attempts - 1)))
 
+    def outage_wait(self, failed_attempts: int, retry_after: float | None) -> float:
+        """Backoff, lengthened to a 5xx's Retry-After but never beyond `max_delay`."""
+        delay = self.backoff(failed_attempts)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_delay))
+        return delay
+
     def may_retry_outage(self, failed_attempts: int) -> bool:
         return failed_attempts < self.attempts
 

@@ -97,7 +97,8 @@ def failure_of_status(
         error = KsefUnavailable(
             f"{operation}: HTTP {status}: {problem.description}{more}", status=status
         )
-        return AttemptFailed(error, outcome, status)
+        return AttemptFailed(error, outcome, status,
+                             retry_after=parse_retry_after(retry_after_header, now))
     if status < 400:
         error = KsefProtocolError(f"{operation}: unexpected HTTP {status}: {problem.description}")
         return AttemptFailed(error, Outcome.OK, status)
@@ -266,7 +267,7 @@ class Transport:
                 if retryable and (idempotent or not failed.sent):
                     outages += 1
                     if self.policy.may_retry_outage(outages):
-                        delay = self.policy.backoff(outages)
+                        delay = self.policy.outage_wait(outages, failed.retry_after)
                         log.info("%s failed (%s); retry %d in %.1f s",
                                  endpoint, failed.error, outages, delay)
                         await self._sleep(delay)

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import aiohttp
 import pytest
 from lxml import etree
 
@@ -21,14 +22,17 @@ from pipeline.ksef.api import (
     BatchSpec,
     Environment,
     HealthEvent,
-    KsefApiError,
+    KsefAuthError,
     KsefClient,
+    KsefUnavailable,
     Outcome,
     PartSpec,
+    RetryPolicy,
 )
 from pipeline.ksef.crypto import SessionKey, encrypt_cbc, wrap_key
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
+from pipeline.ksef.ratelimit import SlidingWindowLimiter
 
 TokenFor = Callable[[str], Awaitable[str]]
 
@@ -162,5 +166,69 @@ async def test_online_session_send_duplicate_and_close(
 async def test_wrong_token_is_an_auth_error(ksef_env: Environment) -> None:
     nip = seller_nips(1, seed=603)[0]
     async with KsefClient(ksef_env, nip, "not-a-real-token") as client:
-        with pytest.raises(KsefApiError):
+        with pytest.raises(KsefAuthError):
             await client.authenticate()
+
+
+async def _admin(env: Environment, action: str, body: dict[str, object] | None = None) -> None:
+    root = env.api_url.removesuffix("/v2")
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{root}/_emulator/{action}", json=body or {}) as response:
+        assert response.status == 200, await response.text()
+
+
+async def test_own_limiter_keeps_the_client_below_ksef_limits(
+    ksef_env: Environment, token_for: TokenFor
+) -> None:
+    """Eleven status reads in a burst: our limiter spaces them, KSeF never says 429."""
+    nip = seller_nips(1, seed=604)[0]
+    events: list[HealthEvent] = []
+    async with KsefClient(ksef_env, nip, await token_for(nip), observer=events.append) as client:
+        session = await client.open_online_session()
+        assert client.admission_wait("GET", f"/sessions/{session.reference_number}") == 0.0
+        for _ in range(11):
+            await client.session_status(session.reference_number)
+    assert all(e.outcome is Outcome.OK for e in events)
+
+
+async def test_a_429_is_honoured_and_the_call_succeeds(
+    ksef_env: Environment, token_for: TokenFor
+) -> None:
+    """Without our limiter the emulator refuses the 11th read; Retry-After makes it pass."""
+    nip = seller_nips(1, seed=605)[0]
+    events: list[HealthEvent] = []
+    no_limits = SlidingWindowLimiter({})
+    async with KsefClient(ksef_env, nip, await token_for(nip), observer=events.append,
+                          limiter=no_limits) as client:
+        session = await client.open_online_session()
+        statuses = [await client.session_status(session.reference_number) for _ in range(11)]
+    assert all(s.code == 100 for s in statuses)
+    limited = [e for e in events if e.outcome is Outcome.RATE_LIMITED]
+    assert limited and limited[0].endpoint == "GET session-other"
+    assert events[-1].outcome is Outcome.OK
+
+
+async def test_outages_are_typed_and_observed(
+    ksef_env: Environment, token_for: TokenFor
+) -> None:
+    nip = seller_nips(1, seed=606)[0]
+    events: list[HealthEvent] = []
+    policy = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.02)
+    async with KsefClient(ksef_env, nip, await token_for(nip), observer=events.append,
+                          policy=policy) as client:
+        session = await client.open_online_session()
+        await _admin(ksef_env, "down", {"mode": "503"})
+        with pytest.raises(KsefUnavailable) as caught:
+            await client.session_status(session.reference_number)
+        assert caught.value.status == 503
+        assert [e.outcome for e in events[-2:]] == [Outcome.UNAVAILABLE] * 2
+
+        await _admin(ksef_env, "down", {"mode": "refuse"})
+        before = len(events)
+        with pytest.raises(KsefUnavailable):
+            await client.open_online_session()  # may have arrived: not re-sent
+        assert [e.outcome for e in events[before:]] == [Outcome.UNAVAILABLE]
+
+        await _admin(ksef_env, "up")
+        status = await client.session_status(session.reference_number)
+        assert status.code == 100 and events[-1].outcome is Outcome.OK

@@ -53,3 +53,11 @@ def test_policy_rejects_nonsense() -> None:
         RetryPolicy(attempts=0)
     with pytest.raises(ValueError):
         RetryPolicy(base_delay=5, max_delay=1)
+
+
+def test_outage_wait_respects_retry_after_within_the_cap() -> None:
+    policy = RetryPolicy(base_delay=0.5, max_delay=4.0)
+    assert policy.outage_wait(1, None) == 0.5
+    assert policy.outage_wait(1, 2.0) == 2.0
+    assert policy.outage_wait(1, 300.0) == 4.0
+    assert policy.outage_wait(3, 0.1) == 2.0
