@@ -6,7 +6,9 @@ published}`. How a list of them becomes outage windows:
 1. Versions: for each `id` the highest `version` replaces every earlier one (on a tie
    the later `published`, then the later position in the input, wins). The earliest
    `published` seen for an `id` is kept: a failure announced on Wednesday stays
-   announced on Wednesday when Friday's version adds its end.
+   announced on Wednesday when Friday's version adds its end. A store that keeps only
+   the latest version (a topic compacted by id) can carry that moment along in an
+   optional `firstPublished` field.
 2. Events: messages sharing an `eventId` (or, without one, their own `id`) describe one
    window. Its category and start come from the latest FAILURE_START /
    MAINTENANCE_ANNOUNCEMENT message; its end from the latest FAILURE_END message when
@@ -81,6 +83,7 @@ class Message:
     published: dt.datetime | None
     title: str = ""
     text: str = ""
+    first_published: dt.datetime | None = None  # when version 1 came out, if carried along
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> Message:
@@ -113,6 +116,9 @@ class Message:
             published=published,
             title=_text(raw, "title"),
             text=_text(raw, "text"),
+            first_published=_optional_time(
+                raw.get("firstPublished", raw.get("first_published")), f"{where}: firstPublished"
+            ),
         )
 
 
@@ -224,10 +230,10 @@ def latest_versions(messages: Iterable[Message]) -> dict[str, tuple[Message, dt.
         if current is None or key > current[0]:
             best[message.id] = (key, message)
         seen = first_published.get(message.id)
-        if message.published is not None and (seen is None or message.published < seen):
-            first_published[message.id] = message.published
-        else:
-            first_published.setdefault(message.id, None)
+        for moment in (message.published, message.first_published):
+            if moment is not None and (seen is None or moment < seen):
+                seen = moment
+        first_published[message.id] = seen
     return {msg_id: (msg, first_published[msg_id]) for msg_id, (_, msg) in best.items()}
 
 

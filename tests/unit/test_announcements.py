@@ -118,6 +118,16 @@ def test_new_version_can_add_an_end_to_an_open_failure() -> None:
     assert window.announced_day == D(2025, 7, 9)
 
 
+def test_first_published_carried_by_a_compacted_store_is_honoured() -> None:
+    latest_only = message(
+        "f", "FAILURE_START", "FAILURE", version=3, start="2025-07-09T09:00:00+02:00",
+        end="2025-07-12T15:00:00+02:00", published="2025-07-12T15:05:00+02:00",
+    )  # fmt: skip
+    latest_only["firstPublished"] = "2025-07-09T09:10:00+02:00"
+    (window,) = history([latest_only]).windows
+    assert window.announced_day == D(2025, 7, 9)
+
+
 def test_failure_end_wins_over_the_end_in_the_start_message() -> None:
     start = message(
         "s", "FAILURE_START", "FAILURE",
