@@ -51,6 +51,7 @@ from pipeline.ksef.api.results import (
     PartUpload,
     SentInvoice,
     SessionStatus,
+    SessionSummary,
     Upo,
     UpoPage,
 )
@@ -84,6 +85,7 @@ __all__ = [
     "RetryPolicy",
     "SentInvoice",
     "SessionStatus",
+    "SessionSummary",
     "Upo",
     "UpoPage",
     "default_limiter",

@@ -9,8 +9,9 @@ answers come back as this package's frozen dataclasses.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
@@ -40,13 +41,16 @@ from pipeline.ksef.api.results import (
     InvoiceResult,
     OnlineSession,
     SentInvoice,
+    SessionListPage,
     SessionStatus,
+    SessionSummary,
     Upo,
     invoice_result_from,
     parse_api_datetime,
     part_upload_from,
     required,
     session_status_from,
+    session_summary_from,
 )
 from pipeline.ksef.api.retry import RetryPolicy
 from pipeline.ksef.api.transport import Transport
@@ -56,6 +60,7 @@ from pipeline.ksef.limits import limits_for
 from pipeline.ksef.ratelimit import SlidingWindowLimiter
 
 T = TypeVar("T")
+SESSION_KINDS = ("Batch", "Online")
 MAX_PAGE_SIZE = 1000
 MIN_PAGE_SIZE = 10
 
@@ -354,6 +359,46 @@ class KsefClient:
         """Only the invoices KSeF rejected."""
         return paging.items(self.invoice_pages(reference, failed=True, page_size=page_size),
                             lambda page: page.invoices)
+
+    async def session_list_page(
+        self,
+        kind: str = "Batch",
+        token: str | None = None,
+        *,
+        created_from: dt.datetime | None = None,
+        statuses: Sequence[str] = (),
+        page_size: int = 100,
+    ) -> SessionListPage:
+        """One page of `GET /sessions` (`kind` "Batch" or "Online"; `statuses` among
+        InProgress, Succeeded, Failed, Cancelled). Tightly limited: 10 a minute, 60 an hour."""
+        if kind not in SESSION_KINDS:
+            raise ValueError(f"session kind must be one of {SESSION_KINDS}, got {kind!r}")
+        since = None if created_from is None else created_from.astimezone(dt.UTC).isoformat()
+        answer = await self._get(
+            "/sessions",
+            lambda access: self._sessions.get_sessions(
+                session_type=kind, page_size=page_size, continuation_token=token,
+                date_created_from=since, statuses=list(statuses) or None,
+                access_token=access),
+        )
+        return SessionListPage(tuple(session_summary_from(m) for m in answer.sessions),
+                               answer.continuation_token or None)
+
+    def list_sessions(
+        self,
+        kind: str = "Batch",
+        *,
+        created_from: dt.datetime | None = None,
+        statuses: Sequence[str] = (),
+        page_size: int = 100,
+    ) -> AsyncIterator[SessionSummary]:
+        """Sessions of this context, e.g. to find one whose open answer was lost."""
+        return paging.items(
+            paging.pages(lambda token: self.session_list_page(
+                kind, token, created_from=created_from, statuses=statuses,
+                page_size=page_size)),
+            lambda page: page.sessions,
+        )
 
     async def invoice_status(self, reference: str, invoice_reference: str) -> InvoiceResult:
         answer = await self._get(

@@ -161,6 +161,9 @@ class PartUpload:
         return f"PartUpload(ordinal={self.ordinal}, method={self.method}, url={url})"
 
 
+UPLOAD_MINUTES_PER_PART = 20
+
+
 @dataclass(frozen=True)
 class BatchSession:
     """An opened batch session: its reference and one upload instruction per part."""
@@ -168,6 +171,33 @@ class BatchSession:
     reference_number: str
     part_uploads: tuple[PartUpload, ...]
     opened_at: dt.datetime
+
+    @property
+    def upload_window_ends(self) -> dt.datetime:
+        """KSeF accepts parts for 20 minutes per declared part, counted from the open."""
+        minutes = UPLOAD_MINUTES_PER_PART * len(self.part_uploads)
+        return self.opened_at + dt.timedelta(minutes=minutes)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One row of `GET /sessions`: enough to recognise a session opened before a crash."""
+
+    reference_number: str
+    code: int
+    description: str
+    created: dt.datetime
+    updated: dt.datetime
+    valid_until: dt.datetime | None
+    total_count: int
+    successful_count: int
+    failed_count: int
+
+
+@dataclass(frozen=True)
+class SessionListPage:
+    sessions: tuple[SessionSummary, ...]
+    continuation_token: str | None
 
 
 @dataclass(frozen=True)
@@ -230,6 +260,20 @@ def session_status_from(reference: str, model: sdk.SessionStatusResponse) -> Ses
         created=parse_api_datetime(model.date_created, "session dateCreated"),
         updated=parse_api_datetime(model.date_updated, "session dateUpdated"),
         valid_until=_optional_datetime(model.valid_until, "session validUntil"),
+    )
+
+
+def session_summary_from(model: sdk.SessionsQueryResponseItem) -> SessionSummary:
+    return SessionSummary(
+        reference_number=required(model.reference_number, "session referenceNumber"),
+        code=model.status.code,
+        description=model.status.description,
+        created=parse_api_datetime(model.date_created, "session dateCreated"),
+        updated=parse_api_datetime(model.date_updated, "session dateUpdated"),
+        valid_until=_optional_datetime(model.valid_until, "session validUntil"),
+        total_count=model.total_invoice_count,
+        successful_count=model.successful_invoice_count,
+        failed_count=model.failed_invoice_count,
     )
 
 

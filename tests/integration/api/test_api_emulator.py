@@ -97,6 +97,10 @@ async def test_batch_of_three_parts_end_to_end(
         await client.upload_parts(session, files, sizes={p.ordinal: p.size for p in parts},
                                   on_uploaded=uploaded.append)
         assert sorted(uploaded) == [1, 2, 3]
+        open_now = [s.reference_number async for s in client.list_sessions(
+            "Batch", created_from=session.opened_at - dt.timedelta(minutes=1),
+            statuses=["InProgress"])]
+        assert open_now == [session.reference_number]
         await client.close_batch_session(session.reference_number)
 
         status = await client.wait_until_processed(session.reference_number, timeout=120)

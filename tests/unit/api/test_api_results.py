@@ -8,6 +8,8 @@ from ksef_client import models as sdk
 from pipeline.ksef.api.environments import environment
 from pipeline.ksef.api.errors import KsefProtocolError
 from pipeline.ksef.api.results import (
+    BatchSession,
+    PartUpload,
     invoice_result_from,
     parse_api_datetime,
     part_upload_from,
@@ -115,3 +117,10 @@ def test_environments_by_name() -> None:
         environment("staging")
     with pytest.raises(ValueError, match="absolute"):
         environment("emulator", "127.0.0.1:8321")
+
+
+def test_upload_window_is_twenty_minutes_per_part() -> None:
+    opened = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+    session = BatchSession("ref", tuple(PartUpload(n, "PUT", f"https://s/{n}")
+                                        for n in (1, 2, 3)), opened)
+    assert session.upload_window_ends == opened + dt.timedelta(hours=1)
