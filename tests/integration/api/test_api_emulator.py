@@ -29,9 +29,11 @@ from pipeline.ksef.api import (
     PartSpec,
     RetryPolicy,
 )
+from pipeline.ksef.api.manifest import batch_spec, part_files, part_sizes
 from pipeline.ksef.crypto import SessionKey, encrypt_cbc, wrap_key
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
+from pipeline.ksef.package import BatchLimits, InvoiceSource, PackageBuilder, PackageFormat
 from pipeline.ksef.ratelimit import SlidingWindowLimiter
 
 TokenFor = Callable[[str], Awaitable[str]]
@@ -236,3 +238,29 @@ async def test_outages_are_typed_and_observed(
         await _admin(ksef_env, "up")
         status = await client.session_status(session.reference_number)
         assert status.code == 100 and events[-1].outcome is Outcome.OK
+
+
+async def test_packed_batch_from_the_package_builder(
+    ksef_env: Environment, token_for: TokenFor, tmp_path: Path
+) -> None:
+    """A tar.gz package of many parts from `pipeline.ksef.package`, via the manifest adapter."""
+    nip = seller_nips(1, seed=607)[0]
+    docs = invoices(nip, 30, f"API/P/{tmp_path.name}")
+    async with KsefClient(ksef_env, nip, await token_for(nip)) as client:
+        mf_key = await client.encryption_key()
+        builder = PackageBuilder(tmp_path / "spool", batch_id="api-test",
+                                 fmt=PackageFormat.TAR_GZ,
+                                 limits=BatchLimits().with_part_bytes(8_000), fsync=False)
+        for offset, doc in enumerate(docs):
+            builder.add(InvoiceSource("ksef.invoices.sealed", 0, offset), doc)
+        packed = builder.finish(mf_key.key)
+        manifest = packed.manifest
+        assert len(manifest.parts) >= 5
+        session = await client.open_batch_session(batch_spec(manifest))
+        await client.upload_parts(session, part_files(manifest, packed.directory),
+                                  sizes=part_sizes(manifest))
+        await client.close_batch_session(session.reference_number)
+        status = await client.wait_until_processed(session.reference_number, timeout=120)
+        assert (status.code, status.successful_count) == (200, 30), status
+        results = [r async for r in client.session_invoices(session.reference_number)]
+        assert {r.invoice_hash for r in results} == {e.invoice_hash for e in manifest.entries}
