@@ -6,7 +6,9 @@ import base64
 import datetime as dt
 import os
 
+import aiohttp
 import pytest
+from yarl import URL
 
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.timefmt import polish_day, utcnow
@@ -97,9 +99,9 @@ async def test_unwrappable_key_fails_with_415(client: KsefTestClient) -> None:
 
 
 async def test_invoice_limit_ends_in_420(start_emulator: StartEmulator,
-                                         http: object) -> None:
+                                         http: aiohttp.ClientSession) -> None:
     emu: RunningEmulator = await start_emulator(max_invoices=5)
-    client = KsefTestClient(emu.base_url, http)  # type: ignore[arg-type]
+    client = KsefTestClient(emu.base_url, http)
     token = await client.authenticate(NIP)
     reference, status = await client.batch(token, docs(6, "LIMIT"), part_size=50_000)
     assert status["status"]["code"] == 420
@@ -164,3 +166,38 @@ async def test_late_issue_date_is_marked_offline(client: KsefTestClient) -> None
     ref, _ = await client.batch(token, docs(1, "LATE", day=yesterday), part_size=50_000)
     [result] = await client.invoices(token, ref)
     assert (result["status"]["code"], result["invoicingMode"]) == (200, "Offline")
+
+
+async def test_public_host_names_the_upload_urls(start_emulator: StartEmulator,
+                                                 http: aiohttp.ClientSession) -> None:
+    emu: RunningEmulator = await start_emulator(public_host="localhost")
+    client = KsefTestClient(emu.base_url, http)
+    token = await client.authenticate(NIP)
+    reference, status = await client.batch(token, docs(2, "HOST"), part_size=5_000)
+    opened = next(x for x in client.exchanges if x.path == "/v2/sessions/batch")
+    urls = [URL(r["url"]) for r in opened.body["partUploadRequests"]]
+    assert {(u.host, u.port) for u in urls} == {("localhost", emu.emulator.port)}
+    assert status["status"]["code"] == 200
+    assert URL(status["upo"]["pages"][0]["downloadUrl"]).host == "localhost"
+    assert reference == opened.body["referenceNumber"]
+
+
+async def test_upload_urls_are_signed_and_parts_checked_at_close(
+        client: KsefTestClient) -> None:
+    token = await client.authenticate(NIP)
+    key = SessionKey.generate()
+    package = build_package(docs(4, "SIGN"))
+    parts = split_encrypt(package, 3_000, key)
+    opened = await client.open_batch(token, package, parts, key)
+    first = opened["partUploadRequests"][0]
+    forged = {**first, "url": str(URL(first["url"]).update_query(sig="forged"))}
+    await client.upload(forged, parts[0], expect=403)
+    reference = opened["referenceNumber"]
+    missing = await client.call("POST", f"/sessions/batch/{reference}/close", token=token,
+                                expect=400)
+    assert missing["exception"]["exceptionDetailList"][0]["exceptionCode"] == 21205
+    for request in opened["partUploadRequests"]:
+        await client.upload(request, parts[request["ordinalNumber"] - 1][:-16])
+    short = await client.call("POST", f"/sessions/batch/{reference}/close", token=token,
+                              expect=400)
+    assert short["exception"]["exceptionDetailList"][0]["exceptionCode"] == 21157
