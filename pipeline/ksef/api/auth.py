@@ -3,8 +3,9 @@
 Flow (API v2): `POST /auth/challenge` -> `POST /auth/ksef-token` with `token|timestampMs`
 encrypted under the MF KsefTokenEncryption key -> poll `GET /auth/{ref}` (bearer: the
 temporary authenticationToken) until 200 -> `POST /auth/token/redeem` -> access + refresh
-JWTs. The access token is refreshed `refresh_margin` before its validUntil; when the
-refresh token is gone or refused the whole flow runs again. Tokens never reach a log.
+JWTs. The access token is renewed `refresh_margin` before its validUntil (or at half its
+lifetime when that comes first); when the refresh token is gone or refused the whole flow
+runs again. Tokens never reach a log.
 """
 
 from __future__ import annotations
@@ -108,11 +109,13 @@ class PublicKeys:
 class _Token:
     value: str = field(repr=False)
     valid_until: dt.datetime
+    renew_at: dt.datetime  # `margin` before expiry, or half the lifetime if that is shorter
 
 
-def _token(info: sdk.TokenInfo, what: str) -> _Token:
-    return _Token(required(info.token, what),
-                  parse_api_datetime(info.valid_until, f"{what} validUntil"))
+def _token(info: sdk.TokenInfo, what: str, now: dt.datetime, margin: dt.timedelta) -> _Token:
+    valid_until = parse_api_datetime(info.valid_until, f"{what} validUntil")
+    lead = min(margin, max(valid_until - now, dt.timedelta(0)) / 2)
+    return _Token(required(info.token, what), valid_until, valid_until - lead)
 
 
 class TokenAuth:
@@ -148,7 +151,7 @@ class TokenAuth:
         return f"TokenAuth(context={self.context_nip})"
 
     def _fresh(self, token: _Token | None) -> bool:
-        return token is not None and self._transport.now() + self._margin < token.valid_until
+        return token is not None and self._transport.now() < token.renew_at
 
     async def access_token(self) -> str:
         """A valid access token, refreshing or re-authenticating first when needed."""
@@ -157,13 +160,10 @@ class TokenAuth:
                 return self._access.value
             if self._refresh is not None and self._fresh(self._refresh):
                 try:
-                    await self._refresh_access()
+                    return await self._refresh_access()
                 except KsefAuthError:
                     self._refresh = None
-            if self._access is None or not self._fresh(self._access):
-                await self._authenticate()
-            assert self._access is not None
-            return self._access.value
+            return await self._authenticate()
 
     def invalidate(self, token: str) -> None:
         """KSeF refused `token` (401): drop it so the next call refreshes."""
@@ -175,7 +175,7 @@ class TokenAuth:
         async with self._lock:
             await self._authenticate()
 
-    async def _authenticate(self) -> None:
+    async def _authenticate(self) -> str:
         t = self._transport
         challenge = await t.call("POST", "/auth/challenge", self._api.get_challenge,
                                  idempotent=True)
@@ -192,8 +192,10 @@ class TokenAuth:
         await self._await_auth(required(started.reference_number, "referenceNumber"), temporary)
         tokens = await t.call("POST", "/auth/token/redeem",
                               lambda: self._api.redeem_token(temporary), idempotent=False)
-        self._access = _token(tokens.access_token, "accessToken")
-        self._refresh = _token(tokens.refresh_token, "refreshToken")
+        now = self._transport.now()
+        self._access = _token(tokens.access_token, "accessToken", now, self._margin)
+        self._refresh = _token(tokens.refresh_token, "refreshToken", now, self._margin)
+        return self._access.value
 
     async def _await_auth(self, reference: str, temporary: str) -> None:
         path = f"/auth/{reference}"
@@ -218,11 +220,13 @@ class TokenAuth:
             waited += delay
             delay = min(delay * 2, 2.0)
 
-    async def _refresh_access(self) -> None:
+    async def _refresh_access(self) -> str:
         assert self._refresh is not None
         refresh = self._refresh.value
         answer = await self._transport.call(
             "POST", "/auth/token/refresh", lambda: self._api.refresh_access_token(refresh),
             idempotent=True,
         )
-        self._access = _token(answer.access_token, "accessToken")
+        self._access = _token(answer.access_token, "accessToken", self._transport.now(),
+                              self._margin)
+        return self._access.value

@@ -264,3 +264,22 @@ async def test_packed_batch_from_the_package_builder(
         assert (status.code, status.successful_count) == (200, 30), status
         results = [r async for r in client.session_invoices(session.reference_number)]
         assert {r.invoice_hash for r in results} == {e.invoice_hash for e in manifest.entries}
+
+
+
+async def test_refresh_against_the_emulator(ksef_env: Environment, token_for: TokenFor) -> None:
+    """A refused access token is renewed with the refresh token, not a new login."""
+    nip = seller_nips(1, seed=608)[0]
+    events: list[HealthEvent] = []
+    async with KsefClient(ksef_env, nip, await token_for(nip), observer=events.append) as client:
+        session = await client.open_online_session()
+        auth = client._auth  # the token holder; reached into to force a renewal
+        assert auth is not None
+        auth.invalidate(await auth.access_token())
+        status = await client.session_status(session.reference_number)
+    assert status.code == 100
+    endpoints = [e.endpoint.rsplit(" ", 1)[-1] for e in events]
+    assert endpoints.count("/auth/token/redeem") == 1
+    assert endpoints.count("/auth/token/refresh") == 1
+    assert endpoints.index("/auth/token/refresh") < len(endpoints) - 1
+    assert all(e.outcome is Outcome.OK for e in events)

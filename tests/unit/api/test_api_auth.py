@@ -57,6 +57,7 @@ class FakeAuthApi:
         self.sent: list[Any] = []
         self.refuse_refresh = False
         self.issued = 0
+        self.access_life = dt.timedelta(minutes=15)
 
     def _token(self, name: str, life: dt.timedelta) -> dict[str, str]:
         self.issued += 1
@@ -87,7 +88,7 @@ class FakeAuthApi:
     async def redeem_token(self, token: str) -> sdk.AuthenticationTokensResponse:
         self.calls.append("redeem")
         return sdk.AuthenticationTokensResponse.from_dict({
-            "accessToken": self._token("access", dt.timedelta(minutes=15)),
+            "accessToken": self._token("access", self.access_life),
             "refreshToken": self._token("refresh", dt.timedelta(days=7))})
 
     async def refresh_access_token(self, token: str) -> sdk.AuthenticationTokenRefreshResponse:
@@ -97,7 +98,7 @@ class FakeAuthApi:
                               response_body={"title": "Unauthorized", "status": 401,
                                              "detail": "refresh token revoked"})
         return sdk.AuthenticationTokenRefreshResponse.from_dict({
-            "accessToken": self._token("access", dt.timedelta(minutes=15))})
+            "accessToken": self._token("access", self.access_life)})
 
 
 def setup(statuses: list[int]) -> tuple[TokenAuth, FakeAuthApi, Clock, list[int]]:
@@ -137,6 +138,18 @@ async def test_access_token_is_refreshed_shortly_before_it_expires() -> None:
     second = await auth.access_token()
     assert second != first
     assert api.calls[-1] == "refresh"
+
+
+async def test_a_token_shorter_lived_than_the_margin_is_used_for_half_its_life() -> None:
+    auth, api, clock, _ = setup([200])
+    api.access_life = dt.timedelta(seconds=30)
+    first = await auth.access_token()
+    clock.wall += dt.timedelta(seconds=14)
+    assert await auth.access_token() == first
+    clock.wall += dt.timedelta(seconds=2)
+    second = await auth.access_token()
+    assert second != first
+    assert api.calls.count("redeem") == 1 and api.calls[-1] == "refresh"
 
 
 async def test_refused_refresh_falls_back_to_full_authentication() -> None:
