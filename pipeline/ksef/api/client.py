@@ -75,7 +75,8 @@ class KsefClient:
 
     `limiter` should be shared by every client of the process: it keys protected endpoints
     by context and public ones (authentication, keys) by a shared key, as KSeF counts
-    them per context + IP and per IP. `public_keys` may be shared too.
+    them per context + IP and per IP. `public_keys` may be shared by clients that live as
+    long as the one whose transport fetches them.
     """
 
     def __init__(
