@@ -1,7 +1,9 @@
-"""A small KSeF client for the emulator tests, written from the documented protocol.
+"""A minimal KSeF client written straight from the documented protocol, for the
+emulator's tests, its benchmark and smoke checks.
 
 Independent of `pipeline.ksef.api` on purpose, so a mistake shared by the production
-client and the emulator cannot hide. Batch packages are built in memory (tests only).
+client and the emulator cannot hide. Batch packages are built in memory: small and
+medium packages only.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ def split_encrypt(package: bytes, part_size: int, key: SessionKey) -> list[bytes
             for i in range(0, len(package), part_size)]
 
 
-class KsefTestClient:
+class ReferenceClient:
     def __init__(self, base_url: str, http: aiohttp.ClientSession) -> None:
         self.base = base_url.rstrip("/")
         self.api = self.base + "/v2"
@@ -97,7 +99,7 @@ class KsefTestClient:
     async def certificate(self, usage: str) -> str:
         if self._certs is None:
             self._certs = await self.call("GET", "/security/public-key-certificates")
-        return next(c["certificate"] for c in self._certs if usage in c["usage"])
+        return str(next(c["certificate"] for c in self._certs if usage in c["usage"]))
 
     async def authenticate(self, nip: str, token: str | None = None) -> str:
         ksef_token = token or (await self.admin("ksef-tokens", {"nip": nip}))["token"]

@@ -30,7 +30,7 @@ from pipeline.emulator.request_helpers import (
 from pipeline.emulator.session_requests import encryption, form_code, positive_int, sha_field
 from pipeline.emulator.state import Emulator
 from pipeline.emulator.store import Row
-from pipeline.emulator.timefmt import iso, utcnow
+from pipeline.emulator.timefmt import iso, parse, utcnow
 from pipeline.emulator.tokens import Context
 from pipeline.ksef.crypto import decrypt_cbc
 from pipeline.ksef.numbers import sha256_b64
@@ -100,6 +100,10 @@ async def send_invoice(request: web.Request) -> web.Response:
     reference = request.match_info["referenceNumber"]
     body = await read_json(request)
     session = own_session(emu, context, reference, statuses.ONLINE)
+    assert emu.processor is not None
+    if session["status_code"] == statuses.OPEN and parse(session["valid_until"]) <= utcnow():
+        emu.processor.close_online(session)  # past validUntil: KSeF closes it by itself
+        session = {**session, "status_code": statuses.CLOSED}
     if session["status_code"] != statuses.OPEN:
         raise bad_request(SESSION_STATUS, f"Status sesji {session['status_code']} "
                           "uniemożliwia wysyłkę faktur.")
@@ -140,7 +144,6 @@ async def send_invoice(request: web.Request) -> web.Response:
         "offline_declared": int(offline), "corrected_hash": corrected, "size": invoice_size,
     }, plain)
     if plain is not None:
-        assert emu.processor is not None
         emu.processor.enqueue_online(invoice_ref)
     return web.json_response({"referenceNumber": invoice_ref}, status=202)
 

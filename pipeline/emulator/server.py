@@ -43,6 +43,7 @@ class RunningEmulator:
 
     emulator: Emulator
     runner: web.AppRunner
+    stopped: bool = False
 
     @classmethod
     async def start(cls, config: EmulatorConfig) -> RunningEmulator:
@@ -69,6 +70,10 @@ class RunningEmulator:
         return self.emulator.base_url + "/latarnia"
 
     async def stop(self) -> None:
+        """Stop serving and processing (idempotent); everything committed stays on disk."""
+        if self.stopped:
+            return
+        self.stopped = True
         if self.emulator.processor is not None:
             await self.emulator.processor.stop()
         await self.runner.cleanup()

@@ -14,9 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
-from tests.unit.emulator.ksef_test_client import KsefTestClient
 
 NIP = seller_nips(1, seed=71)[0]
 READY = "KSeF emulator ready: "
@@ -63,7 +63,7 @@ async def test_killed_mid_batch_resumes_and_loses_nothing(
                                              issue_date=day, profile="small", seed=i))
             for i in range(1, 6_001)]
     async with aiohttp.ClientSession() as http:
-        client = KsefTestClient(url, http)
+        client = ReferenceClient(url, http)
         token = await client.authenticate(NIP)
         online = await client.open_online(token)
         await client.send(token, online, make_invoice(seller_nip=NIP, number="RESTART/online",
@@ -83,7 +83,7 @@ async def test_killed_mid_batch_resumes_and_loses_nothing(
         first.wait(timeout=30)
     _, url = await processes(data_dir)
     async with aiohttp.ClientSession() as http:
-        client = KsefTestClient(url, http)
+        client = ReferenceClient(url, http)
         status = await client.wait_session(token, reference)  # the old JWT still works
         assert status["status"]["code"] == 200
         assert status["successfulInvoiceCount"] == 6_000

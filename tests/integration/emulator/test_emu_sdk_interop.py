@@ -12,17 +12,17 @@ from ksef_client.utils.ksef_number import validate_ksef_number
 from lxml import etree
 
 from pipeline.emulator import RunningEmulator
+from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import sha256_b64
 from tests.unit.emulator import contract
-from tests.unit.emulator.ksef_test_client import KsefTestClient
 
 UPO_NS = "{http://upo.schematy.mf.gov.pl/KSeF/v4-3}"
 
 
 async def test_third_party_sdk_online_session(emulator: RunningEmulator,
-                                              client: KsefTestClient) -> None:
+                                              client: ReferenceClient) -> None:
     nip = seller_nips(1, seed=51)[0]
     token = (await client.admin("ksef-tokens", {"nip": nip}))["token"]
     xml = make_invoice(seller_nip=nip, number="SDK/1", issue_date=polish_day(utcnow()),

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.emulator import EmulatorConfig, RunningEmulator
 from pipeline.emulator.keys import KeyRing
-from tests.unit.emulator.ksef_test_client import KsefTestClient
+from pipeline.emulator.reference_client import ReferenceClient
 
 StartEmulator = Callable[..., Any]
 
@@ -57,5 +57,5 @@ async def emulator(start_emulator: StartEmulator) -> RunningEmulator:
 
 
 @pytest.fixture
-def client(emulator: RunningEmulator, http: aiohttp.ClientSession) -> KsefTestClient:
-    return KsefTestClient(emulator.base_url, http)
+def client(emulator: RunningEmulator, http: aiohttp.ClientSession) -> ReferenceClient:
+    return ReferenceClient(emulator.base_url, http)

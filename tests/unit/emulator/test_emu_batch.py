@@ -11,12 +11,12 @@ import pytest
 from yarl import URL
 
 from pipeline.emulator import RunningEmulator
+from pipeline.emulator.reference_client import ReferenceClient, build_package, split_encrypt
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.crypto import SessionKey
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.unit.emulator.conftest import StartEmulator
-from tests.unit.emulator.ksef_test_client import KsefTestClient, build_package, split_encrypt
 
 NIP = seller_nips(1, seed=21)[0]
 
@@ -30,7 +30,7 @@ def docs(count: int, prefix: str, nip: str = NIP, day: dt.date | None = None,
 
 
 @pytest.mark.parametrize("compression", ["Zip", "TarGz"])
-async def test_batch_in_parts_is_accepted(client: KsefTestClient, compression: str) -> None:
+async def test_batch_in_parts_is_accepted(client: ReferenceClient, compression: str) -> None:
     token = await client.authenticate(NIP)
     sent = docs(30, f"B{compression}")
     reference, status = await client.batch(token, sent, part_size=9_000,
@@ -45,14 +45,14 @@ async def test_batch_in_parts_is_accepted(client: KsefTestClient, compression: s
     assert len({r["ksefNumber"] for r in results}) == 30
 
 
-async def test_tampered_part_fails_the_hash_check(client: KsefTestClient) -> None:
+async def test_tampered_part_fails_the_hash_check(client: ReferenceClient) -> None:
     token = await client.authenticate(NIP)
     _, status = await client.batch(token, docs(12, "TAMPER"), part_size=5_000, tamper=2)
     assert status["status"]["code"] == 405
     assert "part 2" in status["status"]["details"][0]
 
 
-async def test_part_encrypted_with_another_key_fails_decryption(client: KsefTestClient) -> None:
+async def test_part_encrypted_with_another_key_fails_decryption(client: ReferenceClient) -> None:
     token = await client.authenticate(NIP)
     key = SessionKey.generate()
     package = build_package(docs(3, "WRONGKEY"))
@@ -67,7 +67,7 @@ async def test_part_encrypted_with_another_key_fails_decryption(client: KsefTest
     assert status["status"]["code"] == 435 or "decrypted package" in str(status)
 
 
-async def test_not_an_archive_fails_decompression(client: KsefTestClient) -> None:
+async def test_not_an_archive_fails_decompression(client: ReferenceClient) -> None:
     token = await client.authenticate(NIP)
     key = SessionKey.generate()
     package = b"this is not a zip file" * 100
@@ -79,7 +79,7 @@ async def test_not_an_archive_fails_decompression(client: KsefTestClient) -> Non
     assert (await client.wait_session(token, reference))["status"]["code"] == 430
 
 
-async def test_unwrappable_key_fails_with_415(client: KsefTestClient) -> None:
+async def test_unwrappable_key_fails_with_415(client: ReferenceClient) -> None:
     token = await client.authenticate(NIP)
     key = SessionKey.generate()
     package = build_package(docs(2, "BADKEY"))
@@ -101,14 +101,14 @@ async def test_unwrappable_key_fails_with_415(client: KsefTestClient) -> None:
 async def test_invoice_limit_ends_in_420(start_emulator: StartEmulator,
                                          http: aiohttp.ClientSession) -> None:
     emu: RunningEmulator = await start_emulator(max_invoices=5)
-    client = KsefTestClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http)
     token = await client.authenticate(NIP)
     reference, status = await client.batch(token, docs(6, "LIMIT"), part_size=50_000)
     assert status["status"]["code"] == 420
     assert await client.invoices(token, reference) == []
 
 
-async def test_duplicates_get_440_with_the_original(client: KsefTestClient) -> None:
+async def test_duplicates_get_440_with_the_original(client: ReferenceClient) -> None:
     token = await client.authenticate(NIP)
     first = docs(3, "DUP")
     ref1, status1 = await client.batch(token, first, part_size=50_000)
@@ -125,7 +125,7 @@ async def test_duplicates_get_440_with_the_original(client: KsefTestClient) -> N
     assert "ksefNumber" not in failed
 
 
-async def test_duplicate_inside_one_batch_and_none_accepted(client: KsefTestClient) -> None:
+async def test_duplicate_inside_one_batch_and_none_accepted(client: ReferenceClient) -> None:
     token = await client.authenticate(NIP)
     one = docs(1, "TWICE")[0]
     ref, status = await client.batch(token, [one, ("copy.xml", one[1])], part_size=50_000)
@@ -137,7 +137,7 @@ async def test_duplicate_inside_one_batch_and_none_accepted(client: KsefTestClie
     assert status["status"]["code"] == 445
 
 
-async def test_bad_invoices_are_rejected_with_their_codes(client: KsefTestClient) -> None:
+async def test_bad_invoices_are_rejected_with_their_codes(client: ReferenceClient) -> None:
     from pipeline.ksef.fa3 import REASONS
     from pipeline.ksef.fa3.samples import bad_invoices
 
@@ -153,14 +153,14 @@ async def test_bad_invoices_are_rejected_with_their_codes(client: KsefTestClient
         assert got["details"][0]
 
 
-async def test_other_sellers_need_permission(client: KsefTestClient) -> None:
+async def test_other_sellers_need_permission(client: ReferenceClient) -> None:
     other = seller_nips(2, seed=99)[1]
     token = await client.authenticate(NIP)
     _, status = await client.batch(token, docs(1, "FOREIGN", nip=other), part_size=50_000)
     assert status["status"]["code"] == 445
 
 
-async def test_late_issue_date_is_marked_offline(client: KsefTestClient) -> None:
+async def test_late_issue_date_is_marked_offline(client: ReferenceClient) -> None:
     token = await client.authenticate(NIP)
     yesterday = polish_day(utcnow()) - dt.timedelta(days=1)
     ref, _ = await client.batch(token, docs(1, "LATE", day=yesterday), part_size=50_000)
@@ -171,7 +171,7 @@ async def test_late_issue_date_is_marked_offline(client: KsefTestClient) -> None
 async def test_public_host_names_the_upload_urls(start_emulator: StartEmulator,
                                                  http: aiohttp.ClientSession) -> None:
     emu: RunningEmulator = await start_emulator(public_host="localhost")
-    client = KsefTestClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http)
     token = await client.authenticate(NIP)
     reference, status = await client.batch(token, docs(2, "HOST"), part_size=5_000)
     opened = next(x for x in client.exchanges if x.path == "/v2/sessions/batch")
@@ -183,7 +183,7 @@ async def test_public_host_names_the_upload_urls(start_emulator: StartEmulator,
 
 
 async def test_upload_urls_are_signed_and_parts_checked_at_close(
-        client: KsefTestClient) -> None:
+        client: ReferenceClient) -> None:
     token = await client.authenticate(NIP)
     key = SessionKey.generate()
     package = build_package(docs(4, "SIGN"))

@@ -6,12 +6,12 @@ import math
 
 import pytest
 
+from pipeline.emulator.reference_client import ReferenceClient, build_package, split_encrypt
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.crypto import SessionKey
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.unit.emulator.conftest import StartEmulator
-from tests.unit.emulator.ksef_test_client import KsefTestClient, build_package, split_encrypt
 
 NIP = seller_nips(1, seed=61)[0]
 Docs = list[tuple[str, bytes]]
@@ -28,7 +28,7 @@ def ten_thousand() -> Docs:
 async def test_ten_thousand_invoices_in_parts_then_a_duplicate(
         start_emulator: StartEmulator, http: object, ten_thousand: Docs) -> None:
     emu = await start_emulator(validation_workers=2)
-    client = KsefTestClient(emu.base_url, http)  # type: ignore[arg-type]
+    client = ReferenceClient(emu.base_url, http)  # type: ignore[arg-type]
     token = await client.authenticate(NIP)
     package_size = len(build_package(ten_thousand))
     part_size = math.ceil(package_size / 6)
@@ -56,7 +56,7 @@ async def test_ten_thousand_invoices_in_parts_then_a_duplicate(
 async def test_ten_thousand_and_one_invoices_end_in_420(
         start_emulator: StartEmulator, http: object, ten_thousand: Docs) -> None:
     emu = await start_emulator()
-    client = KsefTestClient(emu.base_url, http)  # type: ignore[arg-type]
+    client = ReferenceClient(emu.base_url, http)  # type: ignore[arg-type]
     token = await client.authenticate(NIP)
     extra = ("extra.xml", make_invoice(seller_nip=NIP, number="BIG/extra",
                                        issue_date=polish_day(utcnow()), profile="small"))
@@ -68,7 +68,7 @@ async def test_ten_thousand_and_one_invoices_end_in_420(
 async def test_tampered_part_of_a_large_package(start_emulator: StartEmulator, http: object,
                                                 ten_thousand: Docs) -> None:
     emu = await start_emulator()
-    client = KsefTestClient(emu.base_url, http)  # type: ignore[arg-type]
+    client = ReferenceClient(emu.base_url, http)  # type: ignore[arg-type]
     token = await client.authenticate(NIP)
     key = SessionKey.generate()
     package = build_package(ten_thousand[:2_000])

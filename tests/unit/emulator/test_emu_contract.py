@@ -9,12 +9,12 @@ import aiohttp
 import pytest
 from lxml import etree
 
+from pipeline.emulator.reference_client import HttpFailure, ReferenceClient
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.crypto import public_key_from_certificate, wrap_key
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from tests.unit.emulator import contract
 from tests.unit.emulator.conftest import StartEmulator
-from tests.unit.emulator.ksef_test_client import HttpFailure, KsefTestClient
 
 pytestmark = pytest.mark.skipif(not contract.SPEC_PATH.exists(),
                                 reason=f"official open-api.json not found at {contract.DOCS}")
@@ -31,7 +31,7 @@ def invoice(number: str) -> bytes:
                         profile="small")
 
 
-async def exercise(client: KsefTestClient) -> list[str]:
+async def exercise(client: ReferenceClient) -> list[str]:
     """Drive every implemented endpoint once; returns the UPO documents seen."""
     token = await client.authenticate(NIP)
     await client.call("POST", "/tokens", token=token,
@@ -69,7 +69,7 @@ async def exercise(client: KsefTestClient) -> list[str]:
     return [u for u in upos if isinstance(u, str)]
 
 
-async def test_responses_match_the_official_schemas(client: KsefTestClient) -> None:
+async def test_responses_match_the_official_schemas(client: ReferenceClient) -> None:
     upos = await exercise(client)
     checked = {contract.validate(x.method, x.path, x.status, x.content_type, x.body)
                for x in client.exchanges
@@ -92,7 +92,7 @@ async def test_responses_match_the_official_schemas(client: KsefTestClient) -> N
         schema.assertValid(etree.fromstring(document.encode("utf-8")))
 
 
-async def test_refresh_gives_a_working_access_token(client: KsefTestClient) -> None:
+async def test_refresh_gives_a_working_access_token(client: ReferenceClient) -> None:
     nip = seller_nips(2, seed=32)[1]
     answer = await client.admin("ksef-tokens", {"nip": nip})
     challenge = await client.call("POST", "/auth/challenge")
@@ -110,7 +110,7 @@ async def test_refresh_gives_a_working_access_token(client: KsefTestClient) -> N
 async def test_too_many_requests_answer(start_emulator: StartEmulator,
                                         http: aiohttp.ClientSession) -> None:
     emu = await start_emulator(limits="production")
-    client = KsefTestClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http)
     token = await client.authenticate(NIP)
     with pytest.raises(HttpFailure) as refused:
         for _ in range(6):  # GET /sessions: 5 per second
@@ -121,7 +121,7 @@ async def test_too_many_requests_answer(start_emulator: StartEmulator,
 
 
 async def test_wrong_token_context_and_timestamp_fail_authentication(
-        client: KsefTestClient) -> None:
+        client: ReferenceClient) -> None:
     nip, other = seller_nips(2, seed=33)
     token = (await client.admin("ksef-tokens", {"nip": nip}))["token"]
     cert = public_key_from_certificate(await client.certificate("KsefTokenEncryption"))

@@ -14,16 +14,16 @@ import pytest
 
 from pipeline.commands import emulator_ctl
 from pipeline.emulator import RunningEmulator
+from pipeline.emulator.reference_client import (
+    HttpFailure,
+    ReferenceClient,
+    build_package,
+    split_encrypt,
+)
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.crypto import SessionKey
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from tests.unit.emulator.conftest import StartEmulator
-from tests.unit.emulator.ksef_test_client import (
-    HttpFailure,
-    KsefTestClient,
-    build_package,
-    split_encrypt,
-)
 
 NIP = seller_nips(1, seed=41)[0]
 
@@ -46,7 +46,7 @@ async def ctl(emu: RunningEmulator, *argv: str) -> object:
 
 
 async def test_outage_answers_503_and_recovers(emulator: RunningEmulator,
-                                               client: KsefTestClient) -> None:
+                                               client: ReferenceClient) -> None:
     token = await client.authenticate(NIP)
     info = await ctl(emulator, "down")
     assert info["faults"]["down"] == "503"  # type: ignore[index]
@@ -59,7 +59,7 @@ async def test_outage_answers_503_and_recovers(emulator: RunningEmulator,
 
 
 async def test_refused_mode_drops_connections(emulator: RunningEmulator,
-                                              client: KsefTestClient) -> None:
+                                              client: ReferenceClient) -> None:
     await ctl(emulator, "down", "--mode", "refuse")
     with pytest.raises(aiohttp.ClientConnectionError):
         await client.call("POST", "/auth/challenge")
@@ -68,7 +68,7 @@ async def test_refused_mode_drops_connections(emulator: RunningEmulator,
 
 
 async def test_latency_delays_api_answers(emulator: RunningEmulator,
-                                          client: KsefTestClient) -> None:
+                                          client: ReferenceClient) -> None:
     await ctl(emulator, "latency", "300")
     started = time.monotonic()
     await client.call("POST", "/auth/challenge")
@@ -77,7 +77,7 @@ async def test_latency_delays_api_answers(emulator: RunningEmulator,
 
 
 async def test_forced_invoice_and_session_failures(emulator: RunningEmulator,
-                                                   client: KsefTestClient) -> None:
+                                                   client: ReferenceClient) -> None:
     token = await client.authenticate(NIP)
     await ctl(emulator, "fail-next", "550", "--count", "1")
     online = await client.open_online(token)
@@ -96,7 +96,7 @@ async def test_forced_invoice_and_session_failures(emulator: RunningEmulator,
 async def test_open_batch_limit_gives_429_and_retry_after_works(
         start_emulator: StartEmulator, http: aiohttp.ClientSession) -> None:
     emu = await start_emulator(limits="production", time_scale=60.0)  # a minute lasts 1 s
-    client = KsefTestClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http)
     token = await client.authenticate(NIP)
     key = SessionKey.generate()
     package = build_package([("a.xml", invoice("L/1"))])
@@ -118,7 +118,7 @@ async def test_open_batch_limit_gives_429_and_retry_after_works(
 
 
 async def test_latarnia_announcements_versions_and_outage(emulator: RunningEmulator,
-                                                          client: KsefTestClient) -> None:
+                                                          client: ReferenceClient) -> None:
     status_url = f"{emulator.latarnia_url}/status"
     start = await ctl(emulator, "announce", "--category", "FAILURE", "--title", "Awaria API")
     assert (await client.call("GET", status_url))["status"] == "FAILURE"

@@ -9,12 +9,12 @@ import aiohttp
 from lxml import etree
 
 from pipeline.emulator import RunningEmulator
+from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.crypto import SessionKey, decrypt_cbc, encrypt_cbc
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.unit.emulator.conftest import StartEmulator
-from tests.unit.emulator.ksef_test_client import KsefTestClient
 
 UPO_NS = "{http://upo.schematy.mf.gov.pl/KSeF/v4-3}"
 
@@ -23,7 +23,7 @@ def today() -> dt.date:
     return polish_day(utcnow())
 
 
-async def test_online_session_accepts_invoice_and_issues_upo(client: KsefTestClient) -> None:
+async def test_online_session_accepts_invoice_and_issues_upo(client: ReferenceClient) -> None:
     nip = seller_nips(1, seed=11)[0]
     token = await client.authenticate(nip)
     session = await client.open_online(token)
@@ -53,7 +53,7 @@ def small(nip: str, number: str, day: dt.date | None = None) -> bytes:
                         profile="small")
 
 
-async def test_technical_correction_once_and_only_for_rejected(client: KsefTestClient) -> None:
+async def test_technical_correction_once_and_only_for_rejected(client: ReferenceClient) -> None:
     nip = seller_nips(1, seed=12)[0]
     token = await client.authenticate(nip)
     session = await client.open_online(token)
@@ -82,7 +82,7 @@ async def test_technical_correction_once_and_only_for_rejected(client: KsefTestC
     assert (corrected["status"]["code"], corrected["invoicingMode"]) == (200, "Offline")
 
 
-async def test_send_checks_sizes_hashes_and_decryption(client: KsefTestClient) -> None:
+async def test_send_checks_sizes_hashes_and_decryption(client: ReferenceClient) -> None:
     nip = seller_nips(1, seed=13)[0]
     token = await client.authenticate(nip)
     session = await client.open_online(token)
@@ -118,7 +118,7 @@ async def test_send_checks_sizes_hashes_and_decryption(client: KsefTestClient) -
 async def test_session_states_without_invoices_and_limits(
         start_emulator: StartEmulator, http: aiohttp.ClientSession) -> None:
     emu: RunningEmulator = await start_emulator(max_invoices=1)
-    client = KsefTestClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http)
     nip = seller_nips(1, seed=14)[0]
     token = await client.authenticate(nip)
     empty = await client.open_online(token)
@@ -135,7 +135,7 @@ async def test_session_states_without_invoices_and_limits(
     assert closed["exception"]["exceptionDetailList"][0]["exceptionCode"] == 21180
 
 
-async def test_attachments_are_refused_online(client: KsefTestClient) -> None:
+async def test_attachments_are_refused_online(client: ReferenceClient) -> None:
     nip = seller_nips(1, seed=15)[0]
     token = await client.authenticate(nip)
     session = await client.open_online(token)
@@ -145,3 +145,17 @@ async def test_attachments_are_refused_online(client: KsefTestClient) -> None:
     assert (await client.wait_session(token, session.reference))["status"]["code"] == 445
     [result] = await client.invoices(token, session.reference)
     assert result["status"]["code"] == 415
+
+
+async def test_expired_sessions_close_or_cancel(start_emulator: StartEmulator,
+                                                http: aiohttp.ClientSession) -> None:
+    emu: RunningEmulator = await start_emulator(online_session_hours=1e-9)
+    client = ReferenceClient(emu.base_url, http)
+    nip = seller_nips(1, seed=16)[0]
+    token = await client.authenticate(nip)
+    idle = await client.open_online(token)
+    used = await client.open_online(token)
+    expired = await client.send(token, used, small(nip, "EXP/1"), expect=400)
+    assert expired["exception"]["exceptionDetailList"][0]["exceptionCode"] == 21180
+    await client.admin("sweep")
+    assert (await client.wait_session(token, idle.reference))["status"]["code"] == 440
