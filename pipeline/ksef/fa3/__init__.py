@@ -1,1 +1,7 @@
-"""FA(3) invoices: the stateless KSeF pre-checks and a sample generator."""
+"""FA(3) invoices: the stateless KSeF pre-checks and a sample generator (`samples`)."""
+
+from .checker import CheckResult, InvoiceChecker, nip_problem
+from .facts import InvoiceFacts
+from .reasons import REASONS, Finding
+
+__all__ = ["REASONS", "CheckResult", "Finding", "InvoiceChecker", "InvoiceFacts", "nip_problem"]

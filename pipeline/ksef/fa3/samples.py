@@ -458,7 +458,7 @@ def bad_invoices(today: dt.date) -> list[tuple[str, bytes]]:
         ("schema", replaced(FA3_NAMESPACE.encode(), b"http://crd.gov.pl/wzor/2023/06/29/12648/")),
         ("schema", b'<?xml version="1.0" encoding="UTF-8"?>\n<Invoice><Id>1</Id></Invoice>\n'),
         ("schema", replaced(b"<P_2>FV/BAD/1</P_2>", b"")),
-        ("schema", replaced(b"<KodWaluty>PLN</KodWaluty>", b"<KodWaluty>XXX</KodWaluty>")),
+        ("schema", replaced(b"<KodWaluty>PLN</KodWaluty>", b"<KodWaluty>PLZ</KodWaluty>")),
         ("schema", replaced(seller.encode(), b"0123456789")),
         ("nip-checksum", replaced(seller.encode(), _wrong_check_digit(seller).encode())),
         ("nip-checksum", replaced(buyer.encode(), _wrong_check_digit(buyer).encode())),
