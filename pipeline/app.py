@@ -8,6 +8,7 @@ data dir and web port.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import faust
@@ -36,7 +37,11 @@ app = faust.App(
     topic_partitions=catalog_settings.partitions,
     topic_replication_factor=catalog_settings.replication_factor,
     table_standby_replicas=0,
+    # Stages holding events until a batch is sealed or a session settled must not block
+    # a rebalance or shutdown waiting for them: unacked events are simply redelivered.
+    stream_wait_empty=os.environ.get("KSEF_STREAM_WAIT_EMPTY", "1") != "0",
     producer_max_request_size=10 * 1024 * 1024,
+    producer_compression_type="lz4",
     consumer_max_fetch_size=16 * 1024 * 1024,
     broker_max_poll_records=500,
     logging_config=logs.logging_config(worker_settings.log_level),

@@ -109,3 +109,17 @@ class WorkerSettings:
             web_port=int(os.environ.get("KSEF_WEB_PORT", str(cls.web_port))),
             log_level=os.environ.get("KSEF_LOG_LEVEL", cls.log_level),
         )
+
+
+def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:
+    """Connection keyword arguments for plain aiokafka clients (outside Faust)."""
+    opts: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap_servers,
+                            "security_protocol": kafka.security_protocol}
+    ctx = kafka.ssl_context()
+    if ctx is not None:
+        opts["ssl_context"] = ctx
+    if kafka.sasl_mechanism:
+        opts.update(sasl_mechanism=kafka.sasl_mechanism,
+                    sasl_plain_username=kafka.sasl_username,
+                    sasl_plain_password=kafka.sasl_password)
+    return opts

@@ -97,6 +97,7 @@ PACKED = TopicSpec(
 )
 SESSIONS = TopicSpec(
     "ksef.sessions", records.SessionStep, key="batch id",
+    max_message_bytes=INVOICE_MESSAGE_BYTES,
     description="every step of every KSeF session (resume point after a crash)",
     retention_days=400,
 )

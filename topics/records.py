@@ -92,24 +92,34 @@ class Rejection:
 
 @dataclass(frozen=True)
 class PackagePart:
+    """One encrypted part: size/sha256 as declared to KSeF, offset/plain_size in the package."""
+
     ordinal: int
     size: int
     sha256: str
+    offset: int
+    plain_size: int
 
 
 @dataclass(frozen=True)
 class PackedInvoice:
     invoice_id: str
+    invoice_number: str
     sha256: str
+    size: int
     entry: str
     ref: KafkaRef
-    invoice_number: str
+    mode: str
     deadline: str | None = None
 
 
 @dataclass(frozen=True)
 class PackedBatch:
-    """`ksef.batches.packed`: the manifest of one batch package (never a plaintext key)."""
+    """`ksef.batches.packed`: the manifest of one batch package (never a plaintext key).
+
+    Invoices are named by their `ksef.invoices.sealed` coordinates, so any worker can
+    rebuild the archive byte for byte (same deflate level and zlib version) from Kafka.
+    """
 
     batch_id: str
     seller_nip: str
@@ -119,10 +129,14 @@ class PackedBatch:
     parts: list[PackagePart]
     wrapped_key_b64: str
     iv_b64: str
+    deflate_level: int
+    zlib_version: str
     invoices: list[PackedInvoice]
     packed_at: str
     spool_dir: str
+    offline_mode: bool
     earliest_deadline: str | None = None
+    public_key_id: str | None = None
 
 
 @dataclass(frozen=True)

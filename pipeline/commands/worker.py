@@ -26,8 +26,7 @@ def run(args: argparse.Namespace) -> int:
         os.environ["KSEF_DATA_DIR"] = args.data_dir
     if args.loglevel:
         os.environ["KSEF_LOG_LEVEL"] = args.loglevel
-    from pipeline.app import app, worker_settings
-    from pipeline.stages import STAGES
+    from pipeline.stages import HOLDING_STAGES, STAGES
 
     wanted = list(STAGES) if args.stages == "all" else [s for s in args.stages.split(",") if s]
     unknown = [s for s in wanted if s not in STAGES]
@@ -35,6 +34,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"ksef-pipeline worker: unknown stage(s) {', '.join(unknown)}; "
               f"known: {', '.join(STAGES) or 'none'}", file=sys.stderr)
         return 2
+    if HOLDING_STAGES & set(wanted):
+        os.environ["KSEF_STREAM_WAIT_EMPTY"] = "0"
+    if args.stages != "all" and wanted:
+        # Workers of one consumer group must run the same agents: a stage subset is its
+        # own group (ksef-pipeline-pack-submit-upo, ...).
+        base = os.environ.get("KSEF_APP_ID", "ksef-pipeline")
+        os.environ["KSEF_APP_ID"] = "-".join([base, *sorted(wanted)])
+    from pipeline.app import app, worker_settings
+
     for name in wanted:
         importlib.import_module(STAGES[name])
     for module in args.module:

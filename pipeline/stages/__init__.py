@@ -7,4 +7,9 @@ any subset (`ksef-pipeline worker --stages validate,seal`), so stages scale apar
 STAGES: dict[str, str] = {
     "validate": "pipeline.stages.validate",
     "seal": "pipeline.stages.seal",
+    "pack": "pipeline.stages.pack",
+    "submit": "pipeline.stages.submit",
+    "upo": "pipeline.stages.upo",
 }
+# Stages that hold events unacknowledged while a batch or session is in progress.
+HOLDING_STAGES = frozenset({"pack", "submit", "upo"})

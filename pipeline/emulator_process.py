@@ -1,0 +1,71 @@
+"""Start the emulator as a child process and hand out KSeF tokens (demo, tests, bench)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class EmulatorProcess:
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    data_dir: Path
+
+    @property
+    def api_url(self) -> str:
+        return self.base_url + "/v2"
+
+    def admin(self, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
+        req = urllib.request.Request(
+            f"{self.base_url}/_emulator/{path}", method="POST",
+            data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            raw = resp.read()
+        return json.loads(raw) if raw else {}
+
+    def token(self, nip: str) -> str:
+        return str(self.admin("ksef-tokens", {"nip": nip})["token"])
+
+    def write_tokens(self, nips: list[str], path: Path) -> Path:
+        path.write_text(json.dumps({nip: self.token(nip) for nip in nips}))
+        path.chmod(0o600)
+        return path
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def start_emulator(data_dir: Path, *args: str, log_path: Path | None = None,
+                   cwd: Path | None = None, env: dict[str, str] | None = None,
+                   timeout_s: float = 60.0) -> EmulatorProcess:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    marker = data_dir / "emulator.json"
+    marker.unlink(missing_ok=True)
+    log = (log_path or data_dir / "emulator.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "emulator", "--data-dir",
+                             str(data_dir), *args], stdout=log, stderr=subprocess.STDOUT,
+                            cwd=cwd, env=env, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    while not marker.exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"emulator exited with {proc.returncode}; see {log.name}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"emulator not ready after {timeout_s:.0f} s; see {log.name}")
+        time.sleep(0.1)
+    base = str(json.loads(marker.read_text())["baseUrl"])
+    return EmulatorProcess(proc, base, data_dir)

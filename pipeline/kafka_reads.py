@@ -1,0 +1,104 @@
+"""Direct reads from Kafka for the stages that rebuild state from a topic at start-up
+(the session journal) or fetch single records by coordinates (rebuilding a package).
+
+confluent-kafka in a worker thread: a plain, group-less reader that never joins (or
+disturbs) the Faust consumer group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Iterable
+from typing import TypeVar
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from pipeline.settings import KafkaSettings
+from topics.codec import decode
+from topics.records import KafkaRef
+
+T = TypeVar("T")
+POLL_S = 1.0
+
+
+def _consumer(kafka: KafkaSettings) -> Consumer:
+    return Consumer(kafka.confluent(**{
+        "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+        "enable.partition.eof": True, "fetch.max.bytes": 32 * 1024 * 1024,
+        "max.partition.fetch.bytes": 16 * 1024 * 1024, "log_level": 3}))
+
+
+def _read_all(kafka: KafkaSettings, topic: str, record: type[T]) -> list[T]:
+    consumer = _consumer(kafka)
+    try:
+        meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if meta is None or not meta.partitions:
+            return []
+        parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)]
+        ends = {}
+        for tp in parts:
+            low, high = consumer.get_watermark_offsets(tp, timeout=30)
+            if high > low:
+                ends[tp.partition] = high
+        if not ends:
+            return []
+        consumer.assign([tp for tp in parts if tp.partition in ends])
+        out: list[T] = []
+        while ends:
+            msg = consumer.poll(POLL_S)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    ends.pop(msg.partition(), None)
+                    continue
+                raise RuntimeError(f"reading {topic}: {msg.error()}")
+            value = msg.value()
+            if value is not None:
+                with contextlib.suppress(ValueError, TypeError):
+                    out.append(decode(record, value))
+            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                ends.pop(msg.partition(), None)
+        return out
+    finally:
+        consumer.close()
+
+
+async def read_all(kafka: KafkaSettings, topic: str, record: type[T]) -> list[T]:
+    """Every record of `topic` from the beginning to its current end (undecodable records
+    are skipped: only foreign garbage can be undecodable on our own topics)."""
+    return await asyncio.to_thread(_read_all, kafka, topic, record)
+
+
+def _fetch(kafka: KafkaSettings, refs: list[KafkaRef]) -> dict[KafkaRef, bytes]:
+    consumer = _consumer(kafka)
+    out: dict[KafkaRef, bytes] = {}
+    try:
+        for ref in refs:
+            consumer.assign([TopicPartition(ref.topic, ref.partition, ref.offset)])
+            attempts = 0
+            while ref not in out:
+                msg = consumer.poll(POLL_S)
+                if msg is None:
+                    attempts += 1
+                    if attempts > 30:
+                        raise TimeoutError(f"no answer reading {ref}")
+                    continue
+                if msg.error() and msg.error().code() == KafkaError._PARTITION_EOF:
+                    raise LookupError(f"{ref} is gone (past retention?)")
+                if msg.error():
+                    raise RuntimeError(f"reading {ref}: {msg.error()}")
+                if msg.offset() == ref.offset and msg.value() is not None:
+                    out[ref] = msg.value()
+                elif msg.offset() > ref.offset:
+                    raise LookupError(f"{ref} is gone (compacted or past retention)")
+        return out
+    finally:
+        consumer.close()
+
+
+async def fetch_values(kafka: KafkaSettings, refs: Iterable[KafkaRef]) -> dict[KafkaRef, bytes]:
+    """The values at the given coordinates (one seek per ref; for rare rebuilds only)."""
+    return await asyncio.to_thread(_fetch, kafka, list(refs))

@@ -1,0 +1,165 @@
+"""pack stage: `ksef.invoices.sealed` -> `ksef.batches.packed`.
+
+Per (seller, offline mode) one open batch streams into a deterministic archive in the
+spool; it is sealed on 10,000 invoices, before a size limit could be passed, on the
+linger time, or at once when its earliest deadline is due. The input events stay
+unacknowledged until the batch's manifest is published, so a crash loses nothing: the
+invoices come back and are packed again (a batch that was already published is then
+submitted twice, which KSeF answers with 440 for the same hash; the upo stage reconciles
+that as accepted). Only ciphertext stays in the spool: parts encrypted under a session
+key that only KSeF can unwrap; the plaintext archive is deleted once the parts exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from pipeline import logs
+from pipeline.app import app, topic, worker_settings
+from pipeline.clock import iso
+from pipeline.ksef.api import KsefError
+from pipeline.ksef.keyring import load_keyring
+from pipeline.ksef.package import Fit
+from pipeline.ksef_link import KsefClients, KsefSettings
+from pipeline.stages.packing import OpenBatch, PackSettings, batch_group, manifest_record
+from topics.catalog import PACKED, REJECTED, SEALED
+from topics.codec import decode, encode
+from topics.records import KafkaRef, Rejection, SealedInvoice
+
+log = logs.get(__name__)
+TICK_S = 0.5
+
+sealed_topic = topic(SEALED)
+packed_topic = topic(PACKED)
+rejected_topic = topic(REJECTED)
+
+settings = PackSettings.from_env(worker_settings.data_dir)
+keyring = load_keyring(Path(worker_settings.data_dir).parent / "keyring.json")
+clients = KsefClients(KsefSettings.from_env())
+open_batches: dict[tuple[str, bool], OpenBatch] = {}
+lock = asyncio.Lock()
+state: dict[str, Any] = {"stream": None, "ticker": None}
+
+
+async def _ack(events: list[Any]) -> None:
+    stream = state["stream"]
+    for event in events:
+        if stream is not None:
+            await stream.ack(event)
+        else:
+            event.ack()
+
+
+async def _reject(inv_id: str, reason: str, code: int, message: str, event: Any,
+                  seller: str | None = None) -> None:
+    rej = Rejection(invoice_id=inv_id, stage="pack", code=code, reason=reason, message=message,
+                    rejected_at=iso(), seller_nip=seller)
+    await rejected_topic.send(key=inv_id.encode(), value=encode(rej))
+    await _ack([event])
+
+
+async def _flush(group: tuple[str, bool], why: str) -> None:
+    """Seal the open batch of `group` and publish its manifest; waits out KSeF outages
+    (the MF key is needed to wrap the session key) with the batch kept open."""
+    batch = open_batches[group]
+    delay = 1.0
+    while True:
+        try:
+            mf_key = await clients.public().encryption_key()
+            break
+        except KsefError as exc:
+            log.warning("MF public key unavailable; batch stays open", error=str(exc),
+                        batch_id=batch.batch_id, retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+    packaged = await asyncio.to_thread(batch.builder.finish, mf_key.key, keep_package=False)
+    record = manifest_record(batch, packaged, mf_key.public_key_id)
+    await packed_topic.send(key=batch.seller_nip.encode(), value=encode(record))
+    del open_batches[group]
+    log.info("batch packed", batch_id=batch.batch_id, seller_nip=batch.seller_nip,
+             invoices=len(batch.invoices), parts=len(record.parts),
+             package_bytes=record.package_size, reason=why)
+    await _ack(batch.held)
+
+
+async def _add(event: Any) -> None:
+    msg = event.message
+    ref = KafkaRef(msg.topic, msg.partition, msg.offset)
+    try:
+        inv = decode(SealedInvoice, msg.value)
+    except (ValueError, TypeError) as exc:
+        key = (msg.key or b"?").decode("utf-8", "replace")
+        await _reject(f"undecodable:{ref.topic}/{ref.partition}/{ref.offset}", "unknown", 500,
+                      f"sealed record does not decode ({type(exc).__name__}); key {key}", event)
+        return
+    if inv.technical_correction_of:
+        await _ack([event])  # the interactive lane (submit stage) sends these
+        return
+    try:
+        xml = keyring.open_invoice(inv.key_id, inv.nonce_b64, inv.ciphertext_b64,
+                                   inv.invoice_id)
+    except ValueError as exc:
+        await _reject(inv.invoice_id, "decryption", 435, str(exc), event, inv.seller_nip)
+        return
+    group = batch_group(inv)
+    batch = open_batches.get(group)
+    if batch is not None and batch.builder.verdict(len(xml)) is Fit.FULL:
+        await _flush(group, "limit")
+        batch = None
+    if batch is None:
+        batch = open_batches[group] = OpenBatch.start(group, settings)
+    if batch.builder.verdict(len(xml)) is Fit.NEVER:
+        await _reject(inv.invoice_id, "too-large", 430,
+                      f"invoice of {len(xml)} bytes cannot fit any batch package", event,
+                      inv.seller_nip)
+        return
+    batch.add(inv, xml, ref)
+    batch.held.append(event)
+    if batch.due_to_flush(settings, time.monotonic()) == "full":
+        await _flush(group, "full")
+
+
+async def _tick() -> None:
+    while True:
+        await asyncio.sleep(TICK_S)
+        try:
+            async with lock:
+                now = time.monotonic()
+                for group, batch in list(open_batches.items()):
+                    why = batch.due_to_flush(settings, now)
+                    if why:
+                        await _flush(group, why)
+        except Exception:  # keep ticking; the batch stays open and is retried
+            log.exception("pack tick failed")
+
+
+@app.agent(sealed_topic, name="pack")
+async def pack(stream: faust.StreamT[Any]) -> None:
+    manual = stream.noack()
+    state["stream"] = manual
+    if state["ticker"] is None:
+        state["ticker"] = asyncio.ensure_future(_tick())
+    async for event in manual.events():
+        async with lock:
+            try:
+                await _add(event)
+            except Exception as exc:
+                log.exception("pack failed on a record")
+                await _reject(f"pack-error:{event.message.partition}/{event.message.offset}",
+                              "unknown", 500, f"pack stage failed: {type(exc).__name__}", event)
+
+
+@app.on_partitions_revoked.connect
+async def _drop_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+    """Another worker now owns these invoices (unacked, they are redelivered there)."""
+    mine = {(tp.topic, tp.partition) for tp in revoked}
+    async with lock:
+        for group, batch in list(open_batches.items()):
+            if any((ref.topic, ref.partition) in mine for ref in (p.ref for p in batch.invoices)):
+                batch.builder.abort()
+                del open_batches[group]

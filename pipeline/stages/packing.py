@@ -1,0 +1,123 @@
+"""The pack stage's bookkeeping without Faust: open batches per (seller, offline mode),
+when each must flush, and the manifest record a finished package becomes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.clock import WARSAW, iso, now_utc
+from pipeline.ksef.modes import Mode
+from pipeline.ksef.package import BatchLimits, PackageBuilder, PackagedBatch, PackageFormat
+from topics.codec import from_dict
+from topics.records import KafkaRef, PackedBatch, PackedInvoice, SealedInvoice
+
+
+@dataclass(frozen=True)
+class PackSettings:
+    spool_dir: Path
+    linger_s: float = 30.0
+    limits: BatchLimits = field(default_factory=BatchLimits)
+    archive_format: PackageFormat = PackageFormat.ZIP
+    deflate_level: int = 3
+    deadline_safety_s: float = 3600.0  # seal a batch this long before a deadline day ends
+
+    @classmethod
+    def from_env(cls, data_dir: str) -> PackSettings:
+        limits = BatchLimits(
+            max_invoices=int(os.environ.get("KSEF_BATCH_MAX_INVOICES", "10000")),
+            max_part_bytes=int(os.environ.get("KSEF_PART_BYTES", "100000000")),
+        )
+        return cls(
+            spool_dir=Path(os.environ.get("KSEF_SPOOL_DIR", str(Path(data_dir) / "spool"))),
+            linger_s=float(os.environ.get("KSEF_PACK_LINGER_S", "30")),
+            limits=limits,
+            archive_format=PackageFormat.parse(os.environ.get("KSEF_PACK_FORMAT", "zip")),
+            deflate_level=int(os.environ.get("KSEF_PACK_LEVEL", "3")),
+            deadline_safety_s=float(os.environ.get("KSEF_DEADLINE_SAFETY_S", "3600")),
+        )
+
+
+def deadline_end(day: dt.date) -> dt.datetime:
+    """The last moment of a deadline day: midnight after it, Polish time."""
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=WARSAW)
+
+
+def batch_group(inv: SealedInvoice) -> tuple[str, bool]:
+    """Invoices share a batch when they share the seller context and the offline flag
+    (KSeF's `offlineMode` is declared once per batch session)."""
+    return inv.seller_nip, Mode(inv.mode).is_offline
+
+
+@dataclass
+class OpenBatch:
+    seller_nip: str
+    offline_mode: bool
+    builder: PackageBuilder
+    opened_at: float = field(default_factory=time.monotonic)
+    invoices: list[PackedInvoice] = field(default_factory=list)
+    held: list[Any] = field(default_factory=list)  # Faust events, acked once published
+    earliest_deadline: dt.date | None = None
+
+    @classmethod
+    def start(cls, group: tuple[str, bool], settings: PackSettings) -> OpenBatch:
+        batch_id = f"{group[0]}-{uuid.uuid4().hex[:16]}"
+        builder = PackageBuilder(settings.spool_dir / batch_id, batch_id=batch_id,
+                                 fmt=settings.archive_format, level=settings.deflate_level,
+                                 limits=settings.limits)
+        return cls(group[0], group[1], builder)
+
+    @property
+    def batch_id(self) -> str:
+        return self.builder.batch_id
+
+    def add(self, inv: SealedInvoice, xml: bytes, ref: KafkaRef) -> None:
+        entry = self.builder.add(ref, xml, expected_hash=inv.sha256)
+        self.invoices.append(PackedInvoice(
+            invoice_id=inv.invoice_id, invoice_number=inv.invoice_number, sha256=inv.sha256,
+            size=inv.size, entry=entry.entry_name, ref=ref, mode=inv.mode,
+            deadline=inv.deadline))
+        if inv.deadline is not None:
+            due = dt.date.fromisoformat(inv.deadline)
+            if self.earliest_deadline is None or due < self.earliest_deadline:
+                self.earliest_deadline = due
+
+    def due_to_flush(self, settings: PackSettings, now: float,
+                     wall: dt.datetime | None = None) -> str | None:
+        """Why this batch must be sealed now, or None."""
+        if not self.invoices:
+            return None
+        if self.builder.count >= settings.limits.max_invoices:
+            return "full"
+        if now - self.opened_at >= settings.linger_s:
+            return "linger"
+        if self.earliest_deadline is not None:
+            left = deadline_end(self.earliest_deadline) - (wall or now_utc())
+            if left.total_seconds() <= settings.deadline_safety_s:
+                return "deadline"
+        return None
+
+
+def manifest_record(batch: OpenBatch, packaged: PackagedBatch,
+                    public_key_id: str | None) -> PackedBatch:
+    data = packaged.manifest.to_dict()
+    data.update(
+        seller_nip=batch.seller_nip, packed_at=iso(), spool_dir=str(packaged.directory),
+        offline_mode=batch.offline_mode, public_key_id=public_key_id,
+        earliest_deadline=None if batch.earliest_deadline is None
+        else batch.earliest_deadline.isoformat(),
+        invoices=[_packed_dict(p) for p in batch.invoices],
+    )
+    return from_dict(PackedBatch, data)
+
+
+def _packed_dict(p: PackedInvoice) -> dict[str, Any]:
+    return {"invoice_id": p.invoice_id, "invoice_number": p.invoice_number,
+            "sha256": p.sha256, "size": p.size, "entry": p.entry,
+            "ref": {"topic": p.ref.topic, "partition": p.ref.partition, "offset": p.ref.offset},
+            "mode": p.mode, "deadline": p.deadline}

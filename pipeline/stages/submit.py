@@ -1,0 +1,237 @@
+"""submit stage: `ksef.batches.packed` -> KSeF batch sessions, every step on `ksef.sessions`.
+
+Manifests wait in an earliest-deadline-first queue shared by all seller contexts; a few
+dispatchers take the most urgent one, open its batch session (the documented request
+windows are respected by the client before sending; 429 Retry-After is honoured), stream
+the encrypted parts from the spool in parallel, and close the session. The manifest's
+event is acknowledged only after `closed` is journaled, and the journal is read back from
+`ksef.sessions` at start-up, so after a crash a batch resumes where it stopped: parts
+KSeF already has are not sent again, a closed session is never opened a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import heapq
+import itertools
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import faust
+
+from pipeline import logs
+from pipeline.app import app, catalog_settings, kafka_settings, topic
+from pipeline.clock import iso, now_utc
+from pipeline.kafka_reads import read_all
+from pipeline.ksef.api import (
+    BatchSession,
+    KsefApiError,
+    KsefAuthError,
+    KsefError,
+    KsefUnavailable,
+    PartUpload,
+    PartUploadError,
+)
+from pipeline.ksef.api.manifest import batch_spec, part_files, part_sizes
+from pipeline.ksef.package import PackageManifest
+from pipeline.ksef_link import KsefClients, KsefSettings
+from pipeline.session_journal import (
+    CLOSED,
+    FAILED,
+    FINAL,
+    OPENED,
+    OPENING,
+    PART_UPLOADED,
+    Journal,
+)
+from topics import topic_name
+from topics.catalog import PACKED, REJECTED, SESSIONS
+from topics.codec import decode, encode
+from topics.records import PackedBatch, Rejection, SessionStep
+
+log = logs.get(__name__)
+
+packed_topic = topic(PACKED)
+sessions_topic = topic(SESSIONS)
+rejected_topic = topic(REJECTED)
+
+CONCURRENCY = int(os.environ.get("KSEF_SUBMIT_CONCURRENCY", "2"))
+UPLOAD_WINDOW_PER_PART = dt.timedelta(minutes=20)
+NO_DEADLINE = "9999-12-31"
+
+clients = KsefClients(KsefSettings.from_env())
+journal = Journal()
+queue: list[tuple[str, str, int, PackedBatch, Any]] = []
+queue_ready = asyncio.Event()
+seq = itertools.count()
+state: dict[str, Any] = {"stream": None, "loaded": None, "dispatchers": []}
+
+
+async def _journal(rec: PackedBatch, step: str, session_ref: str | None = None,
+                   **details: Any) -> None:
+    entry = SessionStep(batch_id=rec.batch_id, seller_nip=rec.seller_nip, step=step, at=iso(),
+                        session_ref=session_ref, details=details)
+    journal.apply(entry)
+    await sessions_topic.send(key=rec.batch_id.encode(), value=encode(entry))
+
+
+async def _load_journal() -> None:
+    steps = await read_all(kafka_settings, topic_name(SESSIONS, catalog_settings), SessionStep)
+    for step in steps:
+        journal.apply(step)
+    log.info("session journal loaded", steps=len(steps), batches=len(journal.batches))
+
+
+async def _reject_all(rec: PackedBatch, code: int, reason: str, message: str,
+                      session_ref: str | None = None) -> None:
+    for inv in rec.invoices:
+        rej = Rejection(invoice_id=inv.invoice_id, stage="submit", code=code, reason=reason,
+                        message=message, rejected_at=iso(), seller_nip=rec.seller_nip,
+                        invoice_number=inv.invoice_number, sha256=inv.sha256,
+                        session_ref=session_ref, origin=inv.ref)
+        await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
+
+
+def _manifest(rec: PackedBatch) -> PackageManifest:
+    return PackageManifest.from_dict(dataclasses.asdict(rec))
+
+
+def _resumable(rec: PackedBatch) -> BatchSession | None:
+    """The journaled open session of this batch while its upload window lasts."""
+    progress = journal.get(rec.batch_id)
+    if progress is None or progress.step != OPENED or not progress.session_ref:
+        return None
+    opened = progress.opened
+    opened_at = dt.datetime.fromisoformat(opened["opened_at"])
+    window = UPLOAD_WINDOW_PER_PART * len(rec.parts) - dt.timedelta(minutes=2)
+    if now_utc() - opened_at > window:
+        return None
+    uploads = tuple(PartUpload(u["ordinal"], u["method"], u["url"], u.get("headers") or {})
+                    for u in opened["uploads"])
+    return BatchSession(progress.session_ref, uploads, opened_at)
+
+
+async def _open(rec: PackedBatch, manifest: PackageManifest) -> BatchSession:
+    client = clients.client(rec.seller_nip)
+    await _journal(rec, OPENING)
+    spec = batch_spec(manifest, offline_mode=rec.offline_mode, public_key_id=rec.public_key_id)
+    session = await client.open_batch_session(spec)
+    await _journal(rec, OPENED, session.reference_number,
+                   opened_at=session.opened_at.isoformat(),
+                   uploads=[{"ordinal": u.ordinal, "method": u.method, "url": u.url,
+                             "headers": dict(u.headers)} for u in session.part_uploads])
+    return session
+
+
+async def submit_batch(rec: PackedBatch) -> None:
+    """Drive one batch to `closed` (or `failed`); raises KsefUnavailable to retry later."""
+    progress = journal.get(rec.batch_id)
+    if progress is not None and progress.step in FINAL:
+        return
+    spool = Path(rec.spool_dir)
+    manifest = _manifest(rec)
+    files = part_files(manifest, spool)
+    missing_files = [str(p) for p in files.values() if not p.exists()]
+    if missing_files:
+        await _journal(rec, FAILED, reason="spool-missing", files=missing_files[:5])
+        await _reject_all(rec, 500, "spool-lost",
+                          f"encrypted parts of batch {rec.batch_id} are gone from the spool "
+                          f"({missing_files[0]}); replay these invoices to repack them")
+        return
+    client = clients.client(rec.seller_nip)
+    session = _resumable(rec)
+    if session is None:
+        session = await _open(rec, manifest)
+    done = journal.get(rec.batch_id)
+    already = frozenset(done.parts_done) if done else frozenset()
+    todo = frozenset(p.ordinal for p in manifest.parts) - already
+    ref = session.reference_number
+
+    async def uploaded(ordinal: int) -> None:
+        await _journal(rec, PART_UPLOADED, ref, ordinal=ordinal)
+
+    if todo:
+        await client.upload_parts(session, files, only=todo, sizes=part_sizes(manifest),
+                                  on_uploaded=uploaded)
+    await client.close_batch_session(ref)
+    await _journal(rec, CLOSED, ref, invoice_count=len(rec.invoices),
+                   invoices=[[i.invoice_id, i.sha256, i.invoice_number] for i in rec.invoices])
+    shutil.rmtree(spool, ignore_errors=True)
+    log.info("batch session closed", batch_id=rec.batch_id, session_ref=ref,
+             seller_nip=rec.seller_nip, invoices=len(rec.invoices), parts=len(rec.parts))
+
+
+async def _submit_with_policy(rec: PackedBatch) -> bool:
+    """True when the batch is settled (closed, failed or rejected); False to retry later."""
+    try:
+        await submit_batch(rec)
+        return True
+    except (KsefUnavailable, PartUploadError) as exc:
+        log.warning("KSeF unavailable; batch will be retried", batch_id=rec.batch_id,
+                    error=str(exc))
+        return False
+    except LookupError as exc:  # no token configured for the context
+        await _journal(rec, FAILED, reason="no-token")
+        await _reject_all(rec, 410, "no-ksef-token", str(exc))
+        return True
+    except (KsefApiError, KsefAuthError) as exc:
+        await _journal(rec, FAILED, reason="ksef-refused", error=str(exc))
+        code = getattr(exc, "status", 0) or 0
+        await _reject_all(rec, 410 if isinstance(exc, KsefAuthError) else (code or 500),
+                          "batch-refused", f"KSeF refused batch session: {exc}")
+        return True
+    except KsefError as exc:
+        log.warning("KSeF error; batch will be retried", batch_id=rec.batch_id, error=str(exc))
+        return False
+
+
+async def _dispatcher() -> None:
+    backoff = 1.0
+    while True:
+        while not queue:
+            queue_ready.clear()
+            await queue_ready.wait()
+        deadline, packed_at, n, rec, event = heapq.heappop(queue)
+        try:
+            settled = await _submit_with_policy(rec)
+        except Exception:
+            log.exception("submit failed unexpectedly; retrying", batch_id=rec.batch_id)
+            settled = False
+        if settled:
+            backoff = 1.0
+            stream = state["stream"]
+            await (stream.ack(event) if stream is not None else asyncio.sleep(0))
+        else:
+            heapq.heappush(queue, (deadline, packed_at, n, rec, event))
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 30.0)
+
+
+@app.agent(packed_topic, name="submit")
+async def submit(stream: faust.StreamT[Any]) -> None:
+    manual = stream.noack()
+    state["stream"] = manual
+    if state["loaded"] is None:
+        state["loaded"] = asyncio.ensure_future(_load_journal())
+    await state["loaded"]
+    if not state["dispatchers"]:
+        state["dispatchers"] = [asyncio.ensure_future(_dispatcher()) for _ in range(CONCURRENCY)]
+    async for event in manual.events():
+        try:
+            rec = decode(PackedBatch, event.value)
+        except (ValueError, TypeError) as exc:
+            log.error("undecodable manifest skipped", error=type(exc).__name__,
+                      offset=event.message.offset)
+            await manual.ack(event)
+            continue
+        progress = journal.get(rec.batch_id)
+        if progress is not None and progress.step in FINAL:
+            await manual.ack(event)
+            continue
+        heapq.heappush(queue, (rec.earliest_deadline or NO_DEADLINE, rec.packed_at, next(seq),
+                               rec, event))
+        queue_ready.set()

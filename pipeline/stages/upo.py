@@ -1,0 +1,187 @@
+"""upo stage: closed sessions on `ksef.sessions` -> per-invoice outcomes, UPO documents.
+
+For each `closed` step it polls the session status (within the limits), pages every
+invoice result, downloads the session UPO and emits one record per invoice: an outcome
+(KSeF number) on `ksef.invoices.outcomes` or a rejection with KSeF's own code. Invoices
+are matched by the plaintext SHA-256 KSeF reports. A 440 duplicate whose original is
+this very invoice (same hash) means an earlier submission already got it in: reconciled
+as accepted with the original KSeF number. The step's event is acknowledged once
+`completed` is journaled; after a crash the session is simply read again (outcomes are
+keyed by invoice id on a compacted topic, so a re-read replaces, not doubles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import faust
+
+from pipeline import logs
+from pipeline.app import app, catalog_settings, kafka_settings, topic
+from pipeline.clock import iso
+from pipeline.kafka_reads import read_all
+from pipeline.ksef.api import InvoiceResult, KsefClient, KsefError, SessionStatus
+from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
+from pipeline.ksef_link import KsefClients, KsefSettings
+from pipeline.session_journal import CLOSED, COMPLETED, FAILED
+from topics import topic_name
+from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO
+from topics.codec import decode, encode
+from topics.records import InvoiceOutcome, Rejection, SessionStep, UpoDocument
+
+log = logs.get(__name__)
+
+sessions_topic = topic(SESSIONS)
+outcomes_topic = topic(OUTCOMES)
+rejected_topic = topic(REJECTED)
+upo_topic = topic(UPO)
+
+CONCURRENCY = int(os.environ.get("KSEF_UPO_CONCURRENCY", "4"))
+ACCEPTED = 200
+DUPLICATE = 440
+KSEF_REASONS = {410: "permissions", 415: "attachments-not-allowed", 430: "schema",
+                435: "decryption", 440: "duplicate", 450: "semantic", 500: "unknown"}
+
+clients = KsefClients(KsefSettings.from_env())
+done_batches: set[str] = set()
+following: set[asyncio.Future[None]] = set()
+slots = asyncio.Semaphore(CONCURRENCY)
+state: dict[str, Any] = {"stream": None, "loaded": None}
+
+
+async def _load_done() -> None:
+    steps = await read_all(kafka_settings, topic_name(SESSIONS, catalog_settings), SessionStep)
+    done_batches.update(s.batch_id for s in steps if s.step in (COMPLETED, FAILED))
+
+
+class _Invoice:
+    __slots__ = ("invoice_id", "invoice_number", "sha256")
+
+    def __init__(self, row: list[str]) -> None:
+        self.invoice_id, self.sha256, self.invoice_number = row
+
+
+async def _is_same_invoice(client: KsefClient, original: str, sha256: str) -> bool:
+    try:
+        return sha256_b64(await client.invoice_xml(original)) == sha256
+    except KsefError:
+        return False
+
+
+async def _emit_result(step: SessionStep, client: KsefClient, inv: _Invoice,
+                       res: InvoiceResult | None, upo_ref: str | None) -> bool:
+    """Outcome or rejection for one invoice; True when accepted."""
+    ref = step.session_ref or ""
+    number = res.ksef_number if res is not None else None
+    if res is not None and res.status_code == DUPLICATE:
+        original = res.extensions.get("originalKsefNumber")
+        if original and await _is_same_invoice(client, original, inv.sha256):
+            number = original
+    if res is not None and number and ksef_number_is_valid(number) and (
+            res.status_code == ACCEPTED or number != res.ksef_number):
+        acquired = res.acquisition_date or res.invoicing_date
+        outcome = InvoiceOutcome(
+            invoice_id=inv.invoice_id, seller_nip=step.seller_nip,
+            invoice_number=inv.invoice_number, ksef_number=number,
+            acquisition_date=acquired.isoformat(), invoicing_mode=res.invoicing_mode or "",
+            session_ref=ref, sha256=inv.sha256, recorded_at=iso(), upo_ref=upo_ref)
+        await outcomes_topic.send(key=inv.invoice_id.encode(), value=encode(outcome))
+        return True
+    if res is None:
+        code, message, details = 500, "KSeF reported no result for this invoice", {}
+    else:
+        code = res.status_code
+        message = "; ".join([res.status_description, *res.status_details])
+        details = {k: v for k, v in res.extensions.items() if v is not None}
+    rej = Rejection(invoice_id=inv.invoice_id, stage="upo", code=code,
+                    reason=KSEF_REASONS.get(code, f"ksef-{code}"), message=message,
+                    rejected_at=iso(), details=details, seller_nip=step.seller_nip,
+                    invoice_number=inv.invoice_number, sha256=inv.sha256, session_ref=ref)
+    await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
+    return False
+
+
+async def _settle(step: SessionStep, client: KsefClient, status: SessionStatus) -> None:
+    ref = step.session_ref or ""
+    invoices = {row[1]: _Invoice(row) for row in step.details.get("invoices", [])}
+    upo_ref: str | None = None
+    for upo in await client.session_upos(status) if status.upo_pages else ():
+        upo_ref = upo_ref or upo.reference_number
+        doc = UpoDocument(session_ref=ref, seller_nip=step.seller_nip,
+                          upo_ref=upo.reference_number,
+                          upo_xml=upo.content.decode("utf-8", "replace"), fetched_at=iso())
+        await upo_topic.send(key=f"{ref}/{upo.reference_number}".encode(), value=encode(doc))
+    results: dict[str, InvoiceResult] = {}
+    if status.code == ACCEPTED or (status.invoice_count or 0) > 0:
+        async for res in client.session_invoices(ref):
+            results[res.invoice_hash] = res
+    accepted = 0
+    for sha, inv in invoices.items():
+        res = results.get(sha)
+        if res is None and status.code != ACCEPTED:
+            rej = Rejection(invoice_id=inv.invoice_id, stage="upo", code=status.code,
+                            reason=f"session-{status.code}",
+                            message=f"batch session {ref} ended with {status.code}: "
+                                    f"{status.description}",
+                            rejected_at=iso(), seller_nip=step.seller_nip,
+                            invoice_number=inv.invoice_number, sha256=sha, session_ref=ref,
+                            details={"session_details": list(status.details)})
+            await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
+            continue
+        accepted += await _emit_result(step, client, inv, res, upo_ref)
+    done = SessionStep(batch_id=step.batch_id, seller_nip=step.seller_nip, step=COMPLETED,
+                       at=iso(), session_ref=ref,
+                       details={"status": status.code, "accepted": accepted,
+                                "rejected": len(invoices) - accepted})
+    await sessions_topic.send(key=step.batch_id.encode(), value=encode(done))
+    done_batches.add(step.batch_id)
+    log.info("session settled", batch_id=step.batch_id, session_ref=ref, status=status.code,
+             accepted=accepted, rejected=len(invoices) - accepted)
+
+
+async def _follow(step: SessionStep, event: Any) -> None:
+    async with slots:
+        delay = 1.0
+        while step.batch_id not in done_batches:
+            try:
+                client = clients.client(step.seller_nip)
+                status = await client.wait_until_processed(step.session_ref or "",
+                                                           max_delay=5.0)
+                await _settle(step, client, status)
+            except KsefError as exc:
+                log.warning("session result not readable yet; retrying",
+                            session_ref=step.session_ref, error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+            except Exception:
+                log.exception("upo failed unexpectedly; retrying", batch_id=step.batch_id)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+    stream = state["stream"]
+    if stream is not None:
+        await stream.ack(event)
+
+
+@app.agent(sessions_topic, name="upo")
+async def upo(stream: faust.StreamT[Any]) -> None:
+    manual = stream.noack()
+    state["stream"] = manual
+    if state["loaded"] is None:
+        state["loaded"] = asyncio.ensure_future(_load_done())
+    await state["loaded"]
+    async for event in manual.events():
+        try:
+            step = decode(SessionStep, event.value)
+        except (ValueError, TypeError):
+            await manual.ack(event)
+            continue
+        if step.step in (COMPLETED, FAILED):
+            done_batches.add(step.batch_id)
+        if step.step != CLOSED or step.batch_id in done_batches:
+            await manual.ack(event)
+            continue
+        task = asyncio.ensure_future(_follow(step, event))
+        following.add(task)
+        task.add_done_callback(following.discard)
