@@ -101,17 +101,24 @@ class ReferenceClient:
             self._certs = await self.call("GET", "/security/public-key-certificates")
         return str(next(c["certificate"] for c in self._certs if usage in c["usage"]))
 
-    async def authenticate(self, nip: str, token: str | None = None) -> str:
-        ksef_token = token or (await self.admin("ksef-tokens", {"nip": nip}))["token"]
+    async def start_auth(self, nip: str, ksef_token: str, *, stamp_shift: int = 0,
+                         ) -> tuple[str, Any]:
+        """Challenge + `POST /auth/ksef-token`; returns (operation token, auth status)."""
         challenge = await self.call("POST", "/auth/challenge")
         cert = public_key_from_certificate(await self.certificate("KsefTokenEncryption"))
-        secret = f"{ksef_token}|{challenge['timestampMs']}".encode()
+        secret = f"{ksef_token}|{challenge['timestampMs'] + stamp_shift}".encode()
         init = await self.call("POST", "/auth/ksef-token", json={
             "challenge": challenge["challenge"],
             "contextIdentifier": {"type": "Nip", "value": nip},
             "encryptedToken": base64.b64encode(wrap_key(cert, secret)).decode()})
         operation = init["authenticationToken"]["token"]
         status = await self.call("GET", f"/auth/{init['referenceNumber']}", token=operation)
+        return str(operation), status
+
+    async def authenticate(self, nip: str, token: str | None = None) -> str:
+        """A KSeF token (issued by the emulator when not given) -> access token."""
+        ksef_token = token or (await self.admin("ksef-tokens", {"nip": nip}))["token"]
+        operation, status = await self.start_auth(nip, ksef_token)
         assert status["status"]["code"] == 200, status
         tokens = await self.call("POST", "/auth/token/redeem", token=operation)
         return str(tokens["accessToken"]["token"])

@@ -3,6 +3,7 @@ Latarnia feed under `/latarnia`. Neither is affected by an emulated API outage."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -135,22 +136,20 @@ async def latarnia_up(request: web.Request) -> web.Response:
     return _ok(request)
 
 
-def _latarnia_unavailable() -> web.Response:
-    return web.json_response({"error": "Latarnia is unavailable (emulated)"}, status=503)
-
-
 async def latarnia_status(request: web.Request) -> web.Response:
     emu = emulator(request)
-    if emu.faults.latarnia_down:
-        return _latarnia_unavailable()
-    return web.json_response(emu.latarnia.status())
+    return _latarnia(request, emu.latarnia.status)
 
 
 async def latarnia_messages(request: web.Request) -> web.Response:
     emu = emulator(request)
-    if emu.faults.latarnia_down:
-        return _latarnia_unavailable()
-    return web.json_response(emu.latarnia.messages())
+    return _latarnia(request, emu.latarnia.messages)
+
+
+def _latarnia(request: web.Request, answer: Callable[[], object]) -> web.Response:
+    if emulator(request).faults.latarnia_down:
+        return web.json_response({"error": "Latarnia is unavailable (emulated)"}, status=503)
+    return web.json_response(answer())
 
 
 def routes() -> list[web.RouteDef]:

@@ -14,7 +14,6 @@ from pipeline.emulator import refs, statuses
 from pipeline.emulator.errors import (
     EMPTY_PACKAGE,
     PART_SIZE,
-    SESSION_STATUS,
     TOO_MANY_PARTS,
     UPLOAD_TIMEOUT,
     VALIDATION,
@@ -22,7 +21,7 @@ from pipeline.emulator.errors import (
     bad_request,
 )
 from pipeline.emulator.request_helpers import emulator, field, read_json, require_context
-from pipeline.emulator.routes_online import own_session
+from pipeline.emulator.routes_online import session_to_close
 from pipeline.emulator.session_requests import encryption, form_code, positive_int, sha_field
 from pipeline.emulator.state import Emulator
 from pipeline.emulator.timefmt import iso, parse, utcnow
@@ -148,12 +147,7 @@ async def upload_part(request: web.Request) -> web.Response:
 
 
 async def close_batch(request: web.Request) -> web.Response:
-    emu = emulator(request)
-    context = require_context(request)
-    session = own_session(emu, context, request.match_info["referenceNumber"], statuses.BATCH)
-    if session["status_code"] != statuses.OPEN:
-        raise bad_request(SESSION_STATUS, f"Status sesji {session['status_code']} "
-                          "uniemożliwia jej zamknięcie.")
+    emu, session = session_to_close(request, statuses.BATCH)
     if parse(session["valid_until"]) <= utcnow():
         raise ApiError(400, UPLOAD_TIMEOUT, ["Sesja anulowana, przekroczony czas wysyłki."])
     for part in emu.store.parts(session["reference"]):

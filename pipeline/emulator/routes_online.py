@@ -148,13 +148,19 @@ async def send_invoice(request: web.Request) -> web.Response:
     return web.json_response({"referenceNumber": invoice_ref}, status=202)
 
 
-async def close_online(request: web.Request) -> web.Response:
+def session_to_close(request: web.Request, kind: str) -> tuple[Emulator, Row]:
+    """The caller's open session of `kind` named in the path (21173 / 21180 otherwise)."""
     emu = emulator(request)
     context = require_context(request)
-    session = own_session(emu, context, request.match_info["referenceNumber"], statuses.ONLINE)
+    session = own_session(emu, context, request.match_info["referenceNumber"], kind)
     if session["status_code"] != statuses.OPEN:
         raise bad_request(SESSION_STATUS, f"Status sesji {session['status_code']} "
                           "uniemożliwia jej zamknięcie.")
+    return emu, session
+
+
+async def close_online(request: web.Request) -> web.Response:
+    emu, session = session_to_close(request, statuses.ONLINE)
     assert emu.processor is not None
     emu.processor.close_online(session)
     return web.Response(status=204)

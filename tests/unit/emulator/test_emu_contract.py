@@ -11,7 +11,6 @@ from lxml import etree
 
 from pipeline.emulator.reference_client import HttpFailure, ReferenceClient
 from pipeline.emulator.timefmt import polish_day, utcnow
-from pipeline.ksef.crypto import public_key_from_certificate, wrap_key
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from tests.unit.emulator import contract
 from tests.unit.emulator.conftest import StartEmulator
@@ -124,21 +123,15 @@ async def test_wrong_token_context_and_timestamp_fail_authentication(
         client: ReferenceClient) -> None:
     nip, other = seller_nips(2, seed=33)
     token = (await client.admin("ksef-tokens", {"nip": nip}))["token"]
-    cert = public_key_from_certificate(await client.certificate("KsefTokenEncryption"))
     for context, stamp_shift, expected in ((other, 0, 415), (nip, 1, 450)):
-        challenge = await client.call("POST", "/auth/challenge")
-        secret = f"{token}|{challenge['timestampMs'] + stamp_shift}".encode()
-        init = await client.call("POST", "/auth/ksef-token", json={
-            "challenge": challenge["challenge"],
-            "contextIdentifier": {"type": "Nip", "value": context},
-            "encryptedToken": base64.b64encode(wrap_key(cert, secret)).decode()})
-        operation = init["authenticationToken"]["token"]
-        status = await client.call("GET", f"/auth/{init['referenceNumber']}", token=operation)
+        operation, status = await client.start_auth(context, token, stamp_shift=stamp_shift)
         assert status["status"]["code"] == expected
-        contract.validate("GET", f"/v2/auth/{init['referenceNumber']}", 200,
-                          "application/json", status)
+        check = client.exchanges[-1]
+        contract.validate("GET", check.path, 200, check.content_type, status)
         await client.call("POST", "/auth/token/redeem", token=operation, expect=400)
+    used = next(x.body["challenge"] for x in reversed(client.exchanges)
+                if x.path == "/v2/auth/challenge")
     reused = await client.call("POST", "/auth/ksef-token", expect=400, json={
-        "challenge": challenge["challenge"], "contextIdentifier": {"type": "Nip", "value": nip},
+        "challenge": used, "contextIdentifier": {"type": "Nip", "value": nip},
         "encryptedToken": base64.b64encode(b"x").decode()})
     assert reused["exception"]["exceptionDetailList"][0]["exceptionCode"] == 21111
