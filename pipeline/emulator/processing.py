@@ -25,6 +25,7 @@ from typing import Any
 
 from pipeline.emulator import statuses, upo
 from pipeline.emulator.archive import (
+    Entry,
     PackageError,
     PartFile,
     assemble,
@@ -45,8 +46,19 @@ log = logging.getLogger(__name__)
 SWEEP_SECONDS = 30.0
 
 
-def _take(iterator: Iterator[Any], count: int) -> list[Any]:
-    return list(islice(iterator, count))
+CHUNK_BYTES = 32 * 1024 * 1024  # bounds memory when invoices are large (up to 3 MB each)
+
+
+def _take(iterator: Iterator[Entry], count: int, budget: int = CHUNK_BYTES) -> list[Entry]:
+    """Up to `count` entries, stopping early once they hold `budget` bytes."""
+    taken: list[Entry] = []
+    held = 0
+    for entry in islice(iterator, count):
+        taken.append(entry)
+        held += len(entry.data or b"")
+        if held >= budget:
+            break
+    return taken
 
 
 class Processor:

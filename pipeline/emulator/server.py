@@ -85,7 +85,9 @@ async def serve(config: EmulatorConfig) -> None:
     running = await RunningEmulator.start(config)
     urls = {"baseUrl": running.base_url, "apiUrl": running.api_url,
             "latarniaUrl": running.latarnia_url, "adminUrl": running.base_url + "/_emulator"}
-    (config.data_dir / "emulator.json").write_text(json.dumps(urls, indent=2) + "\n")
+    partial = config.data_dir / "emulator.json.partial"
+    partial.write_text(json.dumps(urls, indent=2) + "\n")
+    partial.replace(config.data_dir / "emulator.json")  # readers never see half a file
     print(f"KSeF emulator ready: {running.api_url} (Latarnia {running.latarnia_url})",
           flush=True)
     stop = asyncio.Event()

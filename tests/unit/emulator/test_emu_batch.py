@@ -201,3 +201,17 @@ async def test_upload_urls_are_signed_and_parts_checked_at_close(
     short = await client.call("POST", f"/sessions/batch/{reference}/close", token=token,
                               expect=400)
     assert short["exception"]["exceptionDetailList"][0]["exceptionCode"] == 21157
+
+
+async def test_attachments_need_the_context_permission(client: ReferenceClient) -> None:
+    token = await client.authenticate(NIP)
+    day = polish_day(utcnow())
+    with_attachment = [(f"att-{i}.xml", make_invoice(seller_nip=NIP, number=f"ATT/{i}",
+                                                     issue_date=day, attachment=True))
+                       for i in (1, 2)]
+    refused, status = await client.batch(token, with_attachment[:1], part_size=50_000)
+    assert status["status"]["code"] == 445
+    assert [r["status"]["code"] for r in await client.invoices(token, refused)] == [415]
+    await client.call("POST", "/testdata/attachment", json={"nip": NIP})
+    _, status = await client.batch(token, with_attachment[1:], part_size=50_000)
+    assert status["status"]["code"] == 200
