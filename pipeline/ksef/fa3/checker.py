@@ -38,6 +38,8 @@ _SPACE_BYTES = (b" ", b"\t", b"\r", b"\n")
 
 @dataclass(frozen=True)
 class CheckResult:
+    """What `InvoiceChecker.check` found: the facts it could read and the first problem."""
+
     facts: InvoiceFacts
     finding: Finding | None  # None: passes every stateless check
 
@@ -109,6 +111,8 @@ class InvoiceChecker:
         """
         digest = ""
         try:
+            if type(data) is not bytes:
+                data = bytes(data)  # bytearray / memoryview from a consumer
             digest = sha256_b64(data)
             problem = precheck(data)
             if problem is not None:
