@@ -327,26 +327,25 @@ def _nip_problem(nips: list[NipField]) -> Finding | None:
     return None
 
 
+def _line_of(root: Any, relative_path: str) -> int | None:
+    element = root.find(relative_path.replace("{}", _NS_PREFIX))
+    return None if element is None else int(element.sourceline)
+
+
 def _date_problem(facts: InvoiceFacts, today: dt.date, root: Any) -> Finding:
     assert facts.issue_date is not None
-    element = root.find(f"{_NS_PREFIX}Fa/{_NS_PREFIX}P_1")
-    line = element.sourceline if element is not None else None
-    return finding(
-        "issue-date-in-future",
+    message = (
         f"issue date P_1 {facts.issue_date.isoformat()} is after {today.isoformat()}, "
-        "the day KSeF would accept the invoice",
-        line=line,
-        path="/Faktura/Fa/P_1",
+        "the day KSeF would accept the invoice"
     )
+    line = _line_of(root, "{}Fa/{}P_1")
+    return finding("issue-date-in-future", message, line=line, path="/Faktura/Fa/P_1")
 
 
 def _attachment_problem(root: Any) -> Finding:
-    element = root.find(f"{_NS_PREFIX}Zalacznik")
-    line = element.sourceline if element is not None else None
-    return finding(
-        "attachments-not-allowed",
+    line = _line_of(root, "{}Zalacznik")
+    message = (
         f"the invoice carries an attachment (Zalacznik, line {line}); attachments are "
-        "accepted only in batch sessions of contexts that enabled them",
-        line=line,
-        path="/Faktura/Zalacznik",
+        "accepted only in batch sessions of contexts that enabled them"
     )
+    return finding("attachments-not-allowed", message, line=line, path="/Faktura/Zalacznik")

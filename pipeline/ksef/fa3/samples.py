@@ -166,24 +166,29 @@ def _header(issue_date: dt.date) -> str:
     )
 
 
+def _block(indent: str, tag: str, *children: tuple[str, str]) -> str:
+    inner = "".join(f"{indent}  <{name}>{value}</{name}>\n" for name, value in children)
+    return f"{indent}<{tag}>\n{inner}{indent}</{tag}>\n"
+
+
 def _address(rng: random.Random, indent: str) -> str:
     code, city = rng.choice(_CITIES)
     street = f"{rng.choice(_STREETS)} {rng.randint(1, 250)}/{rng.randint(1, 40)}"
-    return (
-        f"{indent}<Adres>\n"
-        f"{indent}  <KodKraju>PL</KodKraju>\n"
-        f"{indent}  <AdresL1>{_x(street)}</AdresL1>\n"
-        f"{indent}  <AdresL2>{code} {_x(city)}</AdresL2>\n"
-        f"{indent}</Adres>\n"
+    return _block(
+        indent,
+        "Adres",
+        ("KodKraju", "PL"),
+        ("AdresL1", _x(street)),
+        ("AdresL2", f"{code} {_x(city)}"),
     )
 
 
 def _contact(rng: random.Random, indent: str) -> str:
-    return (
-        f"{indent}<DaneKontaktowe>\n"
-        f"{indent}  <Email>faktury{rng.randint(1, 99)}@example.pl</Email>\n"
-        f"{indent}  <Telefon>+48{rng.randint(500_000_000, 899_999_999)}</Telefon>\n"
-        f"{indent}</DaneKontaktowe>\n"
+    return _block(
+        indent,
+        "DaneKontaktowe",
+        ("Email", f"faktury{rng.randint(1, 99)}@example.pl"),
+        ("Telefon", f"+48{rng.randint(500_000_000, 899_999_999)}"),
     )
 
 
