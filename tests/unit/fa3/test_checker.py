@@ -269,3 +269,10 @@ def test_concurrent_checks_agree_with_sequential_ones() -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(check, inputs))
     assert results == expected
+
+
+def test_large_invalid_invoices_are_explained_by_lxml_alone() -> None:
+    data = invoice(profile="large").replace(b"<P_2>FV/7/03/2026</P_2>", b"")
+    finding = check(data).finding
+    assert finding is not None and finding.reason == "schema"
+    assert finding.path == "/Faktura/Fa/P_6" and "xmlschema" not in finding.message
