@@ -1,14 +1,18 @@
 """`ops/demo`: the main job on embedded defaults.
 
-Starts a local Kafka broker (ops/kafka), creates the topic catalog, starts the worker(s)
-and prints where everything is; Ctrl-C (or SIGTERM) stops everything it started, so two
-runs in a row never meet a stale broker or a taken port.
+Starts a local Kafka broker (ops/kafka), the topic catalog, the KSeF emulator with a
+token per seller, and the worker(s); generates realistic FA(3) invoices, ingests them,
+shows live progress per stage and ends with one summary line:
+`submitted=N accepted=A rejected=R seconds=S invoices_per_s=X`.
+Ctrl-C (or SIGTERM) stops everything it started, so runs never meet a stale broker or a
+taken port.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -68,12 +73,25 @@ def process(name: str, cmd: list[str], env: dict[str, str], log_path: Path
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="ops/demo", description=__doc__)
+    p = argparse.ArgumentParser(prog="ops/demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--invoices", type=int, default=2000, help="sample invoices (default 2000)")
+    p.add_argument("--sellers", type=int, default=3, help="seller contexts (default 3)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--exit-when-done", action="store_true",
+                   help="stop once every invoice has an outcome or a rejection; exit 0 only "
+                        "if all are accounted for")
+    p.add_argument("--timeout", type=float, default=900.0,
+                   help="with --exit-when-done: give up after this many seconds (default 900)")
+    p.add_argument("--linger", type=float, default=5.0,
+                   help="seconds a batch waits for more invoices (default 5)")
     p.add_argument("--var", default=str(REPO / "var/demo"), help="state and logs directory")
-    p.add_argument("--run-for", type=float, default=None,
-                   help="stop by itself after this many seconds (default: until Ctrl-C)")
     return p.parse_args(argv)
+
+
+def _progress_line(counts: dict[str, int], settled: int, total: int, seconds: float) -> str:
+    stages = " | ".join(f"{k} {v}" for k, v in counts.items())
+    return f"[demo] {seconds:6.1f}s  {stages} | accounted {settled}/{total}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,33 +104,105 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    for stale in ("emulator", "spool"):
+        shutil.rmtree(var / stale, ignore_errors=True)
     with ExitStack() as stack:
-        bootstrap = stack.enter_context(kafka_broker(var / "kafka"))
-        env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1"}
-        subprocess.run([sys.executable, "-m", "pipeline.cli", "topics", "create"], env=env,
-                       check=True, stdout=subprocess.DEVNULL)
-        say(f"Kafka {os.environ.get('KAFKA_VERSION', '3.9.1')} at {bootstrap}, "
-            f"logs in {var / 'kafka'}; topic catalog created")
-        procs = []
-        for i in range(args.workers):
-            port = _free_port()
-            cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--web-port", str(port),
-                   "--data-dir", str(var / f"worker-{i}")]
-            procs.append(stack.enter_context(
-                process(f"worker {i}", cmd, env, var / f"worker-{i}.log")))
-            say(f"worker {i}: http://127.0.0.1:{port}/  log {var / f'worker-{i}.log'}")
-        say("running; Ctrl-C stops everything")
-        started = time.monotonic()
-        while not stop["requested"]:
-            if args.run_for is not None and time.monotonic() - started >= args.run_for:
-                break
-            dead = [p for p in procs if p.poll() is not None]
-            if dead:
-                say(f"a worker exited with {dead[0].returncode}; see its log; stopping")
-                return 1
-            time.sleep(0.2)
-    say("stopped cleanly")
-    return 0
+        return _run(args, var, stack, stop)
+
+
+def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, bool]) -> int:
+    from pipeline.demo_run import Ledger, LedgerReader, StageCounter, generate, ingest
+    from pipeline.emulator_process import start_emulator
+    from pipeline.ksef.fa3.samples import seller_nips
+    from pipeline.ksef.keyring import new_keyring_json
+    from pipeline.settings import KafkaSettings
+    from topics import CatalogSettings
+
+    bootstrap = stack.enter_context(kafka_broker(var / "kafka"))
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    catalog = CatalogSettings(partitions=8)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1",
+           "KSEF_TOPIC_PREFIX": "", "KSEF_TOPIC_PARTITIONS": "8"}
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "topics", "create"], env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    say(f"Kafka {os.environ.get('KAFKA_VERSION', '3.9.1')} at {bootstrap} "
+        f"(logs {var / 'kafka'}); topic catalog created")
+
+    emulator = start_emulator(var / "emulator", cwd=REPO, env=env)
+    stack.callback(lambda: (say("stopping the KSeF emulator ..."), emulator.stop()))
+    say(f"KSeF emulator at {emulator.api_url} (Latarnia {emulator.base_url}/latarnia)")
+    sellers = seller_nips(args.sellers, seed=int(time.time()) % 100_000)
+    tokens = emulator.write_tokens(sellers, var / "tokens.json")
+    keyring = var / "keyring.json"
+    if not keyring.exists():
+        keyring.write_bytes(new_keyring_json())
+        keyring.chmod(0o600)
+    env.update(KSEF_ENV="emulator", KSEF_API_URL=emulator.base_url,
+               KSEF_TOKENS_FILE=str(tokens), KSEF_KEYRING_FILE=str(keyring),
+               KSEF_PACK_LINGER_S=str(args.linger), KSEF_SPOOL_DIR=str(var / "spool"))
+    say(f"{len(sellers)} seller contexts with KSeF tokens in {tokens}")
+
+    procs = []
+    for i in range(args.workers):
+        port = _free_port()
+        cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--web-port", str(port),
+               "--data-dir", str(var / f"worker-{i}")]
+        procs.append(stack.enter_context(
+            process(f"worker {i}", cmd, env, var / f"worker-{i}.log")))
+        say(f"worker {i}: http://127.0.0.1:{port}/  log {var / f'worker-{i}.log'}")
+
+    run_id = time.strftime("%H%M%S")
+    say(f"generating {args.invoices} FA(3) invoices for {len(sellers)} sellers ...")
+    items = generate(args.invoices, sellers, _polish_today(), run_id)
+    ledger = Ledger({i for i, _, _ in items})
+    reader = LedgerReader(kafka, catalog, ledger)
+    reader.start()
+    stack.callback(reader.stop)
+    counter = StageCounter(kafka, catalog)
+    stack.callback(counter.close)
+    started = time.monotonic()
+    ingest_s = ingest(items, kafka, catalog)
+    say(f"ingested {len(items)} invoices in {ingest_s:.1f} s "
+        f"({len(items) / max(ingest_s, 1e-9):,.0f}/s)")
+
+    last = 0.0
+    while not stop["requested"]:
+        elapsed = time.monotonic() - started
+        if elapsed - last >= 2.0 or ledger.done():
+            last = elapsed
+            print(_progress_line(counter.counts(), ledger.settled, len(items), elapsed),
+                  flush=True)
+        if ledger.done():
+            break
+        if args.exit_when_done and elapsed > args.timeout:
+            say(f"timed out after {args.timeout:.0f} s")
+            break
+        dead = [p for p in procs if p.poll() is not None]
+        if dead:
+            say(f"a worker exited with {dead[0].returncode}; see its log")
+            break
+        time.sleep(0.25)
+    seconds = time.monotonic() - started
+    with ledger.lock:
+        accepted = len(ledger.expected & ledger.accepted.keys())
+        rejected = len(ledger.expected & (ledger.rejected.keys() - ledger.accepted.keys()))
+    print(f"submitted={len(items)} accepted={accepted} rejected={rejected} "
+          f"seconds={seconds:.1f} invoices_per_s={(accepted + rejected) / seconds:.1f}",
+          flush=True)
+    complete = accepted + rejected == len(items)
+    if args.exit_when_done:
+        return 0 if complete else 1
+    say("all invoices accounted for; still running, Ctrl-C stops everything" if complete
+        else "stopping")
+    while not stop["requested"] and complete:
+        time.sleep(0.2)
+    return 0 if complete else 1
+
+
+def _polish_today() -> Any:
+    from pipeline.clock import polish_today
+
+    return polish_today()
 
 
 if __name__ == "__main__":

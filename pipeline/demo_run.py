@@ -1,0 +1,145 @@
+"""The demo's workload: sample invoices in, a live per-stage view, every invoice accounted for.
+
+Kept apart from the process orchestration in `pipeline.demo` so the accounting (which
+invoice ids came out where) is plain code the tests and the e2e benchmark reuse.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, TopicPartition
+
+from pipeline.ingest import InvoiceProducer
+from pipeline.ksef.fa3.samples import make_invoice, seller_nips
+from pipeline.settings import KafkaSettings
+from topics import CatalogSettings, topic_name
+from topics.catalog import OUTCOMES, PACKED, REJECTED, SEALED, SUBMITTED, VALIDATED, TopicSpec
+from topics.codec import decode
+from topics.records import InvoiceOutcome, Rejection
+
+
+def generate(count: int, sellers: list[str], today: dt.date, run: str
+             ) -> list[tuple[str, str, bytes]]:
+    """(invoice id, seller NIP, XML) for `count` invoices spread over `sellers`."""
+    profiles = ("typical", "typical", "small", "typical")
+    out = []
+    for i in range(count):
+        nip = sellers[i % len(sellers)]
+        number = f"FV/{run}/{i + 1:06d}"
+        xml = make_invoice(seller_nip=nip, number=number, issue_date=today,
+                           profile=profiles[i % len(profiles)], seed=i)
+        out.append((f"{run}-{i + 1:06d}", nip, xml))
+    return out
+
+
+@dataclass
+class Ledger:
+    """Distinct invoice ids seen on the outcome and rejection topics."""
+
+    expected: set[str]
+    accepted: dict[str, str] = field(default_factory=dict)  # invoice id -> KSeF number
+    rejected: dict[str, str] = field(default_factory=dict)  # invoice id -> reason
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def settled(self) -> int:
+        with self.lock:
+            return len(self.expected & (self.accepted.keys() | self.rejected.keys()))
+
+    def done(self) -> bool:
+        return self.settled >= len(self.expected)
+
+
+class LedgerReader(threading.Thread):
+    """Follows outcomes and rejections from the beginning into a Ledger."""
+
+    def __init__(self, kafka: KafkaSettings, catalog: CatalogSettings, ledger: Ledger) -> None:
+        super().__init__(daemon=True, name="ledger")
+        self.ledger = ledger
+        self._halt = threading.Event()
+        self._consumer = Consumer(kafka.confluent(**{
+            "group.id": f"demo-ledger-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "log_level": 3}))
+        self._names = {topic_name(OUTCOMES, catalog): OUTCOMES,
+                       topic_name(REJECTED, catalog): REJECTED}
+        self._consumer.subscribe(list(self._names))
+
+    def run(self) -> None:
+        try:
+            while not self._halt.is_set():
+                for msg in self._consumer.consume(500, 0.5):
+                    if msg.error() or msg.value() is None:
+                        continue
+                    self._record(self._names[msg.topic()], msg.value())
+        finally:
+            self._consumer.close()
+
+    def _record(self, spec: TopicSpec, value: bytes) -> None:
+        try:
+            if spec is OUTCOMES:
+                out = decode(InvoiceOutcome, value)
+                with self.ledger.lock:
+                    self.ledger.accepted[out.invoice_id] = out.ksef_number
+            else:
+                rej = decode(Rejection, value)
+                with self.ledger.lock:
+                    self.ledger.rejected.setdefault(rej.invoice_id, rej.reason)
+        except (ValueError, TypeError):
+            pass
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+
+class StageCounter:
+    """Records per stage topic from watermarks: cheap enough to poll twice a second."""
+
+    STAGES = (("submitted", SUBMITTED), ("validated", VALIDATED), ("sealed", SEALED),
+              ("batches", PACKED), ("outcomes", OUTCOMES), ("rejected", REJECTED))
+
+    def __init__(self, kafka: KafkaSettings, catalog: CatalogSettings) -> None:
+        self._consumer = Consumer(kafka.confluent(**{"group.id": "demo-counter",
+                                                      "log_level": 3}))
+        self._catalog = catalog
+        self._partitions: dict[str, list[int]] = {}
+
+    def counts(self) -> dict[str, int]:
+        out = {}
+        for label, spec in self.STAGES:
+            name = topic_name(spec, self._catalog)
+            if name not in self._partitions:
+                meta = self._consumer.list_topics(name, timeout=10).topics[name]
+                self._partitions[name] = sorted(meta.partitions)
+            total = 0
+            for p in self._partitions[name]:
+                low, high = self._consumer.get_watermark_offsets(TopicPartition(name, p),
+                                                                 timeout=10)
+                total += high - low
+            out[label] = total
+        return out
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def ingest(items: list[tuple[str, str, bytes]], kafka: KafkaSettings,
+           catalog: CatalogSettings, on_sent: Callable[[int], None] | None = None) -> float:
+    """Send every invoice; seconds it took."""
+    started = time.monotonic()
+    producer = InvoiceProducer(kafka, catalog)
+    for n, (invoice_id, _nip, xml) in enumerate(items, start=1):
+        producer.send(invoice_id, xml, source="demo")
+        if on_sent and n % 500 == 0:
+            on_sent(n)
+    producer.flush()
+    return time.monotonic() - started
+
+
+__all__ = ["Ledger", "LedgerReader", "StageCounter", "generate", "ingest", "seller_nips"]
