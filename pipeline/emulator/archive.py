@@ -44,12 +44,13 @@ class PartFile:
 
 @dataclass(frozen=True)
 class Entry:
-    """One archive member. `data` is None when the member is too large to be an invoice."""
+    """One archive member. `data` is None when the member is too large to be an invoice;
+    only then is `sha256_b64` computed here (the checks hash the others anyway)."""
 
     name: str
     data: bytes | None
     size: int
-    sha256_b64: str
+    sha256_b64: str | None
 
 
 def assemble(parts: list[PartFile], key: SessionKey, out: Path,
@@ -92,23 +93,26 @@ def count_invoices(path: Path, compression: str) -> int:
                            f"{exc}") from exc
 
 
-def _read_limited(stream: object, limit: int) -> tuple[bytes | None, int, str]:
-    """Read a member: its bytes (None when over `limit`), size and SHA-256 (base64)."""
-    digest = hashlib.sha256()
+def _read_limited(stream: object, limit: int) -> tuple[bytes | None, int, str | None]:
+    """Read a member: its bytes, or (over `limit`) only its size and SHA-256 (base64)."""
     kept: list[bytes] = []
+    digest = None
     size = 0
     while True:
         chunk = stream.read(1 << 20)  # type: ignore[attr-defined]
         if not chunk:
             break
-        digest.update(chunk)
         size += len(chunk)
-        if size <= limit:
+        if digest is None and size <= limit:
             kept.append(chunk)
-        else:
+            continue
+        if digest is None:
+            digest = hashlib.sha256(b"".join(kept))
             kept.clear()
-    data = b"".join(kept) if size <= limit else None
-    return data, size, base64.b64encode(digest.digest()).decode("ascii")
+        digest.update(chunk)
+    if digest is None:
+        return b"".join(kept), size, None
+    return None, size, base64.b64encode(digest.digest()).decode("ascii")
 
 
 def iter_invoices(path: Path, compression: str, skip: int = 0,

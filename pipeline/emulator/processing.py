@@ -185,7 +185,7 @@ class Processor:
                         "ordinal": ordinal, "file_name": entry.name[-128:],
                         "invoicing_date": session["created"],
                         "offline_declared": session["offline_mode"],
-                        "invoice_hash": entry.sha256_b64, "size": entry.size}
+                        "invoice_hash": entry.sha256_b64 or "", "size": entry.size}
                 if entry.data is None:
                     candidates.append(Candidate(base, None, None, (
                         430, f"the file has {entry.size} bytes, more than any invoice may")))
@@ -213,6 +213,14 @@ class Processor:
         with self._commit_lock:
             outcomes = decide(candidates, store=self.emu.store, faults=self.emu.faults,
                               channel=channel, now=utcnow())
+            if insert:  # batch: accepted documents go to the session's file, not SQLite
+                kept = [o for o in outcomes if o.blob is not None]
+                if kept:
+                    offsets = self.emu.blobs.append(kept[0].row["session"],
+                                                    [o.blob for o in kept if o.blob])
+                    for out, offset in zip(kept, offsets, strict=True):
+                        out.row.update(blob_offset=offset, blob_size=len(out.blob or b""))
+                        out.blob = None
             self.emu.store.commit_outcomes(outcomes, insert=insert)
 
     async def _finish(self, session: Row) -> None:

@@ -244,7 +244,7 @@ async def invoice_by_number(request: web.Request) -> web.Response:
     context = require_context(request)
     number = request.match_info["ksefNumber"]
     row = emu.store.invoice_by_ksef(number)
-    content = emu.store.invoice_blob(number) if row is not None else None
+    content = emu.invoice_content(row) if row is not None else None
     if row is None or content is None or context.nip not in (row["seller_nip"],
                                                              row["buyer_nip"]):
         raise bad_request(INVOICE_NOT_FOUND, f"Faktura o numerze KSeF {number} nie została "

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.emulator.blobs import SessionBlobs
 from pipeline.emulator.checks import ValidationPool
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.faults import Faults
@@ -35,9 +36,13 @@ class Emulator:
     limiter: SlidingWindowLimiter
     latarnia: Latarnia
     pool: ValidationPool
+    blobs: SessionBlobs = field(init=False)
     processor: Processor | None = None
     port: int = 0
     _session_keys: dict[str, SessionKey] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.blobs = SessionBlobs(self.config.data_dir / "invoices")
 
     @classmethod
     def open(cls, config: EmulatorConfig) -> Emulator:
@@ -73,6 +78,13 @@ class Emulator:
         path = self.config.data_dir / "upo" / reference
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def invoice_content(self, invoice: dict[str, Any]) -> bytes | None:
+        """The stored XML of an accepted invoice."""
+        if invoice["blob_offset"] is not None:
+            return self.blobs.read(invoice["session"], invoice["blob_offset"],
+                                   invoice["blob_size"])
+        return self.store.invoice_blob(invoice["ksef_number"])
 
     def session_key(self, session: dict[str, Any]) -> SessionKey:
         """Unwrap (once) the AES key of a session; ValueError when it cannot be unwrapped."""

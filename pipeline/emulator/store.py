@@ -50,7 +50,7 @@ CREATE TABLE IF NOT EXISTS invoices (
     status_description TEXT NOT NULL, status_details TEXT, extensions TEXT,
     seller_nip TEXT, buyer_nip TEXT, kind TEXT, issue_date TEXT,
     offline_declared INTEGER NOT NULL DEFAULT 0, corrected_hash TEXT, size INTEGER,
-    UNIQUE (session, ordinal));
+    blob_offset INTEGER, blob_size INTEGER, UNIQUE (session, ordinal));
 CREATE INDEX IF NOT EXISTS invoices_by_status ON invoices (session, status_code, ordinal);
 CREATE INDEX IF NOT EXISTS invoices_by_hash ON invoices (invoice_hash);
 CREATE INDEX IF NOT EXISTS invoices_pending ON invoices (status_code)
@@ -81,6 +81,14 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self.invoice_columns = self._columns("invoices")
+        for column in ("blob_offset", "blob_size"):  # data directories of earlier versions
+            if column not in self.invoice_columns:
+                self._db.execute(f"ALTER TABLE invoices ADD COLUMN {column} INTEGER")
+        self.invoice_columns = self._columns("invoices")
+
+    def _columns(self, table: str) -> list[str]:
+        return [r["name"] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()]
 
     def close(self) -> None:
         with self._lock:
@@ -272,28 +280,30 @@ class Store:
     def commit_outcomes(self, outcomes: Sequence[Any], *, insert: bool) -> None:
         """Store processed invoices (rows, blobs, duplicate keys) in one transaction.
 
-        `outcomes` items carry `row` (invoices columns), `blob` (bytes for accepted ones)
-        and `dup_key` ((seller, kind, number) for accepted ones). With `insert` the rows
-        are new (batch); otherwise they update rows sent earlier (online).
+        `outcomes` items carry `row` (invoices columns), `blob` (bytes to keep in the
+        database, or None) and `dup_key` ((seller, kind, number) of accepted ones). With
+        `insert` the rows are new (batch); otherwise they update rows sent earlier (online).
         """
-        with self.transaction():
-            for out in outcomes:
-                row = out.row
-                if insert:
-                    self._insert("invoices", row)
-                else:
-                    fields = {k: v for k, v in row.items() if k != "reference"}
-                    self._update("invoices", "reference", row["reference"], fields)
-                    self._run("DELETE FROM pending_payloads WHERE reference = ?",
-                              (row["reference"],))
-                if out.blob is not None:
-                    self._insert("invoice_blobs", {"ksef_number": row["ksef_number"],
-                                                   "content": out.blob})
-                if out.dup_key is not None:
-                    seller, kind, number = out.dup_key
-                    self._insert("duplicates", {
-                        "seller_nip": seller, "kind": kind, "number": number,
-                        "ksef_number": row["ksef_number"], "session": row["session"]})
+        cols = self.invoice_columns
+        with self.transaction() as db:
+            if insert:
+                marks = ", ".join("?" for _ in cols)
+                db.executemany(f"INSERT INTO invoices ({', '.join(cols)}) VALUES ({marks})",
+                               [[o.row.get(c) for c in cols] for o in outcomes])
+            else:
+                for out in outcomes:
+                    fields = {k: v for k, v in out.row.items() if k != "reference"}
+                    self._update("invoices", "reference", out.row["reference"], fields)
+                db.executemany("DELETE FROM pending_payloads WHERE reference = ?",
+                               [(o.row["reference"],) for o in outcomes])
+            db.executemany("INSERT INTO invoice_blobs (ksef_number, content) VALUES (?, ?)",
+                           [(o.row["ksef_number"], o.blob) for o in outcomes
+                            if o.blob is not None])
+            db.executemany(
+                "INSERT INTO duplicates (seller_nip, kind, number, ksef_number, session) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(*o.dup_key, o.row["ksef_number"], o.row["session"]) for o in outcomes
+                 if o.dup_key is not None])
 
     # UPO
     def replace_upo_pages(self, session: str, pages: Iterable[Row]) -> None:
