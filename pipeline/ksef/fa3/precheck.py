@@ -28,8 +28,8 @@ _DECLARATION = re.compile(rb"<\?xml(?P<body>[^>]{0,300}?)\?>")
 _PSEUDO_ATTRIBUTE = re.compile(rb"""([A-Za-z]+)\s*=\s*(?:"([^"]*)"|'([^']*)')""")
 
 
-# What XML 1.0 forbids or discourages, as UTF-8 byte sequences (the bytes are already
-# known to be valid UTF-8 when this runs): C0 controls other than tab/LF/CR, DEL, the C1
+# What XML 1.0 forbids or discourages, as UTF-8 byte sequences (a match is reported only
+# once the whole document is known to be valid UTF-8): C0 controls but tab/LF/CR, DEL, C1
 # controls U+0080..U+0084 and U+0086..U+009F (NEL is allowed), U+FDD0..U+FDEF, and
 # U+FFFE/U+FFFF of every plane (4-byte forms: planes 1..16 end in BF BE / BF BF).
 _FORBIDDEN = re.compile(
@@ -44,6 +44,8 @@ _FORBIDDEN = re.compile(
 # plane-final noncharacters. Their UTF-8 forms start with one of these bytes, each
 # found by memchr; the pattern runs only where one occurs.
 _DISCOURAGED_LEADS = (b"\x7f", b"\xc2", b"\xef", b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
+_C0_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_NOT_C0_CONTROLS = bytes(b for b in range(256) if not _C0_CONTROL.match(bytes([b])))
 _OPEN_TAG = re.compile(rb"<([A-Za-z_][\w.:-]*)")
 
 
@@ -78,10 +80,8 @@ def precheck(data: bytes) -> Finding | None:
         problem = _declaration_problem(data)
         if problem is not None:
             return problem
-    for lead in _DISCOURAGED_LEADS:
-        if lead in data:
-            return _discouraged_problem(data)
-    return None
+    first = _first_discouraged(data)
+    return None if first == -1 else _forbidden_or_encoding(data, first)
 
 
 def _shape_problem(data: bytes) -> Finding | None:
@@ -192,16 +192,20 @@ def utf8_problem(data: bytes) -> Finding | None:
 
 
 def character_problem(data: bytes) -> Finding | None:
-    """A `forbidden-character` (or `encoding`) finding from a full scan, for unparsable input."""
-    match = _FORBIDDEN.search(data)
-    if match is None:
-        return None
-    # The byte patterns assume well-formed UTF-8; malformed input is an encoding error.
-    return utf8_problem(data) or _forbidden(data, match.start())
+    """The first forbidden character, C0 controls included: for input that did not parse."""
+    first = _first_discouraged(data)
+    if data.translate(None, _NOT_C0_CONTROLS):  # rare: the regex runs only then
+        control = _C0_CONTROL.search(data)
+        if control is not None and (first == -1 or control.start() < first):
+            first = control.start()
+    return None if first == -1 else _forbidden_or_encoding(data, first)
 
 
-def _discouraged_problem(data: bytes) -> Finding | None:
-    """Check each occurrence of a lead byte only: most are ordinary characters (e.g. NBSP)."""
+def _first_discouraged(data: bytes) -> int:
+    """Offset of the first discouraged character the parser accepts, or -1.
+
+    Only occurrences of a lead byte are tried: most are ordinary characters (e.g. NBSP).
+    """
     first = -1
     for lead in _DISCOURAGED_LEADS:
         position = data.find(lead)
@@ -210,9 +214,12 @@ def _discouraged_problem(data: bytes) -> Finding | None:
                 first = position
                 break
             position = data.find(lead, position + 1)
-    if first == -1:
-        return None
-    return utf8_problem(data) or _forbidden(data, first)
+    return first
+
+
+def _forbidden_or_encoding(data: bytes, offset: int) -> Finding:
+    # The byte patterns assume well-formed UTF-8; malformed input is an encoding error.
+    return utf8_problem(data) or _forbidden(data, offset)
 
 
 def _forbidden(data: bytes, offset: int) -> Finding:
