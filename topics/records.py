@@ -194,6 +194,7 @@ class Announcement:
     title: str = ""
     text: str = ""
     end: str | None = None
+    first_published: str | None = None  # when version 1 came out (kept across versions)
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,8 @@ class ModeWindow:
     start: str
     end: str | None
     event_id: str
+    announced: str | None = None
+    source: str = "announcement"  # announcement (MF / operator) | observed (our own view)
 
 
 @dataclass(frozen=True)
@@ -213,6 +216,9 @@ class ModeState:
     updated_at: str
     windows: list[ModeWindow] = field(default_factory=list)
     reason: str = ""
+    ksef_reachable: bool = True  # False while the pipeline itself sees KSeF failing
+    latarnia_reachable: bool = True
+    announcements: list[Announcement] = field(default_factory=list)  # in force + history
 
 
 @dataclass(frozen=True)
@@ -227,6 +233,9 @@ class DeadlineRecord:
     basis: str
     computed_at: str
     deadline: str | None = None
+    invoice_number: str | None = None
+    sealed_at: str | None = None
+    computed_by: str = "tracker"  # sealed (first record of an invoice) | tracker
 
 
 @dataclass(frozen=True)
