@@ -27,7 +27,13 @@ from .precheck import (
     utf8_problem,
 )
 from .reasons import Finding, finding
-from .schema import FA3_NAMESPACE, FA3_ROOT_TAG, explainer_schema, lxml_schema
+from .schema import (
+    FA3_NAMESPACE,
+    FA3_ROOT_TAG,
+    explainer_schema,
+    first_schema_error,
+    lxml_schema,
+)
 
 FA2_NAMESPACE = "http://crd.gov.pl/wzor/2023/06/29/12648/"
 _NS_PREFIX = f"{{{FA3_NAMESPACE}}}"
@@ -92,8 +98,7 @@ def parser_for(data: bytes) -> Any:
 class InvoiceChecker:
     """Applies the stateless KSeF pre-checks; safe to share between threads.
 
-    The XSD is compiled lazily, once per thread that uses it (lxml keeps per-call
-    state on the schema object); call `warm_up()` to pay that cost up front.
+    The XSD is compiled once per process, lazily; `warm_up()` pays that up front.
     """
 
     def warm_up(self) -> None:
@@ -240,14 +245,12 @@ def _size_problem(facts: InvoiceFacts) -> Finding | None:
 
 
 def _schema_problem(root: Any, explain: bool) -> Finding | None:
-    schema = lxml_schema()
-    if schema.validate(root):
+    if lxml_schema().validate(root):
         return None
-    error = schema.error_log.last_error
-    errors = schema.error_log.filter_from_errors()
-    if errors:
-        error = errors[0]
-    path = _log_path(root, error.path)
+    error = first_schema_error(root)
+    if error is None:  # cannot happen: the same XSD, the same tree
+        return finding("schema", "FA(3) XSD validation failed", line=root.sourceline)
+    path = _log_path(root, error.libxml_path)
     where = f"at {path} (line {error.line})" if path else f"at line {error.line}"
     message = f"FA(3) XSD {where}: {_readable(error.message).rstrip('.')}"
     if explain:

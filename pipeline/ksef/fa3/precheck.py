@@ -15,10 +15,11 @@ MAX_SIZE = 1_000_000
 MAX_SIZE_WITH_ATTACHMENTS = 3_000_000
 ATTACHMENT_ELEMENT = b"Zalacznik"
 
-_BOMS = (
+UTF8_BOM = b"\xef\xbb\xbf"
+# A document starting with one of these is not UTF-8 at all: an encoding problem.
+_OTHER_BOMS = (
     (b"\x00\x00\xfe\xff", "UTF-32 (big-endian)"),
     (b"\xff\xfe\x00\x00", "UTF-32 (little-endian)"),
-    (b"\xef\xbb\xbf", "UTF-8"),
     (b"\xfe\xff", "UTF-16 (big-endian)"),
     (b"\xff\xfe", "UTF-16 (little-endian)"),
 )
@@ -88,16 +89,24 @@ def _shape_problem(data: bytes) -> Finding | None:
     """Empty, oversized, BOM, UTF-16/32, or not starting with markup at all."""
     size = len(data)
     if size == 0 or data.isspace():
-        return finding("empty", f"the document is empty ({size} bytes, no markup)")
+        return finding("not-xml", f"the document is empty ({size} bytes, no markup)")
     problem = _size_problem(data)
     if problem is not None:
         return problem
-    for bom, name in _BOMS:
+    if data.startswith(UTF8_BOM):
+        return finding(
+            "bom",
+            "the document starts with the UTF-8 byte order mark EF BB BF; "
+            "KSeF accepts UTF-8 without a BOM",
+            line=1,
+        )
+    for bom, name in _OTHER_BOMS:
         if data.startswith(bom):
             return finding(
-                "bom",
+                "encoding",
                 f"the document starts with a {name} byte order mark "
-                f"({' '.join(f'{b:02X}' for b in bom)}); KSeF accepts UTF-8 without a BOM",
+                f"({' '.join(f'{b:02X}' for b in bom)}): it is {name.split()[0]} encoded; "
+                "KSeF accepts UTF-8 only",
                 line=1,
             )
     if _looks_wide(data[:4]):

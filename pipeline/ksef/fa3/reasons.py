@@ -12,17 +12,17 @@ CODE_SEMANTIC = 450
 CODE_UNKNOWN = 500
 
 REASONS: dict[str, tuple[int, str]] = {
-    "empty": (CODE_FORMAT, "the document is empty or only whitespace"),
     "too-large": (
         CODE_FORMAT,
         "larger than 1,000,000 bytes (3,000,000 bytes when it carries attachments)",
     ),
-    "bom": (CODE_FORMAT, "starts with a byte order mark; KSeF wants UTF-8 without a BOM"),
+    "bom": (CODE_FORMAT, "starts with the UTF-8 byte order mark; KSeF wants UTF-8 without it"),
     "encoding": (
         CODE_FORMAT,
-        "not UTF-8: another encoding declared, UTF-16/32 bytes, or invalid UTF-8 sequences",
+        "not UTF-8: another encoding declared, UTF-16/32 (with or without a BOM), or invalid "
+        "UTF-8 bytes",
     ),
-    "not-xml": (CODE_FORMAT, "not a well-formed XML 1.0 document"),
+    "not-xml": (CODE_FORMAT, "not a well-formed XML 1.0 document (empty, junk, broken markup)"),
     "forbidden-character": (
         CODE_FORMAT,
         "contains a character XML 1.0 forbids or discourages (C0/C1 controls, noncharacters)",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.resources
 import threading
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -57,27 +58,77 @@ def _schema_parser() -> etree.XMLParser:
     return parser
 
 
+# lxml swaps libxml2's process-wide entity loader in and out around every parse, so a
+# schema compile overlapping another thread's parse can now and then see its imports
+# refused; a fresh attempt succeeds. Compiles happen once or twice per process.
+_COMPILE_ATTEMPTS = 5
+
+
 def compile_lxml_schema() -> etree.XMLSchema:
-    """A fresh lxml XMLSchema for FA(3) (about a tenth of a second)."""
-    parser = _schema_parser()
-    doc = etree.fromstring(_schema_bytes()[MAIN_SCHEMA], parser, base_url=_MAIN_URL)
+    """A fresh lxml XMLSchema for FA(3) (a few tenths of a second)."""
+    for _ in range(_COMPILE_ATTEMPTS - 1):
+        try:
+            return _compile_once()
+        except etree.XMLSchemaParseError:
+            continue
+    return _compile_once()
+
+
+def _compile_once() -> etree.XMLSchema:
+    doc = etree.fromstring(_schema_bytes()[MAIN_SCHEMA], _schema_parser(), base_url=_MAIN_URL)
     return etree.XMLSchema(etree.ElementTree(doc))
 
 
-_local = threading.local()
+class _SharedSchema:
+    """One compiled schema, built on first use; `validate` on it is safe from any thread.
+
+    lxml gives each validate() call its own libxml2 context, but routes error details
+    into one log per schema object, which concurrent calls would mix up. So the hot
+    path shares one schema for the yes/no answer, and the rare failure is re-run on a
+    second schema, under a lock, to read its first error.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._schema: etree.XMLSchema | None = None
+
+    def get(self) -> etree.XMLSchema:
+        schema = self._schema
+        if schema is None:
+            with self._lock:
+                if self._schema is None:
+                    self._schema = compile_lxml_schema()
+                schema = self._schema
+        return schema
+
+
+_validating = _SharedSchema()
+_diagnosing = _SharedSchema()
+_diagnosis_lock = threading.Lock()
 
 
 def lxml_schema() -> etree.XMLSchema:
-    """This thread's compiled schema.
+    """The process-wide compiled FA(3) schema, for `validate()` (a yes/no answer)."""
+    return _validating.get()
 
-    lxml keeps the last validation's error log on the schema object, so concurrent
-    callers each get their own instance; one compile per thread, lazily.
-    """
-    schema: etree.XMLSchema | None = getattr(_local, "schema", None)
-    if schema is None:
-        schema = compile_lxml_schema()
-        _local.schema = schema
-    return schema
+
+@dataclass(frozen=True)
+class SchemaError:
+    line: int | None
+    libxml_path: str | None  # e.g. '/*/*[4]/*[4]', an XPath into the validated tree
+    message: str
+
+
+def first_schema_error(root: Any) -> SchemaError | None:
+    """The first XSD error in `root`'s document, or None when it is valid."""
+    with _diagnosis_lock:
+        schema = _diagnosing.get()
+        if schema.validate(root):
+            return None
+        entries = schema.error_log.filter_from_errors() or list(schema.error_log)
+        if not entries:
+            return SchemaError(None, None, "the document does not match the FA(3) XSD")
+        return SchemaError(entries[0].line, entries[0].path, entries[0].message)
 
 
 def _map_uri(uri: str) -> str:

@@ -241,7 +241,9 @@ def test_question_marks_comments_and_cdata_are_not_mistaken_for_problems() -> No
         (b"<a>\xed\xa0\x80</a>", "encoding", "byte offset 3"),  # UTF-8 encoded surrogate
         (b"<a>\xc2\x80\xff</a>", "encoding", "byte offset 5"),
         (b"\x00<\x00a\x00/\x00>", "encoding", "UTF-16"),
-        (b"\xfe\xff\x00<", "bom", "UTF-16 (big-endian)"),
+        (b"\xfe\xff\x00<", "encoding", "UTF-16 (big-endian)"),
+        (b"\xef\xbb\xbf<a/>", "bom", "EF BB BF"),
+        (b"", "not-xml", "empty"),
         (b"<a>&nbsp;</a>", "not-xml", "nbsp"),
     ],
 )

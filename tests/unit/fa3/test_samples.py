@@ -89,6 +89,6 @@ def test_unknown_profile_and_kind_are_refused() -> None:
 def test_bad_invoices_cover_the_reasons() -> None:
     reasons = {reason for reason, _ in samples.bad_invoices(DAY)}
     assert reasons >= {
-        "empty", "not-xml", "encoding", "bom", "processing-instruction", "forbidden-character",
+        "not-xml", "encoding", "bom", "processing-instruction", "forbidden-character",
         "too-large", "schema", "nip-checksum", "issue-date-in-future", "attachments-not-allowed",
     }
