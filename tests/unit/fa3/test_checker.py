@@ -264,9 +264,7 @@ def test_forbidden_character_message_locates_it() -> None:
 
 
 def test_concurrent_checks_agree_with_sequential_ones() -> None:
-    inputs = [data for _, data in BAD[:12]] + [
-        invoice(number=f"FV/{i}", seed=i) for i in range(24)
-    ]
+    inputs = [data for _, data in BAD] + [invoice(number=f"FV/{i}", seed=i) for i in range(24)]
     expected = [check(data) for data in inputs]
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(check, inputs))
