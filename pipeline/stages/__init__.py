@@ -10,6 +10,7 @@ STAGES: dict[str, str] = {
     "pack": "pipeline.stages.pack",
     "submit": "pipeline.stages.submit",
     "upo": "pipeline.stages.upo",
+    "mode": "pipeline.modes.stage",
 }
 # Stages that hold events unacknowledged while a batch or session is in progress.
 HOLDING_STAGES = frozenset({"pack", "submit", "upo"})

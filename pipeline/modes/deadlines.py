@@ -1,0 +1,269 @@
+"""Deadline tracker: pending invoices -> `ksef.deadlines` (compacted) and `ksef.alerts`.
+
+Flow, all keyed by invoice id so each invoice has one owner:
+1. `mode-sealed` (on `ksef.invoices.sealed`, keyed by seller) computes the first record
+   of each newly sealed invoice and puts it on `ksef.deadlines` (`computed_by: sealed`),
+   which moves it to the partition its invoice id hashes to: the same partition number
+   as its outcome and rejection (the three topics are co-partitioned, and Faust assigns
+   equal partition numbers of co-partitioned topics to the same worker).
+2. `mode-deadlines` (on `ksef.deadlines`) adds those invoices to the `DeadlineBook` of
+   the partition and corrects any record the current history disagrees with.
+3. `mode-outcomes` / `mode-rejected` remove settled invoices and publish tombstones.
+4. On every change of the legal announcements in `ksef.mode`, the book recomputes its
+   groups (issue date, mode) and the publisher sends one record per member of each
+   group whose deadline changed, earliest deadline first. Nothing else is sent.
+
+State: no Faust table. `ksef.deadlines` is itself the changelog of the book: when a
+partition is assigned, its compacted contents are read back (group-less, in a thread)
+before any event of that partition is handled, and records the current history
+disagrees with are corrected. So the pending state costs one record per invoice and
+no second copy, and survives restarts and rebalances like a table would.
+
+Alerts (timer KSEF_DEADLINE_CHECK_S, default 60 s): deadlines passed, and backlogs that
+cannot be in KSeF in time at the current pace (`risk`). Each alert id is raised once
+per worker run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import faust
+
+from pipeline import logs
+from pipeline.app import app, catalog_settings, kafka_settings, topic
+from pipeline.clock import iso, now_utc
+from pipeline.ksef.announcements import AnnouncementHistory
+from pipeline.modes import alerts
+from pipeline.modes.follow import mode_follower
+from pipeline.modes.pending import SEALED, Change, DeadlineBook, parse_moment
+from pipeline.modes.publish import publish_alert
+from pipeline.modes.risk import PaceMeter, RiskSettings, assess, pace
+from pipeline.modes.snapshot import ANNOUNCED_STATES, history_of, legal_content
+from pipeline.modes.topic_reads import read_latest
+from topics import topic_name
+from topics.catalog import DEADLINES, OUTCOMES, REJECTED
+from topics.catalog import SEALED as SEALED_TOPIC
+from topics.codec import decode, encode
+from topics.records import DeadlineRecord, InvoiceOutcome, ModeState, Rejection, SealedInvoice
+
+log = logs.get(__name__)
+
+CHECK_S = float(os.environ.get("KSEF_DEADLINE_CHECK_S", "60"))
+SEALED_MARK = b'"computed_by":"sealed"'
+
+sealed_topic = topic(SEALED_TOPIC)
+outcomes_topic = topic(OUTCOMES)
+rejected_topic = topic(REJECTED)
+deadlines_topic = topic(DEADLINES)
+deadlines_name = topic_name(DEADLINES, catalog_settings)
+
+follower = mode_follower()
+book = DeadlineBook()
+meter = PaceMeter()
+risk_settings = RiskSettings.from_env()
+raised: set[str] = set()
+
+
+class PartitionGate:
+    """Which `ksef.deadlines` partitions are loaded; events wait for theirs."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[int, int] = {}  # partition -> offset the load read up to
+        self.assigned: set[int] = set()
+        self._changed = asyncio.Condition()
+
+    async def wait(self, partition: int) -> bool:
+        """True once `partition` is loaded; False if it is not (or no longer) ours."""
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: partition in self.loaded or partition not in self.assigned)
+        return partition in self.loaded
+
+    async def update(self, assigned: set[int]) -> None:
+        async with self._changed:
+            self.assigned = assigned
+            for partition in list(self.loaded):
+                if partition not in assigned:
+                    del self.loaded[partition]
+                    book.drop(partition)
+            self._changed.notify_all()
+
+    async def mark_loaded(self, partition: int, end: int) -> None:
+        async with self._changed:
+            self.loaded[partition] = end
+            self._changed.notify_all()
+
+
+gate = PartitionGate()
+wake_publisher = asyncio.Event()
+_loading: dict[int, asyncio.Task[None]] = {}
+
+
+async def _send(changes: list[Change]) -> None:
+    for change in changes:
+        await deadlines_topic.send(key=change.invoice_id.encode(), value=change.value)
+
+
+async def _load(partition: int) -> None:
+    await follower.wait_ready()
+    snapshot = await asyncio.to_thread(read_latest, kafka_settings, deadlines_name, [partition])
+    records = []
+    for raw in snapshot.live().values():
+        try:
+            records.append(decode(DeadlineRecord, raw))
+        except (ValueError, TypeError) as exc:
+            log.error("unreadable ksef.deadlines record skipped", error=str(exc))
+    if partition not in gate.assigned:
+        return
+    changes = book.load(partition, records, now_utc())
+    await gate.mark_loaded(partition, snapshot.ends.get(partition, 0))
+    log.info("pending invoices loaded", partition=partition, invoices=len(records),
+             corrections=len(changes))
+    await _send(changes)
+
+
+@app.on_partitions_assigned.connect
+async def _on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+    mine = {tp.partition for tp in assigned if tp.topic == deadlines_name}
+    await gate.update(mine)
+    for partition in mine:
+        task = _loading.get(partition)
+        if partition not in gate.loaded and (task is None or task.done()):
+            _loading[partition] = asyncio.ensure_future(_load(partition))
+
+
+async def _on_mode(state: ModeState) -> None:
+    legal = legal_content(state)
+    if legal == legal_content_seen["last"]:
+        return
+    legal_content_seen["last"] = legal
+    history: AnnouncementHistory = history_of(legal)
+    dirty = book.set_history(history)
+    log.info("deadlines recomputed", windows=len(history), pending=len(book),
+             changed_groups=len(dirty))
+    wake_publisher.set()
+
+
+legal_content_seen: dict[str, Any] = {"last": None}
+follower.subscribe(_on_mode)
+
+
+async def publish_changed() -> int:
+    """Send every member of every dirty group, earliest new deadline first."""
+    sent = 0
+    while True:
+        dirty = sorted(book.dirty_groups(),
+                       key=lambda g: (g.deadline.due is None, g.deadline.due or g.issue_date))
+        if not dirty:
+            return sent
+        for group in dirty:
+            target = group.deadline
+            if not group.dirty:
+                continue
+            for invoice_id, value in group.records(target, iso()):
+                await deadlines_topic.send(key=invoice_id.encode(), value=value)
+                sent += 1
+            group.published = target
+
+
+@app.task
+async def deadline_publisher() -> None:
+    while True:
+        await wake_publisher.wait()
+        wake_publisher.clear()
+        try:
+            sent = await publish_changed()
+        except Exception:
+            log.exception("publishing recomputed deadlines failed; retrying")
+            await asyncio.sleep(1.0)
+            wake_publisher.set()
+            continue
+        if sent:
+            log.info("recomputed deadlines published", records=sent)
+        await check_deadlines()
+
+
+@app.agent(sealed_topic, name="mode-sealed")
+async def track_sealed(stream: faust.StreamT[Any]) -> None:
+    await follower.wait_ready()
+    async for event in stream.events():
+        try:
+            sealed = decode(SealedInvoice, event.value)
+            record = book.first_record(sealed, now_utc())
+        except (ValueError, TypeError) as exc:
+            log.error("sealed invoice not tracked", offset=event.message.offset, error=str(exc))
+            continue
+        await deadlines_topic.send(key=record.invoice_id.encode(), value=encode(record))
+
+
+@app.agent(deadlines_topic, name="mode-deadlines")
+async def track_new(stream: faust.StreamT[Any]) -> None:
+    async for event in stream.events():
+        value, partition = event.value, event.message.partition
+        if value is None or SEALED_MARK not in value:
+            continue  # tombstones and the tracker's own records are already applied
+        if not await gate.wait(partition) or event.message.offset < gate.loaded[partition]:
+            continue
+        try:
+            record = decode(DeadlineRecord, value)
+        except (ValueError, TypeError) as exc:
+            log.error("unreadable ksef.deadlines record", offset=event.message.offset,
+                      error=str(exc))
+            continue
+        if record.computed_by == SEALED:
+            await _send(book.add(partition, record, now_utc()))
+
+
+async def _settle(partition: int, invoice_id: str, at: str | None) -> None:
+    if await gate.wait(partition):
+        await _send(book.settle(partition, invoice_id, parse_moment(at) or now_utc()))
+
+
+@app.agent(outcomes_topic, name="mode-outcomes")
+async def track_outcomes(stream: faust.StreamT[Any]) -> None:
+    async for event in stream.events():
+        try:
+            outcome = decode(InvoiceOutcome, event.value)
+        except (ValueError, TypeError):
+            continue
+        meter.accepted(outcome.seller_nip, now_utc())
+        await _settle(event.message.partition, outcome.invoice_id, outcome.recorded_at)
+
+
+@app.agent(rejected_topic, name="mode-rejected")
+async def track_rejected(stream: faust.StreamT[Any]) -> None:
+    async for event in stream.events():
+        try:
+            rejection = decode(Rejection, event.value)
+        except (ValueError, TypeError):
+            continue
+        await _settle(event.message.partition, rejection.invoice_id, rejection.rejected_at)
+
+
+async def check_deadlines() -> None:
+    """Raise an alert for each newly passed or at-risk deadline."""
+    if not gate.loaded:
+        return
+    now = now_utc()
+    state = follower.state
+    reachable = state is None or (state.ksef_reachable and state.state not in ANNOUNCED_STATES)
+    due = book.due_by_seller()
+    share = len(gate.loaded) / max(1, deadlines_topic.partitions or 1)
+    speeds = pace(list(due), meter.per_hour(now), reachable, risk_settings.nominal_per_hour,
+                  share)
+    for risk in assess(due, now, speeds, risk_settings):
+        if risk.alert_id in raised:
+            continue
+        raised.add(risk.alert_id)
+        alert = alerts.for_risk(risk, now, book.sample(risk.seller_nip, risk.due))
+        log.warning("deadline alert", kind=alert.kind, seller_nip=risk.seller_nip,
+                    deadline=str(risk.due), invoices=risk.backlog)
+        await publish_alert(alert)
+
+
+@app.timer(CHECK_S, name="deadline-check")
+async def deadline_check() -> None:
+    await check_deadlines()

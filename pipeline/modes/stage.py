@@ -1,0 +1,10 @@
+"""The `mode` stage: everything the mode-state stream runs in a worker.
+
+`ksef-pipeline worker --stages mode` (or among all stages) registers the Latarnia
+poller, the operator endpoint, the mode-state agent and table, the deadline tracker and
+the status page. Environment: see `pipeline.modes` (package docstring).
+"""
+
+from pipeline.modes import announcements, deadlines, state, web
+
+__all__ = ["announcements", "deadlines", "state", "web"]
