@@ -19,8 +19,6 @@ from .schema import FA3_NAMESPACE
 
 PROFILES = ("small", "typical", "large")
 KINDS = ("VAT", "KOR", "ZAL", "ROZ", "UPR", "KOR_ZAL", "KOR_ROZ")
-MAX_SIZE = 1_000_000
-MAX_SIZE_WITH_ATTACHMENTS = 3_000_000
 
 # Line items per profile, chosen so the documents come out near 4 KB, 12 KB, 240 KB.
 _LINES = {"small": 6, "typical": 25, "large": 645}

@@ -1,9 +1,9 @@
 """The FA(3) XSD, loaded from the installed `ksef-client` package, never from the network.
 
-The schemas import each other by absolute `http://crd.gov.pl/...` URLs; both lxml and
-xmlschema get those URLs mapped to the packaged copies. lxml validates on the hot path;
-xmlschema is compiled only when a failure needs explaining (it is slow to build, but
-reports the element path precisely).
+The schemas import each other by absolute `http://crd.gov.pl/...` URLs; lxml gets them
+from a resolver and xmlschema from a URI mapper, both serving the packaged copies and
+refusing anything else. lxml validates on the hot path; xmlschema is built only when a
+failure needs explaining (slow to build, but it words the element path precisely).
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ class _PackagedSchemaResolver(etree.Resolver):  # type: ignore[misc]
     """Serves crd.gov.pl schema imports from package data; anything else is refused."""
 
     def resolve(self, system_url: str | None, public_id: str | None, context: Any) -> Any:
-        name = packaged_name(system_url or "")
+        url = system_url or ""
+        name = packaged_name(url) if url.startswith(_REMOTE_PREFIX) else None
         if name is None:
             raise OSError(f"FA(3) schema import {system_url!r} is not packaged; refusing to fetch")
         return self.resolve_string(_schema_bytes()[name], context, base_url=system_url)
