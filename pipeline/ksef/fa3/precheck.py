@@ -71,7 +71,8 @@ def precheck(data: bytes) -> Finding | None:
     """The first byte-level problem KSeF would reject `data` for, or None.
 
     UTF-8 validity is left to the XML parser, which rejects every malformed sequence;
-    call `utf8_problem` when parsing fails to tell an encoding error from bad XML.
+    when parsing fails, `utf8_problem` and `character_problem` tell an encoding error or
+    a forbidden character from bad XML.
     """
     if len(data) > MAX_SIZE or data[:1] != b"<" or data[1:2] == b"\x00":
         problem = _shape_problem(data)
