@@ -176,7 +176,8 @@ def _structure_problem(data: bytes, root: Any) -> Finding | None:
     if prolog_end is None and root.getroottree().docinfo.internalDTD is not None:
         return finding(
             "doctype",
-            "the document has a DOCTYPE declaration; KSeF accepts plain FA(3) XML without DTDs",
+            "the document has a DOCTYPE declaration; DTDs (and their entities) are refused: "
+            "an FA(3) invoice needs none",
             line=1,
         )
     # '?' is rare in invoices and found by memchr; '<?' itself is a slow search.

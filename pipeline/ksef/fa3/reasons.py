@@ -27,7 +27,10 @@ REASONS: dict[str, tuple[int, str]] = {
         CODE_FORMAT,
         "contains a character XML 1.0 forbids or discourages (C0/C1 controls, noncharacters)",
     ),
-    "doctype": (CODE_FORMAT, "contains a document type declaration (DTD), which KSeF refuses"),
+    "doctype": (
+        CODE_FORMAT,
+        "contains a document type declaration (DTD); our safety rule, not a documented KSeF one",
+    ),
     "processing-instruction": (CODE_FORMAT, "contains an XML processing instruction"),
     "schema": (CODE_FORMAT, "not a valid FA(3) document (root element or XSD validation)"),
     "nip-checksum": (
