@@ -22,6 +22,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "emulator": ("pipeline.commands.emulator", "run the local KSeF API + Latarnia emulator"),
     "emulator-ctl": ("pipeline.commands.emulator_ctl", "control a running emulator (faults)"),
     "ingest": ("pipeline.commands.ingest", "push invoice XML files into the pipeline"),
+    "announce": ("pipeline.commands.announce", "enter or end a KSeF outage by hand"),
+    "deadlines": ("pipeline.commands.deadlines", "list pending invoices by legal deadline"),
+    "replay": ("pipeline.commands.replay", "send rejected invoices through the pipeline again"),
 }
 
 

@@ -27,7 +27,7 @@ def _consumer(kafka: KafkaSettings) -> Consumer:
         "group.id": f"mode-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.partition.eof": True, "fetch.max.bytes": 32 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024, "auto.offset.reset": "earliest",
-        "log_level": 3}))
+        "log_level": 2}))
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def read_latest(kafka: KafkaSettings, topic: str, partitions: Iterable[int] | No
     consumer = _consumer(kafka)
     values: dict[bytes, bytes | None] = {}
     try:
-        meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        meta = consumer.list_topics(topic, timeout=15).topics.get(topic)
         if meta is None or meta.error is not None:
             raise LookupError(f"topic {topic} does not exist (ksef-pipeline topics create)")
         wanted = sorted(meta.partitions) if partitions is None else sorted(partitions)

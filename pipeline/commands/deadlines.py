@@ -1,0 +1,99 @@
+"""`ksef-pipeline deadlines`: pending invoices and their legal deadlines, from the
+compacted `ksef.deadlines` (KAFKA_BOOTSTRAP_SERVERS, KSEF_TOPIC_PREFIX).
+
+    ksef-pipeline deadlines [--seller NIP] [--due-before DATE] [--json] [--limit N]
+
+Earliest deadline first; open (no deadline yet) and exempt invoices come last and are
+left out by --due-before. Table on stdout with a summary line, or a JSON array.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict
+
+from topics.records import DeadlineRecord
+
+COLUMNS = ("deadline", "status", "mode", "seller_nip", "issue_date", "invoice_id",
+           "invoice_number", "basis")
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seller", help="only this seller NIP")
+    parser.add_argument("--due-before", metavar="DATE",
+                        help="only deadlines on or before DATE (YYYY-MM-DD)")
+    parser.add_argument("--json", action="store_true", help="a JSON array instead of a table")
+    parser.add_argument("--limit", type=int, help="show at most N invoices")
+
+
+def select(records: Iterable[DeadlineRecord], seller: str | None,
+           due_before: dt.date | None) -> list[DeadlineRecord]:
+    """Filtered and in submission order: earliest deadline, then seller, then id."""
+    cutoff = None if due_before is None else due_before.isoformat()
+    chosen = [r for r in records
+              if (seller is None or r.seller_nip == seller)
+              and (cutoff is None or (r.deadline is not None and r.deadline <= cutoff))]
+    chosen.sort(key=lambda r: (r.deadline is None, r.deadline or "", r.status, r.seller_nip,
+                               r.invoice_id))
+    return chosen
+
+
+def summary(records: Sequence[DeadlineRecord]) -> str:
+    by_status = Counter(r.status for r in records)
+    parts = ", ".join(f"{status} {n:,}" for status, n in sorted(by_status.items()))
+    return f"{len(records):,} pending invoice(s)" + (f" ({parts})" if parts else "")
+
+
+def table(records: Sequence[DeadlineRecord]) -> str:
+    rows = [[str(getattr(r, c) or "-") for c in COLUMNS] for r in records]
+    widths = [max([len(c), *(len(row[i]) for row in rows)]) for i, c in enumerate(COLUMNS)]
+    widths[-1] = len(COLUMNS[-1])  # the basis is free text: never pad it
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows]
+    return "\n".join(lines)
+
+
+def _read() -> list[DeadlineRecord]:
+    from pipeline.modes.topic_reads import read_latest
+    from pipeline.settings import KafkaSettings
+    from topics import CatalogSettings, topic_name
+    from topics.catalog import DEADLINES
+    from topics.codec import decode
+
+    snapshot = read_latest(KafkaSettings.from_env(),
+                           topic_name(DEADLINES, CatalogSettings.from_env()))
+    out = []
+    for raw in snapshot.live().values():
+        try:
+            out.append(decode(DeadlineRecord, raw))
+        except (ValueError, TypeError):
+            continue
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        due_before = None if args.due_before is None else dt.date.fromisoformat(args.due_before)
+    except ValueError:
+        print(f"ksef-pipeline deadlines: --due-before {args.due_before!r} is not a date "
+              "YYYY-MM-DD", file=sys.stderr)
+        return 2
+    try:
+        records = select(_read(), args.seller, due_before)
+    except Exception as exc:
+        print(f"ksef-pipeline deadlines: cannot read ksef.deadlines: {exc}", file=sys.stderr)
+        return 1
+    shown = records[: args.limit] if args.limit is not None else records
+    if args.json:
+        print(json.dumps([asdict(r) for r in shown], ensure_ascii=False, indent=1))
+        return 0
+    print(table(shown))
+    more = f"; showing {len(shown):,}" if len(shown) < len(records) else ""
+    print(f"\n{summary(records)}{more}")
+    return 0
