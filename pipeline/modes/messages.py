@@ -88,17 +88,19 @@ def first_published(record: Announcement) -> str:
 def newer(incoming: Announcement, stored: Announcement | None) -> Announcement | None:
     """The record to keep when `incoming` arrives over `stored` (None: nothing changes).
 
-    Replays and older versions change nothing; a newer version keeps the earliest
-    publication seen for the id.
+    A newer version replaces the stored one; an older version or a replay changes
+    nothing, except that the earliest publication seen for the id is always kept.
     """
     if stored is None:
         return dataclasses.replace(incoming, first_published=first_published(incoming))
+    earliest = min((first_published(stored), first_published(incoming)), key=parse_time)
     key_in = (incoming.version, _moment(incoming.published))
     key_old = (stored.version, _moment(stored.published))
-    if key_in[0] < key_old[0] or (key_in[0] == key_old[0] and not _later(key_in[1], key_old[1])):
-        return None
-    earliest = min((first_published(stored), first_published(incoming)), key=parse_time)
-    return dataclasses.replace(incoming, first_published=earliest)
+    if key_in[0] > key_old[0] or (key_in[0] == key_old[0] and _later(key_in[1], key_old[1])):
+        return dataclasses.replace(incoming, first_published=earliest)
+    if earliest != first_published(stored):
+        return dataclasses.replace(stored, first_published=earliest)
+    return None
 
 
 def _later(a: dt.datetime | None, b: dt.datetime | None) -> bool:
