@@ -1,0 +1,258 @@
+"""The mode-state stream on the real broker (and the emulator's Latarnia and API):
+Latarnia unreachable -> UNKNOWN, total failure -> exempt, a moved window end ->
+only the affected deadlines, self-observed outage -> offline24."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pipeline.clock import polish_today
+from pipeline.emulator_process import EmulatorProcess, start_emulator
+from pipeline.ksef.api import KsefError, emulator
+from pipeline.ksef.api.client import KsefClient
+from pipeline.ksef.api.retry import RetryPolicy
+from pipeline.ksef.deadlines import compute_deadline
+from pipeline.ksef.fa3.samples import make_invoice, seller_nips
+from pipeline.ksef.modes import Mode, mode_for_new_invoice
+from pipeline.modes.messages import from_latarnia
+from pipeline.modes.observed import HealthReporter
+from pipeline.modes.snapshot import history_from_mode_state
+from tests.integration.modes.helpers import Seen, Watcher
+from tests.kafka_harness import REPO, KafkaSandbox, Worker, start_worker
+from topics.catalog import ALERTS, ANNOUNCEMENTS, DEADLINES, MODE, SEALED, SUBMITTED
+from topics.codec import encode
+from topics.records import Alert, Announcement, DeadlineRecord, KafkaRef, ModeState, SealedInvoice
+
+SELLER = "5265877635"
+FAST = {"KSEF_MODE_TICK_S": "0.5", "KSEF_DEADLINE_CHECK_S": "1", "KSEF_LATARNIA_POLL_S": "0"}
+
+
+@pytest.fixture
+def emu(tmp_path: Path) -> Iterator[EmulatorProcess]:
+    process = start_emulator(tmp_path / "emulator", "--limits", "test")
+    try:
+        yield process
+    finally:
+        process.stop()
+
+
+def _mode_worker(sandbox: KafkaSandbox, tmp: Path, *stages: str, **env: str) -> Worker:
+    return start_worker(sandbox, tmp, "--stages", ",".join(stages or ("mode",)),
+                        **{**FAST, **env})
+
+
+def _sealed(invoice_id: str, issue_date: str, mode: str) -> SealedInvoice:
+    return SealedInvoice(
+        invoice_id=invoice_id, seller_nip=SELLER, invoice_number=f"FV/{invoice_id}",
+        issue_date=issue_date, kind="VAT", size=100, sha256="aGFzaA==",
+        has_attachments=False, mode=mode, key_id="k1", nonce_b64="", ciphertext_b64="",
+        qr_code_1="https://qr", received_at="2026-03-02T10:00:00+01:00",
+        sealed_at="2026-03-02T10:00:00+01:00", origin=KafkaRef("x", 0, 0))
+
+
+def _latest(seen: list[Seen[DeadlineRecord]]) -> dict[str, DeadlineRecord]:
+    out: dict[str, DeadlineRecord] = {}
+    for s in seen:
+        if s.value is not None:
+            out[s.key] = s.value
+    return out
+
+
+def _agrees_with_rules_core(records: dict[str, DeadlineRecord], state: ModeState) -> None:
+    history = history_from_mode_state(state)
+    for record in records.values():
+        rules = compute_deadline(dt.date.fromisoformat(record.issue_date), Mode(record.mode),
+                                 history).as_dict()
+        assert {k: getattr(record, k) for k in rules} == rules, record.invoice_id
+
+
+def test_latarnia_unreachable_is_unknown_with_an_alert(
+        sandbox: KafkaSandbox, tmp_path: Path, emu: EmulatorProcess) -> None:
+    modes = Watcher(sandbox, MODE, ModeState)
+    alerts = Watcher(sandbox, ALERTS, Alert)
+    worker = _mode_worker(sandbox, tmp_path, KSEF_API_URL=emu.base_url,
+                          KSEF_LATARNIA_POLL_S="0.5", KSEF_LATARNIA_UNREACHABLE_AFTER_S="1")
+    try:
+        modes.first(lambda s: s.state == "AVAILABLE", 120, "AVAILABLE at start")
+        emu.admin("latarnia/down")
+        unknown = modes.first(lambda s: s.state != "AVAILABLE", 60, "a state change")
+        assert unknown.state == "UNKNOWN" and not unknown.latarnia_reachable
+        assert unknown.ksef_reachable and "not a failure" in unknown.reason
+        alert = alerts.first(lambda a: a.kind == "latarnia-unreachable", 30, "the alert")
+        assert alert.severity == "warning" and "HTTP 503" in alert.message
+
+        emu.admin("latarnia/up")
+        emu.admin("latarnia/announce", {"category": "FAILURE"})  # polled once reachable
+        failing = modes.first(lambda s: s.state == "FAILURE", 60, "the announced failure")
+        assert failing.latarnia_reachable
+        alerts.first(lambda a: a.kind == "latarnia-reachable", 30, "the all-clear")
+    finally:
+        modes.close()
+        alerts.close()
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+
+def _announce(sandbox: KafkaSandbox, *args: str) -> Announcement:
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "announce", *args], cwd=REPO,
+                         env=sandbox.env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return Announcement(**orjson.loads(out.stdout))
+
+
+def test_total_failure_exempts_pending_and_new_invoices(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    deadlines = Watcher(sandbox, DEADLINES, DeadlineRecord)
+    modes = Watcher(sandbox, MODE, ModeState)
+    today = polish_today()
+    yesterday = (today - dt.timedelta(days=1)).isoformat()
+    invoices = [(f"t-{i}", yesterday, "offline24") for i in range(12)]
+    worker = _mode_worker(sandbox, tmp_path)
+    try:
+        sandbox.produce(SEALED, [(SELLER.encode(), encode(_sealed(*inv))) for inv in invoices])
+        deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "first records")
+        assert {r.status for r in _latest(deadlines.seen).values()} == {"due"}
+
+        now = dt.datetime.now(dt.UTC)
+        record = _announce(sandbox, "total-failure", "--start",
+                           (now - dt.timedelta(hours=1)).isoformat(), "--id", "media-1")
+        assert record.source == "operator" and record.category == "TOTAL_FAILURE"
+        state = modes.first(lambda s: s.state == "TOTAL_FAILURE", 60, "TOTAL_FAILURE")
+        deadlines.wait(lambda seen: {r.status for r in _latest(seen).values()} == {"exempt"},
+                       60, "exemptions")
+        latest = _latest(deadlines.seen)
+        assert all("lifts the duty" in r.basis for r in latest.values())
+        _agrees_with_rules_core(latest, state)
+        history = history_from_mode_state(state)
+        mode = mode_for_new_invoice(today, dt.datetime.now(dt.UTC), history,
+                                    state.ksef_reachable)
+        assert mode is Mode.TOTAL_FAILURE
+        assert compute_deadline(today, mode, history).status.value == "exempt"
+    finally:
+        deadlines.close()
+        modes.close()
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+
+def _failure(event: str, start: str, end: str, published: str, version: int = 1
+             ) -> Announcement:
+    return from_latarnia({"id": f"{event}-start", "eventId": event, "category": "FAILURE",
+                          "type": "FAILURE_START", "start": start, "end": end,
+                          "version": version, "published": published})
+
+
+def test_moving_a_window_end_recalculates_only_the_affected_deadlines(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    deadlines = Watcher(sandbox, DEADLINES, DeadlineRecord)
+    modes = Watcher(sandbox, MODE, ModeState)
+    f1 = _failure("f1", "2026-03-02T08:00:00+01:00", "2026-03-02T18:00:00+01:00",
+                  "2026-03-02T08:10:00+01:00")
+    f2 = _failure("f2", "2026-03-25T08:00:00+01:00", "2026-03-25T18:00:00+01:00",
+                  "2026-03-25T08:10:00+01:00")
+    group_a = [(f"a-{i}", "2026-03-02", "emergency") for i in range(30)]  # under f1
+    group_b = [(f"b-{i}", "2026-03-25", "emergency") for i in range(20)]  # under f2
+    group_c = [(f"c-{i}", "2026-03-10", "offline24") for i in range(10)]  # under neither
+    invoices = group_a + group_b + group_c
+    worker = _mode_worker(sandbox, tmp_path)
+    try:
+        sandbox.produce(ANNOUNCEMENTS, [(r.id.encode(), encode(r)) for r in (f1, f2)])
+        modes.first(lambda s: len(s.announcements) == 2, 120, "both failures in ksef.mode")
+        sandbox.produce(SEALED, [(SELLER.encode(), encode(_sealed(*inv))) for inv in invoices])
+        deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "first records")
+        assert {r.status for r in _latest(deadlines.seen).values()} == {"due"}
+        before = len(deadlines.seen)
+
+        moved = _failure("f1", "2026-03-02T08:00:00+01:00", "2026-03-04T18:00:00+01:00",
+                         "2026-03-04T18:10:00+01:00", version=2)
+        sandbox.produce(ANNOUNCEMENTS, [(moved.id.encode(), encode(moved))])
+        marker = _failure("f2", "2026-03-25T08:00:00+01:00", "2026-03-26T18:00:00+01:00",
+                          "2026-03-26T18:10:00+01:00", version=2)
+        sandbox.produce(ANNOUNCEMENTS, [(marker.id.encode(), encode(marker))])
+        affected = {i for i, *_ in group_a + group_b}
+        deadlines.wait(lambda seen: {s.key for s in seen[before:]} >= affected, 120,
+                       "recomputed records of groups a and b")
+        state = modes.first(lambda s: any(a.version == 2 and a.id == "f2-start"
+                                          for a in s.announcements), 30, "the latest state")
+        deadlines.drain()
+        after = [s.key for s in deadlines.seen[before:]]
+        assert sorted(after) == sorted(affected)  # each once; none of group c
+        _agrees_with_rules_core(_latest(deadlines.seen), state)
+        assert _latest(deadlines.seen)["a-0"].deadline == "2026-03-13"  # 7 business days
+    finally:
+        deadlines.close()
+        modes.close()
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+
+MODE_VIEW_HOOK = "tests.integration.modes.mode_view_hook"
+
+
+def test_self_observed_outage_issues_new_invoices_offline24(
+        sandbox: KafkaSandbox, tmp_path: Path, emu: EmulatorProcess) -> None:
+    modes = Watcher(sandbox, MODE, ModeState)
+    alerts = Watcher(sandbox, ALERTS, Alert)
+    sealed = Watcher(sandbox, SEALED, SealedInvoice)
+    keyring = tmp_path / "keyring.json"
+    keyring.write_bytes(orjson.dumps({"active": "k1", "keys": {
+        "k1": base64.b64encode(b"\x03" * 32).decode()}}))
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal,mode",
+                          "--module", MODE_VIEW_HOOK, KSEF_KEYRING_FILE=str(keyring), **FAST)
+    try:
+        modes.first(lambda s: s.state == "AVAILABLE", 120, "AVAILABLE at start")
+        emu.admin("down", {"mode": "503"})
+        reporter = HealthReporter(_publisher(sandbox), threshold=dt.timedelta(seconds=0.5))
+        asyncio.run(_call_ksef(emu, reporter, until_up=False))
+        state = modes.first(lambda s: s.state == "OBSERVED_OUTAGE", 60, "OBSERVED_OUTAGE")
+        assert not state.ksef_reachable and "offline24" in state.reason
+        alert = alerts.first(lambda a: a.kind == "ksef-unreachable", 30, "the alert")
+        assert alert.severity == "critical"
+
+        nip = seller_nips(1, seed=5)[0]
+        xml = make_invoice(seller_nip=nip, number="FV/OBS/1", issue_date=polish_today())
+        sandbox.produce(SUBMITTED, [(b"obs-1", xml)])
+        invoice = sealed.first(lambda s: s.invoice_id == "obs-1", 120, "the sealed invoice")
+        assert invoice.mode == "offline24"
+
+        emu.admin("up")
+        asyncio.run(_call_ksef(emu, reporter, until_up=True))
+        back = modes.first(lambda s: s.state == "AVAILABLE" and s.ksef_reachable
+                           and any(w.source == "observed" and w.end for w in s.windows),
+                           60, "AVAILABLE again")
+        assert back.ksef_reachable
+    finally:
+        for watcher in (modes, alerts, sealed):
+            watcher.close()
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+
+def _publisher(sandbox: KafkaSandbox) -> Callable[[Announcement], Awaitable[None]]:
+    async def publish(record: Announcement) -> None:
+        await asyncio.to_thread(sandbox.produce, ANNOUNCEMENTS,
+                                [(record.id.encode(), encode(record))])
+
+    return publish
+
+
+async def _call_ksef(emu: EmulatorProcess, reporter: HealthReporter, until_up: bool) -> None:
+    """Call the emulator the way the submitter would, reporting health as it goes."""
+    policy = RetryPolicy(attempts=2, base_delay=0.2, max_delay=0.4)
+    async with KsefClient(emulator(emu.base_url), SELLER, policy=policy,
+                          observer=reporter.observe) as client:
+        for _ in range(50):
+            try:
+                await client.encryption_key()
+                up = True
+            except KsefError:
+                up = False
+            if up if until_up else reporter.watch.open_episode is not None:
+                break
+            await asyncio.sleep(0.2)  # pacing the calls like a retrying submitter
+        await reporter.flush()
