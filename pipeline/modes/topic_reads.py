@@ -76,12 +76,13 @@ def read_latest(kafka: KafkaSettings, topic: str, partitions: Iterable[int] | No
                     todo.discard(msg.partition())
                     continue
                 raise RuntimeError(f"reading {topic}: {err}")
-            if msg.offset() < ends[msg.partition()]:
+            partition, offset = msg.partition() or 0, msg.offset() or 0
+            if offset < ends[partition]:
                 values[msg.key() or b""] = msg.value()
                 if progress is not None:
                     progress(1)
-            if msg.offset() + 1 >= ends[msg.partition()]:
-                todo.discard(msg.partition())
+            if offset + 1 >= ends[partition]:
+                todo.discard(partition)
         return Snapshot(values, ends)
     finally:
         consumer.close()
@@ -111,6 +112,15 @@ def fetch_records(kafka: KafkaSettings, refs: Iterable[KafkaRef],
         consumer.close()
 
 
+def _headers(raw: object) -> dict[str, bytes]:
+    pairs = raw.items() if isinstance(raw, dict) else raw or []
+    out = {}
+    for key, value in pairs:  # type: ignore[attr-defined]
+        if value is not None:
+            out[str(key)] = value if isinstance(value, bytes) else str(value).encode()
+    return out
+
+
 def _scan(consumer: Consumer, topic: str, partition: int, wanted: list[int],
           out: dict[KafkaRef, RawRecord], progress: Callable[[int], None] | None) -> None:
     index = 0
@@ -129,14 +139,14 @@ def _scan(consumer: Consumer, topic: str, partition: int, wanted: list[int],
             if err.code() == KafkaError._PARTITION_EOF:
                 return  # the rest is beyond the end: absent
             raise RuntimeError(f"reading {topic}[{partition}]: {err}")
-        offset = msg.offset()
+        offset = msg.offset() or 0
         while index < len(wanted) and wanted[index] < offset:
             index += 1  # compacted away or past retention: absent
             if progress is not None:
                 progress(1)
         if index < len(wanted) and wanted[index] == offset:
-            headers = {k: bytes(v) for k, v in (msg.headers() or []) if v is not None}
-            out[KafkaRef(topic, partition, offset)] = RawRecord(msg.key(), msg.value(), headers)
+            out[KafkaRef(topic, partition, offset)] = RawRecord(msg.key(), msg.value(),
+                                                                _headers(msg.headers()))
             index += 1
             if progress is not None:
                 progress(1)
