@@ -53,6 +53,8 @@ log = logs.get(__name__)
 
 CHECK_S = float(os.environ.get("KSEF_DEADLINE_CHECK_S", "60"))
 SEALED_MARK = b'"computed_by":"sealed"'
+BATCH = 500
+BATCH_WITHIN_S = 0.1
 
 sealed_topic = topic(SEALED_TOPIC)
 outcomes_topic = topic(OUTCOMES)
@@ -102,9 +104,15 @@ wake_publisher = asyncio.Event()
 _loading: dict[int, asyncio.Task[None]] = {}
 
 
+async def _produce(invoice_id: str, value: bytes | None) -> None:
+    """Hand one record to the producer (the app's aiokafka producer directly: an order of
+    magnitude cheaper per record than `Topic.send`, same partitioner, same ordering)."""
+    await app.producer.send(deadlines_name, invoice_id.encode(), value, None, None, None)
+
+
 async def _send(changes: list[Change]) -> None:
     for change in changes:
-        await deadlines_topic.send(key=change.invoice_id.encode(), value=change.value)
+        await _produce(change.invoice_id, change.value)
 
 
 async def _load(partition: int) -> None:
@@ -164,7 +172,7 @@ async def publish_changed() -> int:
             if not group.dirty:
                 continue
             for invoice_id, value in group.records(target, iso()):
-                await deadlines_topic.send(key=invoice_id.encode(), value=value)
+                await _produce(invoice_id, value)
                 sent += 1
             group.published = target
 
@@ -189,58 +197,67 @@ async def deadline_publisher() -> None:
 @app.agent(sealed_topic, name="mode-sealed")
 async def track_sealed(stream: faust.StreamT[Any]) -> None:
     await follower.wait_ready()
-    async for event in stream.events():
-        try:
-            sealed = decode(SealedInvoice, event.value)
-            record = book.first_record(sealed, now_utc())
-        except (ValueError, TypeError) as exc:
-            log.error("sealed invoice not tracked", offset=event.message.offset, error=str(exc))
-            continue
-        await deadlines_topic.send(key=record.invoice_id.encode(), value=encode(record))
+    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        now = now_utc()
+        for event in events:
+            try:
+                record = book.first_record(decode(SealedInvoice, event.value), now)
+            except (ValueError, TypeError) as exc:
+                log.error("sealed invoice not tracked", offset=event.message.offset,
+                          error=str(exc))
+                continue
+            await _produce(record.invoice_id, encode(record))
 
 
 @app.agent(deadlines_topic, name="mode-deadlines")
 async def track_new(stream: faust.StreamT[Any]) -> None:
-    async for event in stream.events():
-        value, partition = event.value, event.message.partition
-        if value is None or SEALED_MARK not in value:
-            continue  # tombstones and the tracker's own records are already applied
-        if not await gate.wait(partition) or event.message.offset < gate.loaded[partition]:
-            continue
+    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        now = now_utc()
+        for event in events:
+            value, partition = event.value, event.message.partition
+            if value is None or SEALED_MARK not in value:
+                continue  # tombstones and the tracker's own records are already applied
+            if not await gate.wait(partition) or event.message.offset < gate.loaded[partition]:
+                continue
+            try:
+                record = decode(DeadlineRecord, value)
+            except (ValueError, TypeError) as exc:
+                log.error("unreadable ksef.deadlines record", offset=event.message.offset,
+                          error=str(exc))
+                continue
+            if record.computed_by == SEALED:
+                await _send(book.add(partition, record, now))
+
+
+async def _settle_all(events: list[Any], record: type[InvoiceOutcome] | type[Rejection]
+                      ) -> None:
+    """Forget settled invoices (an outcome or a rejection each) and tombstone them."""
+    now = now_utc()
+    for event in events:
         try:
-            record = decode(DeadlineRecord, value)
-        except (ValueError, TypeError) as exc:
-            log.error("unreadable ksef.deadlines record", offset=event.message.offset,
-                      error=str(exc))
-            continue
-        if record.computed_by == SEALED:
-            await _send(book.add(partition, record, now_utc()))
-
-
-async def _settle(partition: int, invoice_id: str, at: str | None) -> None:
-    if await gate.wait(partition):
-        await _send(book.settle(partition, invoice_id, parse_moment(at) or now_utc()))
+            settled = decode(record, event.value)
+        except (ValueError, TypeError):
+            continue  # not ours to judge: the stage that wrote it reports its own junk
+        if isinstance(settled, InvoiceOutcome):
+            meter.accepted(settled.seller_nip, now)
+            at = settled.recorded_at
+        else:
+            at = settled.rejected_at
+        if await gate.wait(event.message.partition):
+            await _send(book.settle(event.message.partition, settled.invoice_id,
+                                    parse_moment(at) or now))
 
 
 @app.agent(outcomes_topic, name="mode-outcomes")
 async def track_outcomes(stream: faust.StreamT[Any]) -> None:
-    async for event in stream.events():
-        try:
-            outcome = decode(InvoiceOutcome, event.value)
-        except (ValueError, TypeError):
-            continue
-        meter.accepted(outcome.seller_nip, now_utc())
-        await _settle(event.message.partition, outcome.invoice_id, outcome.recorded_at)
+    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        await _settle_all(events, InvoiceOutcome)
 
 
 @app.agent(rejected_topic, name="mode-rejected")
 async def track_rejected(stream: faust.StreamT[Any]) -> None:
-    async for event in stream.events():
-        try:
-            rejection = decode(Rejection, event.value)
-        except (ValueError, TypeError):
-            continue
-        await _settle(event.message.partition, rejection.invoice_id, rejection.rejected_at)
+    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+        await _settle_all(events, Rejection)
 
 
 async def check_deadlines() -> None:
