@@ -19,8 +19,15 @@ import json
 import sys
 from dataclasses import asdict
 
+from confluent_kafka import Producer
+
 from pipeline.ksef.announcements import AnnouncementError
 from pipeline.modes.messages import OPERATOR_KINDS, from_request, latest_by_id
+from pipeline.modes.topic_reads import catalog_records
+from pipeline.settings import KafkaSettings
+from topics import CatalogSettings, topic_name
+from topics.catalog import ANNOUNCEMENTS
+from topics.codec import encode
 from topics.records import Announcement
 
 
@@ -52,32 +59,7 @@ def build(args: argparse.Namespace, known: dict[str, Announcement],
     return from_request(body, known, now)
 
 
-def _known() -> dict[str, Announcement]:
-    from pipeline.modes.topic_reads import read_latest
-    from pipeline.settings import KafkaSettings
-    from topics import CatalogSettings, topic_name
-    from topics.catalog import ANNOUNCEMENTS
-    from topics.codec import decode
-
-    snapshot = read_latest(KafkaSettings.from_env(),
-                           topic_name(ANNOUNCEMENTS, CatalogSettings.from_env()))
-    records = []
-    for raw in snapshot.live().values():
-        try:
-            records.append(decode(Announcement, raw))
-        except (ValueError, TypeError):
-            continue  # foreign junk on the topic is the mode-state agent's to report
-    return latest_by_id(records)
-
-
 def publish(record: Announcement) -> None:
-    from confluent_kafka import Producer
-
-    from pipeline.settings import KafkaSettings
-    from topics import CatalogSettings, topic_name
-    from topics.catalog import ANNOUNCEMENTS
-    from topics.codec import encode
-
     errors: list[str] = []
     producer = Producer(KafkaSettings.from_env().confluent(
         **{"enable.idempotence": True, "acks": "all", "log_level": 2}))
@@ -92,7 +74,7 @@ def publish(record: Announcement) -> None:
 def run(args: argparse.Namespace) -> int:
     needs_topic = not args.dry_run or args.kind == "end"
     try:
-        known = _known() if needs_topic else {}
+        known = latest_by_id(catalog_records(ANNOUNCEMENTS, Announcement) if needs_topic else [])
     except Exception as exc:
         print(f"ksef-pipeline announce: cannot read ksef.announcements: {exc}", file=sys.stderr)
         return 1

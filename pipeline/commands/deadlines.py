@@ -17,6 +17,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 
+from pipeline.modes.topic_reads import catalog_records
+from topics.catalog import DEADLINES
 from topics.records import DeadlineRecord
 
 COLUMNS = ("deadline", "status", "mode", "seller_nip", "issue_date", "invoice_id",
@@ -59,24 +61,6 @@ def table(records: Sequence[DeadlineRecord]) -> str:
     return "\n".join(lines)
 
 
-def _read() -> list[DeadlineRecord]:
-    from pipeline.modes.topic_reads import read_latest
-    from pipeline.settings import KafkaSettings
-    from topics import CatalogSettings, topic_name
-    from topics.catalog import DEADLINES
-    from topics.codec import decode
-
-    snapshot = read_latest(KafkaSettings.from_env(),
-                           topic_name(DEADLINES, CatalogSettings.from_env()))
-    out = []
-    for raw in snapshot.live().values():
-        try:
-            out.append(decode(DeadlineRecord, raw))
-        except (ValueError, TypeError):
-            continue
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         due_before = None if args.due_before is None else dt.date.fromisoformat(args.due_before)
@@ -85,7 +69,8 @@ def run(args: argparse.Namespace) -> int:
               "YYYY-MM-DD", file=sys.stderr)
         return 2
     try:
-        records = select(_read(), args.seller, due_before)
+        records = select(catalog_records(DEADLINES, DeadlineRecord), args.seller,
+                         due_before)
     except Exception as exc:
         print(f"ksef-pipeline deadlines: cannot read ksef.deadlines: {exc}", file=sys.stderr)
         return 1

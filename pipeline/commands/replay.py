@@ -93,8 +93,11 @@ def _invoice(rejection: Rejection, raw_by_ref: dict[KafkaRef, RawRecord], submit
 def replay(rejections: list[Rejection], keyring: Keyring | None, kafka: KafkaSettings,
            catalog: CatalogSettings) -> int:
     """Produce each rejected invoice again; returns the exit status."""
+    refs = [r.origin for r in rejections if r.origin is not None]
+    reading = Progress(len(refs), "read originals")
+    fetched = fetch_records(kafka, refs, progress=reading.advance)
+    reading.close()
     bar = Progress(len(rejections), "replay")
-    fetched = fetch_records(kafka, [r.origin for r in rejections if r.origin is not None])
     submitted = topic_name(SUBMITTED, catalog)
     failures: list[str] = []
     with InvoiceProducer(kafka, catalog) as producer:

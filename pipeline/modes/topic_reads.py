@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.settings import KafkaSettings
+from topics import CatalogSettings, TopicSpec, topic_name
+from topics.codec import decode
 from topics.records import KafkaRef
+
+T = TypeVar("T")
 
 POLL_S = 1.0
 MAX_IDLE_POLLS = 30
@@ -41,8 +46,29 @@ class Snapshot:
         return {k: v for k, v in self.values.items() if v is not None}
 
 
-def read_latest(kafka: KafkaSettings, topic: str, partitions: Iterable[int] | None = None,
-                progress: Callable[[int], None] | None = None) -> Snapshot:
+def _messages(consumer: Consumer, what: str) -> Iterator[tuple[int, Message | None]]:
+    """(partition, message) per record, (partition, None) at a partition's end; forever,
+    so callers stop when they have what they need."""
+    idle = 0
+    while True:
+        msg = consumer.poll(POLL_S)
+        if msg is None:
+            idle += 1
+            if idle > MAX_IDLE_POLLS:
+                raise TimeoutError(f"no answer reading {what}")
+            continue
+        idle = 0
+        err = msg.error()
+        if err is not None and err.code() == KafkaError._PARTITION_EOF:
+            yield msg.partition() or 0, None
+        elif err is not None:
+            raise RuntimeError(f"reading {what}: {err}")
+        else:
+            yield msg.partition() or 0, msg
+
+
+def read_latest(kafka: KafkaSettings, topic: str,
+                partitions: Iterable[int] | None = None) -> Snapshot:
     """Every key's latest value in `topic` (or some of its partitions) up to the current end."""
     consumer = _consumer(kafka)
     values: dict[bytes, bytes | None] = {}
@@ -61,31 +87,29 @@ def read_latest(kafka: KafkaSettings, topic: str, partitions: Iterable[int] | No
         todo = {tp.partition for tp in starts}
         if todo:
             consumer.assign(starts)
-        idle = 0
-        while todo:
-            msg = consumer.poll(POLL_S)
-            if msg is None:
-                idle += 1
-                if idle > MAX_IDLE_POLLS:
-                    raise TimeoutError(f"no data from {topic} partitions {sorted(todo)}")
-                continue
-            idle = 0
-            err = msg.error()
-            if err is not None:
-                if err.code() == KafkaError._PARTITION_EOF:
-                    todo.discard(msg.partition())
-                    continue
-                raise RuntimeError(f"reading {topic}: {err}")
-            partition, offset = msg.partition() or 0, msg.offset() or 0
-            if offset < ends[partition]:
+        for partition, msg in _messages(consumer, topic) if todo else ():
+            offset = -1 if msg is None else msg.offset() or 0
+            if msg is not None and offset < ends[partition]:
                 values[msg.key() or b""] = msg.value()
-                if progress is not None:
-                    progress(1)
-            if offset + 1 >= ends[partition]:
+            if msg is None or offset + 1 >= ends[partition]:
                 todo.discard(partition)
+                if not todo:
+                    break
         return Snapshot(values, ends)
     finally:
         consumer.close()
+
+
+def latest_records(kafka: KafkaSettings, topic: str, record: type[T]) -> list[T]:
+    """The live records of a compacted topic, decoded (undecodable ones are skipped: only
+    the stage that owns the topic writes it, and it reports its own junk)."""
+    out = []
+    for raw in read_latest(kafka, topic).live().values():
+        try:
+            out.append(decode(record, raw))
+        except (ValueError, TypeError):
+            continue
+    return out
 
 
 @dataclass(frozen=True)
@@ -125,20 +149,9 @@ def _scan(consumer: Consumer, topic: str, partition: int, wanted: list[int],
           out: dict[KafkaRef, RawRecord], progress: Callable[[int], None] | None) -> None:
     index = 0
     consumer.assign([TopicPartition(topic, partition, wanted[0])])
-    idle = 0
-    while index < len(wanted):
-        msg = consumer.poll(POLL_S)
+    for _, msg in _messages(consumer, f"{topic}[{partition}]"):
         if msg is None:
-            idle += 1
-            if idle > MAX_IDLE_POLLS:
-                raise TimeoutError(f"no answer reading {topic}[{partition}]")
-            continue
-        idle = 0
-        err = msg.error()
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:
-                return  # the rest is beyond the end: absent
-            raise RuntimeError(f"reading {topic}[{partition}]: {err}")
+            return  # the rest is beyond the end: absent
         offset = msg.offset() or 0
         while index < len(wanted) and wanted[index] < offset:
             index += 1  # compacted away or past retention: absent
@@ -150,5 +163,14 @@ def _scan(consumer: Consumer, topic: str, partition: int, wanted: list[int],
             index += 1
             if progress is not None:
                 progress(1)
-        if index < len(wanted) and wanted[index] - offset > SEEK_GAP:
+        if index >= len(wanted):
+            return
+        if wanted[index] - offset > SEEK_GAP:
             consumer.assign([TopicPartition(topic, partition, wanted[index])])
+
+
+def catalog_records(spec: TopicSpec, record: type[T]) -> list[T]:
+    """`latest_records` of a catalog topic on the cluster the environment names
+    (KAFKA_BOOTSTRAP_SERVERS, KSEF_TOPIC_PREFIX): what the operator commands read."""
+    return latest_records(KafkaSettings.from_env(),
+                          topic_name(spec, CatalogSettings.from_env()), record)

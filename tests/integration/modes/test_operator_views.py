@@ -1,0 +1,134 @@
+"""Operator views on the real broker: `deadlines`, the worker's HTTP endpoint and status
+page, and `replay --from-rejected` after the cause of a rejection was fixed."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from pipeline.clock import polish_today
+from pipeline.ksef.calendar import next_business_day
+from pipeline.ksef.deadlines import compute_deadline
+from pipeline.ksef.fa3.samples import make_invoice, seller_nips
+from pipeline.ksef.modes import Mode
+from pipeline.modes.snapshot import history_from_mode_state
+from tests.integration.modes.helpers import Watcher
+from tests.integration.modes.test_mode_state import FAST, SELLER, _latest, _sealed
+from tests.kafka_harness import REPO, KafkaSandbox, Worker, start_worker
+from topics.catalog import DEADLINES, MODE, REJECTED, SEALED, SUBMITTED
+from topics.codec import encode
+from topics.records import DeadlineRecord, ModeState, Rejection, SealedInvoice
+
+OTHER_SELLER = "1111111111"
+
+
+def _cli(sandbox: KafkaSandbox, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO,
+                          env=sandbox.env(), capture_output=True, text=True, timeout=180)
+
+
+def _web(worker: Worker, path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+    args = list(worker.proc.args)  # type: ignore[arg-type]
+    port = args[args.index("--web-port") + 1]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}{path}", method="POST" if body is not None else "GET",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def test_deadlines_command_endpoint_and_status_page(sandbox: KafkaSandbox,
+                                                    tmp_path: Path) -> None:
+    deadlines = Watcher(sandbox, DEADLINES, DeadlineRecord)
+    modes = Watcher(sandbox, MODE, ModeState)
+    invoices = [_sealed(f"s-{i}", "2026-03-03", "offline24") for i in range(5)]
+    today = polish_today()
+    invoices += [_sealed(f"o-{i}", today.isoformat(), "offline24") for i in range(3)]
+    invoices = [s if s.invoice_id.startswith("s") else
+                SealedInvoice(**{**s.__dict__, "seller_nip": OTHER_SELLER}) for s in invoices]
+    worker = start_worker(sandbox, tmp_path, "--stages", "mode", **FAST)
+    try:
+        sandbox.produce(SEALED, [(s.seller_nip.encode(), encode(s)) for s in invoices])
+        deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "records")
+
+        out = _cli(sandbox, "deadlines", "--seller", SELLER, "--json")
+        assert out.returncode == 0, out.stderr
+        listed = json.loads(out.stdout)
+        assert sorted(r["invoice_id"] for r in listed) == [f"s-{i}" for i in range(5)]
+        assert {r["deadline"] for r in listed} == {"2026-03-04"}
+        out = _cli(sandbox, "deadlines", "--due-before", "2026-03-09")
+        assert out.returncode == 0, out.stderr
+        assert "5 pending invoice(s) (due 5)" in out.stdout and "o-0" not in out.stdout
+
+        status, raw = _web(worker, "/ksef/announcements", {
+            "kind": "failure", "start": f"{today}T00:10", "end": f"{today}T00:20",
+            "id": "http-1"})
+        assert status == 201, raw
+        assert orjson.loads(raw)["source"] == "operator"
+        status, raw = _web(worker, "/ksef/announcements", {"kind": "failure"})
+        assert status == 400 and b"needs 'start'" in raw
+        state = modes.first(lambda s: any(a.id == "http-1" for a in s.announcements), 60,
+                            "http-1 in ksef.mode")
+        due = compute_deadline(today, Mode.OFFLINE24, history_from_mode_state(state)).due
+        assert due is not None and due > next_business_day(today)
+        moved = deadlines.first(lambda r: r.invoice_id == "o-0" and r.deadline == due.isoformat(),
+                                60, "the deadline the failure moved")
+        assert "http-1" in moved.basis
+
+        status, page = _web(worker, "/ksef/status")
+        assert status == 200 and b"http-1" in page and due.isoformat().encode() in page
+        status, raw = _web(worker, "/ksef/pending")
+        assert status == 200 and orjson.loads(raw)["pending"] == len(invoices)
+    finally:
+        deadlines.close()
+        modes.close()
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+
+def test_replay_after_the_cause_was_fixed(sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    rejected = Watcher(sandbox, REJECTED, Rejection)
+    sealed = Watcher(sandbox, SEALED, SealedInvoice)
+    keyring = tmp_path / "keyring.json"
+    keyring.write_bytes(orjson.dumps({"active": "k1", "keys": {
+        "k1": base64.b64encode(b"\x04" * 32).decode()}}))
+    env = {"KSEF_KEYRING_FILE": str(keyring), **FAST}
+    nip = seller_nips(1, seed=9)[0]
+    xml = make_invoice(seller_nip=nip, number="FV/ATT/1", issue_date=polish_today(),
+                       attachment=True)
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
+    try:
+        sandbox.produce(SUBMITTED, [(b"att-1", xml)], headers={"ksef-source": "billing-x"})
+        rejection = rejected.first(lambda r: r.invoice_id == "att-1", 120, "the rejection")
+        assert rejection.reason == "attachments-not-allowed" and rejection.origin is not None
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    dry = _cli(sandbox, "replay", "--from-rejected", "--reason", "415", "--dry-run")
+    assert dry.returncode == 0 and dry.stdout.startswith("att-1\t"), dry.stderr
+    since = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)).isoformat()
+    none = _cli(sandbox, "replay", "--from-rejected", "--since", since, "--dry-run")
+    assert none.returncode == 0 and none.stdout == "" and "0 invoice(s)" in none.stderr
+
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal",
+                          KSEF_ATTACHMENT_SELLERS="*", **env)
+    try:
+        out = _cli(sandbox, "replay", "--from-rejected", "--reason", "attachments-not-allowed")
+        assert out.returncode == 0 and "replayed 1 invoice(s)" in out.stderr, out.stderr
+        invoice = sealed.first(lambda s: s.invoice_id == "att-1", 120, "the replayed invoice")
+        assert invoice.has_attachments and invoice.source == "billing-x"
+    finally:
+        rejected.close()
+        sealed.close()
+        assert worker.stop() == 0, worker.log()[-3000:]
