@@ -2,6 +2,7 @@
 compacted `ksef.deadlines` (KAFKA_BOOTSTRAP_SERVERS, KSEF_TOPIC_PREFIX).
 
     ksef-pipeline deadlines [--seller NIP] [--due-before DATE] [--json] [--limit N]
+    ksef-pipeline deadlines --check     (every record vs the rules core; exit 1 if any differs)
 
 Earliest deadline first; open (no deadline yet) and exempt invoices come last and are
 left out by --due-before. Table on stdout with a summary line, or a JSON array.
@@ -17,9 +18,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 
+from pipeline.modes.audit import disagreements
 from pipeline.modes.topic_reads import catalog_records
-from topics.catalog import DEADLINES
-from topics.records import DeadlineRecord
+from topics.catalog import DEADLINES, MODE
+from topics.records import DeadlineRecord, ModeState
 
 COLUMNS = ("deadline", "status", "mode", "seller_nip", "issue_date", "invoice_id",
            "invoice_number", "basis")
@@ -31,6 +33,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="only deadlines on or before DATE (YYYY-MM-DD)")
     parser.add_argument("--json", action="store_true", help="a JSON array instead of a table")
     parser.add_argument("--limit", type=int, help="show at most N invoices")
+    parser.add_argument("--check", action="store_true",
+                        help="verify every record against the rules core under the latest "
+                             "ksef.mode (exit 1 on any difference)")
 
 
 def select(records: Iterable[DeadlineRecord], seller: str | None,
@@ -61,6 +66,18 @@ def table(records: Sequence[DeadlineRecord]) -> str:
     return "\n".join(lines)
 
 
+def check(records: list[DeadlineRecord]) -> int:
+    states = catalog_records(MODE, ModeState)
+    problems = disagreements(records, states[0] if states else None)
+    for line in problems[:20]:
+        print(line)
+    if len(problems) > 20:
+        print(f"... and {len(problems) - 20} more")
+    print(f"{len(records) - len(problems):,} of {len(records):,} record(s) agree with the "
+          "rules core")
+    return 1 if problems else 0
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         due_before = None if args.due_before is None else dt.date.fromisoformat(args.due_before)
@@ -74,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"ksef-pipeline deadlines: cannot read ksef.deadlines: {exc}", file=sys.stderr)
         return 1
+    if args.check:
+        return check(records)
     shown = records[: args.limit] if args.limit is not None else records
     if args.json:
         print(json.dumps([asdict(r) for r in shown], ensure_ascii=False, indent=1))

@@ -87,6 +87,11 @@ def test_deadlines_command_endpoint_and_status_page(sandbox: KafkaSandbox,
                                 60, "the deadline the failure moved")
         assert "http-1" in moved.basis
 
+        deadlines.wait(lambda seen: all(_latest(seen)[f"o-{i}"].deadline == due.isoformat()
+                                        for i in range(3)), 30, "all three moved")
+        out = _cli(sandbox, "deadlines", "--check")
+        assert out.returncode == 0 and "8 of 8 record(s) agree" in out.stdout, out.stdout
+
         status, page = _web(worker, "/ksef/status")
         assert status == 200 and b"http-1" in page and due.isoformat().encode() in page
         status, raw = _web(worker, "/ksef/pending")

@@ -10,8 +10,10 @@ import orjson
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.deadlines import compute_deadline
 from pipeline.ksef.modes import Mode
+from pipeline.modes.audit import disagreements
 from pipeline.modes.messages import to_message
 from pipeline.modes.pending import DeadlineBook, Group, record_matches
+from pipeline.modes.snapshot import build_mode_state
 from tests.unit.modes.builders import announcement, at, deadline_record, sealed
 from topics.codec import decode
 from topics.records import Announcement, DeadlineRecord
@@ -149,3 +151,13 @@ def test_views_for_alerts_and_the_status_page() -> None:
     first = min(due)
     assert book.sample("5265877635", first) == sorted(
         i for i, *_ in INVOICES if _group_of(book, i).deadline.due == first)
+
+
+def test_audit_names_every_record_the_rules_core_disagrees_with() -> None:
+    book = book_with(INVOICES, FAILURE_A)
+    state = build_mode_state([FAILURE_A], NOW)
+    good = book.first_record(sealed("ok", "2026-03-05", "offline24"), NOW)
+    wrong = dataclasses.replace(good, invoice_id="bad", deadline="2026-03-31")
+    assert disagreements([good], state) == []
+    (problem,) = disagreements([good, wrong], state)
+    assert problem.startswith("bad: deadline '2026-03-31' != ")
