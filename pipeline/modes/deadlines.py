@@ -172,6 +172,8 @@ async def publish_changed() -> int:
             if not group.dirty:
                 continue
             for invoice_id, value in group.records(target, iso()):
+                if not book.holds(group):
+                    break  # its partition went to another worker, which reloads it
                 await _produce(invoice_id, value)
                 sent += 1
             group.published = target

@@ -62,9 +62,12 @@ def record_matches(record: DeadlineRecord, deadline: Deadline) -> bool:
 class Group:
     """Pending invoices sharing an issue date and a mode."""
 
-    __slots__ = ("deadline", "issue_date", "members", "mode", "published", "sellers")
+    __slots__ = ("deadline", "issue_date", "members", "mode", "partition", "published",
+                 "sellers")
 
-    def __init__(self, issue_date: dt.date, mode: Mode, deadline: Deadline) -> None:
+    def __init__(self, partition: int, issue_date: dt.date, mode: Mode,
+                 deadline: Deadline) -> None:
+        self.partition = partition
         self.issue_date = issue_date
         self.mode = mode
         self.deadline = deadline
@@ -170,16 +173,24 @@ class DeadlineBook:
             found = self.partitions[number] = PendingPartition()
         return found
 
-    def _group(self, part: PendingPartition, issue_date: dt.date, mode: Mode) -> Group:
+    def _group(self, partition: int, issue_date: dt.date, mode: Mode) -> Group:
+        part = self.partition(partition)
         group = part.groups.get((issue_date, mode))
         if group is None:
             group = part.groups[(issue_date, mode)] = Group(
-                issue_date, mode, self.deadline(issue_date, mode))
+                partition, issue_date, mode, self.deadline(issue_date, mode))
         return group
 
-    def _insert(self, part: PendingPartition, record: DeadlineRecord) -> Group:
+    def holds(self, group: Group) -> bool:
+        """False once the group's partition was dropped (or the group emptied)."""
+        part = self.partitions.get(group.partition)
+        return part is not None and part.groups.get((group.issue_date, group.mode)) is group
+
+    def _insert(self, partition: int, record: DeadlineRecord) -> Group:
+        part = self.partition(partition)
         self._discard(part, record.invoice_id)
-        group = self._group(part, dt.date.fromisoformat(record.issue_date), Mode(record.mode))
+        group = self._group(partition, dt.date.fromisoformat(record.issue_date),
+                            Mode(record.mode))
         seller = sys.intern(record.seller_nip)
         group.members[record.invoice_id] = (seller, _member_fragment(
             record.invoice_id, seller, record.invoice_number, record.sealed_at))
@@ -204,8 +215,7 @@ class DeadlineBook:
         current history says, or a tombstone if the invoice was settled meanwhile."""
         if self.done.settles(record.invoice_id, parse_moment(record.sealed_at)):
             return [Change(record.invoice_id, None)]
-        part = self.partition(partition)
-        group = self._insert(part, record)
+        group = self._insert(partition, record)
         if record_matches(record, group.deadline):
             return []
         return [Change(record.invoice_id, self._one(group, record.invoice_id, now))]
@@ -226,10 +236,10 @@ class DeadlineBook:
              now: dt.datetime) -> list[Change]:
         """Rebuild a partition from its compacted records; returns the corrections that
         bring every record in line with the current history."""
-        part = self.partitions[partition] = PendingPartition()
+        self.partitions[partition] = PendingPartition()
         changes = []
         for record in records:
-            group = self._insert(part, record)
+            group = self._insert(partition, record)
             if not record_matches(record, group.deadline):
                 changes.append(Change(record.invoice_id,
                                       self._one(group, record.invoice_id, now)))

@@ -124,8 +124,10 @@ def test_load_rebuilds_a_partition_and_corrects_disagreeing_records() -> None:
     changes = book.load(2, [good, stale], NOW)
     assert [c.invoice_id for c in changes] == ["s"]
     assert len(book) == 2 and book.dirty_groups() == []
+    group = _group_of_partition(book, 2, "g")
+    assert book.holds(group)
     book.load(2, [good], NOW)  # a reload replaces the partition
-    assert len(book) == 1
+    assert len(book) == 1 and not book.holds(group)
     book.drop(2)
     assert len(book) == 0
 
