@@ -136,6 +136,8 @@ async def _load(partition: int) -> None:
 @app.on_partitions_assigned.connect
 async def _on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
     mine = {tp.partition for tp in assigned if tp.topic == deadlines_name}
+    log.info("ksef.deadlines partitions assigned", partitions=sorted(mine),
+             dropped=sorted(set(gate.loaded) - mine))
     await gate.update(mine)
     for partition in mine:
         task = _loading.get(partition)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import re
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -253,3 +255,47 @@ async def _call_ksef(emu: EmulatorProcess, reporter: HealthReporter, until_up: b
                 break
             await asyncio.sleep(0.2)  # pacing the calls like a retrying submitter
         await reporter.flush()
+
+
+def _wait_for_log(worker: Worker, seen: Callable[[str], bool], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not seen(worker.log()):
+        assert worker.proc.poll() is None, worker.log()[-3000:]
+        assert time.monotonic() < deadline, f"worker never logged {what}"
+        time.sleep(0.5)  # polling a log file: there is no event to await
+
+
+def test_two_workers_share_the_pending_invoices(sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """Each worker owns some `ksef.deadlines` partitions; both learn every announcement."""
+    deadlines = Watcher(sandbox, DEADLINES, DeadlineRecord)
+    modes = Watcher(sandbox, MODE, ModeState)
+    open_failure = _failure("w1", "2026-03-02T08:00:00+01:00", "", "2026-03-02T08:10:00+01:00")
+    invoices = [(f"w-{i}", "2026-03-02", "emergency") for i in range(200)]
+    workers = [_mode_worker(sandbox, tmp_path), _mode_worker(sandbox, tmp_path)]
+    try:
+        for worker in workers:  # the group has settled when each owns some partitions
+            _wait_for_log(worker, lambda log: re.search(
+                r'"partitions": \[\d[^]]*\], "dropped"', log) is not None, "a share")
+        sandbox.produce(ANNOUNCEMENTS, [(open_failure.id.encode(), encode(open_failure))])
+        modes.first(lambda s: len(s.announcements) == 1, 120, "the open failure")
+        sandbox.produce(SEALED, [(f"s{i % 7}".encode(), encode(_sealed(*inv)))
+                                 for i, inv in enumerate(invoices)])
+        deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "first records")
+        assert {r.status for r in _latest(deadlines.seen).values()} == {"open"}
+
+        ended = _failure("w1", "2026-03-02T08:00:00+01:00", "2026-03-03T12:00:00+01:00",
+                         "2026-03-03T12:05:00+01:00", version=2)
+        sandbox.produce(ANNOUNCEMENTS, [(ended.id.encode(), encode(ended))])
+        deadlines.wait(lambda seen: {r.status for r in _latest(seen).values()} == {"due"},
+                       120, "every deadline set")
+        state = modes.first(lambda s: any(a.version == 2 for a in s.announcements), 30, "v2")
+        _agrees_with_rules_core(_latest(deadlines.seen), state)
+        for worker in workers:  # each recomputed its own share, none all of them
+            pending = [int(n) for n in re.findall(r'"pending": (\d+), "changed_groups"',
+                                                   worker.log())]
+            assert 0 < pending[-1] < len(invoices), pending
+    finally:
+        deadlines.close()
+        modes.close()
+        for worker in workers:
+            assert worker.stop() == 0, worker.log()[-3000:]
