@@ -22,4 +22,14 @@ Environment (besides KAFKA_* / KSEF_TOPIC_* / KSEF_ENV / KSEF_API_URL):
 - KSEF_DEADLINE_CHECK_S: how often deadlines are checked for alerts (default 60)
 - KSEF_DEADLINE_RISK_HORIZON_H (default 48), KSEF_DEADLINE_NOMINAL_PER_HOUR (default
   600000): see `risk`
+
+Hooks for other stages (all exist; the stages call them):
+- every worker that needs the state: `follow.mode_follower()` (call at import time),
+  `.subscribe(fn)`, `.state`, `await .wait_ready()`;
+- seal: `snapshot.history_from_mode_state(state)` and `state.ksef_reachable` for
+  `ModeView` (see tests/integration/modes/mode_view_hook.py);
+- submit: `snapshot.should_hold_sessions(state, include_observed=False)`, and
+  `observed.HealthReporter(publish.publish_announcement, lambda: follower.state)` whose
+  `.observe` is the `KsefClients(observer=...)`;
+- rehearsals: `audit.disagreements(records, state)` or `ksef-pipeline deadlines --check`.
 """

@@ -3,12 +3,14 @@
 Flow, all keyed by invoice id so each invoice has one owner:
 1. `mode-sealed` (on `ksef.invoices.sealed`, keyed by seller) computes the first record
    of each newly sealed invoice and puts it on `ksef.deadlines` (`computed_by: sealed`),
-   which moves it to the partition its invoice id hashes to: the same partition number
-   as its outcome and rejection (the three topics are co-partitioned, and Faust assigns
-   equal partition numbers of co-partitioned topics to the same worker).
+   which moves it to the partition its invoice id hashes to: that partition's owner
+   keeps the invoice.
 2. `mode-deadlines` (on `ksef.deadlines`) adds those invoices to the `DeadlineBook` of
    the partition and corrects any record the current history disagrees with.
 3. `mode-outcomes` / `mode-rejected` remove settled invoices and publish tombstones.
+   Those topics need not be partitioned like `ksef.deadlines` (any producer, any
+   partitioner): an invoice not held here gets its tombstone anyway when another worker
+   may hold it, and the owner applies tombstones it reads on `ksef.deadlines`.
 4. On every change of the legal announcements in `ksef.mode`, the book recomputes its
    groups (issue date, mode) and the publisher sends one record per member of each
    group whose deadline changed, earliest deadline first. Nothing else is sent.
@@ -83,6 +85,11 @@ class PartitionGate:
             await self._changed.wait_for(
                 lambda: partition in self.loaded or partition not in self.assigned)
         return partition in self.loaded
+
+    async def wait_all(self) -> None:
+        """Until every assigned partition is loaded."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.assigned <= set(self.loaded))
 
     async def update(self, assigned: set[int]) -> None:
         async with self._changed:
@@ -219,9 +226,12 @@ async def track_new(stream: faust.StreamT[Any]) -> None:
         now = now_utc()
         for event in events:
             value, partition = event.value, event.message.partition
-            if value is None or SEALED_MARK not in value:
-                continue  # tombstones and the tracker's own records are already applied
+            if value is not None and SEALED_MARK not in value:
+                continue  # the tracker's own records: already applied
             if not await gate.wait(partition) or event.message.offset < gate.loaded[partition]:
+                continue
+            if value is None:  # ours (applied already) or forwarded by another worker
+                book.forget(partition, (event.message.key or b"").decode(), now)
                 continue
             try:
                 record = decode(DeadlineRecord, value)
@@ -236,7 +246,9 @@ async def track_new(stream: faust.StreamT[Any]) -> None:
 async def _settle_all(events: list[Any], record: type[InvoiceOutcome] | type[Rejection]
                       ) -> None:
     """Forget settled invoices (an outcome or a rejection each) and tombstone them."""
+    await gate.wait_all()
     now = now_utc()
+    forward = len(gate.loaded) < (deadlines_topic.partitions or 1)
     for event in events:
         try:
             settled = decode(record, event.value)
@@ -247,9 +259,7 @@ async def _settle_all(events: list[Any], record: type[InvoiceOutcome] | type[Rej
             at = settled.recorded_at
         else:
             at = settled.rejected_at
-        if await gate.wait(event.message.partition):
-            await _send(book.settle(event.message.partition, settled.invoice_id,
-                                    parse_moment(at) or now))
+        await _send(book.settle(settled.invoice_id, parse_moment(at) or now, forward=forward))
 
 
 @app.agent(outcomes_topic, name="mode-outcomes")

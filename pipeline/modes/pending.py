@@ -123,6 +123,10 @@ class DoneLog:
         while len(self._at) > self.capacity:
             self._at.popitem(last=False)
 
+    def add_if_absent(self, invoice_id: str, at: dt.datetime) -> None:
+        if invoice_id not in self._at:
+            self.add(invoice_id, at)
+
     def settles(self, invoice_id: str, sealed_at: dt.datetime | None) -> bool:
         done = self._at.get(invoice_id)
         return done is not None and (sealed_at is None or sealed_at <= done)
@@ -224,13 +228,26 @@ class DeadlineBook:
         _, fragment = group.members[invoice_id]
         return b"{" + fragment + b"," + group.shared_fragment(group.deadline, _iso(now)) + b"}"
 
-    def settle(self, partition: int, invoice_id: str, at: dt.datetime) -> list[Change]:
-        """The invoice is in KSeF (or rejected): forget it and tombstone its record."""
+    def settle(self, invoice_id: str, at: dt.datetime, *, forward: bool) -> list[Change]:
+        """The invoice is in KSeF (or rejected): forget it and tombstone its record.
+
+        Outcomes and rejections need not be partitioned like `ksef.deadlines`, so the
+        invoice is looked up in every partition held here. Not found and `forward`
+        (another worker may hold it): the tombstone is published anyway and reaches the
+        owner through `ksef.deadlines`, which applies it with `forget`.
+        """
         self.done.add(invoice_id, at)
+        for part in self.partitions.values():
+            if self._discard(part, invoice_id):
+                return [Change(invoice_id, None)]
+        return [Change(invoice_id, None)] if forward else []
+
+    def forget(self, partition: int, invoice_id: str, now: dt.datetime) -> None:
+        """A tombstone read back from `ksef.deadlines` (our own, or forwarded)."""
+        self.done.add_if_absent(invoice_id, now)
         part = self.partitions.get(partition)
-        if part is not None and self._discard(part, invoice_id):
-            return [Change(invoice_id, None)]
-        return []
+        if part is not None:
+            self._discard(part, invoice_id)
 
     def load(self, partition: int, records: Iterable[DeadlineRecord],
              now: dt.datetime) -> list[Change]:

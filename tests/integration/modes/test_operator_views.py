@@ -23,9 +23,9 @@ from pipeline.modes.snapshot import history_from_mode_state
 from tests.integration.modes.helpers import Watcher
 from tests.integration.modes.test_mode_state import FAST, SELLER, _latest, _sealed
 from tests.kafka_harness import REPO, KafkaSandbox, Worker, start_worker
-from topics.catalog import DEADLINES, MODE, REJECTED, SEALED, SUBMITTED
+from topics.catalog import DEADLINES, MODE, OUTCOMES, REJECTED, SEALED, SUBMITTED
 from topics.codec import encode
-from topics.records import DeadlineRecord, ModeState, Rejection, SealedInvoice
+from topics.records import DeadlineRecord, InvoiceOutcome, ModeState, Rejection, SealedInvoice
 
 OTHER_SELLER = "1111111111"
 
@@ -33,6 +33,14 @@ OTHER_SELLER = "1111111111"
 def _cli(sandbox: KafkaSandbox, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO,
                           env=sandbox.env(), capture_output=True, text=True, timeout=180)
+
+
+def _outcome(invoice_id: str) -> InvoiceOutcome:
+    now = dt.datetime.now(dt.UTC).isoformat()
+    return InvoiceOutcome(invoice_id=invoice_id, seller_nip=SELLER, invoice_number="FV/1",
+                          ksef_number="5265877635-20260303-0100001AF629-AF",
+                          acquisition_date=now, invoicing_mode="offline", session_ref="s",
+                          sha256="aGFzaA==", recorded_at=now)
 
 
 def _web(worker: Worker, path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
@@ -63,14 +71,21 @@ def test_deadlines_command_endpoint_and_status_page(sandbox: KafkaSandbox,
         sandbox.produce(SEALED, [(s.seller_nip.encode(), encode(s)) for s in invoices])
         deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "records")
 
+        sandbox.produce(OUTCOMES, [(b"s-0", encode(_outcome("s-0")))])
+        sandbox.produce(REJECTED, [(b"s-1", encode(Rejection(
+            invoice_id="s-1", stage="upo", code=450, reason="semantic", message="m",
+            rejected_at=dt.datetime.now(dt.UTC).isoformat())))])
+        deadlines.wait(lambda seen: {s.key for s in seen if s.value is None} == {"s-0", "s-1"},
+                       60, "tombstones of the settled invoices")
+
         out = _cli(sandbox, "deadlines", "--seller", SELLER, "--json")
         assert out.returncode == 0, out.stderr
         listed = json.loads(out.stdout)
-        assert sorted(r["invoice_id"] for r in listed) == [f"s-{i}" for i in range(5)]
+        assert sorted(r["invoice_id"] for r in listed) == [f"s-{i}" for i in range(2, 5)]
         assert {r["deadline"] for r in listed} == {"2026-03-04"}
         out = _cli(sandbox, "deadlines", "--due-before", "2026-03-09")
         assert out.returncode == 0, out.stderr
-        assert "5 pending invoice(s) (due 5)" in out.stdout and "o-0" not in out.stdout
+        assert "3 pending invoice(s) (due 3)" in out.stdout and "o-0" not in out.stdout
 
         status, raw = _web(worker, "/ksef/announcements", {
             "kind": "failure", "start": f"{today}T00:10", "end": f"{today}T00:20",
@@ -90,12 +105,12 @@ def test_deadlines_command_endpoint_and_status_page(sandbox: KafkaSandbox,
         deadlines.wait(lambda seen: all(_latest(seen)[f"o-{i}"].deadline == due.isoformat()
                                         for i in range(3)), 30, "all three moved")
         out = _cli(sandbox, "deadlines", "--check")
-        assert out.returncode == 0 and "8 of 8 record(s) agree" in out.stdout, out.stdout
+        assert out.returncode == 0 and "6 of 6 record(s) agree" in out.stdout, out.stdout
 
         status, page = _web(worker, "/ksef/status")
         assert status == 200 and b"http-1" in page and due.isoformat().encode() in page
         status, raw = _web(worker, "/ksef/pending")
-        assert status == 200 and orjson.loads(raw)["pending"] == len(invoices)
+        assert status == 200 and orjson.loads(raw)["pending"] == len(invoices) - 2
     finally:
         deadlines.close()
         modes.close()

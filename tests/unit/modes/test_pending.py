@@ -89,9 +89,9 @@ def test_moving_one_windows_end_recomputes_only_its_invoices() -> None:
 
 def test_settled_invoices_are_tombstoned_and_stay_gone() -> None:
     book = book_with(INVOICES, FAILURE_A)
-    (tomb,) = book.settle(0, "e1", at("2026-03-02 13:00"))
+    (tomb,) = book.settle("e1", at("2026-03-02 13:00"), forward=False)
     assert tomb.invoice_id == "e1" and tomb.value is None
-    assert book.settle(0, "e1", at("2026-03-02 13:01")) == []
+    assert book.settle("e1", at("2026-03-02 13:01"), forward=False) == []
     assert len(book) == len(INVOICES) - 1
     # a late first record of the same sealing must not bring it back
     late = book.first_record(sealed("e1", "2026-03-02", "emergency"), NOW)
@@ -163,3 +163,15 @@ def test_audit_names_every_record_the_rules_core_disagrees_with() -> None:
     assert disagreements([good], state) == []
     (problem,) = disagreements([good, wrong], state)
     assert problem.startswith("bad: deadline '2026-03-31' != ")
+
+
+def test_settling_an_invoice_held_elsewhere_forwards_its_tombstone() -> None:
+    owner = book_with(INVOICES, FAILURE_A)
+    other = DeadlineBook(history(FAILURE_A))
+    (forwarded,) = other.settle("o1", at("2026-03-02 13:00"), forward=True)
+    assert forwarded.value is None and other.settle("o1", NOW, forward=False) == []
+    owner.forget(0, forwarded.invoice_id, at("2026-03-02 13:00:01"))
+    assert "o1" not in owner.partitions[0].where and len(owner) == len(INVOICES) - 1
+    # the first record arriving after the forwarded tombstone stays out
+    late = owner.first_record(sealed("o1", "2026-03-05", "offline24"), NOW)
+    assert [c.value for c in owner.add(0, late, NOW)] == [None]
