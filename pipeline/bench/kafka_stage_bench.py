@@ -1,0 +1,210 @@
+"""The validate stage through Kafka: invoices/s of a real worker on a real broker.
+
+A throwaway broker runs in a temporary KAFKA_RUN_DIR. Each corpus gets its own topic
+prefix (so its own copy of the catalog) and is ingested completely before a fresh
+`ksef-pipeline worker --stages validate` starts, so the worker meets a backlog and the
+figure is the stage's own pace, not the producer's. The rate is taken from the broker
+timestamps of the stage's output records (`ksef.invoices.validated`, or `.sealed` when
+seal runs too): records between the first and the last one, divided by that interval.
+Worker start-up (Faust, group join, schema compile) is reported apart.
+
+Faust reads every setting from an environment variable of the same name in capitals,
+which wins over `pipeline/app.py` (PRODUCER_LINGER, PRODUCER_MAX_BATCH_SIZE,
+BROKER_MAX_POLL_RECORDS, ...), so `--env NAME=VALUE` tries a setting without editing code.
+
+    python -m pipeline.bench.kafka_stage_bench [--profile typical] [--count 4000]
+        [--stages validate|validate,seal] [--env NAME=VALUE ...] [--py-spy OUT.txt]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer
+from confluent_kafka.admin import AdminClient
+
+from pipeline.bench.validate_bench import corpus
+from pipeline.clock import polish_today
+from pipeline.demo import REPO, _free_port, kafka_broker, process
+from pipeline.ingest import InvoiceProducer
+from pipeline.settings import KafkaSettings
+from pipeline.topic_admin import reconcile
+from topics import CatalogSettings, TopicSpec, topic_name
+from topics.catalog import REJECTED, SEALED, VALIDATED
+
+PARTITIONS = 8
+DEFAULT_COUNTS = {"small": 4000, "typical": 4000, "large": 200}
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What one worker did with one corpus."""
+
+    profile: str
+    stages: str
+    invoices: int
+    passed: int
+    rejected: int
+    per_s: float  # passed records between the first and last output record, per second
+    first_to_last_s: float
+    startup_s: float  # worker launch to its first output record
+    ingest_per_s: float
+
+
+def span_rate(timestamps_ms: Sequence[int]) -> tuple[float, float]:
+    """(records per second, seconds) between the first and the last timestamp.
+
+    n records span n - 1 gaps; fewer than two records or a zero span give no rate.
+    """
+    if len(timestamps_ms) < 2:
+        return 0.0, 0.0
+    seconds = (max(timestamps_ms) - min(timestamps_ms)) / 1000
+    return ((len(timestamps_ms) - 1) / seconds if seconds > 0 else 0.0), seconds
+
+
+def parse_env(pairs: Sequence[str]) -> dict[str, str]:
+    """`NAME=VALUE` strings as a mapping; a pair without `=` is an error, not ignored."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise ValueError(f"--env expects NAME=VALUE, got {pair!r}")
+        out[name] = value
+    return out
+
+
+@contextlib.contextmanager
+def throwaway_broker(workdir: Path) -> Iterator[KafkaSettings]:
+    """A single-node broker for one benchmark; its say() lines go to stderr."""
+    with contextlib.redirect_stdout(sys.stderr), kafka_broker(workdir / "kafka") as bootstrap:
+        yield KafkaSettings(bootstrap_servers=bootstrap)
+
+
+def _output_timestamps(kafka: KafkaSettings, catalog: CatalogSettings, output: TopicSpec,
+                       expected: int, timeout_s: float) -> tuple[list[int], int]:
+    """Broker timestamps of the output records and the rejection count, once all are in."""
+    names = {topic_name(output, catalog): output, topic_name(REJECTED, catalog): REJECTED}
+    consumer = Consumer(kafka.confluent(**{
+        "group.id": f"bench-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+        "enable.auto.commit": False, "fetch.max.bytes": 64 * 1024 * 1024, "log_level": 3}))
+    consumer.subscribe(list(names))
+    stamps: list[int] = []
+    rejected = 0
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(stamps) + rejected < expected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {len(stamps)} passed + {rejected} rejected of "
+                                   f"{expected} invoices after {timeout_s:.0f} s")
+            for msg in consumer.consume(1000, 0.5):
+                if msg.error():
+                    continue
+                if names[msg.topic()] is REJECTED:
+                    rejected += 1
+                else:
+                    stamps.append(msg.timestamp()[1])
+    finally:
+        consumer.close()
+    return stamps, rejected
+
+
+@contextlib.contextmanager
+def _py_spy(pid: int, out: Path | None) -> Iterator[None]:
+    """Sample the worker with py-spy while the block runs (raw/collapsed stacks to `out`)."""
+    if out is None:
+        yield
+        return
+    spy_bin = Path(sys.executable).with_name("py-spy")
+    spy = subprocess.Popen([str(spy_bin), "record", "--format", "raw", "--threads", "-r", "250",
+                            "-p", str(pid), "-o", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(60)
+
+
+def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
+              invoices: Sequence[tuple[str, bytes]], *, stages: str = "validate",
+              extra_env: Mapping[str, str] | None = None, py_spy: Path | None = None,
+              timeout_s: float = 600.0) -> StageRun:
+    """Ingest `invoices` on a fresh topic prefix, then time one worker draining them."""
+    catalog = CatalogSettings(partitions=PARTITIONS, prefix=f"bench{uuid.uuid4().hex[:6]}.")
+    reports = reconcile(AdminClient(kafka.confluent()), catalog, create=True)
+    if any(r.status not in ("created", "ok") for r in reports):
+        raise RuntimeError(f"topic catalog not created: {reports}")
+    started = time.monotonic()
+    with InvoiceProducer(kafka, catalog) as producer:
+        for invoice_id, xml in invoices:
+            producer.send(invoice_id, xml, source="bench")
+    ingest_per_s = len(invoices) / (time.monotonic() - started)
+
+    worker_dir = workdir / f"worker-{catalog.prefix.rstrip('.')}"
+    keyring = {"active": "k1", "keys": {"k1": base64.b64encode(os.urandom(32)).decode()}}
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+           "KSEF_TOPIC_PREFIX": catalog.prefix, "KSEF_TOPIC_PARTITIONS": str(PARTITIONS),
+           "KSEF_APP_ID": f"bench-{catalog.prefix.rstrip('.')}",
+           "KSEF_KEYRING": json.dumps(keyring), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+    cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--stages", stages,
+           "--web-port", str(_free_port()), "--data-dir", str(worker_dir)]
+    output = SEALED if "seal" in stages.split(",") else VALIDATED
+    launched = time.time()
+    with contextlib.redirect_stdout(sys.stderr), \
+            process(f"{stages} worker", cmd, env, worker_dir / "worker.log") as worker, \
+            _py_spy(worker.pid, py_spy):
+        stamps, rejected = _output_timestamps(kafka, catalog, output, len(invoices), timeout_s)
+    per_s, seconds = span_rate(stamps)
+    return StageRun(
+        profile=profile, stages=stages, invoices=len(invoices), passed=len(stamps),
+        rejected=rejected, per_s=round(per_s, 1), first_to_last_s=round(seconds, 2),
+        startup_s=round(min(stamps) / 1000 - launched, 2) if stamps else 0.0,
+        ingest_per_s=round(ingest_per_s, 1))
+
+
+def bench_corpus(profile: str, count: int) -> list[tuple[str, bytes]]:
+    """`count` valid invoices of `profile` dated today (the worker checks against today)."""
+    return [(f"bench-{profile}-{i:06d}", xml)
+            for i, xml in enumerate(corpus(profile, count, day=polish_today()))]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", action="append", choices=tuple(DEFAULT_COUNTS),
+                        help="corpus profile (repeatable; default typical)")
+    parser.add_argument("--count", type=int, help="invoices per corpus (default per profile)")
+    parser.add_argument("--stages", default="validate", help="worker stages (default validate)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra worker environment, e.g. PRODUCER_LINGER=0.005")
+    parser.add_argument("--py-spy", type=Path, help="write py-spy raw stacks of the worker")
+    parser.add_argument("--json", action="store_true", help="one JSON object per corpus")
+    args = parser.parse_args(argv)
+    extra_env = parse_env(args.env)
+    with tempfile.TemporaryDirectory(prefix="kafka-stage-bench-") as tmp, \
+            throwaway_broker(Path(tmp)) as kafka:
+        for profile in args.profile or ["typical"]:
+            invoices = bench_corpus(profile, args.count or DEFAULT_COUNTS[profile])
+            result = run_stage(kafka, Path(tmp), profile, invoices, stages=args.stages,
+                               extra_env=extra_env, py_spy=args.py_spy)
+            fields = asdict(result)
+            print(json.dumps(fields) if args.json
+                  else " ".join(f"{k}={v}" for k, v in fields.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
