@@ -65,7 +65,9 @@ def _sealed(invoice_id: str, issue_date: str, mode: str) -> SealedInvoice:
 def _latest(seen: list[Seen[DeadlineRecord]]) -> dict[str, DeadlineRecord]:
     out: dict[str, DeadlineRecord] = {}
     for s in seen:
-        if s.value is not None:
+        if s.value is None:
+            out.pop(s.key, None)
+        else:
             out[s.key] = s.value
     return out
 
