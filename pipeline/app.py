@@ -41,8 +41,6 @@ app = faust.App(
     # a rebalance or shutdown waiting for them: unacked events are simply redelivered.
     stream_wait_empty=os.environ.get("KSEF_STREAM_WAIT_EMPTY", "1") != "0",
     producer_max_request_size=10 * 1024 * 1024,
-    producer_compression_type="lz4",
-    consumer_max_fetch_size=16 * 1024 * 1024,
     broker_max_poll_records=500,
     logging_config=logs.logging_config(worker_settings.log_level),
     autodiscover=False,

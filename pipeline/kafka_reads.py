@@ -30,17 +30,22 @@ def _consumer(kafka: KafkaSettings) -> Consumer:
         "max.partition.fetch.bytes": 16 * 1024 * 1024, "log_level": 3}))
 
 
-def _read_all(kafka: KafkaSettings, topic: str, record: type[T]) -> list[T]:
+def _read_all(kafka: KafkaSettings, topic: str, record: type[T],
+              since_ms: int | None = None) -> list[T]:
     consumer = _consumer(kafka)
     try:
         meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
         if meta is None or not meta.partitions:
             return []
         parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)]
+        if since_ms is not None:
+            stamps = [TopicPartition(topic, p, since_ms) for p in sorted(meta.partitions)]
+            parts = [tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, 1 << 62)
+                     for tp in consumer.offsets_for_times(stamps, timeout=30)]
         ends = {}
         for tp in parts:
             low, high = consumer.get_watermark_offsets(tp, timeout=30)
-            if high > low:
+            if high > max(low, tp.offset if tp.offset >= 0 else low):
                 ends[tp.partition] = high
         if not ends:
             return []
@@ -66,10 +71,12 @@ def _read_all(kafka: KafkaSettings, topic: str, record: type[T]) -> list[T]:
         consumer.close()
 
 
-async def read_all(kafka: KafkaSettings, topic: str, record: type[T]) -> list[T]:
-    """Every record of `topic` from the beginning to its current end (undecodable records
-    are skipped: only foreign garbage can be undecodable on our own topics)."""
-    return await asyncio.to_thread(_read_all, kafka, topic, record)
+async def read_all(kafka: KafkaSettings, topic: str, record: type[T],
+                   since_ms: int | None = None) -> list[T]:
+    """Every record of `topic` from the beginning (or from `since_ms`, a timestamp) to its
+    current end; undecodable records are skipped (only foreign garbage can be undecodable
+    on our own topics)."""
+    return await asyncio.to_thread(_read_all, kafka, topic, record, since_ms)
 
 
 def _fetch(kafka: KafkaSettings, refs: list[KafkaRef]) -> dict[KafkaRef, bytes]:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,6 +80,11 @@ class KafkaSandbox:
     def consume(self, spec: TopicSpec, expected: int, timeout_s: float = 60.0,
                 group: str | None = None) -> list[Any]:
         """Read until `expected` records arrived or the timeout passed (then return what came)."""
+        return self.consume_until(spec, lambda got: len(got) >= expected, timeout_s, group)
+
+    def consume_until(self, spec: TopicSpec, done: Callable[[list[Any]], bool],
+                      timeout_s: float = 60.0, group: str | None = None) -> list[Any]:
+        """Read from the beginning until `done(records so far)` or the timeout."""
         c = Consumer({
             "bootstrap.servers": self.bootstrap,
             "group.id": group or f"reader-{uuid.uuid4().hex}",
@@ -92,12 +97,10 @@ class KafkaSandbox:
         out: list[Any] = []
         deadline = time.monotonic() + timeout_s
         try:
-            while len(out) < expected and time.monotonic() < deadline:
-                msg = c.poll(0.5)
-                if msg is None:
-                    continue
-                assert msg.error() is None, msg.error()
-                out.append(msg)
+            while not done(out) and time.monotonic() < deadline:
+                for msg in c.consume(1000, 0.5):
+                    assert msg.error() is None, msg.error()
+                    out.append(msg)
         finally:
             c.close()
         return out

@@ -14,22 +14,25 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import faust
 
 from pipeline import logs
-from pipeline.app import app, topic, worker_settings
+from pipeline.app import app, catalog_settings, kafka_settings, topic, worker_settings
 from pipeline.clock import iso
+from pipeline.kafka_reads import read_all
 from pipeline.ksef.api import KsefError
 from pipeline.ksef.keyring import load_keyring
 from pipeline.ksef.package import Fit
 from pipeline.ksef_link import KsefClients, KsefSettings
 from pipeline.stages.packing import OpenBatch, PackSettings, batch_group, manifest_record
+from topics import topic_name
 from topics.catalog import PACKED, REJECTED, SEALED
 from topics.codec import decode, encode
-from topics.records import KafkaRef, Rejection, SealedInvoice
+from topics.records import KafkaRef, PackedBatch, Rejection, SealedInvoice
 
 log = logs.get(__name__)
 TICK_S = 0.5
@@ -42,8 +45,29 @@ settings = PackSettings.from_env(worker_settings.data_dir)
 keyring = load_keyring(Path(worker_settings.data_dir).parent / "keyring.json")
 clients = KsefClients(KsefSettings.from_env())
 open_batches: dict[tuple[str, bool], OpenBatch] = {}
+# Invoices in manifests published lately (ours or, after a crash, our predecessor's):
+# a redelivered invoice found here is already on its way and is not packed twice.
+RECENT_WINDOW_S = 15 * 60
+RECENT_MAX = 200_000
+recently_packed: OrderedDict[str, str] = OrderedDict()
 lock = asyncio.Lock()
-state: dict[str, Any] = {"stream": None, "ticker": None}
+state: dict[str, Any] = {"stream": None, "ticker": None, "recent": None}
+
+
+def _remember_packed(record: PackedBatch) -> None:
+    for inv in record.invoices:
+        recently_packed[inv.invoice_id] = inv.sha256
+        recently_packed.move_to_end(inv.invoice_id)
+    while len(recently_packed) > RECENT_MAX:
+        recently_packed.popitem(last=False)
+
+
+async def _load_recent() -> None:
+    since = int((time.time() - RECENT_WINDOW_S) * 1000)
+    for record in await read_all(kafka_settings, topic_name(PACKED, catalog_settings),
+                                 PackedBatch, since_ms=since):
+        _remember_packed(record)
+    log.info("recently packed invoices loaded", invoices=len(recently_packed))
 
 
 async def _ack(events: list[Any]) -> None:
@@ -80,6 +104,7 @@ async def _flush(group: tuple[str, bool], why: str) -> None:
     packaged = await asyncio.to_thread(batch.builder.finish, mf_key.key, keep_package=False)
     record = manifest_record(batch, packaged, mf_key.public_key_id)
     await packed_topic.send(key=batch.seller_nip.encode(), value=encode(record))
+    _remember_packed(record)
     del open_batches[group]
     log.info("batch packed", batch_id=batch.batch_id, seller_nip=batch.seller_nip,
              invoices=len(batch.invoices), parts=len(record.parts),
@@ -99,6 +124,9 @@ async def _add(event: Any) -> None:
         return
     if inv.technical_correction_of:
         await _ack([event])  # the interactive lane (submit stage) sends these
+        return
+    if recently_packed.get(inv.invoice_id) == inv.sha256:
+        await _ack([event])  # redelivered after a crash; its batch is already out
         return
     try:
         xml = keyring.open_invoice(inv.key_id, inv.nonce_b64, inv.ciphertext_b64,
@@ -142,6 +170,9 @@ async def _tick() -> None:
 async def pack(stream: faust.StreamT[Any]) -> None:
     manual = stream.noack()
     state["stream"] = manual
+    if state["recent"] is None:
+        state["recent"] = asyncio.ensure_future(_load_recent())
+    await state["recent"]
     if state["ticker"] is None:
         state["ticker"] = asyncio.ensure_future(_tick())
     async for event in manual.events():

@@ -24,6 +24,7 @@ from pipeline.clock import iso
 from pipeline.kafka_reads import read_all
 from pipeline.ksef.api import InvoiceResult, KsefClient, KsefError, SessionStatus
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
+from pipeline.ksef.upo import UpoEntry, UpoError, parse_upo
 from pipeline.ksef_link import KsefClients, KsefSettings
 from pipeline.session_journal import CLOSED, COMPLETED, FAILED
 from topics import topic_name
@@ -51,9 +52,23 @@ slots = asyncio.Semaphore(CONCURRENCY)
 state: dict[str, Any] = {"stream": None, "loaded": None}
 
 
+# session reference -> hashes of our invoices in it (from `closed` steps): tells whether
+# a 440's original is this very invoice without asking KSeF.
+our_sessions: dict[str, frozenset[str]] = {}
+
+
+def _remember(step: SessionStep) -> None:
+    if step.step == CLOSED and step.session_ref:
+        our_sessions[step.session_ref] = frozenset(
+            row[1] for row in step.details.get("invoices", []))
+    if step.step in (COMPLETED, FAILED):
+        done_batches.add(step.batch_id)
+
+
 async def _load_done() -> None:
     steps = await read_all(kafka_settings, topic_name(SESSIONS, catalog_settings), SessionStep)
-    done_batches.update(s.batch_id for s in steps if s.step in (COMPLETED, FAILED))
+    for step in steps:
+        _remember(step)
 
 
 class _Invoice:
@@ -63,74 +78,110 @@ class _Invoice:
         self.invoice_id, self.sha256, self.invoice_number = row
 
 
-async def _is_same_invoice(client: KsefClient, original: str, sha256: str) -> bool:
-    try:
+async def _is_same_invoice(client: KsefClient, res: InvoiceResult, sha256: str) -> bool:
+    original = res.extensions.get("originalKsefNumber")
+    if not original:
+        return False
+    session = res.extensions.get("originalSessionReferenceNumber")
+    if session and session in our_sessions:
+        return sha256 in our_sessions[session]
+    try:  # not one of ours (or from before the journal): compare the stored invoice
         return sha256_b64(await client.invoice_xml(original)) == sha256
     except KsefError:
         return False
 
 
-async def _emit_result(step: SessionStep, client: KsefClient, inv: _Invoice,
-                       res: InvoiceResult | None, upo_ref: str | None) -> bool:
-    """Outcome or rejection for one invoice; True when accepted."""
-    ref = step.session_ref or ""
-    number = res.ksef_number if res is not None else None
-    if res is not None and res.status_code == DUPLICATE:
-        original = res.extensions.get("originalKsefNumber")
-        if original and await _is_same_invoice(client, original, inv.sha256):
-            number = original
-    if res is not None and number and ksef_number_is_valid(number) and (
-            res.status_code == ACCEPTED or number != res.ksef_number):
-        acquired = res.acquisition_date or res.invoicing_date
-        outcome = InvoiceOutcome(
-            invoice_id=inv.invoice_id, seller_nip=step.seller_nip,
-            invoice_number=inv.invoice_number, ksef_number=number,
-            acquisition_date=acquired.isoformat(), invoicing_mode=res.invoicing_mode or "",
-            session_ref=ref, sha256=inv.sha256, recorded_at=iso(), upo_ref=upo_ref)
-        await outcomes_topic.send(key=inv.invoice_id.encode(), value=encode(outcome))
-        return True
-    if res is None:
-        code, message, details = 500, "KSeF reported no result for this invoice", {}
-    else:
-        code = res.status_code
-        message = "; ".join([res.status_description, *res.status_details])
-        details = {k: v for k, v in res.extensions.items() if v is not None}
+def _acquired_from_number(number: str) -> str:
+    day = number.split("-")[1]
+    return f"{day[:4]}-{day[4:6]}-{day[6:8]}"
+
+
+async def _accept(step: SessionStep, inv: _Invoice, number: str, acquired: str, mode: str,
+                  upo_ref: str | None) -> None:
+    outcome = InvoiceOutcome(
+        invoice_id=inv.invoice_id, seller_nip=step.seller_nip,
+        invoice_number=inv.invoice_number, ksef_number=number, acquisition_date=acquired,
+        invoicing_mode=mode, session_ref=step.session_ref or "", sha256=inv.sha256,
+        recorded_at=iso(), upo_ref=upo_ref)
+    await outcomes_topic.send(key=inv.invoice_id.encode(), value=encode(outcome))
+
+
+async def _refuse(step: SessionStep, inv: _Invoice, code: int, message: str,
+                  details: dict[str, Any], reason: str | None = None) -> None:
     rej = Rejection(invoice_id=inv.invoice_id, stage="upo", code=code,
-                    reason=KSEF_REASONS.get(code, f"ksef-{code}"), message=message,
+                    reason=reason or KSEF_REASONS.get(code, f"ksef-{code}"), message=message,
                     rejected_at=iso(), details=details, seller_nip=step.seller_nip,
-                    invoice_number=inv.invoice_number, sha256=inv.sha256, session_ref=ref)
+                    invoice_number=inv.invoice_number, sha256=inv.sha256,
+                    session_ref=step.session_ref)
     await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
+
+
+async def _emit_result(step: SessionStep, client: KsefClient, inv: _Invoice,
+                       res: InvoiceResult, upo_ref: str | None) -> bool:
+    """Outcome or rejection for one per-invoice result; True when accepted."""
+    if res.status_code == ACCEPTED and res.ksef_number and ksef_number_is_valid(res.ksef_number):
+        acquired = (res.acquisition_date or res.invoicing_date).isoformat()
+        await _accept(step, inv, res.ksef_number, acquired, res.invoicing_mode or "", upo_ref)
+        return True
+    if res.status_code == DUPLICATE and await _is_same_invoice(client, res, inv.sha256):
+        original = str(res.extensions["originalKsefNumber"])
+        await _accept(step, inv, original, _acquired_from_number(original),
+                      res.invoicing_mode or "", upo_ref)
+        return True
+    details = {k: v for k, v in res.extensions.items() if v is not None}
+    await _refuse(step, inv, res.status_code,
+                  "; ".join([res.status_description, *res.status_details]), details)
     return False
+
+
+async def _upo_entries(step: SessionStep, client: KsefClient, status: SessionStatus
+                       ) -> tuple[dict[str, UpoEntry], str | None]:
+    """Accepted invoices by hash from the session UPO pages (also published on ksef.upo)."""
+    ref = step.session_ref or ""
+    accepted: dict[str, UpoEntry] = {}
+    first: str | None = None
+    for upo in await client.session_upos(status) if status.upo_pages else ():
+        first = first or upo.reference_number
+        doc = UpoDocument(session_ref=ref, seller_nip=step.seller_nip,
+                          upo_ref=upo.reference_number,
+                          upo_xml=upo.content.decode("utf-8", "replace"), fetched_at=iso())
+        await upo_topic.send(key=f"{ref}/{upo.reference_number}".encode(), value=encode(doc))
+        try:
+            accepted.update((e.invoice_hash, e) for e in parse_upo(upo.content).entries)
+        except UpoError as exc:
+            log.warning("UPO unreadable; falling back to per-invoice results",
+                        session_ref=ref, error=str(exc))
+    return accepted, first
 
 
 async def _settle(step: SessionStep, client: KsefClient, status: SessionStatus) -> None:
     ref = step.session_ref or ""
     invoices = {row[1]: _Invoice(row) for row in step.details.get("invoices", [])}
-    upo_ref: str | None = None
-    for upo in await client.session_upos(status) if status.upo_pages else ():
-        upo_ref = upo_ref or upo.reference_number
-        doc = UpoDocument(session_ref=ref, seller_nip=step.seller_nip,
-                          upo_ref=upo.reference_number,
-                          upo_xml=upo.content.decode("utf-8", "replace"), fetched_at=iso())
-        await upo_topic.send(key=f"{ref}/{upo.reference_number}".encode(), value=encode(doc))
-    results: dict[str, InvoiceResult] = {}
-    if status.code == ACCEPTED or (status.invoice_count or 0) > 0:
-        async for res in client.session_invoices(ref):
-            results[res.invoice_hash] = res
+    accepted_upo, upo_ref = await _upo_entries(step, client, status)
     accepted = 0
-    for sha, inv in invoices.items():
-        res = results.get(sha)
-        if res is None and status.code != ACCEPTED:
-            rej = Rejection(invoice_id=inv.invoice_id, stage="upo", code=status.code,
-                            reason=f"session-{status.code}",
-                            message=f"batch session {ref} ended with {status.code}: "
-                                    f"{status.description}",
-                            rejected_at=iso(), seller_nip=step.seller_nip,
-                            invoice_number=inv.invoice_number, sha256=sha, session_ref=ref,
-                            details={"session_details": list(status.details)})
-            await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
-            continue
-        accepted += await _emit_result(step, client, inv, res, upo_ref)
+    for sha, entry in accepted_upo.items():
+        inv = invoices.get(sha)
+        if inv is not None and ksef_number_is_valid(entry.ksef_number):
+            await _accept(step, inv, entry.ksef_number, entry.acquisition_date,
+                          entry.invoicing_mode, upo_ref)
+            accepted += 1
+    rest = {sha: inv for sha, inv in invoices.items() if sha not in accepted_upo}
+    if rest and (status.invoice_count or 0) > 0:
+        # Usually only the failed ones: one page of /invoices/failed settles them.
+        pages = (client.failed_session_invoices(ref) if status.succeeded and
+                 (status.failed_count or 0) >= len(rest) else client.session_invoices(ref))
+        async for res in pages:
+            inv = rest.pop(res.invoice_hash, None)
+            if inv is not None:
+                accepted += await _emit_result(step, client, inv, res, upo_ref)
+    for inv in rest.values():
+        if status.succeeded:
+            message = f"KSeF listed no result for this invoice in session {ref}"
+        else:
+            message = f"batch session {ref} ended with {status.code}: {status.description}"
+        await _refuse(step, inv, status.code if not status.succeeded else 500, message,
+                      {"session_details": list(status.details)},
+                      reason=None if status.succeeded else f"session-{status.code}")
     done = SessionStep(batch_id=step.batch_id, seller_nip=step.seller_nip, step=COMPLETED,
                        at=iso(), session_ref=ref,
                        details={"status": status.code, "accepted": accepted,
@@ -177,8 +228,7 @@ async def upo(stream: faust.StreamT[Any]) -> None:
         except (ValueError, TypeError):
             await manual.ack(event)
             continue
-        if step.step in (COMPLETED, FAILED):
-            done_batches.add(step.batch_id)
+        _remember(step)
         if step.step != CLOSED or step.batch_id in done_batches:
             await manual.ack(event)
             continue

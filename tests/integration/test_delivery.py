@@ -1,0 +1,112 @@
+"""Sealed invoices to KSeF numbers on the real broker and the emulator: batch limits,
+several sessions per seller, multi-part packages, and crash safety."""
+
+from __future__ import annotations
+
+import signal
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from pipeline.clock import polish_today
+from pipeline.ksef.fa3.samples import make_invoice, seller_nips
+from pipeline.ksef.numbers import ksef_number_is_valid
+from tests.integration.delivery_harness import build_stack, ingest, session_steps
+from tests.kafka_harness import KafkaSandbox
+from topics.catalog import OUTCOMES, PACKED, SESSIONS
+from topics.codec import decode
+from topics.records import InvoiceOutcome, PackedBatch, SessionStep
+
+
+def _invoices(plan: dict[str, int], tag: str) -> list[tuple[str, bytes]]:
+    today = polish_today()
+    items = []
+    for nip, count in plan.items():
+        for i in range(count):
+            items.append((f"{tag}-{nip}-{i}", make_invoice(
+                seller_nip=nip, number=f"{tag}/{i}", issue_date=today,
+                profile="small" if i % 3 else "typical", seed=i)))
+    return items
+
+
+def _distinct_outcomes(sandbox: KafkaSandbox, expected: int, timeout_s: float
+                       ) -> dict[str, set[str]]:
+    def enough(msgs: list[object]) -> bool:
+        return len({m.key() for m in msgs}) >= expected  # type: ignore[attr-defined]
+
+    msgs = sandbox.consume_until(OUTCOMES, enough, timeout_s)
+    numbers: dict[str, set[str]] = defaultdict(set)
+    for m in msgs:
+        out = decode(InvoiceOutcome, m.value())
+        numbers[out.invoice_id].add(out.ksef_number)
+    return numbers
+
+
+def test_25000_invoices_three_sellers_many_sessions_multi_part(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    big, small1, small2 = seller_nips(3, seed=101)
+    plan = {big: 21_000, small1: 2_000, small2: 2_000}
+    stack = build_stack(sandbox, tmp_path, list(plan), KSEF_PART_BYTES="4000000",
+                        KSEF_PACK_LINGER_S="20")
+    items = _invoices(plan, "T25")
+    worker = stack.worker()
+    try:
+        ingest(sandbox, items)
+        numbers = _distinct_outcomes(sandbox, len(items), timeout_s=1500)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+        stack.emulator.stop()
+    assert len(numbers) == len(items), f"{len(numbers)} outcomes of {len(items)}"
+    assert all(len(n) == 1 for n in numbers.values())
+    all_numbers = [next(iter(n)) for n in numbers.values()]
+    assert len(set(all_numbers)) == len(items)
+    assert all(ksef_number_is_valid(n) for n in all_numbers)
+
+    batches = [decode(PackedBatch, m.value())
+               for m in sandbox.consume(PACKED, 3, timeout_s=30)]
+    closed = [s for s in session_steps(sandbox, 3) if s.step == "closed"]
+    per_seller = Counter(s.seller_nip for s in closed)
+    assert per_seller[big] >= 3
+    assert max(len(b.invoices) for b in batches) <= 10_000
+    assert sum(len(b.invoices) for b in batches) == len(items)
+    full = [b for b in batches if len(b.invoices) >= 5_000]
+    assert full and all(len(b.parts) >= 5 for b in full)
+    held = stack.emulator_invoices()
+    assert len({h for h, n, c in held if c == 200}) == len(items)
+
+
+def test_sigkill_during_upload_and_after_close_settles_every_invoice_once(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    (seller,) = seller_nips(1, seed=202)
+    stack = build_stack(sandbox, tmp_path, [seller], KSEF_BATCH_MAX_INVOICES="1000",
+                        KSEF_PART_BYTES="300000", KSEF_UPLOAD_PARALLELISM="1")
+    items = _invoices({seller: 3000}, "CR")
+    stack.emulator.admin("latency", {"ms": 700})  # every request, part uploads included
+    worker = stack.worker()
+    try:
+        ingest(sandbox, items)
+
+        def uploading(msgs: list[object]) -> bool:
+            steps = [decode(SessionStep, m.value()) for m in msgs]  # type: ignore[attr-defined]
+            return any(s.step == "part-uploaded" for s in steps)
+
+        assert uploading(sandbox.consume_until(SESSIONS, uploading, 300)), worker.log()[-3000:]
+        worker.stop(signal.SIGKILL)
+        worker = stack.worker()
+
+        def closed(msgs: list[object]) -> bool:
+            steps = [decode(SessionStep, m.value()) for m in msgs]  # type: ignore[attr-defined]
+            return any(s.step == "closed" for s in steps)
+
+        assert closed(sandbox.consume_until(SESSIONS, closed, 300)), worker.log()[-3000:]
+        worker.stop(signal.SIGKILL)
+        stack.emulator.admin("latency", {"ms": 0})
+        worker = stack.worker()
+        numbers = _distinct_outcomes(sandbox, len(items), timeout_s=600)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+        stack.emulator.stop()
+    assert len(numbers) == len(items)
+    assert all(len(n) == 1 for n in numbers.values()), "an invoice got two KSeF numbers"
+    held = stack.emulator_invoices()
+    accepted = Counter(h for h, n, c in held if c == 200)
+    assert len(accepted) == len(items) and max(accepted.values()) == 1
