@@ -109,3 +109,40 @@ def _fetch(kafka: KafkaSettings, refs: list[KafkaRef]) -> dict[KafkaRef, bytes]:
 async def fetch_values(kafka: KafkaSettings, refs: Iterable[KafkaRef]) -> dict[KafkaRef, bytes]:
     """The values at the given coordinates (one seek per ref; for rare rebuilds only)."""
     return await asyncio.to_thread(_fetch, kafka, list(refs))
+
+
+class SequentialReader:
+    """Fetch records by coordinates, cheaply when asked in increasing offset order per
+    partition (a package's invoices are); blocking, for use in a worker thread."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._consumer = _consumer(kafka)
+        self._positions: dict[tuple[str, int], int] = {}
+        self._ahead: dict[KafkaRef, bytes] = {}
+
+    def get(self, ref: KafkaRef) -> bytes:
+        if ref in self._ahead:
+            return self._ahead.pop(ref)
+        key = (ref.topic, ref.partition)
+        if self._positions.get(key) != ref.offset:
+            self._consumer.assign([TopicPartition(ref.topic, ref.partition, ref.offset)])
+        attempts = 0
+        while True:
+            msg = self._consumer.poll(POLL_S)
+            if msg is None:
+                attempts += 1
+                if attempts > 30:
+                    raise TimeoutError(f"no answer reading {ref}")
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    raise LookupError(f"{ref} is gone (past retention?)")
+                raise RuntimeError(f"reading {ref}: {msg.error()}")
+            self._positions[key] = msg.offset() + 1
+            if msg.offset() == ref.offset:
+                return bytes(msg.value() or b"")
+            if msg.offset() > ref.offset:
+                raise LookupError(f"{ref} is gone (compacted or past retention)")
+
+    def close(self) -> None:
+        self._consumer.close()

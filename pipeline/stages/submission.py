@@ -154,6 +154,8 @@ def dedupe(inv: ValidatedInvoice, seen: str | None) -> tuple[str | None, Rejecti
     if seen == mine:
         return None, None
     original_id, _, original_hash = seen.partition(" ")
+    if inv.technical_correction_of and inv.technical_correction_of == original_hash:
+        return mine, None  # a technical correction replaces the rejected original
     if original_id == inv.invoice_id:
         why = "was already submitted with different content under the same invoice id"
     else:

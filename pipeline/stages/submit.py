@@ -18,26 +18,30 @@ import heapq
 import itertools
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
 import faust
 
 from pipeline import logs
-from pipeline.app import app, catalog_settings, kafka_settings, topic
+from pipeline.app import app, catalog_settings, kafka_settings, topic, worker_settings
 from pipeline.clock import iso, now_utc
-from pipeline.kafka_reads import read_all
+from pipeline.kafka_reads import SequentialReader, read_all
 from pipeline.ksef.api import (
     BatchSession,
     KsefApiError,
     KsefAuthError,
     KsefError,
+    KsefRateLimited,
     KsefUnavailable,
     PartUpload,
     PartUploadError,
 )
 from pipeline.ksef.api.manifest import batch_spec, part_files, part_sizes
-from pipeline.ksef.package import PackageManifest
+from pipeline.ksef.keyring import load_keyring
+from pipeline.ksef.package import BatchLimits, PackageManifest, RebuildMismatch, rebuild_package
+from pipeline.ksef.package.builder import seal_package
 from pipeline.ksef_link import KsefClients, KsefSettings
 from pipeline.session_journal import (
     CLOSED,
@@ -49,9 +53,9 @@ from pipeline.session_journal import (
     Journal,
 )
 from topics import topic_name
-from topics.catalog import PACKED, REJECTED, SESSIONS
-from topics.codec import decode, encode
-from topics.records import PackedBatch, Rejection, SessionStep
+from topics.catalog import PACKED, REJECTED, SEALED, SESSIONS
+from topics.codec import decode, encode, from_dict
+from topics.records import PackedBatch, Rejection, SealedInvoice, SessionStep
 
 log = logs.get(__name__)
 
@@ -64,6 +68,7 @@ UPLOAD_WINDOW_PER_PART = dt.timedelta(minutes=20)
 NO_DEADLINE = "9999-12-31"
 
 clients = KsefClients(KsefSettings.from_env())
+keyring = load_keyring(Path(worker_settings.data_dir).parent / "keyring.json")
 journal = Journal()
 queue: list[tuple[str, str, int, PackedBatch, Any]] = []
 queue_ready = asyncio.Event()
@@ -71,12 +76,17 @@ seq = itertools.count()
 state: dict[str, Any] = {"stream": None, "loaded": None, "dispatchers": []}
 
 
+async def _journal_step(batch_id: str, seller_nip: str, step: str, session_ref: str | None,
+                        kind: str, details: dict[str, Any]) -> None:
+    entry = SessionStep(batch_id=batch_id, seller_nip=seller_nip, step=step, at=iso(),
+                        session_ref=session_ref, kind=kind, details=details)
+    journal.apply(entry)
+    await sessions_topic.send(key=batch_id.encode(), value=encode(entry))
+
+
 async def _journal(rec: PackedBatch, step: str, session_ref: str | None = None,
                    **details: Any) -> None:
-    entry = SessionStep(batch_id=rec.batch_id, seller_nip=rec.seller_nip, step=step, at=iso(),
-                        session_ref=session_ref, details=details)
-    journal.apply(entry)
-    await sessions_topic.send(key=rec.batch_id.encode(), value=encode(entry))
+    await _journal_step(rec.batch_id, rec.seller_nip, step, session_ref, "batch", details)
 
 
 async def _load_journal() -> None:
@@ -135,15 +145,22 @@ async def submit_batch(rec: PackedBatch) -> None:
     spool = Path(rec.spool_dir)
     manifest = _manifest(rec)
     files = part_files(manifest, spool)
-    missing_files = [str(p) for p in files.values() if not p.exists()]
-    if missing_files:
-        await _journal(rec, FAILED, reason="spool-missing", files=missing_files[:5])
-        await _reject_all(rec, 500, "spool-lost",
-                          f"encrypted parts of batch {rec.batch_id} are gone from the spool "
-                          f"({missing_files[0]}); replay these invoices to repack them")
-        return
     client = clients.client(rec.seller_nip)
     session = _resumable(rec)
+    if any(not p.exists() for p in files.values()):
+        # Another worker packed it, or the disk was lost: rebuild the identical archive
+        # from Kafka, encrypt it under a fresh key, and open a new session for it.
+        try:
+            rec, manifest = await _rebuild(rec, manifest, client)
+        except (LookupError, RebuildMismatch) as exc:
+            await _journal(rec, FAILED, reason="spool-lost", error=str(exc))
+            await _reject_all(rec, 500, "spool-lost",
+                              f"batch {rec.batch_id} cannot be rebuilt from Kafka ({exc}); "
+                              "replay these invoices to repack them")
+            return
+        spool = Path(rec.spool_dir)
+        files = part_files(manifest, spool)
+        session = None
     if session is None:
         session = await _open(rec, manifest)
     done = journal.get(rec.batch_id)
@@ -163,6 +180,44 @@ async def submit_batch(rec: PackedBatch) -> None:
     shutil.rmtree(spool, ignore_errors=True)
     log.info("batch session closed", batch_id=rec.batch_id, session_ref=ref,
              seller_nip=rec.seller_nip, invoices=len(rec.invoices), parts=len(rec.parts))
+
+
+def _rebuild_sync(manifest: PackageManifest, directory: Path, public_key: Any) -> Any:
+    """Blocking part of a rebuild: fetch, decrypt, re-archive, verify, encrypt parts."""
+    reader = SequentialReader(kafka_settings)
+
+    def plaintext(ref: Any) -> bytes:
+        sealed = decode(SealedInvoice, reader.get(ref))
+        return keyring.open_invoice(sealed.key_id, sealed.nonce_b64, sealed.ciphertext_b64,
+                                    sealed.invoice_id)
+
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / manifest.format.file_name
+        digest = rebuild_package(manifest, plaintext, path)
+        return seal_package(path, digest, batch_id=manifest.batch_id, fmt=manifest.format,
+                            level=manifest.deflate_level, entries=manifest.entries,
+                            public_key=public_key, limits=BatchLimits(max_part_bytes=max(
+                                p.plain_size for p in manifest.parts)),
+                            keep_package=False)
+    finally:
+        reader.close()
+
+
+async def _rebuild(rec: PackedBatch, manifest: PackageManifest, client: Any
+                   ) -> tuple[PackedBatch, PackageManifest]:
+    mf_key = await client.encryption_key()
+    directory = Path(rec.spool_dir).with_name(Path(rec.spool_dir).name + "-rebuilt")
+    packaged = await asyncio.to_thread(_rebuild_sync, manifest, directory, mf_key.key)
+    data = dataclasses.asdict(rec)
+    data.update(packaged.manifest.to_dict())
+    data.update(spool_dir=str(packaged.directory), public_key_id=mf_key.public_key_id,
+                invoices=dataclasses.asdict(rec)["invoices"])
+    rebuilt = from_dict(PackedBatch, data)
+    log.info("batch rebuilt from Kafka", batch_id=rec.batch_id,
+             package_sha256=rebuilt.package_sha256, parts=len(rebuilt.parts))
+    await _journal(rec, "rebuilt", package_sha256=rebuilt.package_sha256)
+    return rebuilt, packaged.manifest
 
 
 async def _submit_with_policy(rec: PackedBatch) -> bool:
@@ -235,3 +290,57 @@ async def submit(stream: faust.StreamT[Any]) -> None:
         heapq.heappush(queue, (rec.earliest_deadline or NO_DEADLINE, rec.packed_at, next(seq),
                                rec, event))
         queue_ready.set()
+
+
+# --- interactive lane: technical corrections -------------------------------------------
+
+sealed_topic = topic(SEALED)
+
+
+async def _send_correction(inv: SealedInvoice) -> None:
+    """One interactive session per correction: KSeF allows a technical correction only
+    there, once, with offlineMode true and the hash of the rejected original."""
+    xml = keyring.open_invoice(inv.key_id, inv.nonce_b64, inv.ciphertext_b64, inv.invoice_id)
+    client = clients.client(inv.seller_nip)
+    batch_id = f"{inv.seller_nip}-online-{uuid.uuid4().hex[:12]}"
+    await _journal_step(batch_id, inv.seller_nip, OPENING, None, "online", {})
+    session = await client.open_online_session()
+    ref = session.reference_number
+    await _journal_step(batch_id, inv.seller_nip, OPENED, ref, "online", {"opened_at": iso()})
+    try:
+        await client.send_invoice(session, xml, offline_mode=True,
+                                  hash_of_corrected_invoice=inv.technical_correction_of)
+    finally:
+        await client.close_online_session(ref)
+    await _journal_step(batch_id, inv.seller_nip, CLOSED, ref, "online", {
+        "invoice_count": 1, "invoices": [[inv.invoice_id, inv.sha256, inv.invoice_number]]})
+    log.info("technical correction sent", invoice_id=inv.invoice_id, session_ref=ref)
+
+
+@app.agent(sealed_topic, name="submit-interactive")
+async def interactive(stream: faust.StreamT[Any]) -> None:
+    async for event in stream.events():
+        try:
+            inv = decode(SealedInvoice, event.value)
+        except (ValueError, TypeError):
+            continue  # the pack stage reports undecodable sealed records
+        if not inv.technical_correction_of:
+            continue
+        delay = 1.0
+        while True:
+            try:
+                await _send_correction(inv)
+                break
+            except (KsefUnavailable, KsefRateLimited) as exc:
+                log.warning("correction waits for KSeF", invoice_id=inv.invoice_id,
+                            error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 60.0)
+            except (KsefError, LookupError) as exc:
+                rej = Rejection(invoice_id=inv.invoice_id, stage="submit", code=getattr(
+                    exc, "status", 500) or 500, reason="correction-refused",
+                    message=f"technical correction not accepted: {exc}", rejected_at=iso(),
+                    seller_nip=inv.seller_nip, invoice_number=inv.invoice_number,
+                    sha256=inv.sha256, origin=inv.origin)
+                await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
+                break

@@ -9,12 +9,12 @@ from pathlib import Path
 
 from pipeline.clock import polish_today
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
-from pipeline.ksef.numbers import ksef_number_is_valid
+from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.integration.delivery_harness import build_stack, ingest, session_steps
 from tests.kafka_harness import KafkaSandbox
-from topics.catalog import OUTCOMES, PACKED, SESSIONS
+from topics.catalog import OUTCOMES, PACKED, REJECTED, SESSIONS, SUBMITTED
 from topics.codec import decode
-from topics.records import InvoiceOutcome, PackedBatch, SessionStep
+from topics.records import InvoiceOutcome, PackedBatch, Rejection, SessionStep
 
 
 def _invoices(plan: dict[str, int], tag: str) -> list[tuple[str, bytes]]:
@@ -110,3 +110,64 @@ def test_sigkill_during_upload_and_after_close_settles_every_invoice_once(
     held = stack.emulator_invoices()
     accepted = Counter(h for h, n, c in held if c == 200)
     assert len(accepted) == len(items) and max(accepted.values()) == 1
+
+
+def test_lost_spool_is_rebuilt_from_kafka(sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    (seller,) = seller_nips(1, seed=303)
+    stack = build_stack(sandbox, tmp_path, [seller], KSEF_PART_BYTES="200000")
+    items = _invoices({seller: 300}, "RB")
+    packer = stack.worker("--stages", "pack")
+    try:
+        # the pack stage alone needs sealed input: run validate+seal beside it
+        front = stack.worker("--stages", "validate,seal")
+        ingest(sandbox, items)
+        batches = sandbox.consume_until(
+            PACKED, lambda got: sum(len(decode(PackedBatch, m.value()).invoices)
+                                    for m in got) >= len(items), 300)
+    finally:
+        assert packer.stop() == 0, packer.log()[-3000:]
+        front.stop()
+    originals = [decode(PackedBatch, m.value()) for m in batches]
+    for batch in originals:  # the disk is lost
+        for path in sorted(Path(batch.spool_dir).glob("*"), reverse=True):
+            path.unlink()
+    submitter = stack.worker("--stages", "submit,upo")
+    try:
+        numbers = _distinct_outcomes(sandbox, len(items), timeout_s=300)
+        steps = session_steps(sandbox, 1)
+    finally:
+        assert submitter.stop() == 0, submitter.log()[-3000:]
+        stack.emulator.stop()
+    assert len(numbers) == len(items)
+    rebuilt = [s for s in steps if s.step == "rebuilt"]
+    assert {s.batch_id for s in rebuilt} == {b.batch_id for b in originals}
+    assert {s.details["package_sha256"] for s in rebuilt} == {b.package_sha256 for b in originals}
+
+
+def test_technical_correction_goes_through_the_interactive_lane(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    (seller,) = seller_nips(1, seed=404)
+    stack = build_stack(sandbox, tmp_path, [seller])
+    today = polish_today()
+    original = make_invoice(seller_nip=seller, number="TC/1", issue_date=today, seed=1)
+    corrected = make_invoice(seller_nip=seller, number="TC/1", issue_date=today, seed=2)
+    assert original != corrected
+    stack.emulator.admin("fail-next", {"code": 450, "scope": "invoice"})
+    worker = stack.worker()
+    try:
+        sandbox.produce(SUBMITTED, [(b"tc-original", original)])
+        first = sandbox.consume(REJECTED, 1, timeout_s=180)
+        assert first, worker.log()[-3000:]
+        rejection = decode(Rejection, first[0].value())
+        assert (rejection.stage, rejection.code) == ("upo", 450)
+        sandbox.produce(SUBMITTED, [(b"tc-corrected", corrected)],
+                        headers={"ksef-technical-correction-of": sha256_b64(original)})
+        outcome = sandbox.consume(OUTCOMES, 1, timeout_s=180)
+        steps = session_steps(sandbox, 1)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+        stack.emulator.stop()
+    assert outcome, "the correction got no KSeF number"
+    result = decode(InvoiceOutcome, outcome[0].value())
+    assert result.invoice_id == "tc-corrected" and ksef_number_is_valid(result.ksef_number)
+    assert any(s.kind == "online" and s.step == "closed" for s in steps)

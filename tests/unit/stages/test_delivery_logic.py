@@ -1,0 +1,114 @@
+"""Pack bookkeeping, the session journal and UPO reading, without Kafka or KSeF."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from pipeline.clock import WARSAW
+from pipeline.emulator import upo as emulator_upo
+from pipeline.ksef.fa3.samples import make_invoice, seller_nips
+from pipeline.ksef.package import BatchLimits, PackageManifest
+from pipeline.ksef.upo import UpoError, parse_upo
+from pipeline.session_journal import CLOSED, COMPLETED, OPENED, OPENING, PART_UPLOADED, Journal
+from pipeline.stages.packing import OpenBatch, PackSettings, deadline_end, manifest_record
+from topics.codec import decode, encode
+from topics.records import KafkaRef, PackedBatch, SealedInvoice, SessionStep
+
+(SELLER,) = seller_nips(1, seed=3)
+TODAY = dt.date(2026, 11, 20)
+
+
+def sealed(i: int, deadline: str | None, xml: bytes) -> SealedInvoice:
+    from pipeline.ksef.numbers import sha256_b64
+
+    return SealedInvoice(
+        invoice_id=f"i{i}", seller_nip=SELLER, invoice_number=f"N/{i}",
+        issue_date=TODAY.isoformat(), kind="VAT", size=len(xml), sha256=sha256_b64(xml),
+        has_attachments=False, mode="online", key_id="k1", nonce_b64="", ciphertext_b64="",
+        qr_code_1="", received_at="", sealed_at="", origin=KafkaRef("s", 0, i),
+        deadline=deadline)
+
+
+def test_batch_flushes_on_count_linger_and_deadline(tmp_path: Path) -> None:
+    settings = PackSettings(spool_dir=tmp_path, linger_s=30,
+                            limits=BatchLimits(max_invoices=3), deadline_safety_s=3600)
+    batch = OpenBatch.start((SELLER, False), settings)
+    far = (TODAY + dt.timedelta(days=5)).isoformat()
+    for i in range(2):
+        xml = make_invoice(seller_nip=SELLER, number=f"N/{i}", issue_date=TODAY, seed=i)
+        batch.add(sealed(i, far, xml), xml, KafkaRef("s", 0, i))
+    now = batch.opened_at
+    noon = dt.datetime.combine(TODAY, dt.time(12), tzinfo=WARSAW)
+    assert batch.due_to_flush(settings, now + 1, noon) is None
+    assert batch.due_to_flush(settings, now + 31, noon) == "linger"
+    last_hour = dt.datetime.combine(TODAY + dt.timedelta(days=5), dt.time(23, 30), tzinfo=WARSAW)
+    assert batch.due_to_flush(settings, now + 1, last_hour) == "deadline"
+    xml = make_invoice(seller_nip=SELLER, number="N/2", issue_date=TODAY, seed=2)
+    batch.add(sealed(2, far, xml), xml, KafkaRef("s", 0, 2))
+    assert batch.due_to_flush(settings, now + 1, noon) == "full"
+    batch.builder.abort()
+
+
+def test_deadline_day_ends_at_polish_midnight() -> None:
+    end = deadline_end(dt.date(2026, 7, 10))
+    assert end.astimezone(dt.UTC) == dt.datetime(2026, 7, 10, 22, 0, tzinfo=dt.UTC)
+
+
+def test_manifest_record_round_trips_to_the_package_manifest(tmp_path: Path) -> None:
+    settings = PackSettings(spool_dir=tmp_path, limits=BatchLimits(max_part_bytes=5_000))
+    batch = OpenBatch.start((SELLER, True), settings)
+    for i in range(5):
+        xml = make_invoice(seller_nip=SELLER, number=f"N/{i}", issue_date=TODAY, seed=i,
+                           profile="typical")
+        batch.add(sealed(i, TODAY.isoformat(), xml), xml, KafkaRef("s", 0, i))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    packaged = batch.builder.finish(key.public_key(), keep_package=False)
+    record = decode(PackedBatch, encode(manifest_record(batch, packaged, "kid")))
+    assert record.offline_mode and record.earliest_deadline == TODAY.isoformat()
+    assert [i.invoice_id for i in record.invoices] == [f"i{i}" for i in range(5)]
+    assert PackageManifest.from_dict(asdict(record)) == packaged.manifest
+    assert len(record.parts) >= 2
+
+
+def step(name: str, ref: str | None = "S1", **details: object) -> SessionStep:
+    return SessionStep(batch_id="b1", seller_nip=SELLER, step=name, at="t", session_ref=ref,
+                       details=dict(details))
+
+
+def test_journal_tracks_resume_point_and_ignores_late_duplicates() -> None:
+    j = Journal()
+    j.apply(step(OPENING, None))
+    j.apply(step(OPENED, opened_at="x", uploads=[]))
+    j.apply(step(PART_UPLOADED, ordinal=2))
+    j.apply(step(PART_UPLOADED, ordinal=1))
+    progress = j.get("b1")
+    assert progress is not None and progress.step == OPENED and progress.parts_done == {1, 2}
+    j.apply(step(CLOSED))
+    j.apply(step(COMPLETED))
+    j.apply(step(OPENED))  # redelivered old step
+    progress = j.get("b1")
+    assert progress is not None and progress.step == COMPLETED
+
+
+def test_upo_entries_are_read_back() -> None:
+    invoices = [{"seller_nip": SELLER, "ksef_number": f"{SELLER}-20261120-0000000000{i:02X}-00",
+                 "invoice_number": f"N/{i}", "issue_date": "2026-11-20",
+                 "invoicing_date": "2026-11-20T10:00:00+01:00",
+                 "acquisition_date": "2026-11-20T10:00:01+01:00", "invoice_hash": f"h{i}",
+                 "invoicing_mode": "Online"} for i in range(3)]
+    xml = emulator_upo.render({"reference": "S-REF", "nip": SELLER, "token_reference": "T"},
+                              invoices)
+    doc = parse_upo(xml)
+    assert doc.session_ref == "S-REF"
+    assert [(e.invoice_hash, e.ksef_number) for e in doc.entries] == [
+        (i["invoice_hash"], i["ksef_number"]) for i in invoices]
+    try:
+        parse_upo(b"<nope")
+    except UpoError as exc:
+        assert "well-formed" in str(exc)
+    else:
+        raise AssertionError("malformed UPO accepted")
