@@ -29,17 +29,16 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
 from pipeline.bench.validate_bench import corpus
 from pipeline.clock import polish_today
-from pipeline.demo import REPO, _free_port, kafka_broker, process
+from pipeline.demo import _free_port, kafka_broker, process
 from pipeline.ingest import InvoiceProducer
 from pipeline.settings import KafkaSettings
 from pipeline.topic_admin import reconcile
@@ -62,6 +61,7 @@ class StageRun:
     per_s: float  # passed records between the first and last output record, per second
     first_to_last_s: float
     startup_s: float  # worker launch to its first output record
+    worker_cores: float  # worker CPU seconds per second while it drained the backlog
     ingest_per_s: float
 
 
@@ -94,8 +94,15 @@ def throwaway_broker(workdir: Path) -> Iterator[KafkaSettings]:
         yield KafkaSettings(bootstrap_servers=bootstrap)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _output_timestamps(kafka: KafkaSettings, catalog: CatalogSettings, output: TopicSpec,
-                       expected: int, timeout_s: float) -> tuple[list[int], int]:
+                       expected: int, timeout_s: float, on_first: Callable[[], None]
+                       ) -> tuple[list[int], int]:
     """Broker timestamps of the output records and the rejection count, once all are in."""
     names = {topic_name(output, catalog): output, topic_name(REJECTED, catalog): REJECTED}
     consumer = Consumer(kafka.confluent(**{
@@ -111,9 +118,11 @@ def _output_timestamps(kafka: KafkaSettings, catalog: CatalogSettings, output: T
                 raise TimeoutError(f"only {len(stamps)} passed + {rejected} rejected of "
                                    f"{expected} invoices after {timeout_s:.0f} s")
             for msg in consumer.consume(1000, 0.5):
-                if msg.error():
+                if msg.error() or msg.topic() is None:
                     continue
-                if names[msg.topic()] is REJECTED:
+                if not stamps and not rejected:
+                    on_first()
+                if names[str(msg.topic())] is REJECTED:
                     rejected += 1
                 else:
                     stamps.append(msg.timestamp()[1])
@@ -122,26 +131,45 @@ def _output_timestamps(kafka: KafkaSettings, catalog: CatalogSettings, output: T
     return stamps, rejected
 
 
-@contextlib.contextmanager
-def _py_spy(pid: int, out: Path | None) -> Iterator[None]:
-    """Sample the worker with py-spy while the block runs (raw/collapsed stacks to `out`)."""
-    if out is None:
-        yield
-        return
-    spy_bin = Path(sys.executable).with_name("py-spy")
-    spy = subprocess.Popen([str(spy_bin), "record", "--format", "raw", "--threads", "-r", "250",
-                            "-p", str(pid), "-o", str(out)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        yield
-    finally:
-        spy.send_signal(signal.SIGINT)
-        spy.wait(60)
+class DrainWatch:
+    """Watches the worker from its first output record on: CPU used, optional py-spy.
+
+    Starting there leaves worker start-up (imports, group join) out of both figures.
+    """
+
+    def __init__(self, pid: int, py_spy_out: Path | None,
+                 py_spy_options: Sequence[str] = ()) -> None:
+        self.pid = pid
+        self._py_spy_out = py_spy_out
+        self._py_spy_options = list(py_spy_options)
+        self._spy: subprocess.Popen[bytes] | None = None
+        self._started: tuple[float, float] | None = None  # (monotonic, worker CPU seconds)
+
+    def first_output(self) -> None:
+        self._started = (time.monotonic(), cpu_seconds(self.pid))
+        if self._py_spy_out is not None:
+            spy_bin = Path(sys.executable).with_name("py-spy")
+            self._spy = subprocess.Popen(
+                [str(spy_bin), "record", "--format", "raw", "--threads", "--nonblocking",
+                 "-r", "100", *self._py_spy_options, "-p", str(self.pid),
+                 "-o", str(self._py_spy_out)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def done(self) -> float:
+        """Worker CPU seconds per wall second since the first output record."""
+        if self._spy is not None:
+            self._spy.send_signal(signal.SIGINT)
+            self._spy.wait(60)
+        if self._started is None:
+            return 0.0
+        wall = time.monotonic() - self._started[0]
+        return (cpu_seconds(self.pid) - self._started[1]) / wall if wall > 0 else 0.0
 
 
 def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
               invoices: Sequence[tuple[str, bytes]], *, stages: str = "validate",
               extra_env: Mapping[str, str] | None = None, py_spy: Path | None = None,
+              py_spy_options: Sequence[str] = (),
               timeout_s: float = 600.0) -> StageRun:
     """Ingest `invoices` on a fresh topic prefix, then time one worker draining them."""
     catalog = CatalogSettings(partitions=PARTITIONS, prefix=f"bench{uuid.uuid4().hex[:6]}.")
@@ -165,14 +193,17 @@ def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
     output = SEALED if "seal" in stages.split(",") else VALIDATED
     launched = time.time()
     with contextlib.redirect_stdout(sys.stderr), \
-            process(f"{stages} worker", cmd, env, worker_dir / "worker.log") as worker, \
-            _py_spy(worker.pid, py_spy):
-        stamps, rejected = _output_timestamps(kafka, catalog, output, len(invoices), timeout_s)
+            process(f"{stages} worker", cmd, env, worker_dir / "worker.log") as worker:
+        watch = DrainWatch(worker.pid, py_spy, py_spy_options)
+        stamps, rejected = _output_timestamps(kafka, catalog, output, len(invoices),
+                                              timeout_s, on_first=watch.first_output)
+        cores = watch.done()
     per_s, seconds = span_rate(stamps)
     return StageRun(
         profile=profile, stages=stages, invoices=len(invoices), passed=len(stamps),
         rejected=rejected, per_s=round(per_s, 1), first_to_last_s=round(seconds, 2),
         startup_s=round(min(stamps) / 1000 - launched, 2) if stamps else 0.0,
+        worker_cores=round(cores, 2),
         ingest_per_s=round(ingest_per_s, 1))
 
 
@@ -191,18 +222,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra worker environment, e.g. PRODUCER_LINGER=0.005")
     parser.add_argument("--py-spy", type=Path, help="write py-spy raw stacks of the worker")
+    parser.add_argument("--py-spy-option", action="append", default=[],
+                        help="extra py-spy record option, e.g. --py-spy-option=--gil")
     parser.add_argument("--json", action="store_true", help="one JSON object per corpus")
     args = parser.parse_args(argv)
     extra_env = parse_env(args.env)
+    stdout = sys.stdout  # the broker's and worker's chatter goes to stderr
     with tempfile.TemporaryDirectory(prefix="kafka-stage-bench-") as tmp, \
             throwaway_broker(Path(tmp)) as kafka:
         for profile in args.profile or ["typical"]:
             invoices = bench_corpus(profile, args.count or DEFAULT_COUNTS[profile])
             result = run_stage(kafka, Path(tmp), profile, invoices, stages=args.stages,
-                               extra_env=extra_env, py_spy=args.py_spy)
+                               extra_env=extra_env, py_spy=args.py_spy,
+                               py_spy_options=args.py_spy_option)
             fields = asdict(result)
             print(json.dumps(fields) if args.json
-                  else " ".join(f"{k}={v}" for k, v in fields.items()), flush=True)
+                  else " ".join(f"{k}={v}" for k, v in fields.items()), file=stdout,
+                  flush=True)
     return 0
 
 
