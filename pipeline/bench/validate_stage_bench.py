@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from typing import Any, TypeVar
 from lxml import etree  # type: ignore[import-untyped]
 
 from pipeline.bench.kafka_stage_bench import bench_corpus, run_stage, throwaway_broker
+from pipeline.bench.machine import load_note
 from pipeline.clock import polish_today
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.ksef.fa3.checker import invoice_parser
@@ -46,12 +46,6 @@ DEFAULT_COUNTS = {"small": 3000, "typical": 3000, "large": 150}
 GOAL_PROFILE, GOAL_RATIO = "typical", 0.8
 CHUNK = 20
 T = TypeVar("T")
-
-
-def load_note() -> str:
-    """The machine's size and load, to print beside every figure."""
-    one, five, fifteen = os.getloadavg()
-    return f"cpus={os.cpu_count()} load={one:.2f},{five:.2f},{fifteen:.2f}"
 
 
 def race(sides: Mapping[str, Callable[[T], bool]], items: Sequence[T], *,
@@ -170,7 +164,6 @@ def main(argv: list[str] | None = None) -> int:
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    print(f"validate benchmark: {load_note()} at start", file=stdout, flush=True)
     rows = run(profiles, counts, args.repeats, args.kafka, args.stages, progress)
     if args.json:
         for row in rows:
