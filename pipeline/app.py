@@ -56,3 +56,14 @@ def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:
         partitions=spec.partition_count(catalog_settings),
         **options,
     )
+
+
+async def produce(spec: TopicSpec, key: bytes, value: bytes | None) -> None:
+    """Hand one record to the app's producer directly.
+
+    An order of magnitude cheaper per record than `Topic.send` (no Faust message
+    envelope, callbacks or sensors), with the same partitioner and ordering. Faust still
+    flushes this producer before it commits consumed offsets, so a record produced while
+    handling an event is durable before that event counts as done.
+    """
+    await app.producer.send(topic_name(spec, catalog_settings), key, value, None, None, None)

@@ -16,7 +16,7 @@ from typing import Any
 import faust
 
 from pipeline import logs
-from pipeline.app import app, topic, worker_settings
+from pipeline.app import app, produce, topic, worker_settings
 from pipeline.clock import iso
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.keyring import load_keyring
@@ -29,8 +29,6 @@ log = logs.get(__name__)
 BATCH = 256
 
 validated_topic = topic(VALIDATED)
-sealed_topic = topic(SEALED)
-rejected_topic = topic(REJECTED)
 
 config = SealConfig.from_env(load_keyring(Path(worker_settings.data_dir).parent / "keyring.json"))
 
@@ -64,6 +62,6 @@ async def seal(stream: faust.StreamT[Any]) -> None:
         for result in await asyncio.to_thread(_seal_batch, raw):
             if isinstance(result, Rejection):
                 log.error("seal failed", invoice_id=result.invoice_id, message=result.message)
-                await rejected_topic.send(key=result.invoice_id.encode(), value=encode(result))
+                await produce(REJECTED, result.invoice_id.encode(), encode(result))
             else:
-                await sealed_topic.send(key=result.seller_nip.encode(), value=encode(result))
+                await produce(SEALED, result.seller_nip.encode(), encode(result))

@@ -19,7 +19,7 @@ from typing import Any
 import faust
 
 from pipeline import logs
-from pipeline.app import app, catalog_settings, kafka_settings, topic
+from pipeline.app import app, catalog_settings, kafka_settings, produce, topic
 from pipeline.clock import iso
 from pipeline.kafka_reads import read_all
 from pipeline.ksef.api import InvoiceResult, KsefClient, KsefError, SessionStatus
@@ -35,8 +35,6 @@ from topics.records import InvoiceOutcome, Rejection, SessionStep, UpoDocument
 log = logs.get(__name__)
 
 sessions_topic = topic(SESSIONS)
-outcomes_topic = topic(OUTCOMES)
-rejected_topic = topic(REJECTED)
 upo_topic = topic(UPO)
 
 CONCURRENCY = int(os.environ.get("KSEF_UPO_CONCURRENCY", "4"))
@@ -103,7 +101,7 @@ async def _accept(step: SessionStep, inv: _Invoice, number: str, acquired: str, 
         invoice_number=inv.invoice_number, ksef_number=number, acquisition_date=acquired,
         invoicing_mode=mode, session_ref=step.session_ref or "", sha256=inv.sha256,
         recorded_at=iso(), upo_ref=upo_ref)
-    await outcomes_topic.send(key=inv.invoice_id.encode(), value=encode(outcome))
+    await produce(OUTCOMES, inv.invoice_id.encode(), encode(outcome))
 
 
 async def _refuse(step: SessionStep, inv: _Invoice, code: int, message: str,
@@ -113,7 +111,7 @@ async def _refuse(step: SessionStep, inv: _Invoice, code: int, message: str,
                     rejected_at=iso(), details=details, seller_nip=step.seller_nip,
                     invoice_number=inv.invoice_number, sha256=inv.sha256,
                     session_ref=step.session_ref)
-    await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
+    await produce(REJECTED, inv.invoice_id.encode(), encode(rej))
 
 
 async def _emit_result(step: SessionStep, client: KsefClient, inv: _Invoice,

@@ -19,7 +19,7 @@ import faust
 import orjson
 
 from pipeline import logs
-from pipeline.app import app, topic
+from pipeline.app import app, produce, topic
 from pipeline.clock import from_timestamp, iso, polish_today
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.stages.submission import (
@@ -39,8 +39,6 @@ BATCH = 256
 
 submitted_topic = topic(SUBMITTED)
 checked_topic = topic(CHECKED)
-validated_topic = topic(VALIDATED)
-rejected_topic = topic(REJECTED)
 
 checker = InvoiceChecker()
 policy = AttachmentPolicy.from_env()
@@ -71,7 +69,7 @@ def _check_batch(subs: Sequence[Submission]) -> list[ValidatedInvoice | Rejectio
 
 async def _emit_rejection(rej: Rejection) -> None:
     log.info("rejected", invoice_id=rej.invoice_id, reason=rej.reason, code=rej.code)
-    await rejected_topic.send(key=rej.invoice_id.encode(), value=encode(rej))
+    await produce(REJECTED, rej.invoice_id.encode(), encode(rej))
 
 
 @app.agent(submitted_topic, name="validate-check")
@@ -83,8 +81,7 @@ async def check(stream: faust.StreamT[Any]) -> None:
             if isinstance(result, Rejection):
                 await _emit_rejection(result)
             else:
-                await checked_topic.send(key=duplicate_key(result).encode(),
-                                         value=encode(result))
+                await produce(CHECKED, duplicate_key(result).encode(), encode(result))
 
 
 @app.agent(checked_topic, name="validate-dedupe")
@@ -109,4 +106,4 @@ async def dedupe_agent(stream: faust.StreamT[Any]) -> None:
             continue
         if store is not None:
             seen_keys[key] = store.encode()
-        await validated_topic.send(key=inv.invoice_id.encode(), value=event.value)
+        await produce(VALIDATED, inv.invoice_id.encode(), event.value)
