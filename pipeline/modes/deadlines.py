@@ -1,8 +1,9 @@
 """Deadline tracker: pending invoices -> `ksef.deadlines` (compacted) and `ksef.alerts`.
 
 Flow, all keyed by invoice id so each invoice has one owner:
-1. `mode-sealed` (on `ksef.invoices.sealed`, keyed by seller) computes the first record
-   of each newly sealed invoice and puts it on `ksef.deadlines` (`computed_by: sealed`),
+1. `forward_sealed` (on `ksef.invoices.sealed`, keyed by seller; its own consumer
+   group) computes the first record of each newly sealed invoice and puts it on
+   `ksef.deadlines` (`computed_by: sealed`),
    which moves it to the partition its invoice id hashes to: that partition's owner
    keeps the invoice.
 2. `mode-deadlines` (on `ksef.deadlines`) adds those invoices to the `DeadlineBook` of
@@ -29,10 +30,12 @@ per worker run.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 from typing import Any
 
 import faust
+from aiokafka import AIOKafkaConsumer
 
 from pipeline import logs
 from pipeline.app import app, catalog_settings, kafka_settings, topic
@@ -45,6 +48,7 @@ from pipeline.modes.publish import publish_alert
 from pipeline.modes.risk import PaceMeter, RiskSettings, assess, pace
 from pipeline.modes.snapshot import ANNOUNCED_STATES, history_of, legal_content
 from pipeline.modes.topic_reads import read_latest
+from pipeline.settings import aiokafka_options
 from topics import topic_name
 from topics.catalog import DEADLINES, OUTCOMES, REJECTED
 from topics.catalog import SEALED as SEALED_TOPIC
@@ -58,7 +62,6 @@ SEALED_MARK = b'"computed_by":"sealed"'
 BATCH = 500
 BATCH_WITHIN_S = 0.1
 
-sealed_topic = topic(SEALED_TOPIC)
 outcomes_topic = topic(OUTCOMES)
 rejected_topic = topic(REJECTED)
 deadlines_topic = topic(DEADLINES)
@@ -205,19 +208,55 @@ async def deadline_publisher() -> None:
         await check_deadlines()
 
 
-@app.agent(sealed_topic, name="mode-sealed")
-async def track_sealed(stream: faust.StreamT[Any]) -> None:
+def _first_records(messages: list[Any], now: dt.datetime) -> list[tuple[str, bytes]]:
+    out = []
+    for message in messages:
+        try:
+            record = book.first_record(decode(SealedInvoice, message.value), now)
+        except (ValueError, TypeError) as exc:
+            log.error("sealed invoice not tracked", partition=message.partition,
+                      offset=message.offset, error=str(exc))
+            continue
+        out.append((record.invoice_id, encode(record)))
+    return out
+
+
+@app.task
+async def forward_sealed() -> None:
+    """`ksef.invoices.sealed` -> first records on `ksef.deadlines`, in a consumer group of
+    its own: other agents on the sealed topic in this worker (pack holds its events while
+    KSeF is down) must not stall deadline tracking, least of all during an outage.
+    Offsets are committed once the records are delivered (at least once)."""
     await follower.wait_ready()
-    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-        now = now_utc()
-        for event in events:
-            try:
-                record = book.first_record(decode(SealedInvoice, event.value), now)
-            except (ValueError, TypeError) as exc:
-                log.error("sealed invoice not tracked", offset=event.message.offset,
-                          error=str(exc))
+    while True:
+        try:
+            await _forward()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the broker went away, say: rejoin and resume from the commit
+            log.exception("forwarding sealed invoices failed; restarting")
+            await asyncio.sleep(2.0)
+
+
+async def _forward() -> None:
+    consumer = AIOKafkaConsumer(
+        topic_name(SEALED_TOPIC, catalog_settings), group_id=f"{app.conf.id}-mode-sealed",
+        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=BATCH,
+        **aiokafka_options(kafka_settings))
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=BATCH)
+            messages = [m for part in batch.values() for m in part]
+            if not messages:
                 continue
-            await _produce(record.invoice_id, encode(record))
+            deliveries = [await app.producer.send(deadlines_name, key.encode(), value, None,
+                                                  None, None)
+                          for key, value in _first_records(messages, now_utc())]
+            await asyncio.gather(*deliveries)
+            await consumer.commit()
+    finally:
+        await consumer.stop()
 
 
 @app.agent(deadlines_topic, name="mode-deadlines")
