@@ -45,7 +45,7 @@ def test_25000_invoices_three_sellers_many_sessions_multi_part(
         sandbox: KafkaSandbox, tmp_path: Path) -> None:
     big, small1, small2 = seller_nips(3, seed=101)
     plan = {big: 21_000, small1: 2_000, small2: 2_000}
-    stack = build_stack(sandbox, tmp_path, list(plan), KSEF_PART_BYTES="4000000",
+    stack = build_stack(sandbox, tmp_path, list(plan), KSEF_PART_BYTES="2000000",
                         KSEF_PACK_LINGER_S="20")
     items = _invoices(plan, "T25")
     worker = stack.worker()
@@ -61,8 +61,9 @@ def test_25000_invoices_three_sellers_many_sessions_multi_part(
     assert len(set(all_numbers)) == len(items)
     assert all(ksef_number_is_valid(n) for n in all_numbers)
 
-    batches = [decode(PackedBatch, m.value())
-               for m in sandbox.consume(PACKED, 3, timeout_s=30)]
+    batches = [decode(PackedBatch, m.value()) for m in sandbox.consume_until(
+        PACKED, lambda got: sum(len(decode(PackedBatch, m.value()).invoices)
+                                for m in got) >= len(items), 60)]
     closed = [s for s in session_steps(sandbox, 3) if s.step == "closed"]
     per_seller = Counter(s.seller_nip for s in closed)
     assert per_seller[big] >= 3

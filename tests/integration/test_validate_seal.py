@@ -53,7 +53,7 @@ def test_mixed_corpus_every_input_accounted_for(sandbox: KafkaSandbox, tmp_path:
         sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good[:60] + bad[:-1]])
         # Restart mid-stream: stop after the first outputs arrive, then send the rest.
         first = sandbox.consume(SEALED, 10, timeout_s=120)
-        assert len(first) == 10, worker.log()[-3000:]
+        assert len(first) >= 10, worker.log()[-3000:]
         assert worker.stop(signal.SIGTERM) == 0, worker.log()[-3000:]
         sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good[60:]])
         sandbox.produce(SUBMITTED, [(good[7][0].encode(), good[7][1])])  # exact replay
