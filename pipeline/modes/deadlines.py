@@ -126,7 +126,19 @@ async def _send(changes: list[Change]) -> None:
 
 
 async def _load(partition: int) -> None:
+    """Rebuild one partition of the book; retried until it works or is no longer ours
+    (every event of the partition waits for it)."""
     await follower.wait_ready()
+    while partition in gate.assigned:
+        try:
+            await _load_once(partition)
+            return
+        except Exception:
+            log.exception("loading pending invoices failed; retrying", partition=partition)
+            await asyncio.sleep(2.0)
+
+
+async def _load_once(partition: int) -> None:
     snapshot = await asyncio.to_thread(read_latest, kafka_settings, deadlines_name, [partition])
     records = []
     for raw in snapshot.live().values():
