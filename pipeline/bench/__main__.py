@@ -12,7 +12,7 @@ import importlib
 import subprocess
 import sys
 
-from pipeline.bench.machine import load_note
+from pipeline.bench.machine import exit_on_sigterm, load_note
 
 # name -> (module, default arguments, one-line description)
 BENCHES: dict[str, tuple[str, list[str], str]] = {
@@ -71,6 +71,7 @@ def run_one(name: str, argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    exit_on_sigterm()
     if not args or args[0] in ("-h", "--help", "help"):
         print(usage())
         return 0

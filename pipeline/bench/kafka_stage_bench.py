@@ -36,6 +36,7 @@ from pathlib import Path
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
+from pipeline.bench.machine import exit_on_sigterm
 from pipeline.bench.validate_bench import corpus
 from pipeline.clock import polish_today
 from pipeline.demo import _free_port, kafka_broker, process
@@ -169,9 +170,13 @@ class DrainWatch:
 def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
               invoices: Sequence[tuple[str, bytes]], *, stages: str = "validate",
               extra_env: Mapping[str, str] | None = None, py_spy: Path | None = None,
-              py_spy_options: Sequence[str] = (),
+              py_spy_options: Sequence[str] = (), modules: Sequence[str] = (),
               timeout_s: float = 600.0) -> StageRun:
-    """Ingest `invoices` on a fresh topic prefix, then time one worker draining them."""
+    """Ingest `invoices` on a fresh topic prefix, then time one worker draining them.
+
+    `modules` are extra modules registering agents (`worker --module`), e.g. a variant of
+    a stage tried with `stages=""`.
+    """
     catalog = CatalogSettings(partitions=PARTITIONS, prefix=f"bench{uuid.uuid4().hex[:6]}.")
     reports = reconcile(AdminClient(kafka.confluent()), catalog, create=True)
     if any(r.status not in ("created", "ok") for r in reports):
@@ -189,7 +194,8 @@ def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
            "KSEF_APP_ID": f"bench-{catalog.prefix.rstrip('.')}",
            "KSEF_KEYRING": json.dumps(keyring), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--stages", stages,
-           "--web-port", str(_free_port()), "--data-dir", str(worker_dir)]
+           "--web-port", str(_free_port()), "--data-dir", str(worker_dir),
+           *(f"--module={module}" for module in modules)]
     output = SEALED if "seal" in stages.split(",") else VALIDATED
     launched = time.time()
     with contextlib.redirect_stdout(sys.stderr), \
@@ -219,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="corpus profile (repeatable; default typical)")
     parser.add_argument("--count", type=int, help="invoices per corpus (default per profile)")
     parser.add_argument("--stages", default="validate", help="worker stages (default validate)")
+    parser.add_argument("--module", action="append", default=[],
+                        help="extra worker module registering agents (with --stages '' "
+                             "to run a variant of a stage instead of it)")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra worker environment, e.g. PRODUCER_LINGER=0.005")
     parser.add_argument("--py-spy", type=Path, help="write py-spy raw stacks of the worker")
@@ -227,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="one JSON object per corpus")
     args = parser.parse_args(argv)
     extra_env = parse_env(args.env)
+    exit_on_sigterm()
     stdout = sys.stdout  # the broker's and worker's chatter goes to stderr
     with tempfile.TemporaryDirectory(prefix="kafka-stage-bench-") as tmp, \
             throwaway_broker(Path(tmp)) as kafka:
@@ -234,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
             invoices = bench_corpus(profile, args.count or DEFAULT_COUNTS[profile])
             result = run_stage(kafka, Path(tmp), profile, invoices, stages=args.stages,
                                extra_env=extra_env, py_spy=args.py_spy,
-                               py_spy_options=args.py_spy_option)
+                               py_spy_options=args.py_spy_option, modules=args.module)
             fields = asdict(result)
             print(json.dumps(fields) if args.json
                   else " ".join(f"{k}={v}" for k, v in fields.items()), file=stdout,
