@@ -13,21 +13,27 @@ key that only KSeF can unwrap; the plaintext archive is deleted once the parts e
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
 import faust
+import orjson
 
 from pipeline import logs
 from pipeline.app import app, catalog_settings, kafka_settings, topic, worker_settings
-from pipeline.clock import iso
+from pipeline.clock import iso, now_utc
 from pipeline.kafka_reads import read_all
 from pipeline.ksef.api import KsefError
+from pipeline.ksef.crypto import public_key_from_certificate
 from pipeline.ksef.keyring import load_keyring
 from pipeline.ksef.package import Fit
 from pipeline.ksef_link import KsefClients, KsefSettings
+from pipeline.modes.follow import mode_follower
+from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.stages.packing import OpenBatch, PackSettings, batch_group, manifest_record
 from topics import topic_name
 from topics.catalog import PACKED, REJECTED, SEALED
@@ -44,6 +50,7 @@ rejected_topic = topic(REJECTED)
 settings = PackSettings.from_env(worker_settings.data_dir)
 keyring = load_keyring(Path(worker_settings.data_dir).parent / "keyring.json")
 clients = KsefClients(KsefSettings.from_env())
+follower = mode_follower()
 open_batches: dict[tuple[str, bool], OpenBatch] = {}
 # Invoices in manifests published lately (ours or, after a crash, our predecessor's):
 # a redelivered invoice found here is already on its way and is not packed twice.
@@ -87,6 +94,28 @@ async def _reject(inv_id: str, reason: str, code: int, message: str, event: Any,
     await _ack([event])
 
 
+MF_KEY_FILE = settings.spool_dir / "mf-public-key.json"
+
+
+async def _mf_key() -> tuple[Any, str | None]:
+    """The MF SymmetricKeyEncryption key (RSA key, its id): from KSeF, else the copy kept
+    in the spool, so packing goes on through an outage once the key was seen."""
+    try:
+        key = await clients.public().encryption_key()
+    except KsefError:
+        if not MF_KEY_FILE.exists():
+            raise
+        saved = orjson.loads(MF_KEY_FILE.read_bytes())
+        if dt.datetime.fromisoformat(saved["valid_to"]) <= now_utc():
+            raise
+        return public_key_from_certificate(saved["certificate"]), saved["public_key_id"]
+    MF_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
+    MF_KEY_FILE.write_bytes(orjson.dumps({
+        "certificate": key.certificate_b64, "public_key_id": key.public_key_id,
+        "valid_to": key.valid_to.isoformat()}))
+    return key.key, key.public_key_id
+
+
 async def _flush(group: tuple[str, bool], why: str) -> None:
     """Seal the open batch of `group` and publish its manifest; waits out KSeF outages
     (the MF key is needed to wrap the session key) with the batch kept open."""
@@ -94,15 +123,15 @@ async def _flush(group: tuple[str, bool], why: str) -> None:
     delay = 1.0
     while True:
         try:
-            mf_key = await clients.public().encryption_key()
+            mf_key, key_id = await _mf_key()
             break
         except KsefError as exc:
             log.warning("MF public key unavailable; batch stays open", error=str(exc),
                         batch_id=batch.batch_id, retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
-    packaged = await asyncio.to_thread(batch.builder.finish, mf_key.key, keep_package=False)
-    record = manifest_record(batch, packaged, mf_key.public_key_id)
+    packaged = await asyncio.to_thread(batch.builder.finish, mf_key, keep_package=False)
+    record = manifest_record(batch, packaged, key_id)
     await packed_topic.send(key=batch.seller_nip.encode(), value=encode(record))
     _remember_packed(record)
     del open_batches[group]
@@ -147,6 +176,10 @@ async def _add(event: Any) -> None:
                       inv.seller_nip)
         return
     batch.add(inv, xml, ref)
+    # Keep the event only to acknowledge it later: drop its payload so a held batch of
+    # 10,000 invoices costs kilobytes, not the sealed records' 200 MB.
+    event.message.value = None
+    event.value = None
     batch.held.append(event)
     if batch.due_to_flush(settings, time.monotonic()) == "full":
         await _flush(group, "full")
@@ -158,9 +191,12 @@ async def _tick() -> None:
         try:
             async with lock:
                 now = time.monotonic()
+                # During an announced outage only full or deadline-bound batches are sealed:
+                # the backlog then drains in full batches when KSeF is back.
+                holding = should_hold_sessions(follower.state)
                 for group, batch in list(open_batches.items()):
                     why = batch.due_to_flush(settings, now)
-                    if why:
+                    if why and not (holding and why == "linger"):
                         await _flush(group, why)
         except Exception:  # keep ticking; the batch stays open and is retried
             log.exception("pack tick failed")
@@ -175,6 +211,8 @@ async def pack(stream: faust.StreamT[Any]) -> None:
     await state["recent"]
     if state["ticker"] is None:
         state["ticker"] = asyncio.ensure_future(_tick())
+        with contextlib.suppress(KsefError):  # remember the MF key while KSeF answers
+            await _mf_key()
     async for event in manual.events():
         async with lock:
             try:

@@ -20,10 +20,12 @@ from pipeline.app import app, produce, topic, worker_settings
 from pipeline.clock import iso
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.keyring import load_keyring
+from pipeline.modes.follow import mode_follower
+from pipeline.modes.snapshot import history_from_mode_state
 from pipeline.stages.sealing import SealConfig, seal_invoice
 from topics.catalog import REJECTED, SEALED, VALIDATED
 from topics.codec import decode, encode
-from topics.records import Rejection, SealedInvoice, ValidatedInvoice
+from topics.records import ModeState, Rejection, SealedInvoice, ValidatedInvoice
 
 log = logs.get(__name__)
 BATCH = 256
@@ -38,6 +40,16 @@ class ModeView:
 
     history: AnnouncementHistory = AnnouncementHistory()
     ksef_reachable: bool = True
+
+
+def _apply(state: ModeState) -> None:
+    ModeView.history = history_from_mode_state(state)
+    ModeView.ksef_reachable = state.ksef_reachable
+
+
+follower = mode_follower()
+follower.subscribe(_apply)
+READY_WAIT_S = 30.0
 
 
 def _seal_batch(raw: Sequence[tuple[bytes | None, bytes]]) -> list[SealedInvoice | Rejection]:
@@ -57,6 +69,10 @@ def _seal_batch(raw: Sequence[tuple[bytes | None, bytes]]) -> list[SealedInvoice
 
 @app.agent(validated_topic, name="seal")
 async def seal(stream: faust.StreamT[Any]) -> None:
+    try:  # stamp modes from the real state, not from "nothing announced"
+        await asyncio.wait_for(follower.wait_ready(), READY_WAIT_S)
+    except TimeoutError:
+        log.warning("ksef.mode not read yet; sealing with no announcements known")
     async for events in stream.take_events(BATCH, within=0.05):
         raw = [(e.message.key, e.message.value) for e in events]
         for result in await asyncio.to_thread(_seal_batch, raw):

@@ -12,6 +12,7 @@ KSeF already has are not sent again, a closed session is never opened a second t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import heapq
@@ -43,6 +44,10 @@ from pipeline.ksef.keyring import load_keyring
 from pipeline.ksef.package import BatchLimits, PackageManifest, RebuildMismatch, rebuild_package
 from pipeline.ksef.package.builder import seal_package
 from pipeline.ksef_link import KsefClients, KsefSettings
+from pipeline.modes.follow import mode_follower
+from pipeline.modes.observed import HealthReporter
+from pipeline.modes.publish import publish_announcement
+from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.session_journal import (
     CLOSED,
     FAILED,
@@ -67,7 +72,9 @@ CONCURRENCY = int(os.environ.get("KSEF_SUBMIT_CONCURRENCY", "2"))
 UPLOAD_WINDOW_PER_PART = dt.timedelta(minutes=20)
 NO_DEADLINE = "9999-12-31"
 
-clients = KsefClients(KsefSettings.from_env())
+follower = mode_follower()
+health = HealthReporter(publish_announcement, lambda: follower.state)
+clients = KsefClients(KsefSettings.from_env(), observer=health.observe)
 keyring = load_keyring(Path(worker_settings.data_dir).parent / "keyring.json")
 journal = Journal()
 queue: list[tuple[str, str, int, PackedBatch, Any]] = []
@@ -244,12 +251,35 @@ async def _submit_with_policy(rec: PackedBatch) -> bool:
         return False
 
 
+HOLD_PROBE_S = float(os.environ.get("KSEF_HOLD_PROBE_S", "5"))
+
+
+async def _hold_while_announced() -> None:
+    """During an announced failure/maintenance open no session; probe KSeF meanwhile so
+    the backlog drains as soon as it answers again (and the announcement has ended)."""
+    logged = False
+    while should_hold_sessions(follower.state):
+        if not logged:
+            log.warning("KSeF outage announced: holding new sessions",
+                        state=follower.state.state if follower.state else None,
+                        queued=len(queue))
+            logged = True
+        with contextlib.suppress(KsefError):
+            await clients.public().encryption_key()  # a probe that counts as health
+        await asyncio.sleep(HOLD_PROBE_S)
+    if logged:
+        log.info("KSeF outage over: draining the backlog", queued=len(queue))
+
+
 async def _dispatcher() -> None:
     backoff = 1.0
     while True:
         while not queue:
             queue_ready.clear()
             await queue_ready.wait()
+        await _hold_while_announced()
+        if not queue:
+            continue
         deadline, packed_at, n, rec, event = heapq.heappop(queue)
         try:
             settled = await _submit_with_policy(rec)
