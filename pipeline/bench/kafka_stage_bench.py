@@ -63,6 +63,7 @@ class StageRun:
     first_to_last_s: float
     startup_s: float  # worker launch to its first output record
     worker_cores: float  # worker CPU seconds per second while it drained the backlog
+    worker_cpu_ms: float  # worker CPU per invoice drained: less load-dependent than per_s
     ingest_per_s: float
 
 
@@ -156,15 +157,14 @@ class DrainWatch:
                  "-o", str(self._py_spy_out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def done(self) -> float:
-        """Worker CPU seconds per wall second since the first output record."""
+    def done(self) -> tuple[float, float]:
+        """Worker (CPU seconds, wall seconds) since the first output record."""
         if self._spy is not None:
             self._spy.send_signal(signal.SIGINT)
             self._spy.wait(60)
         if self._started is None:
-            return 0.0
-        wall = time.monotonic() - self._started[0]
-        return (cpu_seconds(self.pid) - self._started[1]) / wall if wall > 0 else 0.0
+            return 0.0, 0.0
+        return cpu_seconds(self.pid) - self._started[1], time.monotonic() - self._started[0]
 
 
 def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
@@ -203,13 +203,14 @@ def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
         watch = DrainWatch(worker.pid, py_spy, py_spy_options)
         stamps, rejected = _output_timestamps(kafka, catalog, output, len(invoices),
                                               timeout_s, on_first=watch.first_output)
-        cores = watch.done()
+        cpu, wall = watch.done()
     per_s, seconds = span_rate(stamps)
     return StageRun(
         profile=profile, stages=stages, invoices=len(invoices), passed=len(stamps),
         rejected=rejected, per_s=round(per_s, 1), first_to_last_s=round(seconds, 2),
         startup_s=round(min(stamps) / 1000 - launched, 2) if stamps else 0.0,
-        worker_cores=round(cores, 2),
+        worker_cores=round(cpu / wall, 2) if wall > 0 else 0.0,
+        worker_cpu_ms=round(1000 * cpu / max(len(stamps) + rejected - 1, 1), 2),
         ingest_per_s=round(ingest_per_s, 1))
 
 
