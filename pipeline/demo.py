@@ -86,6 +86,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--linger", type=float, default=5.0,
                    help="seconds a batch waits for more invoices (default 5)")
     p.add_argument("--var", default=str(REPO / "var/demo"), help="state and logs directory")
+    p.add_argument("--outage", action="store_true",
+                   help="rehearse an outage: KSeF down and a failure announced while the "
+                        "invoices arrive, then the end announced and the backlog drained")
     return p.parse_args(argv)
 
 
@@ -139,7 +142,9 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         keyring.chmod(0o600)
     env.update(KSEF_ENV="emulator", KSEF_API_URL=emulator.base_url,
                KSEF_TOKENS_FILE=str(tokens), KSEF_KEYRING_FILE=str(keyring),
-               KSEF_PACK_LINGER_S=str(args.linger), KSEF_SPOOL_DIR=str(var / "spool"))
+               KSEF_PACK_LINGER_S=str(args.linger), KSEF_SPOOL_DIR=str(var / "spool"),
+               KSEF_LATARNIA_POLL_S="1", KSEF_LATARNIA_UNREACHABLE_AFTER_S="5",
+               KSEF_MODE_TICK_S="1", KSEF_HOLD_PROBE_S="1")
     say(f"{len(sellers)} seller contexts with KSeF tokens in {tokens}")
 
     procs = []
@@ -151,9 +156,16 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
             process(f"worker {i}", cmd, env, var / f"worker-{i}.log")))
         say(f"worker {i}: http://127.0.0.1:{port}/  log {var / f'worker-{i}.log'}")
 
+    rehearsal = None
+    if args.outage:
+        rehearsal = OutageRehearsal(emulator, kafka, catalog, stop)
+        stack.callback(rehearsal.close)
+        rehearsal.begin()
     run_id = time.strftime("%H%M%S")
     say(f"generating {args.invoices} FA(3) invoices for {len(sellers)} sellers ...")
     items = generate(args.invoices, sellers, _polish_today(), run_id)
+    if rehearsal is not None:
+        rehearsal.narrate(len(items))
     ledger = Ledger({i for i, _, _ in items})
     reader = LedgerReader(kafka, catalog, ledger)
     reader.start()
@@ -197,6 +209,63 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     while not stop["requested"] and complete:
         time.sleep(0.2)
     return 0 if complete else 1
+
+
+def _deadline_text(summary: dict[tuple[str, str | None], int]) -> str:
+    parts = []
+    for (status, due), count in sorted(summary.items(), key=str):
+        when = due or "no date yet (the failure has no announced end)"
+        parts.append(f"{count} {status} {when}")
+    return ", ".join(parts) or "none yet"
+
+
+class OutageRehearsal:
+    """Narrates an outage: KSeF down and a failure announced before the invoices arrive;
+    once all of them are pending with an open deadline, the end is announced, then KSeF
+    comes back and the backlog drains."""
+
+    def __init__(self, emulator: Any, kafka: Any, catalog: Any, stop: dict[str, bool]) -> None:
+        from pipeline.demo_run import DeadlineView
+
+        self.emulator = emulator
+        self.view = DeadlineView(kafka, catalog)
+        self.stop = stop
+        self.expected = 0
+
+    def begin(self) -> None:
+        self.view.start()
+        time.sleep(3)  # the workers read KSeF's state and the MF key while it is up
+        self.emulator.admin("down", {"mode": "503"})
+        self.emulator.admin("latarnia/announce", {"category": "FAILURE"})
+        say("OUTAGE: KSeF API down (503) and a FAILURE announced on Latarnia; invoices are "
+            "validated, sealed in emergency mode and packed, but no session opens")
+
+    def narrate(self, expected: int) -> None:
+        import threading
+
+        self.expected = expected
+        threading.Thread(target=self._run, daemon=True, name="narrator").start()
+
+    def _run(self) -> None:
+        last: dict[tuple[str, str | None], int] = {}
+        while not self.stop["requested"]:
+            summary = self.view.summary()
+            if summary != last:
+                say(f"deadlines: {_deadline_text(summary)}")
+                last = summary
+            if {k[0] for k in summary} == {"open"} and sum(summary.values()) >= self.expected:
+                break
+            time.sleep(1)
+        self.emulator.admin("latarnia/end", {"event": "1"})
+        say("the FAILURE's end is announced: every pending deadline becomes 7 business days "
+            "after it")
+        time.sleep(5)
+        say(f"deadlines now: {_deadline_text(self.view.summary())}")
+        self.emulator.admin("up")
+        say("KSeF answers again: the backlog drains in full batches, earliest deadline first")
+
+    def close(self) -> None:
+        self.view.stop()
 
 
 def _polish_today() -> Any:

@@ -143,3 +143,51 @@ def ingest(items: list[tuple[str, str, bytes]], kafka: KafkaSettings,
 
 
 __all__ = ["Ledger", "LedgerReader", "StageCounter", "generate", "ingest", "seller_nips"]
+
+
+class DeadlineView(threading.Thread):
+    """Latest `ksef.deadlines` record per invoice (tombstones remove), for narration."""
+
+    def __init__(self, kafka: KafkaSettings, catalog: CatalogSettings) -> None:
+        super().__init__(daemon=True, name="deadlines")
+        from topics.catalog import DEADLINES
+
+        self.latest: dict[str, tuple[str, str | None]] = {}
+        self.lock = threading.Lock()
+        self._halt = threading.Event()
+        self._consumer = Consumer(kafka.confluent(**{
+            "group.id": f"demo-deadlines-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "log_level": 3}))
+        self._consumer.subscribe([topic_name(DEADLINES, catalog)])
+
+    def run(self) -> None:
+        from topics.records import DeadlineRecord
+
+        try:
+            while not self._halt.is_set():
+                for msg in self._consumer.consume(1000, 0.5):
+                    if msg.error():
+                        continue
+                    key = (msg.key() or b"").decode()
+                    with self.lock:
+                        if msg.value() is None:
+                            self.latest.pop(key, None)
+                            continue
+                        try:
+                            rec = decode(DeadlineRecord, msg.value())
+                        except (ValueError, TypeError):
+                            continue
+                        self.latest[key] = (rec.status, rec.deadline)
+        finally:
+            self._consumer.close()
+
+    def summary(self) -> dict[tuple[str, str | None], int]:
+        with self.lock:
+            out: dict[tuple[str, str | None], int] = {}
+            for value in self.latest.values():
+                out[value] = out.get(value, 0) + 1
+            return out
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)

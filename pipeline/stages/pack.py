@@ -196,7 +196,7 @@ async def _tick() -> None:
                 holding = should_hold_sessions(follower.state)
                 for group, batch in list(open_batches.items()):
                     why = batch.due_to_flush(settings, now)
-                    if why and not (holding and why == "linger"):
+                    if why and not (holding and why in ("linger", "age")):
                         await _flush(group, why)
         except Exception:  # keep ticking; the batch stays open and is retried
             log.exception("pack tick failed")

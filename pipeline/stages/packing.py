@@ -21,7 +21,8 @@ from topics.records import KafkaRef, PackedBatch, PackedInvoice, SealedInvoice
 @dataclass(frozen=True)
 class PackSettings:
     spool_dir: Path
-    linger_s: float = 30.0
+    linger_s: float = 30.0  # seal once no invoice came for this long ...
+    max_age_s: float = 300.0  # ... or once the batch is this old, whichever first
     limits: BatchLimits = field(default_factory=BatchLimits)
     archive_format: PackageFormat = PackageFormat.ZIP
     deflate_level: int = 3
@@ -36,6 +37,7 @@ class PackSettings:
         return cls(
             spool_dir=Path(os.environ.get("KSEF_SPOOL_DIR", str(Path(data_dir) / "spool"))),
             linger_s=float(os.environ.get("KSEF_PACK_LINGER_S", "30")),
+            max_age_s=float(os.environ.get("KSEF_PACK_MAX_AGE_S", "300")),
             limits=limits,
             archive_format=PackageFormat.parse(os.environ.get("KSEF_PACK_FORMAT", "zip")),
             deflate_level=int(os.environ.get("KSEF_PACK_LEVEL", "3")),
@@ -60,6 +62,7 @@ class OpenBatch:
     offline_mode: bool
     builder: PackageBuilder
     opened_at: float = field(default_factory=time.monotonic)
+    last_added: float = field(default_factory=time.monotonic)
     invoices: list[PackedInvoice] = field(default_factory=list)
     held: list[Any] = field(default_factory=list)  # Faust events, acked once published
     earliest_deadline: dt.date | None = None
@@ -78,6 +81,7 @@ class OpenBatch:
 
     def add(self, inv: SealedInvoice, xml: bytes, ref: KafkaRef) -> None:
         entry = self.builder.add(ref, xml, expected_hash=inv.sha256)
+        self.last_added = time.monotonic()
         self.invoices.append(PackedInvoice(
             invoice_id=inv.invoice_id, invoice_number=inv.invoice_number, sha256=inv.sha256,
             size=inv.size, entry=entry.entry_name, ref=ref, mode=inv.mode,
@@ -94,8 +98,12 @@ class OpenBatch:
             return None
         if self.builder.count >= settings.limits.max_invoices:
             return "full"
-        if now - self.opened_at >= settings.linger_s:
+        # A backlog keeps a batch busy until it is full; a trickle seals it when it goes
+        # quiet, and a steady trickle when it is old.
+        if now - self.last_added >= settings.linger_s:
             return "linger"
+        if now - self.opened_at >= settings.max_age_s:
+            return "age"
         if self.earliest_deadline is not None:
             left = deadline_end(self.earliest_deadline) - (wall or now_utc())
             if left.total_seconds() <= settings.deadline_safety_s:

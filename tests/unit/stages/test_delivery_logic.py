@@ -34,17 +34,20 @@ def sealed(i: int, deadline: str | None, xml: bytes) -> SealedInvoice:
 
 
 def test_batch_flushes_on_count_linger_and_deadline(tmp_path: Path) -> None:
-    settings = PackSettings(spool_dir=tmp_path, linger_s=30,
+    settings = PackSettings(spool_dir=tmp_path, linger_s=30, max_age_s=100,
                             limits=BatchLimits(max_invoices=3), deadline_safety_s=3600)
     batch = OpenBatch.start((SELLER, False), settings)
     far = (TODAY + dt.timedelta(days=5)).isoformat()
     for i in range(2):
         xml = make_invoice(seller_nip=SELLER, number=f"N/{i}", issue_date=TODAY, seed=i)
         batch.add(sealed(i, far, xml), xml, KafkaRef("s", 0, i))
-    now = batch.opened_at
+    now = batch.last_added
     noon = dt.datetime.combine(TODAY, dt.time(12), tzinfo=WARSAW)
     assert batch.due_to_flush(settings, now + 1, noon) is None
     assert batch.due_to_flush(settings, now + 31, noon) == "linger"
+    batch.last_added = now + 150  # a steady trickle: never quiet, but old
+    assert batch.due_to_flush(settings, batch.opened_at + 101, noon) == "age"
+    batch.last_added = now
     last_hour = dt.datetime.combine(TODAY + dt.timedelta(days=5), dt.time(23, 30), tzinfo=WARSAW)
     assert batch.due_to_flush(settings, now + 1, last_hour) == "deadline"
     xml = make_invoice(seller_nip=SELLER, number="N/2", issue_date=TODAY, seed=2)
