@@ -176,6 +176,7 @@ async def _add(event: Any) -> None:
                       inv.seller_nip)
         return
     batch.add(inv, xml, ref)
+    last_seen[event.message.tp] = ref.offset
     # Keep the event only to acknowledge it later: drop its payload so a held batch of
     # 10,000 invoices costs kilobytes, not the sealed records' 200 MB.
     event.message.value = None
@@ -183,6 +184,21 @@ async def _add(event: Any) -> None:
     batch.held.append(event)
     if batch.due_to_flush(settings, time.monotonic()) == "full":
         await _flush(group, "full")
+
+
+last_seen: dict[Any, int] = {}
+
+
+def _backlog() -> bool:
+    """More sealed invoices wait in Kafka for this worker (from the fetcher's view)."""
+    for tp, offset in last_seen.items():
+        try:
+            highwater = app.consumer.highwater(tp)
+        except Exception:  # not assigned any more, or not fetched yet
+            continue
+        if highwater is not None and highwater > offset + 1:
+            return True
+    return False
 
 
 async def _tick() -> None:
@@ -193,9 +209,14 @@ async def _tick() -> None:
                 now = time.monotonic()
                 # During an announced outage only full or deadline-bound batches are sealed:
                 # the backlog then drains in full batches when KSeF is back.
+                # A quiet batch is sealed on linger only when nothing more is waiting in
+                # Kafka: after an outage the backlog must leave in full batches.
                 holding = should_hold_sessions(follower.state)
+                waiting = _backlog()
                 for group, batch in list(open_batches.items()):
                     why = batch.due_to_flush(settings, now)
+                    if why == "linger" and waiting:
+                        continue
                     if why and not (holding and why in ("linger", "age")):
                         await _flush(group, why)
         except Exception:  # keep ticking; the batch stays open and is retried
