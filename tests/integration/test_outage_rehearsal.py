@@ -15,7 +15,7 @@ from pipeline.ksef.calendar import add_business_days
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.modes.audit import disagreements
 from tests.integration.delivery_harness import build_stack, ingest
-from tests.integration.modes.helpers import Seen, Watcher
+from tests.integration.modes.helpers import Watcher, latest_values
 from tests.kafka_harness import KafkaSandbox
 from topics.catalog import DEADLINES, MODE, OUTCOMES, PACKED, SESSIONS
 from topics.records import DeadlineRecord, InvoiceOutcome, ModeState, PackedBatch, SessionStep
@@ -23,14 +23,7 @@ from topics.records import DeadlineRecord, InvoiceOutcome, ModeState, PackedBatc
 INVOICES = 20_000
 
 
-def latest(seen: list[Seen[DeadlineRecord]]) -> dict[str, DeadlineRecord]:
-    out: dict[str, DeadlineRecord] = {}
-    for s in seen:
-        if s.value is None:
-            out.pop(s.key, None)
-        else:
-            out[s.key] = s.value
-    return out
+latest = latest_values
 
 
 def test_outage_backlog_drains_in_full_batches_on_time(sandbox: KafkaSandbox,

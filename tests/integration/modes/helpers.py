@@ -69,3 +69,14 @@ class Watcher(Generic[T]):
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def latest_values(seen: list[Seen[T]]) -> dict[str, T]:
+    """The latest value per key of a compacted topic (a tombstone removes the key)."""
+    out: dict[str, T] = {}
+    for s in seen:
+        if s.value is None:
+            out.pop(s.key, None)
+        else:
+            out[s.key] = s.value
+    return out

@@ -29,7 +29,7 @@ from pipeline.modes.audit import disagreements
 from pipeline.modes.messages import from_latarnia
 from pipeline.modes.observed import HealthReporter
 from pipeline.modes.snapshot import history_from_mode_state
-from tests.integration.modes.helpers import Seen, Watcher
+from tests.integration.modes.helpers import Watcher, latest_values
 from tests.kafka_harness import REPO, KafkaSandbox, Worker, start_worker
 from topics.catalog import ALERTS, ANNOUNCEMENTS, DEADLINES, MODE, SEALED, SUBMITTED
 from topics.codec import encode
@@ -62,14 +62,7 @@ def _sealed(invoice_id: str, issue_date: str, mode: str) -> SealedInvoice:
         sealed_at="2026-03-02T10:00:00+01:00", origin=KafkaRef("x", 0, 0))
 
 
-def _latest(seen: list[Seen[DeadlineRecord]]) -> dict[str, DeadlineRecord]:
-    out: dict[str, DeadlineRecord] = {}
-    for s in seen:
-        if s.value is None:
-            out.pop(s.key, None)
-        else:
-            out[s.key] = s.value
-    return out
+_latest = latest_values
 
 
 def _agrees_with_rules_core(records: dict[str, DeadlineRecord], state: ModeState) -> None:
