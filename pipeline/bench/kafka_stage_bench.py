@@ -30,9 +30,10 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import orjson
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
@@ -59,11 +60,13 @@ class StageRun:
     invoices: int
     passed: int
     rejected: int
+    repeats: int  # records of an invoice already seen (redelivered after a rebalance)
     per_s: float  # passed records between the first and last output record, per second
     first_to_last_s: float
     startup_s: float  # worker launch to its first output record
-    worker_cores: float  # worker CPU seconds per second while it drained the backlog
-    worker_cpu_ms: float  # worker CPU per invoice drained: less load-dependent than per_s
+    workers: int
+    worker_cores: float  # workers' CPU seconds per second while they drained the backlog
+    worker_cpu_ms: float  # workers' CPU per invoice drained: less load-dependent than per_s
     ingest_per_s: float
 
 
@@ -102,58 +105,93 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _output_timestamps(kafka: KafkaSettings, catalog: CatalogSettings, output: TopicSpec,
-                       expected: int, timeout_s: float, on_first: Callable[[], None]
-                       ) -> tuple[list[int], int]:
-    """Broker timestamps of the output records and the rejection count, once all are in."""
+@dataclass
+class OutputTally:
+    """Distinct invoices seen on the output and rejection topics.
+
+    A rebalance (several workers) redelivers records, so an invoice can come out twice;
+    only its first appearance counts towards the rate, the rest are `repeats`.
+    """
+
+    stamps: list[int] = field(default_factory=list)  # broker ms of each first appearance
+    passed: set[str] = field(default_factory=set)
+    rejected: set[str] = field(default_factory=set)
+    repeats: int = 0
+
+    def add(self, invoice_id: str, timestamp_ms: int, *, rejection: bool) -> None:
+        if invoice_id in self.passed or invoice_id in self.rejected:
+            self.repeats += 1
+            return
+        (self.rejected if rejection else self.passed).add(invoice_id)
+        if not rejection:
+            self.stamps.append(timestamp_ms)
+
+    @property
+    def settled(self) -> int:
+        return len(self.passed) + len(self.rejected)
+
+
+def _invoice_id(spec: TopicSpec, key: bytes | None, value: bytes | None) -> str:
+    """`.sealed` is keyed by seller NIP: its invoice id is in the value."""
+    if spec is SEALED:
+        return str(orjson.loads(value or b"{}").get("invoice_id"))
+    return (key or b"").decode("utf-8", "replace")
+
+
+def _tally_outputs(kafka: KafkaSettings, catalog: CatalogSettings, output: TopicSpec,
+                   expected: int, timeout_s: float, on_first: Callable[[], None]
+                   ) -> OutputTally:
+    """Read the output and rejection topics until every invoice came out once."""
     names = {topic_name(output, catalog): output, topic_name(REJECTED, catalog): REJECTED}
     consumer = Consumer(kafka.confluent(**{
         "group.id": f"bench-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
         "enable.auto.commit": False, "fetch.max.bytes": 64 * 1024 * 1024, "log_level": 3}))
     consumer.subscribe(list(names))
-    stamps: list[int] = []
-    rejected = 0
+    tally = OutputTally()
     deadline = time.monotonic() + timeout_s
     try:
-        while len(stamps) + rejected < expected:
+        while tally.settled < expected:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"only {len(stamps)} passed + {rejected} rejected of "
-                                   f"{expected} invoices after {timeout_s:.0f} s")
+                raise TimeoutError(f"only {len(tally.passed)} passed + {len(tally.rejected)} "
+                                   f"rejected of {expected} invoices after {timeout_s:.0f} s")
             for msg in consumer.consume(1000, 0.5):
                 if msg.error() or msg.topic() is None:
                     continue
-                if not stamps and not rejected:
+                if not tally.settled:
                     on_first()
-                if names[str(msg.topic())] is REJECTED:
-                    rejected += 1
-                else:
-                    stamps.append(msg.timestamp()[1])
+                spec = names[str(msg.topic())]
+                tally.add(_invoice_id(spec, msg.key(), msg.value()), msg.timestamp()[1],
+                          rejection=spec is REJECTED)
     finally:
         consumer.close()
-    return stamps, rejected
+    return tally
 
 
 class DrainWatch:
-    """Watches the worker from its first output record on: CPU used, optional py-spy.
+    """Watches the workers from the first output record on: CPU used, optional py-spy.
 
     Starting there leaves worker start-up (imports, group join) out of both figures.
     """
 
-    def __init__(self, pid: int, py_spy_out: Path | None,
+    def __init__(self, pids: Sequence[int], py_spy_out: Path | None,
                  py_spy_options: Sequence[str] = ()) -> None:
-        self.pid = pid
+        self.pids = list(pids)
         self._py_spy_out = py_spy_out
         self._py_spy_options = list(py_spy_options)
         self._spy: subprocess.Popen[bytes] | None = None
         self._started: tuple[float, float] | None = None  # (monotonic, worker CPU seconds)
 
+    def _cpu(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
     def first_output(self) -> None:
-        self._started = (time.monotonic(), cpu_seconds(self.pid))
+        """Start the clocks; py-spy samples the first worker."""
+        self._started = (time.monotonic(), self._cpu())
         if self._py_spy_out is not None:
             spy_bin = Path(sys.executable).with_name("py-spy")
             self._spy = subprocess.Popen(
                 [str(spy_bin), "record", "--format", "raw", "--threads", "--nonblocking",
-                 "-r", "100", *self._py_spy_options, "-p", str(self.pid),
+                 "-r", "100", *self._py_spy_options, "-p", str(self.pids[0]),
                  "-o", str(self._py_spy_out)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -164,15 +202,18 @@ class DrainWatch:
             self._spy.wait(60)
         if self._started is None:
             return 0.0, 0.0
-        return cpu_seconds(self.pid) - self._started[1], time.monotonic() - self._started[0]
+        return self._cpu() - self._started[1], time.monotonic() - self._started[0]
 
 
 def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
               invoices: Sequence[tuple[str, bytes]], *, stages: str = "validate",
               extra_env: Mapping[str, str] | None = None, py_spy: Path | None = None,
               py_spy_options: Sequence[str] = (), modules: Sequence[str] = (),
-              timeout_s: float = 600.0) -> StageRun:
-    """Ingest `invoices` on a fresh topic prefix, then time one worker draining them.
+              workers: int = 1, timeout_s: float = 600.0) -> StageRun:
+    """Ingest `invoices` on a fresh topic prefix, then time `workers` draining them.
+
+    Several workers start together, so their group's first rebalance falls inside the
+    measured interval.
 
     `modules` are extra modules registering agents (`worker --module`), e.g. a variant of
     a stage tried with `stages=""`.
@@ -187,30 +228,34 @@ def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
             producer.send(invoice_id, xml, source="bench")
     ingest_per_s = len(invoices) / (time.monotonic() - started)
 
-    worker_dir = workdir / f"worker-{catalog.prefix.rstrip('.')}"
     keyring = {"active": "k1", "keys": {"k1": base64.b64encode(os.urandom(32)).decode()}}
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
            "KSEF_TOPIC_PREFIX": catalog.prefix, "KSEF_TOPIC_PARTITIONS": str(PARTITIONS),
            "KSEF_APP_ID": f"bench-{catalog.prefix.rstrip('.')}",
            "KSEF_KEYRING": json.dumps(keyring), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-    cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--stages", stages,
-           "--web-port", str(_free_port()), "--data-dir", str(worker_dir),
-           *(f"--module={module}" for module in modules)]
     output = SEALED if "seal" in stages.split(",") else VALIDATED
     launched = time.time()
-    with contextlib.redirect_stdout(sys.stderr), \
-            process(f"{stages} worker", cmd, env, worker_dir / "worker.log") as worker:
-        watch = DrainWatch(worker.pid, py_spy, py_spy_options)
-        stamps, rejected = _output_timestamps(kafka, catalog, output, len(invoices),
-                                              timeout_s, on_first=watch.first_output)
+    with contextlib.redirect_stdout(sys.stderr), contextlib.ExitStack() as stack:
+        pids = []
+        for n in range(workers):
+            worker_dir = workdir / f"worker-{catalog.prefix.rstrip('.')}-{n}"
+            cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--stages", stages,
+                   "--web-port", str(_free_port()), "--data-dir", str(worker_dir),
+                   *(f"--module={module}" for module in modules)]
+            pids.append(stack.enter_context(process(
+                f"{stages} worker {n}", cmd, env, worker_dir / "worker.log")).pid)
+        watch = DrainWatch(pids, py_spy, py_spy_options)
+        tally = _tally_outputs(kafka, catalog, output, len(invoices), timeout_s,
+                               on_first=watch.first_output)
         cpu, wall = watch.done()
-    per_s, seconds = span_rate(stamps)
+    per_s, seconds = span_rate(tally.stamps)
     return StageRun(
-        profile=profile, stages=stages, invoices=len(invoices), passed=len(stamps),
-        rejected=rejected, per_s=round(per_s, 1), first_to_last_s=round(seconds, 2),
-        startup_s=round(min(stamps) / 1000 - launched, 2) if stamps else 0.0,
+        profile=profile, stages=stages, invoices=len(invoices), passed=len(tally.passed),
+        rejected=len(tally.rejected), repeats=tally.repeats, per_s=round(per_s, 1),
+        first_to_last_s=round(seconds, 2), workers=workers,
+        startup_s=round(min(tally.stamps) / 1000 - launched, 2) if tally.stamps else 0.0,
         worker_cores=round(cpu / wall, 2) if wall > 0 else 0.0,
-        worker_cpu_ms=round(1000 * cpu / max(len(stamps) + rejected - 1, 1), 2),
+        worker_cpu_ms=round(1000 * cpu / max(tally.settled - 1, 1), 2),
         ingest_per_s=round(ingest_per_s, 1))
 
 
@@ -229,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--module", action="append", default=[],
                         help="extra worker module registering agents (with --stages '' "
                              "to run a variant of a stage instead of it)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                         help="extra worker environment, e.g. PRODUCER_LINGER=0.005")
     parser.add_argument("--py-spy", type=Path, help="write py-spy raw stacks of the worker")
@@ -245,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             invoices = bench_corpus(profile, args.count or DEFAULT_COUNTS[profile])
             result = run_stage(kafka, Path(tmp), profile, invoices, stages=args.stages,
                                extra_env=extra_env, py_spy=args.py_spy,
-                               py_spy_options=args.py_spy_option, modules=args.module)
+                               py_spy_options=args.py_spy_option, modules=args.module,
+                               workers=args.workers)
             fields = asdict(result)
             print(json.dumps(fields) if args.json
                   else " ".join(f"{k}={v}" for k, v in fields.items()), file=stdout,

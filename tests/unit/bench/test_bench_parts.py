@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.bench.__main__ import OVERRIDING, arguments
 from pipeline.bench.e2e_bench import DemoSummary, parse_summary
-from pipeline.bench.kafka_stage_bench import cpu_seconds, parse_env, span_rate
+from pipeline.bench.kafka_stage_bench import OutputTally, cpu_seconds, parse_env, span_rate
 from pipeline.bench.validate_stage_bench import race, ratio, table
 
 
@@ -72,3 +72,12 @@ def test_cpu_seconds_of_this_process_grow_with_work() -> None:
     before = cpu_seconds(os.getpid())
     sum(i * i for i in range(2_000_000))
     assert cpu_seconds(os.getpid()) > before
+
+
+def test_output_tally_counts_each_invoice_once() -> None:
+    tally = OutputTally()
+    tally.add("a", 1_000, rejection=False)
+    tally.add("b", 1_500, rejection=True)
+    tally.add("a", 2_000, rejection=False)  # redelivered after a rebalance
+    tally.add("b", 2_500, rejection=False)  # already settled as a rejection
+    assert (tally.settled, tally.repeats, tally.stamps) == (2, 2, [1_000])
