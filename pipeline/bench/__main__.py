@@ -20,7 +20,7 @@ BENCHES: dict[str, tuple[str, list[str], str]] = {
                  "raw lxml vs check_submission vs the stage through Kafka, per profile"),
     "pack": ("pipeline.bench.pack_bench", ["--sweep", "2000,10000,20000"],
              "MB/s and peak RSS packing typical invoices, per batch size"),
-    "emulator": ("pipeline.bench.emulator_bench", ["--repeats", "2"],
+    "emulator": ("pipeline.bench.emulator_bench", [],
                  "seconds the emulator takes to process a 10,000-invoice batch"),
     "e2e": ("pipeline.bench.e2e_bench", [],
             "invoices/s from ingest to outcome (broker, emulator, workers)"),
