@@ -41,6 +41,10 @@ app = faust.App(
     # a rebalance or shutdown waiting for them: unacked events are simply redelivered.
     stream_wait_empty=os.environ.get("KSEF_STREAM_WAIT_EMPTY", "1") != "0",
     producer_max_request_size=10 * 1024 * 1024,
+    # Faust's default batch (16 KB) is smaller than one validated invoice record: every
+    # record would go alone. Bigger batches + 5 ms linger save ~25% CPU per invoice.
+    producer_max_batch_size=1_000_000,
+    producer_linger_ms=5,
     broker_max_poll_records=500,
     logging_config=logs.logging_config(worker_settings.log_level),
     autodiscover=False,
