@@ -22,13 +22,13 @@ from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.keyring import load_keyring
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.snapshot import history_from_mode_state
+from pipeline.stages.replay_guard import ReplayGuard
 from pipeline.stages.sealing import SealConfig, seal_invoice
 from topics.catalog import REJECTED, SEALED, VALIDATED
 from topics.codec import decode, encode
 from topics.records import ModeState, Rejection, SealedInvoice, ValidatedInvoice
 
 log = logs.get(__name__)
-BATCH = 256
 
 validated_topic = topic(VALIDATED)
 
@@ -50,6 +50,7 @@ def _apply(state: ModeState) -> None:
 follower = mode_follower()
 follower.subscribe(_apply)
 READY_WAIT_S = 30.0
+guard = ReplayGuard()
 
 
 def _seal_batch(raw: Sequence[tuple[bytes | None, bytes]]) -> list[SealedInvoice | Rejection]:
@@ -73,11 +74,15 @@ async def seal(stream: faust.StreamT[Any]) -> None:
         await asyncio.wait_for(follower.wait_ready(), READY_WAIT_S)
     except TimeoutError:
         log.warning("ksef.mode not read yet; sealing with no announcements known")
-    async for events in stream.take_events(BATCH, within=0.05):
-        raw = [(e.message.key, e.message.value) for e in events]
-        for result in await asyncio.to_thread(_seal_batch, raw):
-            if isinstance(result, Rejection):
-                log.error("seal failed", invoice_id=result.invoice_id, message=result.message)
-                await produce(REJECTED, result.invoice_id.encode(), encode(result))
-            else:
-                await produce(SEALED, result.seller_nip.encode(), encode(result))
+    # One event at a time: see the validate stage on take_events and cancellation.
+    async for event in stream.events():
+        message = event.message
+        if not guard.fresh(message):
+            continue
+        (result,) = _seal_batch([(message.key, message.value)])
+        if isinstance(result, Rejection):
+            log.error("seal failed", invoice_id=result.invoice_id, message=result.message)
+            await produce(REJECTED, result.invoice_id.encode(), encode(result))
+        else:
+            await produce(SEALED, result.seller_nip.encode(), encode(result))
+        guard.handled([message])
