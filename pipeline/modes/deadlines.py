@@ -60,7 +60,6 @@ log = logs.get(__name__)
 CHECK_S = float(os.environ.get("KSEF_DEADLINE_CHECK_S", "60"))
 SEALED_MARK = b'"computed_by":"sealed"'
 BATCH = 500
-BATCH_WITHIN_S = 0.1
 
 outcomes_topic = topic(OUTCOMES)
 rejected_topic = topic(REJECTED)
@@ -271,27 +270,28 @@ async def _forward() -> None:
         await consumer.stop()
 
 
+# Agents take one event at a time: Faust's take_events acknowledges a whole batch in a
+# `finally` even when the agent is cancelled before handling it (see the validate stage).
 @app.agent(deadlines_topic, name="mode-deadlines")
 async def track_new(stream: faust.StreamT[Any]) -> None:
-    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
+    async for event in stream.events():
         now = now_utc()
-        for event in events:
-            value, partition = event.value, event.message.partition
-            if value is not None and SEALED_MARK not in value:
-                continue  # the tracker's own records: already applied
-            if not await gate.wait(partition) or event.message.offset < gate.loaded[partition]:
-                continue
-            if value is None:  # ours (applied already) or forwarded by another worker
-                book.forget(partition, (event.message.key or b"").decode(), now)
-                continue
-            try:
-                record = decode(DeadlineRecord, value)
-            except (ValueError, TypeError) as exc:
-                log.error("unreadable ksef.deadlines record", offset=event.message.offset,
-                          error=str(exc))
-                continue
-            if record.computed_by == SEALED:
-                await _send(book.add(partition, record, now))
+        value, partition = event.value, event.message.partition
+        if value is not None and SEALED_MARK not in value:
+            continue  # the tracker's own records: already applied
+        if not await gate.wait(partition) or event.message.offset < gate.loaded[partition]:
+            continue
+        if value is None:  # ours (applied already) or forwarded by another worker
+            book.forget(partition, (event.message.key or b"").decode(), now)
+            continue
+        try:
+            record = decode(DeadlineRecord, value)
+        except (ValueError, TypeError) as exc:
+            log.error("unreadable ksef.deadlines record", offset=event.message.offset,
+                      error=str(exc))
+            continue
+        if record.computed_by == SEALED:
+            await _send(book.add(partition, record, now))
 
 
 async def _settle_all(events: list[Any], record: type[InvoiceOutcome] | type[Rejection]
@@ -315,14 +315,14 @@ async def _settle_all(events: list[Any], record: type[InvoiceOutcome] | type[Rej
 
 @app.agent(outcomes_topic, name="mode-outcomes")
 async def track_outcomes(stream: faust.StreamT[Any]) -> None:
-    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-        await _settle_all(events, InvoiceOutcome)
+    async for event in stream.events():
+        await _settle_all([event], InvoiceOutcome)
 
 
 @app.agent(rejected_topic, name="mode-rejected")
 async def track_rejected(stream: faust.StreamT[Any]) -> None:
-    async for events in stream.take_events(BATCH, within=BATCH_WITHIN_S):
-        await _settle_all(events, Rejection)
+    async for event in stream.events():
+        await _settle_all([event], Rejection)
 
 
 async def check_deadlines() -> None:
