@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Iterable
 from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -77,38 +76,6 @@ async def read_all(kafka: KafkaSettings, topic: str, record: type[T],
     current end; undecodable records are skipped (only foreign garbage can be undecodable
     on our own topics)."""
     return await asyncio.to_thread(_read_all, kafka, topic, record, since_ms)
-
-
-def _fetch(kafka: KafkaSettings, refs: list[KafkaRef]) -> dict[KafkaRef, bytes]:
-    consumer = _consumer(kafka)
-    out: dict[KafkaRef, bytes] = {}
-    try:
-        for ref in refs:
-            consumer.assign([TopicPartition(ref.topic, ref.partition, ref.offset)])
-            attempts = 0
-            while ref not in out:
-                msg = consumer.poll(POLL_S)
-                if msg is None:
-                    attempts += 1
-                    if attempts > 30:
-                        raise TimeoutError(f"no answer reading {ref}")
-                    continue
-                if msg.error() and msg.error().code() == KafkaError._PARTITION_EOF:
-                    raise LookupError(f"{ref} is gone (past retention?)")
-                if msg.error():
-                    raise RuntimeError(f"reading {ref}: {msg.error()}")
-                if msg.offset() == ref.offset and msg.value() is not None:
-                    out[ref] = msg.value()
-                elif msg.offset() > ref.offset:
-                    raise LookupError(f"{ref} is gone (compacted or past retention)")
-        return out
-    finally:
-        consumer.close()
-
-
-async def fetch_values(kafka: KafkaSettings, refs: Iterable[KafkaRef]) -> dict[KafkaRef, bytes]:
-    """The values at the given coordinates (one seek per ref; for rare rebuilds only)."""
-    return await asyncio.to_thread(_fetch, kafka, list(refs))
 
 
 class SequentialReader:

@@ -83,9 +83,6 @@ class KsefClients:
                 self._tokens_mtime = mtime
         return self._tokens.get(nip)
 
-    def has_token(self, nip: str) -> bool:
-        return self._token(nip) is not None
-
     def client(self, nip: str) -> KsefClient:
         """The authenticated client of `nip`'s context (raises if no token is configured)."""
         client = self._clients.get(nip)

@@ -143,18 +143,6 @@ class Digest:
         return cls(base64.b64encode(sha256.digest()).decode("ascii"), size)
 
 
-def digest_chunks(chunks: Iterable[bytes]) -> tuple[list[bytes], Digest]:
-    """Hash a finite in-memory sequence of chunks (small data only)."""
-    h = hashlib.sha256()
-    kept = []
-    size = 0
-    for c in chunks:
-        h.update(c)
-        size += len(c)
-        kept.append(c)
-    return kept, Digest(base64.b64encode(h.digest()).decode("ascii"), size)
-
-
 class HashingWriter:
     """Wraps a binary writer, hashing and counting everything written through it."""
 
