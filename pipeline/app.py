@@ -14,6 +14,7 @@ from typing import Any
 import faust
 
 from pipeline import logs
+from pipeline.faust_fixes import keep_buffers_on_resume
 from pipeline.settings import KafkaSettings, WorkerSettings
 from topics import CatalogSettings, TopicSpec, topic_name
 
@@ -49,6 +50,10 @@ app = faust.App(
     logging_config=logs.logging_config(worker_settings.log_level),
     autodiscover=False,
 )
+if not keep_buffers_on_resume(app):
+    logs.get(__name__).warning(
+        "faust runs without its compiled stream iterator: records fetched during a "
+        "rebalance may wait for the next restart")
 
 
 def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:

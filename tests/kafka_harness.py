@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from pipeline.topic_admin import reconcile
@@ -93,12 +93,15 @@ class KafkaSandbox:
             "isolation.level": "read_committed",
             "fetch.max.bytes": 16 * 1024 * 1024,
         })
-        c.subscribe([self.name(spec)])
+        # Assigned, not subscribed: reading starts at once, without a group rebalance.
+        name = self.name(spec)
+        partitions = c.list_topics(name, timeout=30).topics[name].partitions
+        c.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in partitions])
         out: list[Any] = []
         deadline = time.monotonic() + timeout_s
         try:
             while not done(out) and time.monotonic() < deadline:
-                for msg in c.consume(1000, 0.5):
+                for msg in c.consume(1000, 0.1):
                     assert msg.error() is None, msg.error()
                     out.append(msg)
         finally:

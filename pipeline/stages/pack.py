@@ -157,14 +157,19 @@ async def _add(event: Any) -> None:
     if recently_packed.get(inv.invoice_id) == inv.sha256:
         await _ack([event])  # redelivered after a crash; its batch is already out
         return
+    group = batch_group(inv)
+    batch = open_batches.get(group)
+    if batch is not None and inv.invoice_id in batch.invoice_ids:
+        # Delivered again (Faust re-reads a few records around a rebalance): it is in
+        # this batch already, so its event is simply acknowledged with the batch.
+        _hold(batch, event)
+        return
     try:
         xml = keyring.open_invoice(inv.key_id, inv.nonce_b64, inv.ciphertext_b64,
                                    inv.invoice_id)
     except ValueError as exc:
         await _reject(inv.invoice_id, "decryption", 435, str(exc), event, inv.seller_nip)
         return
-    group = batch_group(inv)
-    batch = open_batches.get(group)
     if batch is not None and batch.builder.verdict(len(xml)) is Fit.FULL:
         await _flush(group, "limit")
         batch = None
@@ -176,17 +181,21 @@ async def _add(event: Any) -> None:
                       inv.seller_nip)
         return
     batch.add(inv, xml, ref)
-    last_seen[event.message.tp] = ref.offset
-    # Keep the event only to acknowledge it later: drop its payload so a held batch of
-    # 10,000 invoices costs kilobytes, not the sealed records' 200 MB.
-    event.message.value = None
-    event.value = None
-    batch.held.append(event)
+    _hold(batch, event)
     if batch.due_to_flush(settings, time.monotonic()) == "full":
         await _flush(group, "full")
 
 
 last_seen: dict[Any, int] = {}
+
+
+def _hold(batch: OpenBatch, event: Any) -> None:
+    last_seen[event.message.tp] = event.message.offset
+    # Keep the event only to acknowledge it later: drop its payload so a held batch of
+    # 10,000 invoices costs kilobytes, not the sealed records' 200 MB.
+    event.message.value = None
+    event.value = None
+    batch.held.append(event)
 
 
 def _backlog() -> bool:

@@ -65,6 +65,7 @@ class OpenBatch:
     last_added: float = field(default_factory=time.monotonic)
     invoices: list[PackedInvoice] = field(default_factory=list)
     held: list[Any] = field(default_factory=list)  # Faust events, acked once published
+    invoice_ids: set[str] = field(default_factory=set)
     earliest_deadline: dt.date | None = None
 
     @classmethod
@@ -81,6 +82,7 @@ class OpenBatch:
 
     def add(self, inv: SealedInvoice, xml: bytes, ref: KafkaRef) -> None:
         entry = self.builder.add(ref, xml, expected_hash=inv.sha256)
+        self.invoice_ids.add(inv.invoice_id)
         self.last_added = time.monotonic()
         self.invoices.append(PackedInvoice(
             invoice_id=inv.invoice_id, invoice_number=inv.invoice_number, sha256=inv.sha256,

@@ -81,6 +81,9 @@ queue: list[tuple[str, str, int, PackedBatch, Any]] = []
 queue_ready = asyncio.Event()
 seq = itertools.count()
 state: dict[str, Any] = {"stream": None, "loaded": None, "dispatchers": []}
+# batch id -> further deliveries of its manifest (Faust re-reads a few records around a
+# rebalance), acknowledged together with the first once the batch is settled
+queued_ids: dict[str, list[Any]] = {}
 
 
 async def _journal_step(batch_id: str, seller_nip: str, step: str, session_ref: str | None,
@@ -289,7 +292,10 @@ async def _dispatcher() -> None:
         if settled:
             backoff = 1.0
             stream = state["stream"]
-            await (stream.ack(event) if stream is not None else asyncio.sleep(0))
+            settled_events = [event, *queued_ids.pop(rec.batch_id, [])]
+            if stream is not None:
+                for done in settled_events:
+                    await stream.ack(done)
         else:
             heapq.heappush(queue, (deadline, packed_at, n, rec, event))
             await asyncio.sleep(backoff)
@@ -317,6 +323,10 @@ async def submit(stream: faust.StreamT[Any]) -> None:
         if progress is not None and progress.step in FINAL:
             await manual.ack(event)
             continue
+        if rec.batch_id in queued_ids:
+            queued_ids[rec.batch_id].append(event)
+            continue
+        queued_ids[rec.batch_id] = []
         heapq.heappush(queue, (rec.earliest_deadline or NO_DEADLINE, rec.packed_at, next(seq),
                                rec, event))
         queue_ready.set()

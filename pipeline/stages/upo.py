@@ -46,6 +46,9 @@ KSEF_REASONS = {410: "permissions", 415: "attachments-not-allowed", 430: "schema
 clients = KsefClients(KsefSettings.from_env())
 done_batches: set[str] = set()
 following: set[asyncio.Future[None]] = set()
+# batch id -> further deliveries of its `closed` step (Faust re-reads a few records
+# around a rebalance), acknowledged with the first once the batch is settled
+followed_ids: dict[str, list[Any]] = {}
 slots = asyncio.Semaphore(CONCURRENCY)
 state: dict[str, Any] = {"stream": None, "loaded": None}
 
@@ -209,8 +212,10 @@ async def _follow(step: SessionStep, event: Any) -> None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
     stream = state["stream"]
+    settled = [event, *followed_ids.pop(step.batch_id, [])]
     if stream is not None:
-        await stream.ack(event)
+        for done in settled:
+            await stream.ack(done)
 
 
 @app.agent(sessions_topic, name="upo")
@@ -230,6 +235,10 @@ async def upo(stream: faust.StreamT[Any]) -> None:
         if step.step != CLOSED or step.batch_id in done_batches:
             await manual.ack(event)
             continue
+        if step.batch_id in followed_ids:
+            followed_ids[step.batch_id].append(event)
+            continue
+        followed_ids[step.batch_id] = []
         task = asyncio.ensure_future(_follow(step, event))
         following.add(task)
         task.add_done_callback(following.discard)
