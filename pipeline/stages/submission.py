@@ -85,6 +85,28 @@ def reject(sub: Submission, reason: str, message: str, *, invoice_id: str | None
     )
 
 
+def _header_problem(sub: Submission) -> tuple[str, str] | None:
+    """(header, why) for a malformed optional header: a producer bug is reported, not
+    guessed around. The XML, not the header, decides whether attachments are present."""
+    attachments = sub.header(HEADER_ATTACHMENTS)
+    if attachments not in (None, "", "0", "1"):
+        return HEADER_ATTACHMENTS, (f"{HEADER_ATTACHMENTS} must be 1 (attachments) or 0, "
+                                    f"got {attachments[:40]!r}")
+    corrected = sub.header(HEADER_CORRECTION)
+    if corrected and not _is_sha256_b64(corrected):
+        return HEADER_CORRECTION, (f"{HEADER_CORRECTION} must be the KSeF hash of the rejected "
+                                   "original: SHA-256 in Base64 (44 characters), got "
+                                   f"{len(corrected)} characters")
+    return None
+
+
+def _is_sha256_b64(text: str) -> bool:
+    try:
+        return len(text) == 44 and len(base64.b64decode(text, validate=True)) == 32
+    except ValueError:
+        return False
+
+
 def check_submission(sub: Submission, checker: InvoiceChecker, today: dt.date,
                      policy: AttachmentPolicy) -> ValidatedInvoice | Rejection:
     """Every stateless check KSeF would apply, plus the input contract's own rules."""
@@ -98,6 +120,10 @@ def check_submission(sub: Submission, checker: InvoiceChecker, today: dt.date,
     if header_nip is not None and not (len(header_nip) == 10 and header_nip.isdigit()):
         return reject(sub, "bad-header", f"{HEADER_SELLER} must be 10 digits, got "
                       f"{len(header_nip)} characters", details={"header": HEADER_SELLER})
+    header_problem = _header_problem(sub)
+    if header_problem is not None:
+        name, message = header_problem
+        return reject(sub, "bad-header", message, details={"header": name})
     # Attachments depend on the seller's context, known only after parsing: check with
     # attachments allowed, then apply the context's policy (the checker's last rule too).
     result = checker.check(data, today=today, attachments_allowed=True)

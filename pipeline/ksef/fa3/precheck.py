@@ -48,6 +48,7 @@ _DISCOURAGED_LEADS = (b"\x7f", b"\xc2", b"\xef", b"\xf0", b"\xf1", b"\xf2", b"\x
 _C0_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 _NOT_C0_CONTROLS = bytes(b for b in range(256) if not _C0_CONTROL.match(bytes([b])))
 _OPEN_TAG = re.compile(rb"<([A-Za-z_][\w.:-]*)")
+_CHAR_REFERENCE = re.compile(rb"&#(?:x([0-9A-Fa-f]{1,8})|([0-9]{1,10}));")
 
 
 def line_and_column(data: bytes, offset: int) -> tuple[int, int]:
@@ -83,7 +84,47 @@ def precheck(data: bytes) -> Finding | None:
         if problem is not None:
             return problem
     first = _first_discouraged(data)
-    return None if first == -1 else _forbidden_or_encoding(data, first)
+    if first != -1:
+        return _forbidden_or_encoding(data, first)
+    return _reference_problem(data) if b"&#" in data else None
+
+
+def _unwanted_kind(char: int) -> str | None:
+    """Why a code point may not appear in an FA(3) document, or None when it may."""
+    if char in (0x9, 0xA, 0xD):
+        return None
+    if char < 0x20:
+        return "a control character XML 1.0 does not allow"
+    if 0x7F <= char <= 0x84 or 0x86 <= char <= 0x9F:
+        return "a C1 control character XML 1.0 discourages"
+    if 0xD800 <= char <= 0xDFFF:
+        return "a surrogate, not a character XML 1.0 allows"
+    if 0xFDD0 <= char <= 0xFDEF or (char & 0xFFFE) == 0xFFFE:
+        return "a Unicode noncharacter XML 1.0 discourages"
+    if char > 0x10FFFF:
+        return "beyond Unicode"
+    return None
+
+
+def _reference_problem(data: bytes) -> Finding | None:
+    """A character reference (`&#1;`, `&#x85;`) to what the raw text may not contain."""
+    for match in _CHAR_REFERENCE.finditer(data):
+        hex_digits, digits = match.groups()
+        char = int(hex_digits, 16) if hex_digits is not None else int(digits)
+        kind = _unwanted_kind(char)
+        if kind is None:
+            continue
+        offset = match.start()
+        element = _enclosing_element(data, offset)
+        inside = f" inside <{element}>" if element else ""
+        shown = f"U+{char:04X}" if char <= 0x10FFFF else f"code point {char}"
+        return finding(
+            "forbidden-character",
+            f"character reference {match.group().decode('ascii')} is {shown} ({kind}) at "
+            f"{_where(data, offset)}{inside}",
+            line=line_and_column(data, offset)[0],
+        )
+    return None
 
 
 def _shape_problem(data: bytes) -> Finding | None:

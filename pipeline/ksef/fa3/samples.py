@@ -457,6 +457,8 @@ def bad_invoices(today: dt.date) -> list[tuple[str, bytes]]:
         ("forbidden-character", with_text("system\ufdd0info")),
         ("forbidden-character", with_text("system\U0001fffeinfo")),
         ("forbidden-character", with_text("system\x01info")),
+        ("forbidden-character", with_text("system&#x1;info")),  # a reference to one
+        ("forbidden-character", with_text("system&#133;&#134;info")),  # NEL passes, U+0086 not
         ("doctype", replaced(declaration_end, declaration_end + b"<!DOCTYPE Faktura>\n")),
         ("schema", replaced(FA3_NAMESPACE.encode(), b"http://crd.gov.pl/wzor/2023/06/29/12648/")),
         ("schema", b'<?xml version="1.0" encoding="UTF-8"?>\n<Invoice><Id>1</Id></Invoice>\n'),

@@ -106,3 +106,26 @@ def test_dropping_blank_text_never_changes_the_verdict_without_comments_or_cdata
     for reason, data in samples.bad_invoices(dt.date(2026, 3, 2)):
         if reason in ("schema", "nip-checksum", "issue-date-in-future"):
             assert len(set(_verdicts(data))) == 1
+
+
+def _with_reference(reference: str) -> bytes:
+    xml = samples.make_invoice(seller_nip="5265877635", number="FV/1",
+                               issue_date=dt.date(2026, 11, 20), profile="small", seed=1)
+    return xml.replace(b"</P_2>", reference.encode() + b"</P_2>", 1)
+
+
+@pytest.mark.parametrize("code_point", [0x01, 0x0B, 0x7F, 0x80, 0x84, 0x86, 0x9F, 0xD800,
+                                        0xFDD0, 0xFFFE, 0x1FFFF, 0x10FFFF, 0x110000])
+def test_character_references_to_unwanted_code_points_are_forbidden(code_point: int) -> None:
+    for reference in (f"&#{code_point};", f"&#x{code_point:X};"):
+        problem = precheck(_with_reference(reference))
+        assert problem is not None and problem.reason == "forbidden-character", reference
+        assert reference in problem.message and "<P_2>" in problem.message
+        assert problem.line is not None
+
+
+@pytest.mark.parametrize("code_point", [0x09, 0x0A, 0x0D, 0x85, 0x105, 0x20AC, 0xFDCF,
+                                        0xFDF0, 0xFFFD, 0x1F600])
+def test_character_references_to_ordinary_characters_pass(code_point: int) -> None:
+    assert not is_forbidden(code_point)
+    assert precheck(_with_reference(f"&#x{code_point:x};")) is None

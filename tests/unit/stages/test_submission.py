@@ -110,3 +110,25 @@ def test_technical_correction_replaces_its_original() -> None:
     fix = _validated("a-fix", invoice(seed=2), correction=first.sha256)
     new, rej = dedupe(fix, stored)
     assert rej is None and new is not None and fix.sha256 in new
+
+
+@pytest.mark.parametrize(("header", "value"), [
+    ("ksef-attachments", "yes"), ("ksef-attachments", "2"),
+    ("ksef-technical-correction-of", "zzz"),
+    ("ksef-technical-correction-of", base64.b64encode(b"\x01" * 31).decode()),
+    ("ksef-technical-correction-of", "!" * 44),
+])
+def test_malformed_optional_headers_are_bad_headers(header: str, value: str) -> None:
+    out = check_submission(sub(invoice(), **{header: value}), CHECKER, TODAY, AttachmentPolicy())
+    assert isinstance(out, Rejection)
+    assert (out.reason, out.code, out.details) == ("bad-header", 430, {"header": header})
+    assert header in out.message
+
+
+@pytest.mark.parametrize(("header", "value"), [
+    ("ksef-attachments", "0"), ("ksef-attachments", "1"), ("ksef-attachments", ""),
+    ("ksef-technical-correction-of", sha256_b64(b"the rejected original")),
+])
+def test_well_formed_optional_headers_pass(header: str, value: str) -> None:
+    out = check_submission(sub(invoice(), **{header: value}), CHECKER, TODAY, AttachmentPolicy())
+    assert isinstance(out, ValidatedInvoice)
