@@ -103,16 +103,16 @@ def _unwanted_kind(char: int) -> str | None:
     """Why a code point may not appear in an FA(3) document, or None when it may."""
     if char in (0x9, 0xA, 0xD):
         return None
-    if char < 0x20:
+    if char < 0x20 or char == 0x7F:
         return "a control character XML 1.0 does not allow"
-    if 0x7F <= char <= 0x84 or 0x86 <= char <= 0x9F:
+    if 0x80 <= char <= 0x84 or 0x86 <= char <= 0x9F:
         return "a C1 control character XML 1.0 discourages"
     if 0xD800 <= char <= 0xDFFF:
         return "a surrogate, not a character XML 1.0 allows"
-    if 0xFDD0 <= char <= 0xFDEF or (char & 0xFFFE) == 0xFFFE:
-        return "a Unicode noncharacter XML 1.0 discourages"
     if char > 0x10FFFF:
         return "beyond Unicode"
+    if 0xFDD0 <= char <= 0xFDEF or (char & 0xFFFE) == 0xFFFE:
+        return "a Unicode noncharacter XML 1.0 discourages"
     return None
 
 
@@ -124,16 +124,10 @@ def _reference_problem(data: bytes) -> Finding | None:
         kind = _unwanted_kind(char)
         if kind is None:
             continue
-        offset = match.start()
-        element = _enclosing_element(data, offset)
-        inside = f" inside <{element}>" if element else ""
         shown = f"U+{char:04X}" if char <= 0x10FFFF else f"code point {char}"
-        return finding(
-            "forbidden-character",
-            f"character reference {match.group().decode('ascii')} is {shown} ({kind}) at "
-            f"{_where(data, offset)}{inside}",
-            line=line_and_column(data, offset)[0],
-        )
+        reference = match.group().decode("ascii")
+        return _forbidden_at(data, match.start(), f"character reference {reference} is "
+                                                  f"{shown} ({kind})")
     return None
 
 
@@ -285,16 +279,15 @@ def _forbidden_or_encoding(data: bytes, offset: int) -> Finding:
 
 def _forbidden(data: bytes, offset: int) -> Finding:
     char = ord(data[offset : offset + 4].decode("utf-8", "ignore")[0])
-    if char < 0x20 or char == 0x7F:
-        kind = "a control character XML 1.0 does not allow"
-    elif char <= 0x9F:
-        kind = "a C1 control character XML 1.0 discourages"
-    else:
-        kind = "a Unicode noncharacter XML 1.0 discourages"
+    kind = _unwanted_kind(char) or "a character XML 1.0 discourages"
+    return _forbidden_at(data, offset, f"U+{char:04X} ({kind})")
+
+
+def _forbidden_at(data: bytes, offset: int, what: str) -> Finding:
     element = _enclosing_element(data, offset)
     inside = f" inside <{element}>" if element else ""
     return finding(
         "forbidden-character",
-        f"U+{char:04X} ({kind}) at {_where(data, offset)}{inside}",
+        f"{what} at {_where(data, offset)}{inside}",
         line=line_and_column(data, offset)[0],
     )
