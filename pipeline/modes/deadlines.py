@@ -294,35 +294,33 @@ async def track_new(stream: faust.StreamT[Any]) -> None:
             await _send(book.add(partition, record, now))
 
 
-async def _settle_all(events: list[Any], record: type[InvoiceOutcome] | type[Rejection]
-                      ) -> None:
-    """Forget settled invoices (an outcome or a rejection each) and tombstone them."""
+async def _settle(value: bytes, record: type[InvoiceOutcome] | type[Rejection]) -> None:
+    """Forget a settled invoice (an outcome or a rejection) and tombstone it."""
     await gate.wait_all()
     now = now_utc()
+    try:
+        settled = decode(record, value)
+    except (ValueError, TypeError):
+        return  # not ours to judge: the stage that wrote it reports its own junk
+    if isinstance(settled, InvoiceOutcome):
+        meter.accepted(settled.seller_nip, now)
+        at = settled.recorded_at
+    else:
+        at = settled.rejected_at
     forward = len(gate.loaded) < (deadlines_topic.partitions or 1)
-    for event in events:
-        try:
-            settled = decode(record, event.value)
-        except (ValueError, TypeError):
-            continue  # not ours to judge: the stage that wrote it reports its own junk
-        if isinstance(settled, InvoiceOutcome):
-            meter.accepted(settled.seller_nip, now)
-            at = settled.recorded_at
-        else:
-            at = settled.rejected_at
-        await _send(book.settle(settled.invoice_id, parse_moment(at) or now, forward=forward))
+    await _send(book.settle(settled.invoice_id, parse_moment(at) or now, forward=forward))
 
 
 @app.agent(outcomes_topic, name="mode-outcomes")
 async def track_outcomes(stream: faust.StreamT[Any]) -> None:
     async for event in stream.events():
-        await _settle_all([event], InvoiceOutcome)
+        await _settle(event.value, InvoiceOutcome)
 
 
 @app.agent(rejected_topic, name="mode-rejected")
 async def track_rejected(stream: faust.StreamT[Any]) -> None:
     async for event in stream.events():
-        await _settle_all([event], Rejection)
+        await _settle(event.value, Rejection)
 
 
 async def check_deadlines() -> None:

@@ -3,13 +3,14 @@
 After table recovery Faust seeks stream partitions back to their committed offsets; a
 record handled just before (on a fresh assignment) then arrives a second time. For the
 stages that acknowledge as they go, handling it again would only duplicate outputs. A
-record counts as handled only once its outputs were handed to the producer, so one cut
-short (the agent cancelled by a rebalance) is handled again, never lost.
+record counts as handled only once the loop body that got it has finished (its outputs
+handed to the producer), so one cut short (the agent cancelled by a rebalance) is
+handled again, never lost.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator
 from typing import Any
 
 
@@ -21,8 +22,14 @@ class ReplayGuard:
         """False when this process already handled the record's offset."""
         return bool(message.offset > self._handled.get((message.topic, message.partition), -1))
 
-    def handled(self, messages: Iterable[Any]) -> None:
-        for message in messages:
-            tp = (message.topic, message.partition)
-            if message.offset > self._handled.get(tp, -1):
-                self._handled[tp] = message.offset
+    def handled(self, message: Any) -> None:
+        tp = (message.topic, message.partition)
+        if message.offset > self._handled.get(tp, -1):
+            self._handled[tp] = message.offset
+
+    async def events(self, stream: Any) -> AsyncIterator[Any]:
+        """The stream's events, each offset once; marked handled when the body is done."""
+        async for event in stream.events():
+            if self.fresh(event.message):
+                yield event
+                self.handled(event.message)

@@ -9,7 +9,6 @@ the rules core.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,19 +52,15 @@ READY_WAIT_S = 30.0
 guard = ReplayGuard()
 
 
-def _seal_batch(raw: Sequence[tuple[bytes | None, bytes]]) -> list[SealedInvoice | Rejection]:
-    out: list[SealedInvoice | Rejection] = []
-    for key, value in raw:
-        try:
-            inv = decode(ValidatedInvoice, value)
-            out.append(seal_invoice(inv, config, ModeView.history,
-                                    ksef_reachable=ModeView.ksef_reachable))
-        except Exception as exc:  # one bad record never stops the stage
-            invoice_id = key.decode("utf-8", "replace") if key else "unknown"
-            out.append(Rejection(invoice_id=invoice_id, stage="seal", code=500,
-                                 reason="unknown", rejected_at=iso(),
-                                 message=f"seal stage failed: {type(exc).__name__}"))
-    return out
+def _seal(key: bytes | None, value: bytes) -> SealedInvoice | Rejection:
+    try:
+        inv = decode(ValidatedInvoice, value)
+        return seal_invoice(inv, config, ModeView.history,
+                            ksef_reachable=ModeView.ksef_reachable)
+    except Exception as exc:  # one bad record never stops the stage
+        invoice_id = key.decode("utf-8", "replace") if key else "unknown"
+        return Rejection(invoice_id=invoice_id, stage="seal", code=500, reason="unknown",
+                         rejected_at=iso(), message=f"seal stage failed: {type(exc).__name__}")
 
 
 @app.agent(validated_topic, name="seal")
@@ -75,14 +70,10 @@ async def seal(stream: faust.StreamT[Any]) -> None:
     except TimeoutError:
         log.warning("ksef.mode not read yet; sealing with no announcements known")
     # One event at a time: see the validate stage on take_events and cancellation.
-    async for event in stream.events():
-        message = event.message
-        if not guard.fresh(message):
-            continue
-        (result,) = _seal_batch([(message.key, message.value)])
+    async for event in guard.events(stream):
+        result = _seal(event.message.key, event.message.value)
         if isinstance(result, Rejection):
             log.error("seal failed", invoice_id=result.invoice_id, message=result.message)
             await produce(REJECTED, result.invoice_id.encode(), encode(result))
         else:
             await produce(SEALED, result.seller_nip.encode(), encode(result))
-        guard.handled([message])

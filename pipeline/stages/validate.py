@@ -11,7 +11,6 @@ the agent itself never dies on input.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 from typing import Any
 
 import faust
@@ -57,15 +56,11 @@ def _submission(event: faust.EventT[Any, Any]) -> Submission:
     )
 
 
-def _check_batch(subs: Sequence[Submission]) -> list[ValidatedInvoice | Rejection]:
-    today = polish_today()
-    out: list[ValidatedInvoice | Rejection] = []
-    for sub in subs:
-        try:
-            out.append(check_submission(sub, checker, today, policy))
-        except Exception as exc:  # never lose a record to a bug
-            out.append(reject(sub, "unknown", f"validate stage failed: {type(exc).__name__}"))
-    return out
+def _check(sub: Submission) -> ValidatedInvoice | Rejection:
+    try:
+        return check_submission(sub, checker, polish_today(), policy)
+    except Exception as exc:  # never lose a record to a bug
+        return reject(sub, "unknown", f"validate stage failed: {type(exc).__name__}")
 
 
 async def _emit_rejection(rej: Rejection) -> None:
@@ -79,22 +74,17 @@ async def check(stream: faust.StreamT[Any]) -> None:
     # `finally`, even when the agent is cancelled before handling it (a rebalance or a
     # stop), which would lose those invoices. A typical invoice costs ~0.5 ms here.
     checker.warm_up()
-    async for event in stream.events():
-        if not check_guard.fresh(event.message):
-            continue
-        (result,) = _check_batch([_submission(event)])
+    async for event in check_guard.events(stream):
+        result = _check(_submission(event))
         if isinstance(result, Rejection):
             await _emit_rejection(result)
         else:
             await produce(CHECKED, duplicate_key(result).encode(), encode(result))
-        check_guard.handled([event.message])
 
 
 @app.agent(checked_topic, name="validate-dedupe")
 async def dedupe_agent(stream: faust.StreamT[Any]) -> None:
-    async for event in stream.events():
-        if not dedupe_guard.fresh(event.message):
-            continue
+    async for event in dedupe_guard.events(stream):
         try:
             inv = decode(ValidatedInvoice, event.value)
             key = duplicate_key(inv).encode()
@@ -111,9 +101,7 @@ async def dedupe_agent(stream: faust.StreamT[Any]) -> None:
             continue
         if rej is not None:
             await _emit_rejection(rej)
-            dedupe_guard.handled([event.message])
             continue
         if store is not None:
             seen_keys[key] = store.encode()
         await produce(VALIDATED, inv.invoice_id.encode(), event.value)
-        dedupe_guard.handled([event.message])
