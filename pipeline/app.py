@@ -14,7 +14,7 @@ from typing import Any
 import faust
 
 from pipeline import logs
-from pipeline.faust_fixes import keep_buffers_on_resume
+from pipeline.faust_fixes import keep_buffers_on_resume, never_commit_past_pending
 from pipeline.settings import KafkaSettings, WorkerSettings
 from topics import CatalogSettings, TopicSpec, topic_name
 
@@ -54,6 +54,7 @@ if not keep_buffers_on_resume(app):
     logs.get(__name__).warning(
         "faust runs without its compiled stream iterator: records fetched during a "
         "rebalance may wait for the next restart")
+never_commit_past_pending(app)
 
 
 def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:

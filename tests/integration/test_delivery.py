@@ -11,7 +11,7 @@ from pipeline.clock import polish_today
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.integration.delivery_harness import build_stack, ingest, session_steps
-from tests.kafka_harness import KafkaSandbox
+from tests.kafka_harness import KafkaSandbox, Worker
 from topics.catalog import OUTCOMES, PACKED, REJECTED, SESSIONS, SUBMITTED
 from topics.codec import decode
 from topics.records import InvoiceOutcome, PackedBatch, Rejection, SessionStep
@@ -39,6 +39,32 @@ def _distinct_outcomes(sandbox: KafkaSandbox, expected: int, timeout_s: float
         out = decode(InvoiceOutcome, m.value())
         numbers[out.invoice_id].add(out.ksef_number)
     return numbers
+
+
+def _where_missing(sandbox: KafkaSandbox, items: list[tuple[str, bytes]],
+                   numbers: dict[str, set[str]], workers: list[Worker]) -> str:
+    """Where the invoices without an outcome stopped: their batch and its session steps."""
+    missing = {k for k, _ in items} - set(numbers)
+    if not missing:
+        return ""
+    batches = [decode(PackedBatch, m.value()) for m in sandbox.consume_until(
+        PACKED, lambda got: False, 10)]
+    steps = [decode(SessionStep, m.value()) for m in sandbox.consume_until(
+        SESSIONS, lambda got: False, 10)]
+    rejected = {decode(Rejection, m.value()).invoice_id for m in sandbox.consume_until(
+        REJECTED, lambda got: False, 5)}
+    lines = [f"{len(missing)} invoices without an outcome, {len(missing & rejected)} rejected"]
+    for b in batches:
+        held = missing & {i.invoice_id for i in b.invoices}
+        if held:
+            trail = [(s.step, s.session_ref, s.at) for s in steps if s.batch_id == b.batch_id]
+            lines.append(f"batch {b.batch_id}: {len(held)} of {len(b.invoices)} missing; "
+                         f"steps {trail}")
+    packed = {i.invoice_id for b in batches for i in b.invoices}
+    lines.append(f"never packed: {len(missing - packed)}")
+    for w in workers:
+        lines.append(f"--- {w.log_path}\n{w.log()[-4000:]}")
+    return "\n".join(lines)
 
 
 def test_25000_invoices_three_sellers_many_sessions_multi_part(
@@ -83,6 +109,7 @@ def test_sigkill_during_upload_and_after_close_settles_every_invoice_once(
     items = _invoices({seller: 3000}, "CR")
     stack.emulator.admin("latency", {"ms": 700})  # every request, part uploads included
     worker = stack.worker()
+    workers = [worker]
     try:
         ingest(sandbox, items)
 
@@ -93,6 +120,7 @@ def test_sigkill_during_upload_and_after_close_settles_every_invoice_once(
         assert uploading(sandbox.consume_until(SESSIONS, uploading, 300)), worker.log()[-3000:]
         worker.stop(signal.SIGKILL)
         worker = stack.worker()
+        workers.append(worker)
 
         def closed(msgs: list[object]) -> bool:
             steps = [decode(SessionStep, m.value()) for m in msgs]  # type: ignore[attr-defined]
@@ -102,11 +130,12 @@ def test_sigkill_during_upload_and_after_close_settles_every_invoice_once(
         worker.stop(signal.SIGKILL)
         stack.emulator.admin("latency", {"ms": 0})
         worker = stack.worker()
+        workers.append(worker)
         numbers = _distinct_outcomes(sandbox, len(items), timeout_s=600)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
         stack.emulator.stop()
-    assert len(numbers) == len(items)
+    assert len(numbers) == len(items), _where_missing(sandbox, items, numbers, workers)
     assert all(len(n) == 1 for n in numbers.values()), "an invoice got two KSeF numbers"
     held = stack.emulator_invoices()
     accepted = Counter(h for h, n, c in held if c == 200)

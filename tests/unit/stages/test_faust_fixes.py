@@ -1,13 +1,24 @@
-"""Faust keeps records fetched around a rebalance instead of clearing them on resume."""
+"""Faust keeps records fetched around a rebalance, and never commits past a held record."""
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from types import SimpleNamespace
+from typing import Any
 
+import faust
+import pytest
+from faust.types import TP
+from faust.types.tuples import Message
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from pipeline.faust_fixes import keep_buffers_on_resume, skipped_records_stay_unacknowledged
+from pipeline.faust_fixes import (
+    keep_buffers_on_resume,
+    never_commit_past_pending,
+    pending_floors,
+    skipped_records_stay_unacknowledged,
+)
 
 
 def test_compiled_stream_iterator_is_in_use() -> None:
@@ -56,3 +67,92 @@ def test_explicit_clear_still_empties_buffers_on_revoke() -> None:
         return buffer.qsize()
 
     assert asyncio.run(scenario()) == 0
+
+
+# --- commits never pass a record that is still being worked on ---------------------------
+
+def _consumer_with(patched: bool) -> Any:
+    app = faust.App(f"commit-test-{uuid.uuid4().hex[:6]}", broker="kafka://127.0.0.1:9")
+    if patched:
+        never_commit_past_pending(app)
+    return app.consumer
+
+
+def _delivered(consumer: Any, tp: TP, offset: int) -> Message:
+    message = Message(tp.topic, tp.partition, offset, 0.0, 0, [], b"k", b"v", None, tp=tp)
+    consumer.track_message(message)
+    return message
+
+
+def _ack(consumer: Any, message: Message) -> None:
+    # what Consumer.ack does for a topic with acks enabled
+    message.acked = True
+    consumer._acked[message.tp].append(message.offset)
+    consumer._acked_index[message.tp].add(message.offset)
+
+
+def _commit(consumer: Any, tp: TP) -> int | None:
+    offset = consumer._filter_committable_offsets([tp]).get(tp)
+    if offset is not None:
+        consumer._committed_offset[tp] = offset
+    return offset
+
+
+TP0 = TP("ksef.sessions", 0)
+
+
+@pytest.mark.parametrize("committed", [None, 10])
+def test_unpatched_faust_commits_past_a_held_head_record(committed: int | None) -> None:
+    # Documents the Faust behaviour the fix removes: the held `closed` step is skipped.
+    consumer = _consumer_with(patched=False)
+    consumer._committed_offset[TP0] = committed
+    head = 10 if committed else 0
+    _delivered(consumer, TP0, head)
+    _ack(consumer, _delivered(consumer, TP0, head + 1))
+    assert _commit(consumer, TP0) == head + 2
+
+
+@pytest.mark.parametrize("committed", [None, 10])
+def test_a_held_head_record_stops_the_commit_until_it_is_acknowledged(
+        committed: int | None) -> None:
+    consumer = _consumer_with(patched=True)
+    consumer._committed_offset[TP0] = committed
+    head = 10 if committed else 0
+    held = _delivered(consumer, TP0, head)
+    for offset in (head + 1, head + 2):
+        _ack(consumer, _delivered(consumer, TP0, offset))
+    assert _commit(consumer, TP0) is None
+    _ack(consumer, held)
+    assert _commit(consumer, TP0) == head + 3
+
+
+def test_a_held_record_inside_a_detected_gap_caps_the_commit_and_nothing_stalls() -> None:
+    # Faust's gap ranges include the record after the gap: it would count as done.
+    consumer = _consumer_with(patched=True)
+    consumer._committed_offset[TP0] = 10
+    _ack(consumer, _delivered(consumer, TP0, 10))
+    held = _delivered(consumer, TP0, 13)
+    asyncio.run(consumer._add_gap(TP0, 11, 13))
+    _ack(consumer, _delivered(consumer, TP0, 14))
+    assert _commit(consumer, TP0) == 13
+    _ack(consumer, held)
+    _ack(consumer, _delivered(consumer, TP0, 15))
+    assert _commit(consumer, TP0) == 16
+
+
+def test_without_held_records_faust_commits_as_before() -> None:
+    consumer = _consumer_with(patched=True)
+    consumer._committed_offset[TP0] = 10
+    for offset in (11, 12):  # offset 10 is a transaction marker: never delivered
+        _ack(consumer, _delivered(consumer, TP0, offset))
+    assert _commit(consumer, TP0) == 13
+
+
+def test_pending_floors_ignore_acknowledged_records() -> None:
+    consumer = _consumer_with(patched=True)
+    tp1 = TP("ksef.sessions", 1)
+    done = _delivered(consumer, TP0, 3)
+    _ack(consumer, done)
+    kept = [done, _delivered(consumer, TP0, 7), _delivered(consumer, TP0, 5),
+            _delivered(consumer, tp1, 9)]
+    assert pending_floors(kept) == {TP0: 5, tp1: 9}
