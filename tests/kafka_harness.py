@@ -59,11 +59,26 @@ class KafkaSandbox:
             KAFKA_BOOTSTRAP_SERVERS=self.bootstrap,
             KSEF_TOPIC_PREFIX=self.prefix,
             KSEF_TOPIC_PARTITIONS=str(self.partitions),
-            KSEF_APP_ID=f"app-{self.prefix.strip('.')}",
+            KSEF_APP_ID=self.app_group,
             PYTHONPATH=str(REPO),
         )
         env.update(extra)
         return env
+
+    @property
+    def app_group(self) -> str:
+        """The consumer group of the workers started in this sandbox (their app id)."""
+        return f"app-{self.prefix.strip('.')}"
+
+    def committed(self, spec: TopicSpec, partition: int) -> int | None:
+        """The workers' committed offset of one partition (None: nothing committed)."""
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.app_group,
+                      "enable.auto.commit": False})
+        try:
+            (tp,) = c.committed([TopicPartition(self.name(spec), partition)], timeout=30)
+        finally:
+            c.close()
+        return tp.offset if tp.offset >= 0 else None
 
     def producer(self, **conf: Any) -> Producer:
         return Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,

@@ -4,8 +4,10 @@ several sessions per seller, multi-part packages, and crash safety."""
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter, defaultdict
 from pathlib import Path
+from typing import Any
 
 from pipeline.clock import polish_today
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
@@ -140,6 +142,57 @@ def test_sigkill_during_upload_and_after_close_settles_every_invoice_once(
     held = stack.emulator_invoices()
     accepted = Counter(h for h, n, c in held if c == 200)
     assert len(accepted) == len(items) and max(accepted.values()) == 1
+
+
+def test_a_batch_settled_first_never_commits_past_one_still_uploading(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """Faust alone commits past a held record at the head of a partition once a later one
+    is acknowledged; then a restart would never submit the batch still uploading."""
+    (seller,) = seller_nips(1, seed=404)
+    stack = build_stack(sandbox, tmp_path, [seller], KSEF_BATCH_MAX_INVOICES="1000",
+                        KSEF_PART_BYTES="60000", KSEF_UPLOAD_PARALLELISM="1")
+    items = _invoices({seller: 1010}, "HOLD")  # sealed in any order: 1000 + 10
+    stack.emulator.admin("latency", {"ms": 500})  # the 1000 go up in ~40 parts: ~20 s
+    worker = stack.worker()
+    workers = [worker]
+    try:
+        ingest(sandbox, items)
+        packed = sandbox.consume(PACKED, 2, 120)
+        slow, fast = (decode(PackedBatch, m.value()) for m in packed)
+        assert (len(slow.invoices), len(fast.invoices)) == (1000, 10)
+        assert packed[0].partition() == packed[1].partition()
+        partition, slow_offset = packed[0].partition(), packed[0].offset()
+
+        def fast_completed(msgs: list[Any]) -> bool:
+            return any(s.batch_id == fast.batch_id and s.step == "completed"
+                       for s in (decode(SessionStep, m.value()) for m in msgs))
+
+        msgs = sandbox.consume_until(SESSIONS, fast_completed, 120)
+        assert fast_completed(msgs), worker.log()[-3000:]
+        steps = [(m, decode(SessionStep, m.value())) for m in msgs]
+        fast_closed = next(m for m, s in steps if (s.batch_id, s.step) == (fast.batch_id,
+                                                                              "closed"))
+        assert not any((s.batch_id, s.step) == (slow.batch_id, "closed") for _, s in steps), \
+            "the 1000-invoice batch closed first: the test did not hold it back"
+        # The upo stage acknowledges the fast `closed` step after the submit stage
+        # acknowledged the fast manifest: once it is committed, so would be the manifest.
+        deadline = time.monotonic() + 60
+        while (sandbox.committed(SESSIONS, fast_closed.partition()) or 0) <= fast_closed.offset():
+            assert time.monotonic() < deadline, "no commit after the fast batch settled"
+            time.sleep(0.2)
+        committed = sandbox.committed(PACKED, partition)
+        assert committed is None or committed <= slow_offset, \
+            f"committed {committed} past the manifest still uploading at {slow_offset}"
+        worker.stop()
+        stack.emulator.admin("latency", {"ms": 0})
+        worker = stack.worker()
+        workers.append(worker)
+        numbers = _distinct_outcomes(sandbox, len(items), timeout_s=300)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+        stack.emulator.stop()
+    assert len(numbers) == len(items), _where_missing(sandbox, items, numbers, workers)
+    assert all(len(n) == 1 for n in numbers.values()), "an invoice got two KSeF numbers"
 
 
 def test_lost_spool_is_rebuilt_from_kafka(sandbox: KafkaSandbox, tmp_path: Path) -> None:
