@@ -15,8 +15,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import heapq
-import itertools
 import os
 import shutil
 import uuid
@@ -57,6 +55,7 @@ from pipeline.session_journal import (
     PART_UPLOADED,
     Journal,
 )
+from pipeline.stages.batch_queue import BatchQueue
 from topics import topic_name
 from topics.catalog import PACKED, REJECTED, SEALED, SESSIONS
 from topics.codec import decode, encode, from_dict
@@ -70,20 +69,14 @@ rejected_topic = topic(REJECTED)
 
 CONCURRENCY = int(os.environ.get("KSEF_SUBMIT_CONCURRENCY", "2"))
 UPLOAD_WINDOW_PER_PART = dt.timedelta(minutes=20)
-NO_DEADLINE = "9999-12-31"
 
 follower = mode_follower()
 health = HealthReporter(publish_announcement, lambda: follower.state)
 clients = KsefClients(KsefSettings.from_env(), observer=health.observe)
 keyring = load_keyring(Path(worker_settings.data_dir).parent / "keyring.json")
 journal = Journal()
-queue: list[tuple[str, str, int, PackedBatch, Any]] = []
-queue_ready = asyncio.Event()
-seq = itertools.count()
+waiting = BatchQueue()
 state: dict[str, Any] = {"stream": None, "loaded": None, "dispatchers": []}
-# batch id -> further deliveries of its manifest (Faust re-reads a few records around a
-# rebalance), acknowledged together with the first once the batch is settled
-queued_ids: dict[str, list[Any]] = {}
 
 
 async def _journal_step(batch_id: str, seller_nip: str, step: str, session_ref: str | None,
@@ -265,25 +258,24 @@ async def _hold_while_announced() -> None:
         if not logged:
             log.warning("KSeF outage announced: holding new sessions",
                         state=follower.state.state if follower.state else None,
-                        queued=len(queue))
+                        queued=len(waiting))
             logged = True
         with contextlib.suppress(KsefError):
             await clients.public().encryption_key()  # a probe that counts as health
         await asyncio.sleep(HOLD_PROBE_S)
     if logged:
-        log.info("KSeF outage over: draining the backlog", queued=len(queue))
+        log.info("KSeF outage over: draining the backlog", queued=len(waiting))
 
 
 async def _dispatcher() -> None:
     backoff = 1.0
     while True:
-        while not queue:
-            queue_ready.clear()
-            await queue_ready.wait()
+        await waiting.not_empty()
         await _hold_while_announced()
-        if not queue:
+        item = waiting.pop()
+        if item is None:
             continue
-        deadline, packed_at, n, rec, event = heapq.heappop(queue)
+        rec = item.batch
         try:
             settled = await _submit_with_policy(rec)
         except Exception:
@@ -292,12 +284,11 @@ async def _dispatcher() -> None:
         if settled:
             backoff = 1.0
             stream = state["stream"]
-            settled_events = [event, *queued_ids.pop(rec.batch_id, [])]
-            if stream is not None:
-                for done in settled_events:
+            for done in waiting.settled(rec.batch_id):
+                if stream is not None:
                     await stream.ack(done)
         else:
-            heapq.heappush(queue, (deadline, packed_at, n, rec, event))
+            waiting.put_back(item)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
 
@@ -323,13 +314,15 @@ async def submit(stream: faust.StreamT[Any]) -> None:
         if progress is not None and progress.step in FINAL:
             await manual.ack(event)
             continue
-        if rec.batch_id in queued_ids:
-            queued_ids[rec.batch_id].append(event)
-            continue
-        queued_ids[rec.batch_id] = []
-        heapq.heappush(queue, (rec.earliest_deadline or NO_DEADLINE, rec.packed_at, next(seq),
-                               rec, event))
-        queue_ready.set()
+        waiting.offer(rec, event)  # a repeat waits with its batch's first delivery
+
+
+@app.on_partitions_revoked.connect
+async def _leave_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
+    """Batches not started here go to the partitions' new owner, not to both workers."""
+    left = waiting.leave_revoked((tp.topic, tp.partition) for tp in revoked)
+    if left:
+        log.info("queued batches left to their partitions' new owner", batches=len(left))
 
 
 # --- interactive lane: technical corrections -------------------------------------------

@@ -1,0 +1,93 @@
+"""Manifests waiting for a submit dispatcher: the most urgent first, each batch once.
+
+Faust may deliver a manifest again around a rebalance; the repeat waits with the first
+delivery and is acknowledged with it. When partitions are revoked, batches not started
+here are left to the partitions' new owner (their events stay unacknowledged, so it gets
+them): otherwise both workers would send the same batch, in two sessions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from topics.records import PackedBatch
+
+NO_DEADLINE = "9999-12-31"
+
+
+@dataclass(order=True)
+class Waiting:
+    """One queued batch; ordered by legal deadline, then packing time, then arrival."""
+
+    deadline: str
+    packed_at: str
+    seq: int
+    batch: PackedBatch = field(compare=False)
+    event: Any = field(compare=False)
+
+
+class BatchQueue:
+    """Earliest-deadline-first queue of packed batches with their Faust events."""
+
+    def __init__(self) -> None:
+        self._heap: list[Waiting] = []
+        self._events: dict[str, list[Any]] = {}  # batch id -> its deliveries, queued or in flight
+        self._seq = itertools.count()
+        self._ready = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def offer(self, batch: PackedBatch, event: Any) -> bool:
+        """Queue a delivered manifest; False when its batch is already queued or in flight."""
+        known = self._events.get(batch.batch_id)
+        if known is not None:
+            known.append(event)
+            return False
+        self._events[batch.batch_id] = [event]
+        self.put_back(Waiting(batch.earliest_deadline or NO_DEADLINE, batch.packed_at,
+                              next(self._seq), batch, event))
+        return True
+
+    async def not_empty(self) -> None:
+        """Return once a batch is queued."""
+        while not self._heap:
+            self._ready.clear()
+            await self._ready.wait()
+
+    def pop(self) -> Waiting | None:
+        """The most urgent batch (None when another dispatcher took the last one)."""
+        return heapq.heappop(self._heap) if self._heap else None
+
+    def put_back(self, item: Waiting) -> None:
+        """Queue a taken batch again (KSeF unavailable: it is retried later)."""
+        heapq.heappush(self._heap, item)
+        self._ready.set()
+
+    def settled(self, batch_id: str) -> list[Any]:
+        """Forget a batch that is closed or failed; every delivery of it, to acknowledge."""
+        return self._events.pop(batch_id, [])
+
+    def leave_revoked(self, revoked: Iterable[tuple[str, int]]) -> list[str]:
+        """Drop the queued batches whose manifests are on revoked partitions (not those
+        in flight); their ids."""
+        gone = set(revoked)
+        keep: list[Waiting] = []
+        left: list[str] = []
+        for item in self._heap:
+            tp = item.event.message.tp
+            if (tp.topic, tp.partition) in gone:
+                left.append(item.batch.batch_id)
+            else:
+                keep.append(item)
+        if left:
+            heapq.heapify(keep)
+            self._heap = keep
+            for batch_id in left:
+                self._events.pop(batch_id, None)
+        return left

@@ -1,0 +1,94 @@
+"""The submit queue: most urgent batch first, repeats wait with their batch, revoked
+partitions' batches are left to their new owner."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+from pipeline.stages.batch_queue import BatchQueue
+from topics.records import PackedBatch
+
+
+def batch(batch_id: str, deadline: str | None, packed_at: str = "2026-11-21T10:00:00") -> Any:
+    return PackedBatch(batch_id=batch_id, seller_nip="5260250995", archive_format="zip",
+                       package_sha256="", package_size=0, parts=[], wrapped_key_b64="",
+                       iv_b64="", deflate_level=6, zlib_version="", invoices=[],
+                       packed_at=packed_at, spool_dir="", offline_mode=False,
+                       earliest_deadline=deadline)
+
+
+def event(partition: int, offset: int, topic: str = "ksef.batches.packed") -> Any:
+    return SimpleNamespace(message=SimpleNamespace(
+        tp=SimpleNamespace(topic=topic, partition=partition), offset=offset))
+
+
+def drain(queue: BatchQueue) -> list[str]:
+    out = []
+    while (item := queue.pop()) is not None:
+        out.append(item.batch.batch_id)
+    return out
+
+
+def test_earliest_deadline_first_then_packing_time_then_arrival() -> None:
+    queue = BatchQueue()
+    queue.offer(batch("none", None), event(0, 1))
+    queue.offer(batch("late", "2026-11-30"), event(0, 2))
+    queue.offer(batch("soon-b", "2026-11-22", "2026-11-21T10:05:00"), event(0, 3))
+    queue.offer(batch("soon-a", "2026-11-22", "2026-11-21T10:01:00"), event(0, 4))
+    queue.offer(batch("soon-c", "2026-11-22", "2026-11-21T10:05:00"), event(0, 5))
+    assert drain(queue) == ["soon-a", "soon-b", "soon-c", "late", "none"]
+
+
+def test_a_repeated_manifest_waits_with_its_batch_and_is_acknowledged_with_it() -> None:
+    queue = BatchQueue()
+    first, again, later = event(0, 7), event(0, 7), event(0, 7)
+    assert queue.offer(batch("b1", "2026-11-22"), first)
+    assert not queue.offer(batch("b1", "2026-11-22"), again)  # queued
+    item = queue.pop()
+    assert item is not None and item.event is first and queue.pop() is None
+    assert not queue.offer(batch("b1", "2026-11-22"), later)  # in flight
+    assert queue.settled("b1") == [first, again, later]
+    assert queue.offer(batch("b1", "2026-11-22"), event(0, 7))  # settled: a new delivery
+
+
+def test_a_batch_put_back_keeps_its_place() -> None:
+    queue = BatchQueue()
+    queue.offer(batch("urgent", "2026-11-22"), event(0, 1))
+    queue.offer(batch("later", "2026-11-25"), event(0, 2))
+    item = queue.pop()
+    assert item is not None
+    queue.put_back(item)  # KSeF unavailable
+    assert drain(queue) == ["urgent", "later"]
+
+
+def test_revoked_partitions_leave_queued_batches_but_not_those_in_flight() -> None:
+    queue = BatchQueue()
+    queue.offer(batch("p0-a", "2026-11-22"), event(0, 1))
+    queue.offer(batch("p1-a", "2026-11-23"), event(1, 1))
+    queue.offer(batch("p1-b", "2026-11-24"), event(1, 2))
+    queue.offer(batch("other-topic", "2026-11-24"), event(1, 3, topic="ksef.sessions"))
+    in_flight = queue.pop()
+    assert in_flight is not None and in_flight.batch.batch_id == "p0-a"
+    left = queue.leave_revoked([("ksef.batches.packed", 0), ("ksef.batches.packed", 1)])
+    assert sorted(left) == ["p1-a", "p1-b"]
+    assert drain(queue) == ["other-topic"]
+    assert queue.settled("p0-a") == [in_flight.event]
+    # the new owner of partition 1 could be this worker again: the batch is welcome back
+    assert queue.offer(batch("p1-a", "2026-11-23"), event(1, 1))
+
+
+def test_a_dispatcher_waits_until_a_batch_is_queued() -> None:
+    async def scenario() -> str:
+        queue = BatchQueue()
+        waiter = asyncio.ensure_future(queue.not_empty())
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        queue.offer(batch("b1", None), event(0, 1))
+        await asyncio.wait_for(waiter, 1)
+        item = queue.pop()
+        assert item is not None
+        return item.batch.batch_id
+
+    assert asyncio.run(scenario()) == "b1"
