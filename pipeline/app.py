@@ -14,7 +14,11 @@ from typing import Any
 import faust
 
 from pipeline import logs
-from pipeline.faust_fixes import keep_buffers_on_resume, never_commit_past_pending
+from pipeline.faust_fixes import (
+    keep_buffers_on_resume,
+    never_commit_past_pending,
+    seek_uncommitted_to_beginning,
+)
 from pipeline.settings import KafkaSettings, WorkerSettings
 from topics import CatalogSettings, TopicSpec, topic_name
 
@@ -55,6 +59,7 @@ if not keep_buffers_on_resume(app):
         "faust runs without its compiled stream iterator: records fetched during a "
         "rebalance may wait for the next restart")
 never_commit_past_pending(app)
+seek_uncommitted_to_beginning(app)
 
 
 def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:

@@ -20,6 +20,11 @@ and on a partition with nothing committed it checks the head not at all. Our sta
 records for a while (a batch waiting for its session, a `closed` step waiting for its
 UPO), so a record later in the partition is often acknowledged first. A crash then loses
 the held one: seen as a whole batch of invoices that never got a KSeF number.
+
+The seek itself skips partitions with nothing committed (aiokafka seeks only to a
+committed offset above 0): their held records, dropped on revoke or skipped as an older
+generation, did not come back when the partition returned to the same worker. Such
+partitions are now sought to their beginning, where the group would start reading.
 """
 
 from __future__ import annotations
@@ -97,3 +102,19 @@ def never_commit_past_pending(app: Any) -> None:
         return offsets
 
     consumer._filter_committable_offsets = committable
+
+
+def seek_uncommitted_to_beginning(app: Any) -> None:
+    """Make the stream seek after a rebalance rewind partitions with no committed offset."""
+    consumer = app.consumer
+    seek_to_committed = consumer.seek_to_committed
+
+    async def seek() -> Any:
+        committed = await seek_to_committed()
+        fresh = [tp for tp, offset in committed.items()
+                 if not offset and app.topics.acks_enabled_for(tp.topic)]
+        if fresh:
+            await consumer._thread.seek_to_beginning(*fresh)
+        return committed
+
+    consumer.seek_to_committed = seek

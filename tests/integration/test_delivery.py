@@ -3,20 +3,24 @@ several sessions per seller, multi-part packages, and crash safety."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from pipeline.clock import polish_today
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.integration.delivery_harness import build_stack, ingest, session_steps
+from tests.integration.modes.helpers import Watcher
 from tests.kafka_harness import KafkaSandbox, Worker
-from topics.catalog import OUTCOMES, PACKED, REJECTED, SESSIONS, SUBMITTED
+from topics.catalog import MODE, OUTCOMES, PACKED, REJECTED, SESSIONS, SUBMITTED
 from topics.codec import decode
-from topics.records import InvoiceOutcome, PackedBatch, Rejection, SessionStep
+from topics.records import InvoiceOutcome, ModeState, PackedBatch, Rejection, SessionStep
 
 
 def _invoices(plan: dict[str, int], tag: str) -> list[tuple[str, bytes]]:
@@ -193,6 +197,69 @@ def test_a_batch_settled_first_never_commits_past_one_still_uploading(
         stack.emulator.stop()
     assert len(numbers) == len(items), _where_missing(sandbox, items, numbers, workers)
     assert all(len(n) == 1 for n in numbers.values()), "an invoice got two KSeF numbers"
+
+
+def _wait_for_log(worker: Worker, pattern: str, what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while re.search(pattern, worker.log()) is None:
+        assert worker.proc.poll() is None, worker.log()[-3000:]
+        assert time.monotonic() < deadline, f"worker never logged {what}"
+        time.sleep(0.5)  # polling a log file: there is no event to await
+
+
+def _one_seller_per_partition(partitions: int, seed: int) -> list[str]:
+    """Sellers whose manifests land on every partition (keyed by NIP, as the packer does),
+    so each worker of a group owns some of them."""
+    chosen: dict[int, str] = {}
+    for nip in seller_nips(10 * partitions, seed=seed):
+        chosen.setdefault(DefaultPartitioner()(nip.encode(), list(range(partitions)),
+                                               list(range(partitions))), nip)
+    assert len(chosen) == partitions
+    return [chosen[p] for p in range(partitions)]
+
+
+def test_a_worker_joining_mid_backlog_takes_batches_over_without_sending_them_twice(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """Batches queued behind an announced failure move to the worker that joins; the
+    first worker does not send them as well (that would cost a second session each)."""
+    sellers = _one_seller_per_partition(sandbox.partitions, seed=505)
+    stack = build_stack(sandbox, tmp_path, sellers, KSEF_BATCH_MAX_INVOICES="50",
+                        KSEF_LATARNIA_POLL_S="1", KSEF_MODE_TICK_S="1", KSEF_HOLD_PROBE_S="1")
+    items = _invoices({nip: 100 for nip in sellers}, "JOIN")
+    modes = Watcher(sandbox, MODE, ModeState)
+    first = stack.worker()
+    workers = [first]
+    try:
+        modes.wait(lambda s: any(x.value and x.value.state == "AVAILABLE" for x in s), 180,
+                   "worker up")
+        stack.emulator.admin("latarnia/announce", {"category": "FAILURE"})
+        modes.wait(lambda s: any(x.value and x.value.state == "FAILURE" for x in s), 60,
+                   "failure state")
+        ingest(sandbox, items)
+        packed = sandbox.consume(PACKED, 8, 180)  # full batches are sealed in a failure
+        assert {m.partition() for m in packed} == set(range(sandbox.partitions))
+        _wait_for_log(first, "KSeF outage announced: holding new sessions", "the hold")
+        second = stack.worker()
+        workers.append(second)
+        for worker in workers:  # the group has settled when each owns some partitions
+            _wait_for_log(worker, r'"partitions": \[\d[^]]*\], "dropped"', "a share")
+        stack.emulator.admin("latarnia/end", {"event": "1"})
+        numbers = _distinct_outcomes(sandbox, len(items), timeout_s=300)
+        steps = [decode(SessionStep, m.value()) for m in sandbox.consume_until(
+            SESSIONS, lambda got: sum(decode(SessionStep, m.value()).step == "closed"
+                                      for m in got) >= len(packed), 60)]
+    finally:
+        modes.close()
+        for worker in workers:
+            assert worker.stop() == 0, worker.log()[-3000:]
+        stack.emulator.stop()
+    assert len(numbers) == len(items), _where_missing(sandbox, items, numbers, workers)
+    batches = {decode(PackedBatch, m.value()).batch_id for m in packed}
+    sessions = Counter(s.batch_id for s in steps if s.step == "opening")
+    assert {b: sessions[b] for b in batches} == {b: 1 for b in batches}
+    assert all("batch session closed" in w.log() for w in workers), "one worker sent all"
+    held = stack.emulator_invoices()
+    assert Counter(c for _, _, c in held) == {200: len(items)}
 
 
 def test_lost_spool_is_rebuilt_from_kafka(sandbox: KafkaSandbox, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from pipeline.faust_fixes import (
     keep_buffers_on_resume,
     never_commit_past_pending,
     pending_floors,
+    seek_uncommitted_to_beginning,
     skipped_records_stay_unacknowledged,
 )
 
@@ -156,3 +157,32 @@ def test_pending_floors_ignore_acknowledged_records() -> None:
     kept = [done, _delivered(consumer, TP0, 7), _delivered(consumer, TP0, 5),
             _delivered(consumer, tp1, 9)]
     assert pending_floors(kept) == {TP0: 5, tp1: 9}
+
+
+# --- the seek after a rebalance rewinds partitions with nothing committed -----------------
+
+class _FakeThread:
+    def __init__(self, committed: dict[TP, int | None]) -> None:
+        self.committed = committed
+        self.rewound: list[TP] = []
+
+    async def seek_to_committed(self) -> dict[TP, int | None]:
+        return self.committed
+
+    async def seek_to_beginning(self, *partitions: TP) -> None:
+        self.rewound.extend(partitions)
+
+
+def test_partitions_without_a_committed_offset_are_sought_to_their_beginning() -> None:
+    held, empty, resumed = TP("ksef.batches.packed", 0), TP("ksef.batches.packed", 1), \
+        TP("ksef.batches.packed", 2)
+    changelog = TP("ksef-pipeline-ksef-dedupe-changelog", 0)  # Faust restores tables itself
+    thread = _FakeThread({held: None, empty: 0, resumed: 7, changelog: None})
+    consumer = SimpleNamespace(_thread=thread, seek_to_committed=thread.seek_to_committed)
+    topics = SimpleNamespace(acks_enabled_for=lambda name: name == "ksef.batches.packed")
+    seek_uncommitted_to_beginning(SimpleNamespace(consumer=consumer, topics=topics))
+
+    committed = asyncio.run(consumer.seek_to_committed())
+
+    assert committed == thread.committed  # Faust still learns the committed offsets
+    assert sorted(thread.rewound) == [held, empty]
