@@ -80,6 +80,9 @@ def never_commit_past_pending(app: Any) -> None:
     faust_offset = consumer._new_offset
 
     def settled_offset(tp: Any, floor: int | None) -> int | None:
+        committed = consumer._committed_offset[tp]
+        if floor is not None and committed is not None and floor < committed:
+            floor = None  # held since before a rebalance; another worker committed past it
         acked = consumer._acked[tp]
         if floor is not None and acked and min(acked) > floor:
             return None  # the head of the partition is still being worked on

@@ -186,3 +186,13 @@ def test_partitions_without_a_committed_offset_are_sought_to_their_beginning() -
 
     assert committed == thread.committed  # Faust still learns the committed offsets
     assert sorted(thread.rewound) == [held, empty]
+
+
+def test_a_record_held_from_before_a_rebalance_does_not_block_a_partition_committed_past_it(
+        ) -> None:
+    consumer = _consumer_with(patched=True)
+    _delivered(consumer, TP0, 5)  # still in flight here; the partition came back committed
+    consumer._committed_offset[TP0] = 10
+    for offset in (10, 11):
+        _ack(consumer, _delivered(consumer, TP0, offset))
+    assert _commit(consumer, TP0) == 12
