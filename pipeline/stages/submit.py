@@ -84,7 +84,8 @@ async def _journal_step(batch_id: str, seller_nip: str, step: str, session_ref: 
     entry = SessionStep(batch_id=batch_id, seller_nip=seller_nip, step=step, at=iso(),
                         session_ref=session_ref, kind=kind, details=details)
     journal.apply(entry)
-    await sessions_topic.send(key=batch_id.encode(), value=encode(entry))
+    delivered = await sessions_topic.send(key=batch_id.encode(), value=encode(entry))
+    await delivered  # write-ahead: durable before the side effect it records happens
 
 
 async def _journal(rec: PackedBatch, step: str, session_ref: str | None = None,

@@ -22,11 +22,11 @@ from pipeline import logs
 from pipeline.app import app, catalog_settings, kafka_settings, produce, topic
 from pipeline.clock import iso
 from pipeline.kafka_reads import read_all
-from pipeline.ksef.api import InvoiceResult, KsefClient, KsefError, SessionStatus
+from pipeline.ksef.api import InvoiceResult, KsefApiError, KsefClient, KsefError, SessionStatus
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from pipeline.ksef.upo import UpoEntry, UpoError, parse_upo
 from pipeline.ksef_link import KsefClients, KsefSettings
-from pipeline.session_journal import CLOSED, COMPLETED, FAILED
+from pipeline.session_journal import CLOSED, COMPLETED, FAILED, OPENED
 from topics import topic_name
 from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO
 from topics.codec import decode, encode
@@ -56,9 +56,17 @@ state: dict[str, Any] = {"stream": None, "loaded": None}
 # session reference -> hashes of our invoices in it (from `closed` steps): tells whether
 # a 440's original is this very invoice without asking KSeF.
 our_sessions: dict[str, frozenset[str]] = {}
+# session reference -> our batch it was opened for (from `opened` steps): a batch sent
+# again after its `closed` step was lost meets its own first session in KSeF's 440s.
+session_batches: dict[str, str] = {}
+# "original KSeF number/hash" -> whether they match, kept so that a session settled again
+# after a rate limit does not download the same originals again
+compared: dict[str, bool] = {}
 
 
 def _remember(step: SessionStep) -> None:
+    if step.step == OPENED and step.session_ref:
+        session_batches[step.session_ref] = step.batch_id
     if step.step == CLOSED and step.session_ref:
         our_sessions[step.session_ref] = frozenset(
             row[1] for row in step.details.get("invoices", []))
@@ -79,17 +87,27 @@ class _Invoice:
         self.invoice_id, self.sha256, self.invoice_number = row
 
 
-async def _is_same_invoice(client: KsefClient, res: InvoiceResult, sha256: str) -> bool:
+async def _is_same_invoice(client: KsefClient, step: SessionStep, res: InvoiceResult,
+                           sha256: str) -> bool:
+    """Whether a 440's original is this very invoice. A KSeF error other than "not found"
+    propagates: the session is settled again later rather than the invoice refused."""
     original = res.extensions.get("originalKsefNumber")
     if not original:
         return False
     session = res.extensions.get("originalSessionReferenceNumber")
     if session and session in our_sessions:
         return sha256 in our_sessions[session]
-    try:  # not one of ours (or from before the journal): compare the stored invoice
-        return sha256_b64(await client.invoice_xml(original)) == sha256
-    except KsefError:
-        return False
+    if session and session_batches.get(session) == step.batch_id:
+        return True  # an earlier session of this batch: the same package, the same invoices
+    key = f"{original}/{sha256}"
+    if key not in compared:  # not one of ours (or from before the journal): download it
+        try:
+            compared[key] = sha256_b64(await client.invoice_xml(original)) == sha256
+        except KsefApiError as exc:
+            if exc.status != 404:
+                raise
+            compared[key] = False
+    return compared[key]
 
 
 def _acquired_from_number(number: str) -> str:
@@ -124,7 +142,7 @@ async def _emit_result(step: SessionStep, client: KsefClient, inv: _Invoice,
         acquired = (res.acquisition_date or res.invoicing_date).isoformat()
         await _accept(step, inv, res.ksef_number, acquired, res.invoicing_mode or "", upo_ref)
         return True
-    if res.status_code == DUPLICATE and await _is_same_invoice(client, res, inv.sha256):
+    if res.status_code == DUPLICATE and await _is_same_invoice(client, step, res, inv.sha256):
         original = str(res.extensions["originalKsefNumber"])
         await _accept(step, inv, original, _acquired_from_number(original),
                       res.invoicing_mode or "", upo_ref)
