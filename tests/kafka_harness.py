@@ -7,6 +7,7 @@ broker can be shared by the whole session.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -143,6 +144,18 @@ class Worker:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def wait_for_log(self, pattern: str, what: str, timeout_s: float = 120) -> None:
+        """Wait until the worker's log matches `pattern` (regex); fail if it dies first."""
+        deadline = time.monotonic() + timeout_s
+        while re.search(pattern, self.log()) is None:
+            assert self.proc.poll() is None, self.log()[-3000:]
+            assert time.monotonic() < deadline, f"worker never logged {what}"
+            time.sleep(0.5)  # polling a log file: there is no event to await
+
+
+# logged by every worker once the group has given it some partitions
+OWNS_A_SHARE = r'"partitions": \[\d[^]]*\], "dropped"'
 
 
 def start_worker(sandbox: KafkaSandbox, tmp: Path, *args: str, **env: str) -> Worker:

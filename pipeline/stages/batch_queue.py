@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.stages.deliveries import Deliveries
 from topics.records import PackedBatch
 
 NO_DEADLINE = "9999-12-31"
@@ -36,7 +37,7 @@ class BatchQueue:
 
     def __init__(self) -> None:
         self._heap: list[Waiting] = []
-        self._events: dict[str, list[Any]] = {}  # batch id -> its deliveries, queued or in flight
+        self._deliveries = Deliveries()  # of batches queued or in flight
         self._seq = itertools.count()
         self._ready = asyncio.Event()
 
@@ -45,11 +46,8 @@ class BatchQueue:
 
     def offer(self, batch: PackedBatch, event: Any) -> bool:
         """Queue a delivered manifest; False when its batch is already queued or in flight."""
-        known = self._events.get(batch.batch_id)
-        if known is not None:
-            known.append(event)
+        if not self._deliveries.first(batch.batch_id, event):
             return False
-        self._events[batch.batch_id] = [event]
         self.put_back(Waiting(batch.earliest_deadline or NO_DEADLINE, batch.packed_at,
                               next(self._seq), batch, event))
         return True
@@ -71,7 +69,7 @@ class BatchQueue:
 
     def settled(self, batch_id: str) -> list[Any]:
         """Forget a batch that is closed or failed; every delivery of it, to acknowledge."""
-        return self._events.pop(batch_id, [])
+        return self._deliveries.settled(batch_id)
 
     def leave_revoked(self, revoked: Iterable[tuple[str, int]]) -> list[str]:
         """Drop the queued batches whose manifests are on revoked partitions (not those
@@ -89,5 +87,5 @@ class BatchQueue:
             heapq.heapify(keep)
             self._heap = keep
             for batch_id in left:
-                self._events.pop(batch_id, None)
+                self._deliveries.settled(batch_id)  # unacknowledged: the new owner gets them
         return left

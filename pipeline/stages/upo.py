@@ -27,6 +27,7 @@ from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from pipeline.ksef.upo import UpoEntry, UpoError, parse_upo
 from pipeline.ksef_link import KsefClients, KsefSettings
 from pipeline.session_journal import CLOSED, COMPLETED, FAILED, OPENED
+from pipeline.stages.deliveries import Deliveries
 from topics import topic_name
 from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO
 from topics.codec import decode, encode
@@ -46,9 +47,7 @@ KSEF_REASONS = {410: "permissions", 415: "attachments-not-allowed", 430: "schema
 clients = KsefClients(KsefSettings.from_env())
 done_batches: set[str] = set()
 following: set[asyncio.Future[None]] = set()
-# batch id -> further deliveries of its `closed` step (Faust re-reads a few records
-# around a rebalance), acknowledged with the first once the batch is settled
-followed_ids: dict[str, list[Any]] = {}
+followed = Deliveries()  # of the `closed` steps being followed, by batch id
 slots = asyncio.Semaphore(CONCURRENCY)
 state: dict[str, Any] = {"stream": None, "loaded": None}
 
@@ -211,7 +210,7 @@ async def _settle(step: SessionStep, client: KsefClient, status: SessionStatus) 
              accepted=accepted, rejected=len(invoices) - accepted)
 
 
-async def _follow(step: SessionStep, event: Any) -> None:
+async def _follow(step: SessionStep) -> None:
     async with slots:
         delay = 1.0
         while step.batch_id not in done_batches:
@@ -230,9 +229,8 @@ async def _follow(step: SessionStep, event: Any) -> None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
     stream = state["stream"]
-    settled = [event, *followed_ids.pop(step.batch_id, [])]
-    if stream is not None:
-        for done in settled:
+    for done in followed.settled(step.batch_id):
+        if stream is not None:
             await stream.ack(done)
 
 
@@ -253,10 +251,8 @@ async def upo(stream: faust.StreamT[Any]) -> None:
         if step.step != CLOSED or step.batch_id in done_batches:
             await manual.ack(event)
             continue
-        if step.batch_id in followed_ids:
-            followed_ids[step.batch_id].append(event)
-            continue
-        followed_ids[step.batch_id] = []
-        task = asyncio.ensure_future(_follow(step, event))
+        if not followed.first(step.batch_id, event):
+            continue  # a repeat: acknowledged with the first once the batch is settled
+        task = asyncio.ensure_future(_follow(step))
         following.add(task)
         task.add_done_callback(following.discard)

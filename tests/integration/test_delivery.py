@@ -3,7 +3,6 @@ several sessions per seller, multi-part packages, and crash safety."""
 
 from __future__ import annotations
 
-import re
 import signal
 import time
 from collections import Counter, defaultdict
@@ -15,9 +14,9 @@ from aiokafka.partitioner import DefaultPartitioner
 from pipeline.clock import polish_today
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
-from tests.integration.delivery_harness import build_stack, ingest, session_steps
+from tests.integration.delivery_harness import Stack, build_stack, ingest, session_steps
 from tests.integration.modes.helpers import Watcher
-from tests.kafka_harness import KafkaSandbox, Worker
+from tests.kafka_harness import OWNS_A_SHARE, KafkaSandbox, Worker
 from topics.catalog import MODE, OUTCOMES, PACKED, REJECTED, SESSIONS, SUBMITTED
 from topics.codec import decode
 from topics.records import InvoiceOutcome, ModeState, PackedBatch, Rejection, SessionStep
@@ -71,6 +70,19 @@ def _where_missing(sandbox: KafkaSandbox, items: list[tuple[str, bytes]],
     for w in workers:
         lines.append(f"--- {w.log_path}\n{w.log()[-4000:]}")
     return "\n".join(lines)
+
+
+def _restart_at_full_speed(stack: Stack, workers: list[Worker]) -> Worker:
+    """A new worker, with the emulator's added latency removed."""
+    stack.emulator.admin("latency", {"ms": 0})
+    workers.append(stack.worker())
+    return workers[-1]
+
+
+def _assert_one_number_each(sandbox: KafkaSandbox, items: list[tuple[str, bytes]],
+                            numbers: dict[str, set[str]], workers: list[Worker]) -> None:
+    assert len(numbers) == len(items), _where_missing(sandbox, items, numbers, workers)
+    assert all(len(n) == 1 for n in numbers.values()), "an invoice got two KSeF numbers"
 
 
 def test_25000_invoices_three_sellers_many_sessions_multi_part(
@@ -134,15 +146,12 @@ def test_sigkill_during_upload_and_after_close_settles_every_invoice_once(
 
         assert closed(sandbox.consume_until(SESSIONS, closed, 300)), worker.log()[-3000:]
         worker.stop(signal.SIGKILL)
-        stack.emulator.admin("latency", {"ms": 0})
-        worker = stack.worker()
-        workers.append(worker)
+        worker = _restart_at_full_speed(stack, workers)
         numbers = _distinct_outcomes(sandbox, len(items), timeout_s=600)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
         stack.emulator.stop()
-    assert len(numbers) == len(items), _where_missing(sandbox, items, numbers, workers)
-    assert all(len(n) == 1 for n in numbers.values()), "an invoice got two KSeF numbers"
+    _assert_one_number_each(sandbox, items, numbers, workers)
     held = stack.emulator_invoices()
     accepted = Counter(h for h, n, c in held if c == 200)
     assert len(accepted) == len(items) and max(accepted.values()) == 1
@@ -188,23 +197,12 @@ def test_a_batch_settled_first_never_commits_past_one_still_uploading(
         assert committed is None or committed <= slow_offset, \
             f"committed {committed} past the manifest still uploading at {slow_offset}"
         worker.stop()
-        stack.emulator.admin("latency", {"ms": 0})
-        worker = stack.worker()
-        workers.append(worker)
+        worker = _restart_at_full_speed(stack, workers)
         numbers = _distinct_outcomes(sandbox, len(items), timeout_s=300)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
         stack.emulator.stop()
-    assert len(numbers) == len(items), _where_missing(sandbox, items, numbers, workers)
-    assert all(len(n) == 1 for n in numbers.values()), "an invoice got two KSeF numbers"
-
-
-def _wait_for_log(worker: Worker, pattern: str, what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while re.search(pattern, worker.log()) is None:
-        assert worker.proc.poll() is None, worker.log()[-3000:]
-        assert time.monotonic() < deadline, f"worker never logged {what}"
-        time.sleep(0.5)  # polling a log file: there is no event to await
+    _assert_one_number_each(sandbox, items, numbers, workers)
 
 
 def _one_seller_per_partition(partitions: int, seed: int) -> list[str]:
@@ -238,11 +236,11 @@ def test_a_worker_joining_mid_backlog_takes_batches_over_without_sending_them_tw
         ingest(sandbox, items)
         packed = sandbox.consume(PACKED, 8, 180)  # full batches are sealed in a failure
         assert {m.partition() for m in packed} == set(range(sandbox.partitions))
-        _wait_for_log(first, "KSeF outage announced: holding new sessions", "the hold")
+        first.wait_for_log("KSeF outage announced: holding new sessions", "the hold")
         second = stack.worker()
         workers.append(second)
         for worker in workers:  # the group has settled when each owns some partitions
-            _wait_for_log(worker, r'"partitions": \[\d[^]]*\], "dropped"', "a share")
+            worker.wait_for_log(OWNS_A_SHARE, "a share")
         stack.emulator.admin("latarnia/end", {"event": "1"})
         numbers = _distinct_outcomes(sandbox, len(items), timeout_s=300)
         steps = [decode(SessionStep, m.value()) for m in sandbox.consume_until(

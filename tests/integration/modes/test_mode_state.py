@@ -10,7 +10,6 @@ import datetime as dt
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from pipeline.modes.messages import from_latarnia
 from pipeline.modes.observed import HealthReporter
 from pipeline.modes.snapshot import history_from_mode_state
 from tests.integration.modes.helpers import Watcher, latest_values
-from tests.kafka_harness import REPO, KafkaSandbox, Worker, start_worker
+from tests.kafka_harness import OWNS_A_SHARE, REPO, KafkaSandbox, Worker, start_worker
 from topics.catalog import ALERTS, ANNOUNCEMENTS, DEADLINES, MODE, SEALED, SUBMITTED
 from topics.codec import encode
 from topics.records import Alert, Announcement, DeadlineRecord, KafkaRef, ModeState, SealedInvoice
@@ -252,14 +251,6 @@ async def _call_ksef(emu: EmulatorProcess, reporter: HealthReporter, until_up: b
         await reporter.flush()
 
 
-def _wait_for_log(worker: Worker, seen: Callable[[str], bool], what: str) -> None:
-    deadline = time.monotonic() + 120
-    while not seen(worker.log()):
-        assert worker.proc.poll() is None, worker.log()[-3000:]
-        assert time.monotonic() < deadline, f"worker never logged {what}"
-        time.sleep(0.5)  # polling a log file: there is no event to await
-
-
 def test_two_workers_share_the_pending_invoices(sandbox: KafkaSandbox, tmp_path: Path) -> None:
     """Each worker owns some `ksef.deadlines` partitions; both learn every announcement."""
     deadlines = Watcher(sandbox, DEADLINES, DeadlineRecord)
@@ -269,8 +260,7 @@ def test_two_workers_share_the_pending_invoices(sandbox: KafkaSandbox, tmp_path:
     workers = [_mode_worker(sandbox, tmp_path), _mode_worker(sandbox, tmp_path)]
     try:
         for worker in workers:  # the group has settled when each owns some partitions
-            _wait_for_log(worker, lambda log: re.search(
-                r'"partitions": \[\d[^]]*\], "dropped"', log) is not None, "a share")
+            worker.wait_for_log(OWNS_A_SHARE, "a share")
         sandbox.produce(ANNOUNCEMENTS, [(open_failure.id.encode(), encode(open_failure))])
         modes.first(lambda s: len(s.announcements) == 1, 120, "the open failure")
         sandbox.produce(SEALED, [(f"s{i % 7}".encode(), encode(_sealed(*inv)))

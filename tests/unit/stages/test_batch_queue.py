@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from pipeline.stages.batch_queue import BatchQueue
+from pipeline.stages.deliveries import Deliveries
 from topics.records import PackedBatch
 
 
@@ -92,3 +93,11 @@ def test_a_dispatcher_waits_until_a_batch_is_queued() -> None:
         return item.batch.batch_id
 
     assert asyncio.run(scenario()) == "b1"
+
+
+def test_deliveries_start_work_once_and_hand_back_every_delivery() -> None:
+    followed = Deliveries()
+    first, again = event(2, 40), event(2, 40)
+    assert followed.first("b1", first) and not followed.first("b1", again)
+    assert followed.first("b2", event(2, 41))
+    assert followed.settled("b1") == [first, again] and followed.settled("b1") == []
