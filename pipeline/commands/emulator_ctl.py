@@ -26,6 +26,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                       "a session)")
     fail.add_argument("--count", type=int, default=1)
     fail.add_argument("--scope", choices=("invoice", "session"), default="invoice")
+    lose = sub.add_parser("lose-response", help="carry out the next matching requests but "
+                          "reset the connection instead of answering")
+    lose.add_argument("path", help="path glob, e.g. '/v2/sessions/batch/*/close'")
+    lose.add_argument("--count", type=int, default=1)
     announce = sub.add_parser("announce", help="publish (or revise) a Latarnia message")
     announce.add_argument("--category", choices=("FAILURE", "TOTAL_FAILURE", "MAINTENANCE"),
                           default="FAILURE")
@@ -53,6 +57,8 @@ def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:
         return "latency", {"ms": args.ms}
     if action == "fail-next":
         return "fail-next", {"code": args.code, "count": args.count, "scope": args.scope}
+    if action == "lose-response":
+        return "lose-response", {"path": args.path, "count": args.count}
     if action == "announce":
         body = {"category": args.category, "start": args.start, "end": args.end,
                 "title": args.title, "text": args.text, "id": args.id}

@@ -26,6 +26,7 @@ certificate of usage ``KsefTokenEncryption`` from ``GET
 
 Operator controls (``/_emulator/...``, see ``emulator-ctl``): ``down`` (503 or reset
 connections), ``up``, ``latency``, ``fail-next`` (force an invoice or session status),
+``lose-response`` (act on a request, then reset the connection instead of answering),
 Latarnia ``announce``/``end``/``latarnia-down``/``latarnia-up``, ``reset``, ``sweep``.
 Latarnia itself: ``GET /latarnia/status`` and ``GET /latarnia/messages``.
 

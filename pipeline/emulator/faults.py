@@ -5,6 +5,7 @@ Kept in memory on purpose: a restarted emulator comes back healthy.
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ class Faults:
     latarnia_down: bool = False
     _invoice_failures: deque[int] = field(default_factory=deque)
     _session_failures: deque[int] = field(default_factory=deque)
+    _lost_responses: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def set_down(self, mode: str | None) -> None:
@@ -42,6 +44,25 @@ class Faults:
         with self._lock:
             return queue.popleft() if queue else None
 
+    def lose_responses(self, path_pattern: str, count: int = 1) -> None:
+        """Carry out the next `count` requests whose path matches the glob, then reset
+        the connection instead of answering: KSeF acted, the caller never heard."""
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        with self._lock:
+            self._lost_responses[path_pattern] = self._lost_responses.get(path_pattern, 0) + count
+
+    def take_lost_response(self, path: str) -> bool:
+        with self._lock:
+            for pattern, left in self._lost_responses.items():
+                if fnmatch.fnmatchcase(path, pattern):
+                    if left > 1:
+                        self._lost_responses[pattern] = left - 1
+                    else:
+                        del self._lost_responses[pattern]
+                    return True
+        return False
+
     def _queue(self, scope: str) -> deque[int]:
         if scope == INVOICE_SCOPE:
             return self._invoice_failures
@@ -57,6 +78,7 @@ class Faults:
                 "latarniaDown": self.latarnia_down,
                 "pendingInvoiceFailures": list(self._invoice_failures),
                 "pendingSessionFailures": list(self._session_failures),
+                "lostResponses": dict(self._lost_responses),
             }
 
     def reset(self) -> None:
@@ -66,3 +88,4 @@ class Faults:
             self.latarnia_down = False
             self._invoice_failures.clear()
             self._session_failures.clear()
+            self._lost_responses.clear()

@@ -52,6 +52,10 @@ async def emulated_ksef(request: web.Request, handler: Handler) -> web.StreamRes
                        f"{max(1, round(refusal.retry_after + 0.5))} sekundach.")
             return too_many_requests(request, refusal.retry_after, message)
     try:
-        return await handler(request)
+        response = await handler(request)
     except ApiError as error:
         return render(request, error)
+    if emu.faults.take_lost_response(path):
+        _reset_connection(request)
+        raise asyncio.CancelledError
+    return response

@@ -87,6 +87,17 @@ async def fail_next(request: web.Request) -> web.Response:
     return _ok(request)
 
 
+async def lose_response(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    path = field(body, "path", str)
+    count = field(body, "count", int, required=False) or 1
+    try:
+        emulator(request).faults.lose_responses(path, count)
+    except ValueError as exc:
+        raise bad_request(VALIDATION, str(exc)) from exc
+    return _ok(request)
+
+
 async def reset(request: web.Request) -> web.Response:
     emu = emulator(request)
     emu.faults.reset()
@@ -161,6 +172,7 @@ def routes() -> list[web.RouteDef]:
         web.post(admin + "/up", up),
         web.post(admin + "/latency", latency),
         web.post(admin + "/fail-next", fail_next),
+        web.post(admin + "/lose-response", lose_response),
         web.post(admin + "/reset", reset),
         web.post(admin + "/sweep", sweep),
         web.post(admin + "/latarnia/announce", announce),

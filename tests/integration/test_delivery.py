@@ -205,6 +205,30 @@ def test_a_batch_settled_first_never_commits_past_one_still_uploading(
     _assert_one_number_each(sandbox, items, numbers, workers)
 
 
+
+def test_a_close_whose_answer_was_lost_settles_the_batch_not_refuses_it(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """KSeF closed the session but the worker never heard (or was killed before it
+    journaled `closed`): the close is sent again, KSeF answers 21180, and the batch it
+    is already processing must come back with KSeF numbers, not as refused."""
+    (seller,) = seller_nips(1, seed=606)
+    stack = build_stack(sandbox, tmp_path, [seller])
+    items = _invoices({seller: 40}, "LOST")
+    stack.emulator.admin("lose-response", {"path": "/v2/sessions/batch/*/close"})
+    worker = stack.worker()
+    workers = [worker]
+    try:
+        ingest(sandbox, items)
+        numbers = _distinct_outcomes(sandbox, len(items), timeout_s=180)
+        steps = session_steps(sandbox, 1)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+        stack.emulator.stop()
+    _assert_one_number_each(sandbox, items, numbers, workers)
+    assert "KSeF unavailable; batch will be retried" in worker.log(), "no answer was lost"
+    assert Counter(s.step for s in steps)["opening"] == 1
+
+
 def _one_seller_per_partition(partitions: int, seed: int) -> list[str]:
     """Sellers whose manifests land on every partition (keyed by NIP, as the packer does),
     so each worker of a group owns some of them."""

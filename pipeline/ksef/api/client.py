@@ -33,9 +33,12 @@ from pipeline.ksef.api.bodies import (
     send_invoice_request,
 )
 from pipeline.ksef.api.environments import Environment
-from pipeline.ksef.api.errors import KsefAuthError, KsefProtocolError
+from pipeline.ksef.api.errors import KsefApiError, KsefAuthError, KsefProtocolError
 from pipeline.ksef.api.health import HealthObserver
 from pipeline.ksef.api.results import (
+    SESSION_CANCELLED,
+    SESSION_OPEN,
+    SESSION_STATUS_FORBIDS,
     BatchSession,
     InvoicePage,
     InvoiceResult,
@@ -226,12 +229,28 @@ class KsefClient:
         await self._uploader.upload_all(uploads, files, sizes=sizes, on_uploaded=on_uploaded)
 
     async def close_batch_session(self, reference: str) -> None:
-        """`POST /sessions/batch/{ref}/close`: starts processing. Not retried on outage."""
-        await self._authed(
-            "POST", f"/sessions/batch/{reference}/close",
-            lambda token: self._sessions.close_batch_session(reference, access_token=token),
-            idempotent=False,
-        )
+        """`POST /sessions/batch/{ref}/close`: starts processing. Not retried on outage,
+        but safe to call again (see `_close`)."""
+        await self._close(reference, lambda token: self._sessions.close_batch_session(
+            reference, access_token=token), f"/sessions/batch/{reference}/close")
+
+    async def _close(self, reference: str, op: Callable[[str], Awaitable[object]],
+                     path: str) -> None:
+        """Close a session, treating one KSeF already closed as closed.
+
+        A close whose answer was lost, or a worker killed between the close and its
+        journal entry, sends the close again; KSeF then refuses it with 21180. The
+        session's status tells whether that refusal means "already closed" (processing
+        or done) or a real problem (still open, or cancelled without a close).
+        """
+        try:
+            await self._authed("POST", path, op, idempotent=False)
+        except KsefApiError as exc:
+            if isinstance(exc, KsefAuthError) or exc.code != SESSION_STATUS_FORBIDS:
+                raise
+            status = await self.session_status(reference)
+            if status.code in (SESSION_OPEN, SESSION_CANCELLED):
+                raise
 
     # --- interactive sessions -------------------------------------------------------
 
@@ -278,11 +297,8 @@ class KsefClient:
                            body.invoice_hash, body.invoice_size)
 
     async def close_online_session(self, reference: str) -> None:
-        await self._authed(
-            "POST", f"/sessions/online/{reference}/close",
-            lambda token: self._sessions.close_online_session(reference, access_token=token),
-            idempotent=False,
-        )
+        await self._close(reference, lambda token: self._sessions.close_online_session(
+            reference, access_token=token), f"/sessions/online/{reference}/close")
 
     # --- status, results, UPO -------------------------------------------------------
 

@@ -27,6 +27,8 @@ SESSION_OPEN = 100
 SESSION_PROCESSING = 150
 SESSION_CLOSED = 170
 SESSION_DONE = 200
+SESSION_CANCELLED = 440  # a batch session never closed within its upload window
+SESSION_STATUS_FORBIDS = 21180  # error code: the session's status forbids the operation
 INVOICE_OK = 200
 DUPLICATE = 440
 

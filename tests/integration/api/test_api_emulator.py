@@ -18,10 +18,12 @@ import aiohttp
 import pytest
 from lxml import etree
 
+from pipeline.emulator import RunningEmulator
 from pipeline.ksef.api import (
     BatchSpec,
     Environment,
     HealthEvent,
+    KsefApiError,
     KsefAuthError,
     KsefClient,
     KsefUnavailable,
@@ -264,6 +266,40 @@ async def test_packed_batch_from_the_package_builder(
         assert (status.code, status.successful_count) == (200, 30), status
         results = [r async for r in client.session_invoices(session.reference_number)]
         assert {r.invoice_hash for r in results} == {e.invoice_hash for e in manifest.entries}
+
+
+
+async def test_close_repeated_after_a_lost_answer_counts_as_closed(
+    ksef_env: Environment, token_for: TokenFor, running_emulator: RunningEmulator,
+    tmp_path: Path
+) -> None:
+    """KSeF closed the session but the answer never arrived: closing again must not turn
+    into a refusal (21180) of a batch KSeF is already processing."""
+    nip = seller_nips(1, seed=609)[0]
+    docs = invoices(nip, 4, f"API/L/{tmp_path.name}")
+    async with KsefClient(ksef_env, nip, await token_for(nip)) as client:
+        mf_key = await client.encryption_key()
+        builder = PackageBuilder(tmp_path / "spool", batch_id="api-lost", fsync=False)
+        for offset, doc in enumerate(docs):
+            builder.add(InvoiceSource("ksef.invoices.sealed", 0, offset), doc)
+        packed = builder.finish(mf_key.key)
+        manifest = packed.manifest
+        session = await client.open_batch_session(batch_spec(manifest))
+        ref = session.reference_number
+        await client.upload_parts(session, part_files(manifest, packed.directory),
+                                  sizes=part_sizes(manifest))
+        running_emulator.emulator.faults.lose_responses("/v2/sessions/batch/*/close")
+        with pytest.raises(KsefUnavailable):
+            await client.close_batch_session(ref)
+        assert (await client.session_status(ref)).code != 100  # KSeF did close it
+        await client.close_batch_session(ref)  # again, as a restarted worker would
+        status = await client.wait_until_processed(ref, timeout=120)
+        assert (status.code, status.successful_count) == (200, 4), status
+
+        still_open = await client.open_batch_session(batch_spec(manifest))
+        with pytest.raises(KsefApiError) as refused:  # parts missing: a real refusal
+            await client.close_batch_session(still_open.reference_number)
+        assert refused.value.code == 21205
 
 
 

@@ -67,6 +67,19 @@ async def test_refused_mode_drops_connections(emulator: RunningEmulator,
     await client.call("POST", "/auth/challenge")
 
 
+
+async def test_lost_response_acts_then_drops_the_connection(emulator: RunningEmulator,
+                                                            client: ReferenceClient) -> None:
+    info = await ctl(emulator, "lose-response", "/v2/auth/*", "--count", "2")
+    assert info["faults"]["lostResponses"] == {"/v2/auth/*": 2}  # type: ignore[index]
+    await client.call("GET", "/security/public-key-certificates")  # not matched: answered
+    for _ in range(2):
+        with pytest.raises(aiohttp.ClientConnectionError):
+            await client.call("POST", "/auth/challenge")
+    await client.call("POST", "/auth/challenge")
+    info = await ctl(emulator, "info")
+    assert info["faults"]["lostResponses"] == {}  # type: ignore[index]
+
 async def test_latency_delays_api_answers(emulator: RunningEmulator,
                                           client: ReferenceClient) -> None:
     await ctl(emulator, "latency", "300")
