@@ -344,11 +344,29 @@ async def _send_correction(inv: SealedInvoice) -> None:
     try:
         await client.send_invoice(session, xml, offline_mode=True,
                                   hash_of_corrected_invoice=inv.technical_correction_of)
-    finally:
-        await client.close_online_session(ref)
+    except BaseException:
+        with contextlib.suppress(KsefError):
+            await client.close_online_session(ref)
+        raise
+    await _close_after_send(client, ref)
     await _journal_step(batch_id, inv.seller_nip, CLOSED, ref, "online", {
         "invoice_count": 1, "invoices": [[inv.invoice_id, inv.sha256, inv.invoice_number]]})
     log.info("technical correction sent", invoice_id=inv.invoice_id, session_ref=ref)
+
+
+async def _close_after_send(client: Any, ref: str) -> None:
+    """KSeF has the correction once it was sent: a close that fails is tried again (it is
+    idempotent), never the correction, which KSeF would refuse the second time."""
+    delay = 1.0
+    while True:
+        try:
+            await client.close_online_session(ref)
+            return
+        except (KsefUnavailable, KsefRateLimited) as exc:
+            log.warning("correction sent; closing its session waits for KSeF",
+                        session_ref=ref, error=str(exc), retry_in_s=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 60.0)
 
 
 @app.agent(sealed_topic, name="submit-interactive")

@@ -332,6 +332,9 @@ def test_technical_correction_goes_through_the_interactive_lane(
         assert first, worker.log()[-3000:]
         rejection = decode(Rejection, first[0].value())
         assert (rejection.stage, rejection.code) == ("upo", 450)
+        # KSeF takes the correction, but the answer to closing its session is lost: the
+        # close is tried again, the correction is not (KSeF would refuse it as 21166).
+        stack.emulator.admin("lose-response", {"path": "/v2/sessions/online/*/close"})
         sandbox.produce(SUBMITTED, [(b"tc-corrected", corrected)],
                         headers={"ksef-technical-correction-of": sha256_b64(original)})
         outcome = sandbox.consume(OUTCOMES, 1, timeout_s=180)
@@ -343,3 +346,5 @@ def test_technical_correction_goes_through_the_interactive_lane(
     result = decode(InvoiceOutcome, outcome[0].value())
     assert result.invoice_id == "tc-corrected" and ksef_number_is_valid(result.ksef_number)
     assert any(s.kind == "online" and s.step == "closed" for s in steps)
+    assert [s.step for s in steps if s.kind == "online"].count("opening") == 1
+    assert "closing its session waits for KSeF" in worker.log()
