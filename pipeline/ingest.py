@@ -93,3 +93,21 @@ def invoice_files(paths: list[Path]) -> Iterator[Path]:
             yield path
         else:
             raise FileNotFoundError(f"{path}: no such file or directory")
+
+
+def invoice_id(path: Path, scheme: str) -> str:
+    """`stem`: the file name without .xml; `path`: the path as given, without .xml."""
+    return path.stem if scheme == "stem" else str(path).removesuffix(".xml")
+
+
+def colliding_ids(files: list[Path], scheme: str) -> dict[str, list[Path]]:
+    """Invoice ids more than one file would be sent under.
+
+    The id is the record key the whole pipeline tracks an invoice by; two files under
+    one id would reach KSeF as one invoice replacing the other (or be refused as a
+    duplicate), so they are refused before anything is sent.
+    """
+    by_id: dict[str, list[Path]] = {}
+    for path in files:
+        by_id.setdefault(invoice_id(path, scheme), []).append(path)
+    return {key: paths for key, paths in by_id.items() if len(paths) > 1}

@@ -20,7 +20,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from pipeline.ingest import IngestError, InvoiceProducer, invoice_files
+    from pipeline.ingest import (
+        IngestError,
+        InvoiceProducer,
+        colliding_ids,
+        invoice_files,
+        invoice_id,
+    )
     from pipeline.progress import Progress
     from pipeline.settings import KafkaSettings
 
@@ -29,6 +35,19 @@ def run(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         print(f"ksef-pipeline ingest: {exc}", file=sys.stderr)
         return 2
+    if not files:
+        print("ksef-pipeline ingest: no .xml files under "
+              + ", ".join(str(p) for p in args.paths), file=sys.stderr)
+        return 2
+    collisions = colliding_ids(files, args.id)
+    if collisions:
+        shown = "; ".join(f"{key!r}: {', '.join(str(p) for p in paths)}"
+                          for key, paths in list(collisions.items())[:5])
+        more = f" (and {len(collisions) - 5} more)" if len(collisions) > 5 else ""
+        hint = " (try --id path)" if args.id == "stem" else ""
+        print(f"ksef-pipeline ingest: {len(collisions)} invoice id(s) shared by several files, "
+              f"nothing sent{hint}: {shown}{more}", file=sys.stderr)
+        return 2
     kafka = KafkaSettings.from_env()
     if args.bootstrap:
         kafka = replace(kafka, bootstrap_servers=args.bootstrap)
@@ -36,9 +55,8 @@ def run(args: argparse.Namespace) -> int:
     bar = Progress(len(files), "ingest")
     started = time.monotonic()
     for path in files:
-        invoice_id = path.stem if args.id == "stem" else str(path).removesuffix(".xml")
-        producer.send(invoice_id, path.read_bytes(), seller_nip=args.seller_nip,
-                      source=args.source)
+        producer.send(invoice_id(path, args.id), path.read_bytes(),
+                      seller_nip=args.seller_nip, source=args.source)
         bar.advance()
     try:
         delivered = producer.flush()
