@@ -97,3 +97,52 @@ def test_mixed_corpus_every_input_accounted_for(sandbox: KafkaSandbox, tmp_path:
         assert rec.mode in ("online", "offline24")
         assert rec.qr_code_1.startswith("https://qr-test.ksef.mf.gov.pl/invoice/")
         assert _no_plaintext_run(plain, msg.value()), rec.invoice_id
+
+
+def test_sigkill_mid_stream_loses_nothing_and_a_redelivery_is_never_a_duplicate(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """A crash (no shutdown code runs) redelivers what was not committed: every invoice
+    still comes out, a redelivered one is sealed again identically (downstream treats
+    it as a replay) and never refused as a duplicate of itself."""
+    today = polish_today()
+    good = _corpus(500, today)
+    bad = [(f"bad-{i}-{reason}", data) for i, (reason, data) in enumerate(bad_invoices(today))]
+    first_batch = good[:400] + bad
+    keyring_file = tmp_path / "keyring.json"
+    keyring_file.write_bytes(orjson.dumps({"active": "k1", "keys": {
+        "k1": base64.b64encode(b"\x02" * 32).decode()}}))
+    env = {"KSEF_KEYRING_FILE": str(keyring_file)}
+
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
+    try:
+        sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in first_batch])
+        sandbox.consume(SEALED, 20, timeout_s=120)
+        assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
+        committed = sum(sandbox.committed(SUBMITTED, p) or 0 for p in range(sandbox.partitions))
+        assert committed < len(first_batch), "killed too late: nothing left to redeliver"
+        sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good[400:]])
+        worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
+        wanted = {k for k, _ in good}
+        sealed_msgs = sandbox.consume_until(
+            SEALED, lambda got: {decode(SealedInvoice, m.value()).invoice_id
+                                 for m in got} >= wanted, timeout_s=180)
+        rejected_msgs = sandbox.consume_until(
+            REJECTED, lambda got: {m.key() for m in got} >= {k.encode() for k, _ in bad},
+            timeout_s=120)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    by_id = dict(good)
+    hashes: dict[str, set[str]] = {}
+    for rec in (decode(SealedInvoice, m.value()) for m in sealed_msgs):
+        hashes.setdefault(rec.invoice_id, set()).add(rec.sha256)
+    assert set(hashes) == wanted
+    assert all(h == {sha256_b64(by_id[k])} for k, h in hashes.items())
+    rejected = [decode(Rejection, m.value()) for m in rejected_msgs]
+    assert not [r for r in rejected if r.invoice_id in wanted], "a good invoice was refused"
+    reasons: dict[str, set[str]] = {}
+    for r in rejected:
+        reasons.setdefault(r.invoice_id, set()).add(r.reason)
+    assert reasons == {k: {k.split("-", 2)[2]} for k, _ in bad}
+    print(f"sealed records {len(sealed_msgs)} for {len(wanted)} invoices, rejections "
+          f"{len(rejected)} for {len(bad)}; committed at the kill {committed}")
