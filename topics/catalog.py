@@ -76,9 +76,15 @@ VALIDATED = TopicSpec(
 )
 CHECKED = TopicSpec(
     "ksef.invoices.checked", records.ValidatedInvoice,
-    key="seller NIP|RodzajFaktury|P_2 (KSeF uniqueness key)",
+    key="seller NIP|P_2 (KSeF uniqueness key without RodzajFaktury)",
     description="internal: checked invoice repartitioned by its uniqueness key for dedupe",
     retention_days=3, max_message_bytes=INVOICE_MESSAGE_BYTES, plaintext=True,
+)
+RELEASES = TopicSpec(
+    "ksef.dedupe.releases", records.DedupeRelease,
+    key="seller NIP|P_2 (partitioned like ksef.invoices.checked)",
+    description="internal: invoices refused after validation give their number back",
+    retention_days=7,
 )
 SEALED = TopicSpec(
     "ksef.invoices.sealed", records.SealedInvoice, key="seller NIP",
@@ -130,7 +136,7 @@ ALERTS = TopicSpec(
 )
 
 CATALOG: tuple[TopicSpec, ...] = (
-    SUBMITTED, CHECKED, VALIDATED, SEALED, REJECTED, PACKED, SESSIONS, OUTCOMES, UPO,
+    SUBMITTED, CHECKED, RELEASES, VALIDATED, SEALED, REJECTED, PACKED, SESSIONS, OUTCOMES, UPO,
     ANNOUNCEMENTS, MODE, DEADLINES, ALERTS,
 )
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in CATALOG}

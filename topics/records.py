@@ -91,6 +91,20 @@ class Rejection:
 
 
 @dataclass(frozen=True)
+class DedupeRelease:
+    """`ksef.dedupe.releases` (internal): an invoice that will not reach KSeF gives its
+    (seller NIP, RodzajFaktury, P_2) back, so a corrected invoice may use the number."""
+
+    invoice_id: str
+    seller_nip: str
+    invoice_number: str
+    sha256: str
+    stage: str
+    reason: str
+    requested_at: str
+
+
+@dataclass(frozen=True)
 class PackagePart:
     """One encrypted part: size/sha256 as declared to KSeF, offset/plain_size in the package."""
 

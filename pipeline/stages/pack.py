@@ -87,9 +87,11 @@ async def _ack(events: list[Any]) -> None:
 
 
 async def _reject(inv_id: str, reason: str, code: int, message: str, event: Any,
-                  seller: str | None = None) -> None:
+                  inv: SealedInvoice | None = None) -> None:
     rej = Rejection(invoice_id=inv_id, stage="pack", code=code, reason=reason, message=message,
-                    rejected_at=iso(), seller_nip=seller)
+                    rejected_at=iso(), seller_nip=inv.seller_nip if inv else None,
+                    invoice_number=inv.invoice_number if inv else None,
+                    sha256=inv.sha256 if inv else None, origin=inv.origin if inv else None)
     await rejected_topic.send(key=inv_id.encode(), value=encode(rej))
     await _ack([event])
 
@@ -168,7 +170,7 @@ async def _add(event: Any) -> None:
         xml = keyring.open_invoice(inv.key_id, inv.nonce_b64, inv.ciphertext_b64,
                                    inv.invoice_id)
     except ValueError as exc:
-        await _reject(inv.invoice_id, "decryption", 435, str(exc), event, inv.seller_nip)
+        await _reject(inv.invoice_id, "decryption", 435, str(exc), event, inv)
         return
     if batch is not None and batch.builder.verdict(len(xml)) is Fit.FULL:
         await _flush(group, "limit")
@@ -177,8 +179,7 @@ async def _add(event: Any) -> None:
         batch = open_batches[group] = OpenBatch.start(group, settings)
     if batch.builder.verdict(len(xml)) is Fit.NEVER:
         await _reject(inv.invoice_id, "too-large", 430,
-                      f"invoice of {len(xml)} bytes cannot fit any batch package", event,
-                      inv.seller_nip)
+                      f"invoice of {len(xml)} bytes cannot fit any batch package", event, inv)
         return
     batch.add(inv, xml, ref)
     _hold(batch, event)

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from pipeline.clock import iso
-from pipeline.ksef.fa3 import REASONS, Finding, InvoiceChecker
-from topics.records import KafkaRef, Rejection, ValidatedInvoice
+from pipeline.ksef.fa3 import INVOICE_KINDS, REASONS, Finding, InvoiceChecker
+from topics.records import DedupeRelease, KafkaRef, Rejection, ValidatedInvoice
 
 STAGE = "validate"
 HEADER_SELLER = "ksef-seller-nip"
@@ -168,13 +168,50 @@ def duplicate_key(inv: ValidatedInvoice) -> str:
     return f"{inv.seller_nip}|{inv.kind}|{inv.invoice_number}"
 
 
+def routing_key(seller_nip: str, invoice_number: str) -> str:
+    """The partitioning key of `ksef.invoices.checked` and `ksef.dedupe.releases`.
+
+    RodzajFaktury is left out so that a rejection, which does not know the kind, reaches
+    the partition holding every kind of that number.
+    """
+    return f"{seller_nip}|{invoice_number}"
+
+
+def held_keys(release: DedupeRelease) -> list[str]:
+    """Every uniqueness key the released invoice may hold (one per RodzajFaktury)."""
+    return [f"{release.seller_nip}|{kind}|{release.invoice_number}" for kind in INVOICE_KINDS]
+
+
+def held_value(invoice_id: str, sha256: str) -> str:
+    """What the dedupe table stores for the invoice holding a key."""
+    return f"{invoice_id} {sha256}"
+
+
+def release_for(rej: Rejection) -> DedupeRelease | None:
+    """The release a rejection asks for, or None.
+
+    An invoice refused after validation (no KSeF token, KSeF's 450, a failed session)
+    is not in KSeF, so its number is free again: a corrected invoice under the same
+    number must not be refused as its duplicate. Validate's own rejections never held a
+    key, and KSeF's 440 says another invoice does hold the number in KSeF.
+    """
+    if rej.stage == STAGE or rej.reason == "duplicate":
+        return None
+    if not (rej.seller_nip and rej.invoice_number and rej.sha256):
+        return None
+    return DedupeRelease(
+        invoice_id=rej.invoice_id, seller_nip=rej.seller_nip,
+        invoice_number=rej.invoice_number, sha256=rej.sha256, stage=rej.stage,
+        reason=rej.reason, requested_at=iso())
+
+
 def dedupe(inv: ValidatedInvoice, seen: str | None) -> tuple[str | None, Rejection | None]:
     """Given what the table holds for the invoice's key, the value to store and a rejection.
 
     The stored value is "invoice_id sha256". The same id with the same bytes is a replay
     (passes again, idempotent downstream); anything else under the same key is a duplicate.
     """
-    mine = f"{inv.invoice_id} {inv.sha256}"
+    mine = held_value(inv.invoice_id, inv.sha256)
     if seen is None:
         return mine, None
     if seen == mine:

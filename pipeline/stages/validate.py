@@ -1,25 +1,35 @@
 """validate stage: `ksef.invoices.submitted` -> `.validated` | `.rejected`.
 
 Two agents. `check` runs every stateless KSeF pre-check (one lxml parse + XSD
-validation, ~0.5 ms for a typical invoice) and repartitions passing invoices by their
-KSeF uniqueness key onto `ksef.invoices.checked`. `dedupe` owns the
-partition of that key in a changelog-backed table, so duplicates are caught across all
-input partitions and across restarts. Any failure of one record becomes a rejection;
-the agent itself never dies on input.
+validation, ~0.5 ms for a typical invoice) and repartitions passing invoices by
+(seller NIP, P_2) onto `ksef.invoices.checked`. `dedupe` owns the partition of that
+key and keeps KSeF's uniqueness key (seller NIP, RodzajFaktury, P_2) in a
+changelog-backed table, so duplicates are caught across all input partitions and
+across restarts. Any failure of one record becomes a rejection; the agent itself never
+dies on input.
+
+An invoice refused after validation is not in KSeF, so its number is free again:
+`forward_releases` (a consumer group of its own on `ksef.invoices.rejected`, so it
+takes no partition from other stages reading that topic) turns such rejections into
+releases on `ksef.dedupe.releases`, partitioned like `.checked`, and `release` gives
+the key back in the same table.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
 import faust
 import orjson
+from aiokafka import AIOKafkaConsumer
 
 from pipeline import logs
-from pipeline.app import app, produce, topic
+from pipeline.app import app, catalog_settings, kafka_settings, produce, topic
 from pipeline.clock import from_timestamp, iso, polish_today
 from pipeline.ksef.fa3 import InvoiceChecker
+from pipeline.settings import aiokafka_options
 from pipeline.stages.replay_guard import ReplayGuard
 from pipeline.stages.submission import (
     AttachmentPolicy,
@@ -27,20 +37,27 @@ from pipeline.stages.submission import (
     check_submission,
     dedupe,
     duplicate_key,
+    held_keys,
+    held_value,
     reject,
+    release_for,
+    routing_key,
 )
-from topics.catalog import CHECKED, REJECTED, SUBMITTED, VALIDATED
+from topics import topic_name
+from topics.catalog import CHECKED, REJECTED, RELEASES, SUBMITTED, VALIDATED
 from topics.codec import decode, encode
-from topics.records import KafkaRef, Rejection, ValidatedInvoice
+from topics.records import DedupeRelease, KafkaRef, Rejection, ValidatedInvoice
 
 log = logs.get(__name__)
 
 submitted_topic = topic(SUBMITTED)
 checked_topic = topic(CHECKED)
+releases_topic = topic(RELEASES)
 
 checker = InvoiceChecker()
 check_guard = ReplayGuard()
 dedupe_guard = ReplayGuard()
+release_guard = ReplayGuard()
 policy = AttachmentPolicy.from_env()
 seen_keys = app.Table("ksef-dedupe", key_type=bytes, value_type=bytes,
                       partitions=checked_topic.partitions)
@@ -79,7 +96,8 @@ async def check(stream: faust.StreamT[Any]) -> None:
         if isinstance(result, Rejection):
             await _emit_rejection(result)
         else:
-            await produce(CHECKED, duplicate_key(result).encode(), encode(result))
+            key = routing_key(result.seller_nip, result.invoice_number)
+            await produce(CHECKED, key.encode(), encode(result))
 
 
 @app.agent(checked_topic, name="validate-dedupe")
@@ -105,3 +123,67 @@ async def dedupe_agent(stream: faust.StreamT[Any]) -> None:
         if store is not None:
             seen_keys[key] = store.encode()
         await produce(VALIDATED, inv.invoice_id.encode(), event.value)
+
+
+@app.agent(releases_topic, name="validate-release")
+async def release(stream: faust.StreamT[Any]) -> None:
+    async for event in release_guard.events(stream):
+        try:
+            rel = decode(DedupeRelease, event.value)
+        except (ValueError, TypeError) as exc:  # only our own task writes here
+            log.error("unreadable dedupe release", offset=event.message.offset,
+                      error=str(exc))
+            continue
+        held = held_value(rel.invoice_id, rel.sha256).encode()
+        freed = [key for key in map(str.encode, held_keys(rel)) if seen_keys.get(key) == held]
+        for key in freed:
+            del seen_keys[key]
+        log.info("dedupe release applied", invoice_id=rel.invoice_id, stage=rel.stage,
+                 reason=rel.reason, released=bool(freed))
+
+
+RELEASE_BATCH = 500
+
+
+@app.task
+async def forward_releases() -> None:
+    """`ksef.invoices.rejected` -> `ksef.dedupe.releases`, at least once."""
+    while True:
+        try:
+            await _forward_releases()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the broker went away, say: rejoin and resume from the commit
+            log.exception("forwarding dedupe releases failed; restarting")
+            await asyncio.sleep(2.0)
+
+
+async def _forward_releases() -> None:
+    consumer = AIOKafkaConsumer(
+        topic_name(REJECTED, catalog_settings), group_id=f"{app.conf.id}-dedupe-release",
+        enable_auto_commit=False, auto_offset_reset="earliest",
+        max_poll_records=RELEASE_BATCH, **aiokafka_options(kafka_settings))
+    releases_name = topic_name(RELEASES, catalog_settings)
+    await consumer.start()
+    try:
+        while True:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=RELEASE_BATCH)
+            deliveries = []
+            for message in (m for part in batch.values() for m in part):
+                rel = _release_of(message.value)
+                if rel is not None:
+                    key = routing_key(rel.seller_nip, rel.invoice_number).encode()
+                    deliveries.append(await app.producer.send(
+                        releases_name, key, encode(rel), None, None, None))
+            if batch:
+                await asyncio.gather(*deliveries)
+                await consumer.commit()
+    finally:
+        await consumer.stop()
+
+
+def _release_of(value: bytes | None) -> DedupeRelease | None:
+    try:
+        return release_for(decode(Rejection, value or b""))
+    except (ValueError, TypeError):  # not a rejection record: nothing to release
+        return None

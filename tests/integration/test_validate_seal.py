@@ -18,7 +18,7 @@ from pipeline.ksef.keyring import Keyring
 from pipeline.ksef.numbers import sha256_b64
 from tests.kafka_harness import KafkaSandbox, start_worker
 from topics.catalog import REJECTED, SEALED, SUBMITTED
-from topics.codec import decode
+from topics.codec import decode, encode
 from topics.records import Rejection, SealedInvoice
 
 
@@ -146,3 +146,47 @@ def test_sigkill_mid_stream_loses_nothing_and_a_redelivery_is_never_a_duplicate(
     assert reasons == {k: {k.split("-", 2)[2]} for k, _ in bad}
     print(f"sealed records {len(sealed_msgs)} for {len(wanted)} invoices, rejections "
           f"{len(rejected)} for {len(bad)}; committed at the kill {committed}")
+def test_a_number_refused_after_validation_is_free_for_a_corrected_invoice(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """KSeF refusing an invoice (here as the upo stage reports it) gives its number
+    back; a release naming other bytes than the holder's frees nothing."""
+    today = polish_today()
+    (seller,) = seller_nips(1, seed=21)
+
+    def invoice(number: str, seed: int) -> bytes:
+        return make_invoice(seller_nip=seller, number=number, issue_date=today, seed=seed)
+
+    refused, corrected = invoice("FV/R/1", 1), invoice("FV/R/1", 2)
+    holder, other = invoice("FV/R/2", 3), invoice("FV/R/2", 4)
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal")
+    try:
+        sandbox.produce(SUBMITTED, [(b"inv-1", refused), (b"inv-2", holder)])
+        assert len(sandbox.consume(SEALED, 2, timeout_s=120)) == 2, worker.log()[-3000:]
+
+        def ksef_refusal(invoice_id: str, number: str, sha256: str) -> tuple[bytes, bytes]:
+            rej = Rejection(invoice_id=invoice_id, stage="upo", code=450, reason="semantic",
+                            message="KSeF: semantic verification failed",
+                            rejected_at="2026-12-01T10:00:00+01:00", seller_nip=seller,
+                            invoice_number=number, sha256=sha256)
+            return invoice_id.encode(), encode(rej)
+
+        sandbox.produce(REJECTED, [ksef_refusal("inv-1", "FV/R/1", sha256_b64(refused)),
+                                   ksef_refusal("inv-2", "FV/R/2", sha256_b64(other))])
+        worker.wait_for_log(r'(?s)"dedupe release applied".*"dedupe release applied"',
+                            "both releases applied")
+        sandbox.produce(SUBMITTED, [(b"inv-1-fixed", corrected), (b"inv-2-other", other)])
+        sealed = sandbox.consume_until(
+            SEALED, lambda got: b"inv-1-fixed" in {decode(SealedInvoice, m.value())
+                                                   .invoice_id.encode() for m in got},
+            timeout_s=120)
+        rejected = sandbox.consume_until(
+            REJECTED, lambda got: b"inv-2-other" in {m.key() for m in got}, timeout_s=120)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+
+    assert sorted(decode(SealedInvoice, m.value()).invoice_id for m in sealed) == [
+        "inv-1", "inv-1-fixed", "inv-2"]
+    dup = next(decode(Rejection, m.value()) for m in rejected if m.key() == b"inv-2-other")
+    assert dup.reason == "duplicate" and dup.details["original_invoice_id"] == "inv-2"
+    released = [line for line in worker.log().splitlines() if "dedupe release applied" in line]
+    assert sorted(orjson.loads(line)["released"] for line in released) == [False, True]

@@ -1,7 +1,10 @@
 """FA(3) invoices: the stateless KSeF pre-checks and a sample generator (`samples`)."""
 
 from .checker import CheckResult, InvoiceChecker, nip_problem
-from .facts import InvoiceFacts
+from .facts import INVOICE_KINDS, InvoiceFacts
 from .reasons import REASONS, Finding
 
-__all__ = ["REASONS", "CheckResult", "Finding", "InvoiceChecker", "InvoiceFacts", "nip_problem"]
+__all__ = [
+    "INVOICE_KINDS", "REASONS", "CheckResult", "Finding", "InvoiceChecker", "InvoiceFacts",
+    "nip_problem",
+]

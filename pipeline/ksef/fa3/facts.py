@@ -26,6 +26,8 @@ _IDWEW = f"{_NS}IDWew"
 _P_1 = f"{_NS}P_1"
 _P_2 = f"{_NS}P_2"
 _KIND = f"{_NS}RodzajFaktury"
+# RodzajFaktury values (TRodzajFaktury in the FA(3) XSD; a unit test compares the two).
+INVOICE_KINDS = ("VAT", "KOR", "ZAL", "ROZ", "UPR", "KOR_ZAL", "KOR_ROZ")
 _PARTIES = {
     _PODMIOT1: "/Faktura/Podmiot1",
     _PODMIOT2: "/Faktura/Podmiot2",

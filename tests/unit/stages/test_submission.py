@@ -16,6 +16,11 @@ from pipeline.stages.submission import (
     Submission,
     check_submission,
     dedupe,
+    duplicate_key,
+    held_keys,
+    held_value,
+    release_for,
+    routing_key,
 )
 from topics.records import KafkaRef, Rejection, ValidatedInvoice
 
@@ -132,3 +137,60 @@ def test_malformed_optional_headers_are_bad_headers(header: str, value: str) -> 
 def test_well_formed_optional_headers_pass(header: str, value: str) -> None:
     out = check_submission(sub(invoice(), **{header: value}), CHECKER, TODAY, AttachmentPolicy())
     assert isinstance(out, ValidatedInvoice)
+
+
+def test_invoice_kinds_are_the_xsd_enumeration() -> None:
+    from lxml import etree
+
+    from pipeline.ksef.fa3 import INVOICE_KINDS
+    from pipeline.ksef.fa3.schema import MAIN_SCHEMA, schema_directory
+
+    xsd = etree.parse(str(schema_directory() / MAIN_SCHEMA))
+    ns = {"xsd": "http://www.w3.org/2001/XMLSchema"}
+    values = xsd.xpath("//xsd:simpleType[@name='TRodzajFaktury']//xsd:enumeration/@value",
+                       namespaces=ns)
+    assert tuple(values) == INVOICE_KINDS
+
+
+def _rejection(stage: str, reason: str, **fields: object) -> Rejection:
+    base: dict[str, object] = {"seller_nip": SELLER, "invoice_number": "FV/1",
+                               "sha256": sha256_b64(b"x")}
+    base.update(fields)
+    return Rejection(invoice_id="a", stage=stage, code=450, reason=reason, message="m",
+                     rejected_at="2026-11-20T10:00:00+00:00", **base)  # type: ignore[arg-type]
+
+
+def test_a_rejection_after_validation_releases_every_key_the_invoice_may_hold() -> None:
+    rel = release_for(_rejection("upo", "semantic"))
+    assert rel is not None
+    assert (rel.invoice_id, rel.seller_nip, rel.invoice_number, rel.sha256) == (
+        "a", SELLER, "FV/1", sha256_b64(b"x"))
+    first = _validated("a", invoice(seed=1))
+    assert duplicate_key(first) in held_keys(rel)
+    assert routing_key(rel.seller_nip, rel.invoice_number) == routing_key(
+        first.seller_nip, first.invoice_number)
+    for stage, reason in [("submit", "no-ksef-token"), ("submit", "session-445"),
+                          ("pack", "decryption"), ("seal", "unknown")]:
+        assert release_for(_rejection(stage, reason)) is not None, (stage, reason)
+
+
+@pytest.mark.parametrize(("stage", "reason", "fields"), [
+    ("validate", "schema", {}),            # never held a key
+    ("validate", "duplicate", {}),         # the holder is another invoice
+    ("upo", "duplicate", {}),              # KSeF's 440: the number is taken in KSeF
+    ("upo", "semantic", {"sha256": None}),  # cannot tell which invoice holds the key
+    ("pack", "unknown", {"invoice_number": None, "seller_nip": None}),
+])
+def test_rejections_that_must_not_release_a_key(stage: str, reason: str,
+                                                fields: dict[str, object]) -> None:
+    assert release_for(_rejection(stage, reason, **fields)) is None
+
+
+def test_a_released_number_takes_a_corrected_invoice() -> None:
+    first = _validated("a", invoice(seed=1))
+    stored, _ = dedupe(first, None)
+    assert stored == held_value(first.invoice_id, first.sha256)
+    # after the release the table holds nothing for the key: the fix passes as new
+    fixed = _validated("a-2", invoice(seed=2))
+    assert dedupe(fixed, None)[1] is None
+    assert dedupe(fixed, stored)[1] is not None  # without the release it is a duplicate
