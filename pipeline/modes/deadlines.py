@@ -35,11 +35,11 @@ import os
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer
 
 from pipeline import logs
 from pipeline.app import app, catalog_settings, kafka_settings, topic
 from pipeline.clock import iso, now_utc
+from pipeline.forwarding import forward_forever
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.modes import alerts
 from pipeline.modes.follow import mode_follower
@@ -48,7 +48,6 @@ from pipeline.modes.publish import publish_alert
 from pipeline.modes.risk import PaceMeter, RiskSettings, assess, pace
 from pipeline.modes.snapshot import ANNOUNCED_STATES, history_of, legal_content
 from pipeline.modes.topic_reads import read_latest
-from pipeline.settings import aiokafka_options
 from topics import topic_name
 from topics.catalog import DEADLINES, OUTCOMES, REJECTED
 from topics.catalog import SEALED as SEALED_TOPIC
@@ -219,7 +218,7 @@ async def deadline_publisher() -> None:
         await check_deadlines()
 
 
-def _first_records(messages: list[Any], now: dt.datetime) -> list[tuple[str, bytes]]:
+def _first_records(messages: list[Any], now: dt.datetime) -> list[tuple[bytes, bytes]]:
     out = []
     for message in messages:
         try:
@@ -228,7 +227,7 @@ def _first_records(messages: list[Any], now: dt.datetime) -> list[tuple[str, byt
             log.error("sealed invoice not tracked", partition=message.partition,
                       offset=message.offset, error=str(exc))
             continue
-        out.append((record.invoice_id, encode(record)))
+        out.append((record.invoice_id.encode(), encode(record)))
     return out
 
 
@@ -236,38 +235,10 @@ def _first_records(messages: list[Any], now: dt.datetime) -> list[tuple[str, byt
 async def forward_sealed() -> None:
     """`ksef.invoices.sealed` -> first records on `ksef.deadlines`, in a consumer group of
     its own: other agents on the sealed topic in this worker (pack holds its events while
-    KSeF is down) must not stall deadline tracking, least of all during an outage.
-    Offsets are committed once the records are delivered (at least once)."""
+    KSeF is down) must not stall deadline tracking, least of all during an outage."""
     await follower.wait_ready()
-    while True:
-        try:
-            await _forward()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the broker went away, say: rejoin and resume from the commit
-            log.exception("forwarding sealed invoices failed; restarting")
-            await asyncio.sleep(2.0)
-
-
-async def _forward() -> None:
-    consumer = AIOKafkaConsumer(
-        topic_name(SEALED_TOPIC, catalog_settings), group_id=f"{app.conf.id}-mode-sealed",
-        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=BATCH,
-        **aiokafka_options(kafka_settings))
-    await consumer.start()
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=BATCH)
-            messages = [m for part in batch.values() for m in part]
-            if not messages:
-                continue
-            deliveries = [await app.producer.send(deadlines_name, key.encode(), value, None,
-                                                  None, None)
-                          for key, value in _first_records(messages, now_utc())]
-            await asyncio.gather(*deliveries)
-            await consumer.commit()
-    finally:
-        await consumer.stop()
+    await forward_forever(SEALED_TOPIC, f"{app.conf.id}-mode-sealed", DEADLINES,
+                          lambda messages: _first_records(messages, now_utc()), batch=BATCH)
 
 
 # Agents take one event at a time: Faust's take_events acknowledges a whole batch in a

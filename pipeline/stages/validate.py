@@ -17,19 +17,17 @@ the key back in the same table.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Any
 
 import faust
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from pipeline import logs
-from pipeline.app import app, catalog_settings, kafka_settings, produce, topic
+from pipeline.app import app, produce, topic
 from pipeline.clock import from_timestamp, iso, polish_today
+from pipeline.forwarding import forward_forever
 from pipeline.ksef.fa3 import InvoiceChecker
-from pipeline.settings import aiokafka_options
 from pipeline.stages.replay_guard import ReplayGuard
 from pipeline.stages.submission import (
     AttachmentPolicy,
@@ -43,7 +41,6 @@ from pipeline.stages.submission import (
     release_for,
     routing_key,
 )
-from topics import topic_name
 from topics.catalog import CHECKED, REJECTED, RELEASES, SUBMITTED, VALIDATED
 from topics.codec import decode, encode
 from topics.records import DedupeRelease, KafkaRef, Rejection, ValidatedInvoice
@@ -142,48 +139,19 @@ async def release(stream: faust.StreamT[Any]) -> None:
                  reason=rel.reason, released=bool(freed))
 
 
-RELEASE_BATCH = 500
-
-
 @app.task
 async def forward_releases() -> None:
-    """`ksef.invoices.rejected` -> `ksef.dedupe.releases`, at least once."""
-    while True:
+    """`ksef.invoices.rejected` -> `ksef.dedupe.releases`, in a group of its own."""
+    await forward_forever(REJECTED, f"{app.conf.id}-dedupe-release", RELEASES, _releases)
+
+
+def _releases(messages: list[Any]) -> list[tuple[bytes, bytes]]:
+    out = []
+    for message in messages:
         try:
-            await _forward_releases()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # the broker went away, say: rejoin and resume from the commit
-            log.exception("forwarding dedupe releases failed; restarting")
-            await asyncio.sleep(2.0)
-
-
-async def _forward_releases() -> None:
-    consumer = AIOKafkaConsumer(
-        topic_name(REJECTED, catalog_settings), group_id=f"{app.conf.id}-dedupe-release",
-        enable_auto_commit=False, auto_offset_reset="earliest",
-        max_poll_records=RELEASE_BATCH, **aiokafka_options(kafka_settings))
-    releases_name = topic_name(RELEASES, catalog_settings)
-    await consumer.start()
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=RELEASE_BATCH)
-            deliveries = []
-            for message in (m for part in batch.values() for m in part):
-                rel = _release_of(message.value)
-                if rel is not None:
-                    key = routing_key(rel.seller_nip, rel.invoice_number).encode()
-                    deliveries.append(await app.producer.send(
-                        releases_name, key, encode(rel), None, None, None))
-            if batch:
-                await asyncio.gather(*deliveries)
-                await consumer.commit()
-    finally:
-        await consumer.stop()
-
-
-def _release_of(value: bytes | None) -> DedupeRelease | None:
-    try:
-        return release_for(decode(Rejection, value or b""))
-    except (ValueError, TypeError):  # not a rejection record: nothing to release
-        return None
+            rel = release_for(decode(Rejection, message.value or b""))
+        except (ValueError, TypeError):  # not a rejection record: nothing to release
+            continue
+        if rel is not None:
+            out.append((routing_key(rel.seller_nip, rel.invoice_number).encode(), encode(rel)))
+    return out

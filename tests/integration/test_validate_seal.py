@@ -33,6 +33,14 @@ def _corpus(count: int, today: dt.date) -> list[tuple[str, bytes]]:
     ]
 
 
+def _keyring_env(tmp_path: Path, key: bytes) -> dict[str, str]:
+    """A worker environment with a one-key keyring file."""
+    keyring_file = tmp_path / "keyring.json"
+    keyring_file.write_bytes(orjson.dumps({"active": "k1", "keys": {
+        "k1": base64.b64encode(key).decode()}}))
+    return {"KSEF_KEYRING_FILE": str(keyring_file)}
+
+
 def _no_plaintext_run(plain: bytes, record: bytes, run: int = 16) -> bool:
     runs = {plain[i:i + run] for i in range(0, len(plain) - run + 1)}
     return not any(record[j:j + run] in runs for j in range(0, len(record) - run + 1))
@@ -45,10 +53,7 @@ def test_mixed_corpus_every_input_accounted_for(sandbox: KafkaSandbox, tmp_path:
     bad = [(f"bad-{i}-{reason}", data) for i, (reason, data) in enumerate(bad_invoices(today))]
     duplicate_of = good[5][1]
     bad.append(("bad-dup-of-ok-5", duplicate_of))  # same triple, other id -> duplicate
-    keyring_file = tmp_path / "keyring.json"
-    keyring_file.write_bytes(orjson.dumps({"active": "k1", "keys": {
-        "k1": base64.b64encode(b"\x01" * 32).decode()}}))
-    env = {"KSEF_KEYRING_FILE": str(keyring_file)}
+    env = _keyring_env(tmp_path, b"\x01" * 32)
 
     worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
     try:
@@ -108,10 +113,7 @@ def test_sigkill_mid_stream_loses_nothing_and_a_redelivery_is_never_a_duplicate(
     good = _corpus(500, today)
     bad = [(f"bad-{i}-{reason}", data) for i, (reason, data) in enumerate(bad_invoices(today))]
     first_batch = good[:400] + bad
-    keyring_file = tmp_path / "keyring.json"
-    keyring_file.write_bytes(orjson.dumps({"active": "k1", "keys": {
-        "k1": base64.b64encode(b"\x02" * 32).decode()}}))
-    env = {"KSEF_KEYRING_FILE": str(keyring_file)}
+    env = _keyring_env(tmp_path, b"\x02" * 32)
 
     worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
     try:
