@@ -99,6 +99,9 @@ class WorkerSettings:
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     log_level: str = "info"
+    # The duplicate table holds every invoice number for years: on disk (RocksDB, in the
+    # data dir) it costs no memory and a restart reads only the changelog's tail.
+    dedupe_store: str = "rocksdb"  # or "memory"
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -108,7 +111,15 @@ class WorkerSettings:
             web_host=os.environ.get("KSEF_WEB_HOST", cls.web_host),
             web_port=int(os.environ.get("KSEF_WEB_PORT", str(cls.web_port))),
             log_level=os.environ.get("KSEF_LOG_LEVEL", cls.log_level),
+            dedupe_store=_choice("KSEF_DEDUPE_STORE", cls.dedupe_store, ("rocksdb", "memory")),
         )
+
+
+def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
+    value = os.environ.get(name, default).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
 
 
 def aiokafka_options(kafka: KafkaSettings) -> dict[str, Any]:

@@ -145,6 +145,10 @@ class Worker:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    @property
+    def data_dir(self) -> Path:
+        return self.log_path.parent
+
     def wait_for_log(self, pattern: str, what: str, timeout_s: float = 120) -> None:
         """Wait until the worker's log matches `pattern` (regex); fail if it dies first."""
         deadline = time.monotonic() + timeout_s
@@ -158,13 +162,16 @@ class Worker:
 OWNS_A_SHARE = r'"partitions": \[\d[^]]*\], "dropped"'
 
 
-def start_worker(sandbox: KafkaSandbox, tmp: Path, *args: str, **env: str) -> Worker:
-    data_dir = tmp / f"worker-{uuid.uuid4().hex[:6]}"
-    data_dir.mkdir(parents=True)
+def start_worker(sandbox: KafkaSandbox, tmp: Path, *args: str, data_dir: Path | None = None,
+                 **env: str) -> Worker:
+    """A worker subprocess; `data_dir` of an earlier worker restarts it on its local state."""
+    if data_dir is None:
+        data_dir = tmp / f"worker-{uuid.uuid4().hex[:6]}"
+        data_dir.mkdir(parents=True)
     log_path = data_dir / "worker.log"
     cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--web-port", str(free_port()),
            "--data-dir", str(data_dir), *args]
-    with log_path.open("wb") as log:
+    with log_path.open("ab") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=sandbox.env(**env), stdout=log,
                                 stderr=subprocess.STDOUT)
     return Worker(proc, log_path)

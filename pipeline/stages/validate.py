@@ -24,7 +24,7 @@ import faust
 import orjson
 
 from pipeline import logs
-from pipeline.app import app, produce, topic
+from pipeline.app import app, produce, topic, worker_settings
 from pipeline.clock import from_timestamp, iso, polish_today
 from pipeline.forwarding import forward_forever
 from pipeline.ksef.fa3 import InvoiceChecker
@@ -56,8 +56,10 @@ check_guard = ReplayGuard()
 dedupe_guard = ReplayGuard()
 release_guard = ReplayGuard()
 policy = AttachmentPolicy.from_env()
-seen_keys = app.Table("ksef-dedupe", key_type=bytes, value_type=bytes,
-                      partitions=checked_topic.partitions)
+DEDUPE_TABLE = "ksef-dedupe"
+seen_keys = app.Table(DEDUPE_TABLE, key_type=bytes, value_type=bytes,
+                      partitions=checked_topic.partitions,
+                      store=f"{worker_settings.dedupe_store}:{DEDUPE_TABLE}")
 
 
 def _submission(event: faust.EventT[Any, Any]) -> Submission:

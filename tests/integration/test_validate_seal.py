@@ -64,7 +64,8 @@ def test_mixed_corpus_every_input_accounted_for(sandbox: KafkaSandbox, tmp_path:
         assert worker.stop(signal.SIGTERM) == 0, worker.log()[-3000:]
         sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good[first_half:]])
         sandbox.produce(SUBMITTED, [(good[7][0].encode(), good[7][1])])  # exact replay
-        worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
+        worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal",
+                              data_dir=worker.data_dir, **env)
         sandbox.produce(SUBMITTED, [(bad[-1][0].encode(), bad[-1][1])])
         wanted = {k for k, _ in good}
 
@@ -123,7 +124,9 @@ def test_sigkill_mid_stream_loses_nothing_and_a_redelivery_is_never_a_duplicate(
         committed = sum(sandbox.committed(SUBMITTED, p) or 0 for p in range(sandbox.partitions))
         assert committed < len(first_batch), "killed too late: nothing left to redeliver"
         sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good[400:]])
-        worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
+        # the same data dir: the duplicate table's RocksDB files survive the crash
+        worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal",
+                              data_dir=worker.data_dir, **env)
         wanted = {k for k, _ in good}
         sealed_msgs = sandbox.consume_until(
             SEALED, lambda got: {decode(SealedInvoice, m.value()).invoice_id
