@@ -18,6 +18,7 @@ from pipeline.faust_fixes import (
     keep_buffers_on_resume,
     never_commit_past_pending,
     seek_uncommitted_to_beginning,
+    short_fetch_wait,
 )
 from pipeline.settings import KafkaSettings, WorkerSettings
 from topics import CatalogSettings, TopicSpec, topic_name
@@ -60,6 +61,7 @@ if not keep_buffers_on_resume(app):
         "rebalance may wait for the next restart")
 never_commit_past_pending(app)
 seek_uncommitted_to_beginning(app)
+short_fetch_wait(app, worker_settings.fetch_max_wait_ms)
 
 
 def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:

@@ -25,6 +25,13 @@ The seek itself skips partitions with nothing committed (aiokafka seeks only to 
 committed offset above 0): their held records, dropped on revoke or skipped as an older
 generation, did not come back when the partition returned to the same worker. Such
 partitions are now sought to their beginning, where the group would start reading.
+
+Faust asks the broker to hold an empty fetch for 1.5 s (`fetch_max_wait_ms=1500`,
+hard-coded), and aiokafka keeps one fetch in flight per broker, made of the partitions
+with nothing buffered. When a worker reads its own output again (validate repartitions
+through `.checked`), the fetch in flight is often one for caught-up partitions only: the
+partitions whose buffers just emptied wait behind it for up to 1.5 s while both the
+event loop and the consumer thread sit idle. A short wait keeps the backlog flowing.
 """
 
 from __future__ import annotations
@@ -121,3 +128,16 @@ def seek_uncommitted_to_beginning(app: Any) -> None:
         return committed
 
     consumer.seek_to_committed = seek
+
+
+def short_fetch_wait(app: Any, wait_ms: int) -> None:
+    """Make the worker's consumer hold an empty fetch for `wait_ms` instead of 1.5 s."""
+    thread = app.consumer._thread
+    create = thread._create_worker_consumer
+
+    def create_with_short_wait(transport: Any) -> Any:
+        consumer = create(transport)
+        consumer._fetch_max_wait_ms = wait_ms  # read by AIOKafkaConsumer.start()
+        return consumer
+
+    thread._create_worker_consumer = create_with_short_wait

@@ -102,6 +102,9 @@ class WorkerSettings:
     # The duplicate table holds every invoice number for years: on disk (RocksDB, in the
     # data dir) it costs no memory and a restart reads only the changelog's tail.
     dedupe_store: str = "rocksdb"  # or "memory"
+    # How long the broker may hold an empty fetch (Faust's own 1.5 s stalls stages that
+    # read their own output; see pipeline/faust_fixes.py).
+    fetch_max_wait_ms: int = 100
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -112,6 +115,8 @@ class WorkerSettings:
             web_port=int(os.environ.get("KSEF_WEB_PORT", str(cls.web_port))),
             log_level=os.environ.get("KSEF_LOG_LEVEL", cls.log_level),
             dedupe_store=_choice("KSEF_DEDUPE_STORE", cls.dedupe_store, ("rocksdb", "memory")),
+            fetch_max_wait_ms=int(os.environ.get("KSEF_FETCH_MAX_WAIT_MS",
+                                                 str(cls.fetch_max_wait_ms))),
         )
 
 

@@ -1,4 +1,5 @@
-"""Faust keeps records fetched around a rebalance, and never commits past a held record."""
+"""Faust keeps records fetched around a rebalance, never commits past a held record, and
+does not let an empty fetch stall the worker."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pipeline.faust_fixes import (
     never_commit_past_pending,
     pending_floors,
     seek_uncommitted_to_beginning,
+    short_fetch_wait,
     skipped_records_stay_unacknowledged,
 )
 
@@ -196,3 +198,28 @@ def test_a_record_held_from_before_a_rebalance_does_not_block_a_partition_commit
     for offset in (10, 11):
         _ack(consumer, _delivered(consumer, TP0, offset))
     assert _commit(consumer, TP0) == 12
+
+
+async def test_short_fetch_wait_reaches_the_fetcher_of_the_workers_consumer() -> None:
+    import inspect
+
+    from aiokafka import AIOKafkaConsumer
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    # Faust hard-codes the 1.5 s this replaces; aiokafka hands the attribute to its Fetcher.
+    assert "fetch_max_wait_ms=1500" in inspect.getsource(
+        faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(
+        AIOKafkaConsumer.start)
+    made = AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9", fetch_max_wait_ms=1500)
+    seen: list[Any] = []
+
+    def create(transport: Any) -> Any:
+        seen.append(transport)
+        return made
+
+    thread = SimpleNamespace(_create_worker_consumer=create)
+    short_fetch_wait(SimpleNamespace(consumer=SimpleNamespace(_thread=thread)), 100)
+    transport = object()
+    assert thread._create_worker_consumer(transport) is made
+    assert seen == [transport] and made._fetch_max_wait_ms == 100
