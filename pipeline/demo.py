@@ -107,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    for stale in ("emulator", "spool"):
-        shutil.rmtree(var / stale, ignore_errors=True)
+    # The broker starts empty every time, so state kept beside it must go too: a worker's
+    # duplicate table (RocksDB) refuses changelog offsets the new cluster never had.
+    stale = [var / "emulator", var / "spool", *(p for p in var.glob("worker-*") if p.is_dir())]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
     with ExitStack() as stack:
         return _run(args, var, stack, stop)
 
