@@ -28,6 +28,8 @@ BENCHES: dict[str, tuple[str, list[str], str]] = {
                   "seconds to recompute 1,000,000 pending deadlines after an announcement"),
     "kafka-stage": ("pipeline.bench.kafka_stage_bench", [],
                     "one stage worker through Kafka (settings via --env, py-spy)"),
+    "dedupe": ("pipeline.bench.dedupe_bench", [],
+               "worker start-up with years of invoice numbers in the duplicate table"),
     "validate-raw": ("pipeline.bench.validate_bench", [],
                      "InvoiceChecker.check vs raw lxml (no Kafka)"),
 }
