@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.bench.kafka_stage_bench import throwaway_broker
 from pipeline.bench.machine import load_note
-from pipeline.demo import _free_port
+from pipeline.demo import _free_port, process
 from pipeline.ksef.fa3.samples import seller_nips
 from pipeline.settings import KafkaSettings
 from pipeline.topic_admin import reconcile
@@ -83,29 +82,18 @@ def rss_mb(pid: int) -> float:
 def start_and_measure(env: dict[str, str], data_dir: Path, timeout_s: float
                       ) -> tuple[float, float]:
     """(seconds to recovery, RSS MB then) of one validate worker, stopped afterwards."""
-    data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "worker.log"
+    offset = log_path.stat().st_size if log_path.exists() else 0
     cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--stages", "validate",
            "--web-port", str(_free_port()), "--data-dir", str(data_dir)]
     started = time.monotonic()
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        offset = log_path.stat().st_size if log_path.exists() else 0
-        while True:
-            text = log_path.read_bytes()[offset:]
-            if READY.encode() in text:
-                return time.monotonic() - started, rss_mb(proc.pid)
+    with contextlib.redirect_stdout(sys.stderr), \
+            process("validate worker", cmd, env, log_path) as proc:
+        while READY.encode() not in log_path.read_bytes()[offset:]:
             if proc.poll() is not None or time.monotonic() - started > timeout_s:
                 raise RuntimeError(f"worker never recovered; see {log_path}")
             time.sleep(0.1)  # a log file offers no event to wait on
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        return time.monotonic() - started, rss_mb(proc.pid)
 
 
 def run(numbers: int, timeout_s: float) -> list[StoreRun]:
