@@ -15,6 +15,7 @@ import faust
 
 from pipeline import logs
 from pipeline.faust_fixes import (
+    ProduceGuard,
     keep_buffers_on_resume,
     never_commit_past_pending,
     seek_uncommitted_to_beginning,
@@ -62,6 +63,8 @@ if not keep_buffers_on_resume(app):
 never_commit_past_pending(app)
 seek_uncommitted_to_beginning(app)
 short_fetch_wait(app, worker_settings.fetch_max_wait_ms)
+produce_guard = ProduceGuard()
+produce_guard.install(app.producer)
 
 
 def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:
@@ -81,6 +84,9 @@ async def produce(spec: TopicSpec, key: bytes, value: bytes | None) -> None:
     An order of magnitude cheaper per record than `Topic.send` (no Faust message
     envelope, callbacks or sensors), with the same partitioner and ordering. Faust still
     flushes this producer before it commits consumed offsets, so a record produced while
-    handling an event is durable before that event counts as done.
+    handling an event is durable before that event counts as done; a record the broker
+    never takes makes that flush fail instead (`ProduceGuard`).
     """
-    await app.producer.send(topic_name(spec, catalog_settings), key, value, None, None, None)
+    delivery = await app.producer.send(topic_name(spec, catalog_settings), key, value,
+                                       None, None, None)
+    produce_guard.watch(delivery)  # type: ignore[arg-type]

@@ -32,10 +32,17 @@ with nothing buffered. When a worker reads its own output again (validate repart
 through `.checked`), the fetch in flight is often one for caught-up partitions only: the
 partitions whose buffers just emptied wait behind it for up to 1.5 s while both the
 event loop and the consumer thread sit idle. A short wait keeps the backlog flowing.
+
+Faust flushes the producer before it commits consumed offsets, but a flush only waits:
+a record the broker never took (its batch expired) is dropped without a word, and the
+offsets of the input it came from are committed all the same. `ProduceGuard` remembers
+such failures of the records our stages produce and makes the next flush raise, so the
+commit does not happen and the worker stops; its inputs are handled again on restart.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from typing import Any
 
@@ -141,3 +148,35 @@ def short_fetch_wait(app: Any, wait_ms: int) -> None:
         return consumer
 
     thread._create_worker_consumer = create_with_short_wait
+
+
+class ProduceFailed(RuntimeError):
+    """The broker did not take a record; offsets past its input must not be committed."""
+
+
+class ProduceGuard:
+    """Turns a lost delivery into a failed flush (and so a skipped commit)."""
+
+    def __init__(self) -> None:
+        self.failures: list[BaseException] = []
+
+    def watch(self, delivery: asyncio.Future[Any]) -> None:
+        delivery.add_done_callback(self._settled)
+
+    def _settled(self, delivery: asyncio.Future[Any]) -> None:
+        if not delivery.cancelled() and delivery.exception() is not None:
+            self.failures.append(delivery.exception())  # type: ignore[arg-type]
+
+    def install(self, producer: Any) -> None:
+        flush = producer.flush
+
+        async def flush_or_fail() -> None:
+            await flush()
+            if self.failures:
+                first = self.failures[0]
+                raise ProduceFailed(
+                    f"{len(self.failures)} record(s) the broker did not take (first: "
+                    f"{type(first).__name__}: {first}); offsets are not committed, so "
+                    "their inputs are handled again after a restart")
+
+        producer.flush = flush_or_fail

@@ -15,6 +15,8 @@ from faust.types.tuples import Message
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
 from pipeline.faust_fixes import (
+    ProduceFailed,
+    ProduceGuard,
     keep_buffers_on_resume,
     never_commit_past_pending,
     pending_floors,
@@ -223,3 +225,32 @@ async def test_short_fetch_wait_reaches_the_fetcher_of_the_workers_consumer() ->
     transport = object()
     assert thread._create_worker_consumer(transport) is made
     assert seen == [transport] and made._fetch_max_wait_ms == 100
+
+
+class _FakeProducer:
+    def __init__(self) -> None:
+        self.flushed = 0
+
+    async def flush(self) -> None:
+        self.flushed += 1
+
+
+async def test_a_record_the_broker_did_not_take_fails_the_flush_before_any_commit() -> None:
+    producer, guard = _FakeProducer(), ProduceGuard()
+    guard.install(producer)
+    loop = asyncio.get_running_loop()
+    delivered, cancelled, lost = loop.create_future(), loop.create_future(), loop.create_future()
+    for delivery in (delivered, cancelled, lost):
+        guard.watch(delivery)
+    delivered.set_result("metadata")
+    cancelled.cancel()  # a stop, not a lost record
+    await asyncio.sleep(0)  # done callbacks run on the next loop iteration
+    await producer.flush()
+    assert producer.flushed == 1
+
+    lost.set_exception(TimeoutError("batch expired"))
+    await asyncio.sleep(0)
+    with pytest.raises(ProduceFailed, match=r"1 record\(s\) the broker did not take .*"
+                                           r"TimeoutError: batch expired"):
+        await producer.flush()
+    assert producer.flushed == 2  # the real flush still ran first
