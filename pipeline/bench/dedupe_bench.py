@@ -33,6 +33,7 @@ from pipeline.bench.machine import load_note
 from pipeline.demo import _free_port, process
 from pipeline.ksef.fa3.samples import seller_nips
 from pipeline.settings import KafkaSettings
+from pipeline.stages.submission import uniqueness_key
 from pipeline.topic_admin import reconcile
 from topics import CatalogSettings
 
@@ -59,7 +60,7 @@ def fill_changelog(kafka: KafkaSettings, topic: str, numbers: int) -> None:
                                            "queue.buffering.max.messages": 1_000_000}))
     for i in range(numbers):
         seller = sellers[i % len(sellers)]
-        key = f"{seller}|VAT|FV/{i:07d}/2026".encode()
+        key = uniqueness_key(seller, "VAT", f"FV/{i:07d}/2026").encode()
         digest = base64.b64encode(hashlib.sha256(key).digest()).decode()
         value = f"INV-{i:09d} {digest}".encode()
         while True:

@@ -88,10 +88,10 @@ async def _ack(events: list[Any]) -> None:
 
 async def _reject(inv_id: str, reason: str, code: int, message: str, event: Any,
                   inv: SealedInvoice | None = None) -> None:
+    known = {} if inv is None else {"seller_nip": inv.seller_nip, "origin": inv.origin,
+                                    "invoice_number": inv.invoice_number, "sha256": inv.sha256}
     rej = Rejection(invoice_id=inv_id, stage="pack", code=code, reason=reason, message=message,
-                    rejected_at=iso(), seller_nip=inv.seller_nip if inv else None,
-                    invoice_number=inv.invoice_number if inv else None,
-                    sha256=inv.sha256 if inv else None, origin=inv.origin if inv else None)
+                    rejected_at=iso(), **known)
     await rejected_topic.send(key=inv_id.encode(), value=encode(rej))
     await _ack([event])
 

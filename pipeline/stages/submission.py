@@ -163,9 +163,13 @@ def check_submission(sub: Submission, checker: InvoiceChecker, today: dt.date,
     )
 
 
+def uniqueness_key(seller_nip: str, kind: str, invoice_number: str) -> str:
+    """KSeF's uniqueness key as the dedupe table stores it: seller NIP, RodzajFaktury, P_2."""
+    return f"{seller_nip}|{kind}|{invoice_number}"
+
+
 def duplicate_key(inv: ValidatedInvoice) -> str:
-    """KSeF's uniqueness key: seller NIP, RodzajFaktury, P_2."""
-    return f"{inv.seller_nip}|{inv.kind}|{inv.invoice_number}"
+    return uniqueness_key(inv.seller_nip, inv.kind, inv.invoice_number)
 
 
 def routing_key(seller_nip: str, invoice_number: str) -> str:
@@ -179,7 +183,8 @@ def routing_key(seller_nip: str, invoice_number: str) -> str:
 
 def held_keys(release: DedupeRelease) -> list[str]:
     """Every uniqueness key the released invoice may hold (one per RodzajFaktury)."""
-    return [f"{release.seller_nip}|{kind}|{release.invoice_number}" for kind in INVOICE_KINDS]
+    return [uniqueness_key(release.seller_nip, kind, release.invoice_number)
+            for kind in INVOICE_KINDS]
 
 
 def held_value(invoice_id: str, sha256: str) -> str:
