@@ -160,6 +160,8 @@ class Worker:
 
 # logged by every worker once the group has given it some partitions
 OWNS_A_SHARE = r'"partitions": \[\d[^]]*\], "dropped"'
+# logged by a worker that gave some of its partitions up to one that joined
+GAVE_UP_A_SHARE = r'"partitions": \[\d[^]]*\], "dropped": \[\d'
 
 
 def start_worker(sandbox: KafkaSandbox, tmp: Path, *args: str, data_dir: Path | None = None,

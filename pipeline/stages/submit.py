@@ -253,7 +253,12 @@ HOLD_PROBE_S = float(os.environ.get("KSEF_HOLD_PROBE_S", "5"))
 
 async def _hold_while_announced() -> None:
     """During an announced failure/maintenance open no session; probe KSeF meanwhile so
-    the backlog drains as soon as it answers again (and the announcement has ended)."""
+    the backlog drains as soon as it answers again (and the announcement has ended).
+
+    A worker that has not read `ksef.mode` yet does not know of an announcement in force:
+    it waits for the follower first, or a restart during an outage would open sessions.
+    """
+    await follower.wait_ready()
     logged = False
     while should_hold_sessions(follower.state):
         if not logged:

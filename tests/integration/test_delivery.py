@@ -16,7 +16,7 @@ from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.integration.delivery_harness import Stack, build_stack, ingest, session_steps
 from tests.integration.modes.helpers import Watcher
-from tests.kafka_harness import OWNS_A_SHARE, KafkaSandbox, Worker
+from tests.kafka_harness import GAVE_UP_A_SHARE, OWNS_A_SHARE, KafkaSandbox, Worker
 from topics.catalog import MODE, OUTCOMES, PACKED, REJECTED, SESSIONS, SUBMITTED
 from topics.codec import decode
 from topics.records import InvoiceOutcome, ModeState, PackedBatch, Rejection, SessionStep
@@ -68,8 +68,15 @@ def _where_missing(sandbox: KafkaSandbox, items: list[tuple[str, bytes]],
     packed = {i.invoice_id for b in batches for i in b.invoices}
     lines.append(f"never packed: {len(missing - packed)}")
     for w in workers:
-        lines.append(f"--- {w.log_path}\n{w.log()[-4000:]}")
+        lines.append(f"--- {w.log_path}, the pipeline's own lines\n{_pipeline_lines(w)}")
     return "\n".join(lines)
+
+
+def _pipeline_lines(worker: Worker, last: int = 40) -> str:
+    """The worker's log without Faust's and aiokafka's (a failure's tail is all shutdown)."""
+    own = [line[:300] for line in worker.log().splitlines()
+           if '"logger": "pipeline.' in line or '"level": "error"' in line]
+    return "\n".join(own[-last:])
 
 
 def _restart_at_full_speed(stack: Stack, workers: list[Worker]) -> Worker:
@@ -263,9 +270,16 @@ def test_a_worker_joining_mid_backlog_takes_batches_over_without_sending_them_tw
         first.wait_for_log("KSeF outage announced: holding new sessions", "the hold")
         second = stack.worker()
         workers.append(second)
-        for worker in workers:  # the group has settled when each owns some partitions
-            worker.wait_for_log(OWNS_A_SHARE, "a share")
+        # the group has settled when the first gave partitions up and the second owns some
+        first.wait_for_log(GAVE_UP_A_SHARE, "the first worker's partitions shared")
+        second.wait_for_log(OWNS_A_SHARE, "a share")
         stack.emulator.admin("latarnia/end", {"event": "1"})
+        try:
+            modes.wait(lambda s: bool(s) and s[-1].value is not None
+                       and s[-1].value.state == "AVAILABLE", 60, "the end in ksef.mode")
+        except AssertionError as exc:
+            raise AssertionError("\n".join([str(exc)] + [
+                f"--- {w.log_path}\n{_pipeline_lines(w)}" for w in workers])) from None
         numbers = _distinct_outcomes(sandbox, len(items), timeout_s=300)
         steps = [decode(SessionStep, m.value()) for m in sandbox.consume_until(
             SESSIONS, lambda got: sum(decode(SessionStep, m.value()).step == "closed"
