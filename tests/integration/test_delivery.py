@@ -3,6 +3,7 @@ several sessions per seller, multi-part packages, and crash safety."""
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import time
 from collections import Counter, defaultdict
@@ -273,6 +274,7 @@ def test_a_worker_joining_mid_backlog_takes_batches_over_without_sending_them_tw
         # the group has settled when the first gave partitions up and the second owns some
         first.wait_for_log(GAVE_UP_A_SHARE, "the first worker's partitions shared")
         second.wait_for_log(OWNS_A_SHARE, "a share")
+        ended_at = dt.datetime.now(dt.UTC)
         stack.emulator.admin("latarnia/end", {"event": "1"})
         try:
             modes.wait(lambda s: bool(s) and s[-1].value is not None
@@ -293,6 +295,8 @@ def test_a_worker_joining_mid_backlog_takes_batches_over_without_sending_them_tw
     batches = {decode(PackedBatch, m.value()).batch_id for m in packed}
     sessions = Counter(s.batch_id for s in steps if s.step == "opening")
     assert {b: sessions[b] for b in batches} == {b: 1 for b in batches}
+    early = [s for s in steps if s.step == "opening" and dt.datetime.fromisoformat(s.at) < ended_at]
+    assert early == [], "a session was opened while the failure was announced"
     assert all("batch session closed" in w.log() for w in workers), "one worker sent all"
     held = stack.emulator_invoices()
     assert Counter(c for _, _, c in held) == {200: len(items)}
