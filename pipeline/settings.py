@@ -105,6 +105,10 @@ class WorkerSettings:
     # How long the broker may hold an empty fetch (Faust's own 1.5 s stalls stages that
     # read their own output; see pipeline/faust_fixes.py).
     fetch_max_wait_ms: int = 100
+    # How long a produce request may go unanswered before its batch expires: Faust's
+    # 20 minutes stalls a worker that long; an expired batch fails the next flush
+    # (`ProduceGuard`), so the worker stops and handles its inputs again on restart.
+    producer_request_timeout_s: float = 120.0
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -117,6 +121,8 @@ class WorkerSettings:
             dedupe_store=_choice("KSEF_DEDUPE_STORE", cls.dedupe_store, ("rocksdb", "memory")),
             fetch_max_wait_ms=int(os.environ.get("KSEF_FETCH_MAX_WAIT_MS",
                                                  str(cls.fetch_max_wait_ms))),
+            producer_request_timeout_s=float(os.environ.get(
+                "KSEF_PRODUCER_REQUEST_TIMEOUT_S", str(cls.producer_request_timeout_s))),
         )
 
 
