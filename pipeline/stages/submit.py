@@ -15,9 +15,9 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +98,14 @@ async def _load_journal() -> None:
     for step in steps:
         journal.apply(step)
     log.info("session journal loaded", steps=len(steps), batches=len(journal.batches))
+
+
+def _journal_loaded() -> asyncio.Future[None]:
+    """The journal read back from `ksef.sessions`, once per process, for either lane."""
+    if state["loaded"] is None:
+        state["loaded"] = asyncio.ensure_future(_load_journal())
+    loaded: asyncio.Future[None] = state["loaded"]
+    return loaded
 
 
 async def _reject_all(rec: PackedBatch, code: int, reason: str, message: str,
@@ -303,9 +311,7 @@ async def _dispatcher() -> None:
 async def submit(stream: faust.StreamT[Any]) -> None:
     manual = stream.noack()
     state["stream"] = manual
-    if state["loaded"] is None:
-        state["loaded"] = asyncio.ensure_future(_load_journal())
-    await state["loaded"]
+    await _journal_loaded()
     if not state["dispatchers"]:
         state["dispatchers"] = [asyncio.ensure_future(_dispatcher()) for _ in range(CONCURRENCY)]
     async for event in manual.events():
@@ -336,12 +342,41 @@ async def _leave_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
 sealed_topic = topic(SEALED)
 
 
+def correction_id(inv: SealedInvoice) -> str:
+    """The journal id of one correction: the same for every attempt and after a restart."""
+    digest = hashlib.sha256(f"{inv.invoice_id}\0{inv.sha256}".encode()).hexdigest()
+    return f"{inv.seller_nip}-online-{digest[:16]}"
+
+
+async def _in_session(client: Any, ref: str, sha256: str) -> bool:
+    """Whether KSeF registered an invoice with this hash in the session."""
+    async for result in client.session_invoices(ref):
+        if result.invoice_hash == sha256:
+            return True
+    return False
+
+
 async def _send_correction(inv: SealedInvoice) -> None:
     """One interactive session per correction: KSeF allows a technical correction only
-    there, once, with offlineMode true and the hash of the rejected original."""
-    xml = keyring.open_invoice(inv.key_id, inv.nonce_b64, inv.ciphertext_b64, inv.invoice_id)
+    there, once, with offlineMode true and the hash of the rejected original.
+
+    KSeF refuses a second copy of a correction it took (21166), so an attempt after one
+    whose answer was lost (or after a crash) first asks KSeF whether the earlier session
+    has it; a correction journaled closed is never sent again.
+    """
+    batch_id = correction_id(inv)
+    progress = journal.get(batch_id)
+    if progress is not None and progress.step in FINAL:
+        return
     client = clients.client(inv.seller_nip)
-    batch_id = f"{inv.seller_nip}-online-{uuid.uuid4().hex[:12]}"
+    earlier = progress.session_ref if progress is not None else None
+    if earlier and await _in_session(client, earlier, inv.sha256):
+        log.info("correction found in its earlier session; not sent again",
+                 invoice_id=inv.invoice_id, session_ref=earlier)
+        await _close_after_send(client, earlier)
+        await _journal_correction_closed(inv, batch_id, earlier)
+        return
+    xml = keyring.open_invoice(inv.key_id, inv.nonce_b64, inv.ciphertext_b64, inv.invoice_id)
     await _journal_step(batch_id, inv.seller_nip, OPENING, None, "online", {})
     session = await client.open_online_session()
     ref = session.reference_number
@@ -354,9 +389,13 @@ async def _send_correction(inv: SealedInvoice) -> None:
             await client.close_online_session(ref)
         raise
     await _close_after_send(client, ref)
+    await _journal_correction_closed(inv, batch_id, ref)
+    log.info("technical correction sent", invoice_id=inv.invoice_id, session_ref=ref)
+
+
+async def _journal_correction_closed(inv: SealedInvoice, batch_id: str, ref: str) -> None:
     await _journal_step(batch_id, inv.seller_nip, CLOSED, ref, "online", {
         "invoice_count": 1, "invoices": [[inv.invoice_id, inv.sha256, inv.invoice_number]]})
-    log.info("technical correction sent", invoice_id=inv.invoice_id, session_ref=ref)
 
 
 async def _close_after_send(client: Any, ref: str) -> None:
@@ -376,6 +415,7 @@ async def _close_after_send(client: Any, ref: str) -> None:
 
 @app.agent(sealed_topic, name="submit-interactive")
 async def interactive(stream: faust.StreamT[Any]) -> None:
+    await _journal_loaded()
     async for event in stream.events():
         try:
             inv = decode(SealedInvoice, event.value)

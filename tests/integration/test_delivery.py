@@ -334,8 +334,11 @@ def test_lost_spool_is_rebuilt_from_kafka(sandbox: KafkaSandbox, tmp_path: Path)
     assert {s.details["package_sha256"] for s in rebuilt} == {b.package_sha256 for b in originals}
 
 
-def test_technical_correction_goes_through_the_interactive_lane(
-        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+def _send_a_correction(sandbox: KafkaSandbox, tmp_path: Path, lost: str
+                       ) -> tuple[InvoiceOutcome, list[SessionStep], Stack, str, list[str]]:
+    """A 450 for an original, then its technical correction with the answer to the
+    request at path `lost` reset after KSeF acted on it; the outcome, the session steps,
+    the stack, the worker's log and the rejections of the correction."""
     (seller,) = seller_nips(1, seed=404)
     stack = build_stack(sandbox, tmp_path, [seller])
     today = polish_today()
@@ -350,19 +353,43 @@ def test_technical_correction_goes_through_the_interactive_lane(
         assert first, worker.log()[-3000:]
         rejection = decode(Rejection, first[0].value())
         assert (rejection.stage, rejection.code) == ("upo", 450)
-        # KSeF takes the correction, but the answer to closing its session is lost: the
-        # close is tried again, the correction is not (KSeF would refuse it as 21166).
-        stack.emulator.admin("lose-response", {"path": "/v2/sessions/online/*/close"})
+        stack.emulator.admin("lose-response", {"path": lost})
         sandbox.produce(SUBMITTED, [(b"tc-corrected", corrected)],
                         headers={"ksef-technical-correction-of": sha256_b64(original)})
         outcome = sandbox.consume(OUTCOMES, 1, timeout_s=180)
         steps = session_steps(sandbox, 1)
+        refused = [decode(Rejection, m.value()).reason for m in sandbox.consume_until(
+            REJECTED, lambda got: False, 3) if m.key() == b"tc-corrected"]
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
         stack.emulator.stop()
-    assert outcome, "the correction got no KSeF number"
+    assert outcome, f"the correction got no KSeF number; rejected: {refused}"
     result = decode(InvoiceOutcome, outcome[0].value())
     assert result.invoice_id == "tc-corrected" and ksef_number_is_valid(result.ksef_number)
+    return result, steps, stack, worker.log(), refused
+
+
+def test_technical_correction_goes_through_the_interactive_lane(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    # KSeF takes the correction, but the answer to closing its session is lost: the
+    # close is tried again, the correction is not (KSeF would refuse it as 21166).
+    _, steps, _, log, refused = _send_a_correction(
+        sandbox, tmp_path, "/v2/sessions/online/*/close")
+    assert refused == []
     assert any(s.kind == "online" and s.step == "closed" for s in steps)
     assert [s.step for s in steps if s.kind == "online"].count("opening") == 1
-    assert "closing its session waits for KSeF" in worker.log()
+    assert "closing its session waits for KSeF" in log
+
+
+def test_a_correction_whose_send_answer_was_lost_is_found_in_its_session_not_resent(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """KSeF registered the correction but the worker saw a reset: sending it again in a
+    new session would be refused (21166) and the correction reported as refused."""
+    _, steps, stack, log, refused = _send_a_correction(
+        sandbox, tmp_path, "/v2/sessions/online/*/invoices")
+    assert refused == []
+    online = [s for s in steps if s.kind == "online"]
+    assert [s.step for s in online].count("opening") == 1, online
+    assert "correction found in its earlier session" in log
+    held = stack.emulator_invoices()
+    assert Counter(c for _, _, c in held) == {450: 1, 200: 1}
