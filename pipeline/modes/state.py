@@ -46,7 +46,14 @@ STATE_KEY = b"ksef"
 
 mode_topic = topic(MODE)
 follower = mode_follower()
-messages = app.Table("ksef-mode-messages", key_type=bytes, value_type=bytes, partitions=1,
+# On disk, not in memory: Faust reads a memory table's whole changelog back at every
+# rebalance, even on the worker that keeps the partition, and that re-read was seen to
+# stall (no changelog record ever delivered): table recovery then holds every stream of
+# the worker, so an announced end never reached `ksef.mode`. RocksDB remembers the
+# offset it has, so a worker that keeps the partition has nothing to read back.
+MESSAGES_TABLE = "ksef-mode-messages"
+messages = app.Table(MESSAGES_TABLE, key_type=bytes, value_type=bytes, partitions=1,
+                     store=f"rocksdb:{MESSAGES_TABLE}",
                      help="latest version of every ksef.announcements message")
 _owned_tp = TP(topic_name(ANNOUNCEMENTS, catalog_settings), 0)
 _published: dict[str, ModeState | None] = {"last": None}
