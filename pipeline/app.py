@@ -21,6 +21,7 @@ from pipeline.faust_fixes import (
     seek_uncommitted_to_beginning,
     short_fetch_wait,
 )
+from pipeline.recovery_watch import watch_recovery
 from pipeline.settings import KafkaSettings, WorkerSettings
 from topics import CatalogSettings, TopicSpec, topic_name
 
@@ -66,6 +67,7 @@ seek_uncommitted_to_beginning(app)
 short_fetch_wait(app, worker_settings.fetch_max_wait_ms)
 produce_guard = ProduceGuard()
 produce_guard.install(app.producer)
+watch_recovery(app, worker_settings.recovery_stall_s)
 
 
 def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:

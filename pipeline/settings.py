@@ -109,6 +109,9 @@ class WorkerSettings:
     # 20 minutes stalls a worker that long; an expired batch fails the next flush
     # (`ProduceGuard`), so the worker stops and handles its inputs again on restart.
     producer_request_timeout_s: float = 120.0
+    # A table recovery that got no changelog record for this long ends the worker so that
+    # it is restarted (see pipeline/recovery_watch.py); 0 turns the watch off.
+    recovery_stall_s: float = 120.0
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -123,6 +126,8 @@ class WorkerSettings:
                                                  str(cls.fetch_max_wait_ms))),
             producer_request_timeout_s=float(os.environ.get(
                 "KSEF_PRODUCER_REQUEST_TIMEOUT_S", str(cls.producer_request_timeout_s))),
+            recovery_stall_s=float(os.environ.get("KSEF_RECOVERY_STALL_S",
+                                                  str(cls.recovery_stall_s))),
         )
 
 
