@@ -22,6 +22,8 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipeline.recovery_watch import RECOVERY_STALLED_EXIT
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -150,13 +152,13 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
                KSEF_MODE_TICK_S="1", KSEF_HOLD_PROBE_S="1")
     say(f"{len(sellers)} seller contexts with KSeF tokens in {tokens}")
 
-    procs = []
+    procs, cmds = [], []
     for i in range(args.workers):
         port = _free_port()
-        cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--web-port", str(port),
-               "--data-dir", str(var / f"worker-{i}")]
+        cmds.append([sys.executable, "-m", "pipeline.cli", "worker", "--web-port", str(port),
+                     "--data-dir", str(var / f"worker-{i}")])
         procs.append(stack.enter_context(
-            process(f"worker {i}", cmd, env, var / f"worker-{i}.log")))
+            process(f"worker {i}", cmds[i], env, var / f"worker-{i}.log")))
         say(f"worker {i}: http://127.0.0.1:{port}/  log {var / f'worker-{i}.log'}")
 
     rehearsal = None
@@ -192,9 +194,15 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         if args.exit_when_done and elapsed > args.timeout:
             say(f"timed out after {args.timeout:.0f} s")
             break
-        dead = [p for p in procs if p.poll() is not None]
-        if dead:
-            say(f"a worker exited with {dead[0].returncode}; see its log")
+        dead = [i for i, p in enumerate(procs) if p.poll() is not None]
+        if dead and procs[dead[0]].returncode == RECOVERY_STALLED_EXIT:
+            i = dead[0]  # it asks to be started again (see pipeline/recovery_watch.py)
+            say(f"worker {i} exited with {RECOVERY_STALLED_EXIT} (its table recovery "
+                "stalled); starting it again")
+            procs[i] = stack.enter_context(
+                process(f"worker {i}", cmds[i], env, var / f"worker-{i}.log"))
+        elif dead:
+            say(f"worker {dead[0]} exited with {procs[dead[0]].returncode}; see its log")
             break
         time.sleep(0.25)
     seconds = time.monotonic() - started

@@ -7,7 +7,7 @@ while it looks alive: it answers heartbeats and its web page, and only a warning
 few seconds tells. A fresh process recovers such a partition at once, so the watch logs
 an error and ends the process with EX_TEMPFAIL once a partition that still lacks
 records has received none for KSEF_RECOVERY_STALL_S seconds (0 turns it off); its
-supervisor (systemd, Kubernetes, the demo) starts it again. Nothing is in flight then:
+supervisor (systemd, Kubernetes, `ops/demo`) starts it again. Nothing is in flight then:
 recovery holds the streams, and what was handled but not committed is handled again.
 """
 
