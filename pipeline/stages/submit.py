@@ -18,6 +18,7 @@ import datetime as dt
 import hashlib
 import os
 import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -362,11 +363,18 @@ async def _send_correction(inv: SealedInvoice) -> None:
 
     KSeF refuses a second copy of a correction it took (21166), so an attempt after one
     whose answer was lost (or after a crash) first asks KSeF whether the earlier session
-    has it; a correction journaled closed is never sent again.
+    has it. A correction journaled closed is never sent again: a replay of it gets the
+    first session announced once more, so the upo stage reports KSeF's verdict again
+    (a replay ends with the same outcome, as in the batch lane).
     """
     batch_id = correction_id(inv)
     progress = journal.get(batch_id)
     if progress is not None and progress.step in FINAL:
+        if progress.session_ref:  # a replay: KSeF's verdict on the first send, once more
+            log.info("correction already sent; its outcome is reported again",
+                     invoice_id=inv.invoice_id, session_ref=progress.session_ref)
+            await _journal_correction_closed(
+                inv, f"{batch_id}-again-{uuid.uuid4().hex[:8]}", progress.session_ref)
         return
     client = clients.client(inv.seller_nip)
     earlier = progress.session_ref if progress is not None else None

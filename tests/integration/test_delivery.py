@@ -334,11 +334,12 @@ def test_lost_spool_is_rebuilt_from_kafka(sandbox: KafkaSandbox, tmp_path: Path)
     assert {s.details["package_sha256"] for s in rebuilt} == {b.package_sha256 for b in originals}
 
 
-def _send_a_correction(sandbox: KafkaSandbox, tmp_path: Path, lost: str
+def _send_a_correction(sandbox: KafkaSandbox, tmp_path: Path, lost: str, replays: int = 0
                        ) -> tuple[InvoiceOutcome, list[SessionStep], Stack, str, list[str]]:
     """A 450 for an original, then its technical correction with the answer to the
-    request at path `lost` reset after KSeF acted on it; the outcome, the session steps,
-    the stack, the worker's log and the rejections of the correction."""
+    request at path `lost` reset after KSeF acted on it, then `replays` more copies of
+    the correction; the first outcome (all of them must agree), the session steps, the
+    stack, the worker's log and the rejections of the correction."""
     (seller,) = seller_nips(1, seed=404)
     stack = build_stack(sandbox, tmp_path, [seller])
     today = polish_today()
@@ -357,6 +358,14 @@ def _send_a_correction(sandbox: KafkaSandbox, tmp_path: Path, lost: str
         sandbox.produce(SUBMITTED, [(b"tc-corrected", corrected)],
                         headers={"ksef-technical-correction-of": sha256_b64(original)})
         outcome = sandbox.consume(OUTCOMES, 1, timeout_s=180)
+        for _ in range(replays):
+            assert outcome, worker.log()[-3000:]
+            sandbox.produce(SUBMITTED, [(b"tc-corrected", corrected)],
+                            headers={"ksef-technical-correction-of": sha256_b64(original)})
+        if replays:
+            outcome = sandbox.consume(OUTCOMES, 1 + replays, timeout_s=180)
+            numbers = {decode(InvoiceOutcome, m.value()).ksef_number for m in outcome}
+            assert len(outcome) == 1 + replays and len(numbers) == 1, outcome
         steps = session_steps(sandbox, 1)
         refused = [decode(Rejection, m.value()).reason for m in sandbox.consume_until(
             REJECTED, lambda got: False, 3) if m.key() == b"tc-corrected"]
@@ -384,12 +393,14 @@ def test_technical_correction_goes_through_the_interactive_lane(
 def test_a_correction_whose_send_answer_was_lost_is_found_in_its_session_not_resent(
         sandbox: KafkaSandbox, tmp_path: Path) -> None:
     """KSeF registered the correction but the worker saw a reset: sending it again in a
-    new session would be refused (21166) and the correction reported as refused."""
+    new session would be refused (21166) and the correction reported as refused. A
+    replay of it afterwards gets the same KSeF number again, and is not sent either."""
     _, steps, stack, log, refused = _send_a_correction(
-        sandbox, tmp_path, "/v2/sessions/online/*/invoices")
+        sandbox, tmp_path, "/v2/sessions/online/*/invoices", replays=1)
     assert refused == []
     online = [s for s in steps if s.kind == "online"]
     assert [s.step for s in online].count("opening") == 1, online
     assert "correction found in its earlier session" in log
+    assert "correction already sent; its outcome is reported again" in log  # the replay
     held = stack.emulator_invoices()
     assert Counter(c for _, _, c in held) == {450: 1, 200: 1}
