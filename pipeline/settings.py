@@ -10,7 +10,9 @@ import os
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+N = TypeVar("N", int, float)
 
 
 def _secret(name: str) -> str | None:
@@ -119,16 +121,25 @@ class WorkerSettings:
             app_id=os.environ.get("KSEF_APP_ID", cls.app_id),
             data_dir=os.environ.get("KSEF_DATA_DIR", cls.data_dir),
             web_host=os.environ.get("KSEF_WEB_HOST", cls.web_host),
-            web_port=int(os.environ.get("KSEF_WEB_PORT", str(cls.web_port))),
+            web_port=_number("KSEF_WEB_PORT", cls.web_port),
             log_level=os.environ.get("KSEF_LOG_LEVEL", cls.log_level),
             dedupe_store=_choice("KSEF_DEDUPE_STORE", cls.dedupe_store, ("rocksdb", "memory")),
-            fetch_max_wait_ms=int(os.environ.get("KSEF_FETCH_MAX_WAIT_MS",
-                                                 str(cls.fetch_max_wait_ms))),
-            producer_request_timeout_s=float(os.environ.get(
-                "KSEF_PRODUCER_REQUEST_TIMEOUT_S", str(cls.producer_request_timeout_s))),
-            recovery_stall_s=float(os.environ.get("KSEF_RECOVERY_STALL_S",
-                                                  str(cls.recovery_stall_s))),
+            fetch_max_wait_ms=_number("KSEF_FETCH_MAX_WAIT_MS", cls.fetch_max_wait_ms),
+            producer_request_timeout_s=_number("KSEF_PRODUCER_REQUEST_TIMEOUT_S",
+                                               cls.producer_request_timeout_s),
+            recovery_stall_s=_number("KSEF_RECOVERY_STALL_S", cls.recovery_stall_s),
         )
+
+
+def _number(name: str, default: N) -> N:
+    """A numeric setting, of the default's type (int or float)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        return type(default)(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a number like {default}, not {raw!r}") from None
 
 
 def _choice(name: str, default: str, allowed: tuple[str, ...]) -> str:
