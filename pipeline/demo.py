@@ -194,15 +194,16 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         if args.exit_when_done and elapsed > args.timeout:
             say(f"timed out after {args.timeout:.0f} s")
             break
-        dead = [i for i, p in enumerate(procs) if p.poll() is not None]
-        if dead and procs[dead[0]].returncode == RECOVERY_STALLED_EXIT:
-            i = dead[0]  # it asks to be started again (see pipeline/recovery_watch.py)
+        exited = next(((i, p.returncode) for i, p in enumerate(procs) if p.poll() is not None),
+                      None)
+        if exited is not None and exited[1] == RECOVERY_STALLED_EXIT:
+            i = exited[0]  # it asks to be started again (see pipeline/recovery_watch.py)
             say(f"worker {i} exited with {RECOVERY_STALLED_EXIT} (its table recovery "
                 "stalled); starting it again")
             procs[i] = stack.enter_context(
                 process(f"worker {i}", cmds[i], env, var / f"worker-{i}.log"))
-        elif dead:
-            say(f"worker {dead[0]} exited with {procs[dead[0]].returncode}; see its log")
+        elif exited is not None:
+            say(f"worker {exited[0]} exited with {exited[1]}; see its log")
             break
         time.sleep(0.25)
     seconds = time.monotonic() - started

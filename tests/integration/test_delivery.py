@@ -68,16 +68,18 @@ def _where_missing(sandbox: KafkaSandbox, items: list[tuple[str, bytes]],
                          f"steps {trail}")
     packed = {i.invoice_id for b in batches for i in b.invoices}
     lines.append(f"never packed: {len(missing - packed)}")
-    for w in workers:
-        lines.append(f"--- {w.log_path}, the pipeline's own lines\n{_pipeline_lines(w)}")
+    lines.append(_pipeline_lines(workers))
     return "\n".join(lines)
 
 
-def _pipeline_lines(worker: Worker, last: int = 40) -> str:
-    """The worker's log without Faust's and aiokafka's (a failure's tail is all shutdown)."""
-    own = [line[:300] for line in worker.log().splitlines()
-           if '"logger": "pipeline.' in line or '"level": "error"' in line]
-    return "\n".join(own[-last:])
+def _pipeline_lines(workers: list[Worker], last: int = 40) -> str:
+    """Each worker's log without Faust's and aiokafka's (a failure's tail is all shutdown)."""
+    parts = []
+    for w in workers:
+        own = [line[:300] for line in w.log().splitlines()
+               if '"logger": "pipeline.' in line or '"level": "error"' in line]
+        parts.append(f"--- {w.log_path}, the pipeline's own lines\n" + "\n".join(own[-last:]))
+    return "\n".join(parts)
 
 
 def _restart_at_full_speed(stack: Stack, workers: list[Worker]) -> Worker:
@@ -280,8 +282,7 @@ def test_a_worker_joining_mid_backlog_takes_batches_over_without_sending_them_tw
             modes.wait(lambda s: bool(s) and s[-1].value is not None
                        and s[-1].value.state == "AVAILABLE", 60, "the end in ksef.mode")
         except AssertionError as exc:
-            raise AssertionError("\n".join([str(exc)] + [
-                f"--- {w.log_path}\n{_pipeline_lines(w)}" for w in workers])) from None
+            raise AssertionError(f"{exc}\n{_pipeline_lines(workers)}") from None
         numbers = _distinct_outcomes(sandbox, len(items), timeout_s=300)
         steps = [decode(SessionStep, m.value()) for m in sandbox.consume_until(
             SESSIONS, lambda got: sum(decode(SessionStep, m.value()).step == "closed"
