@@ -55,6 +55,8 @@ app = faust.App(
     producer_linger_ms=5,
     producer_request_timeout=worker_settings.producer_request_timeout_s,
     broker_max_poll_records=500,
+    broker_session_timeout=worker_settings.session_timeout_s,
+    broker_heartbeat_interval=min(3.0, worker_settings.session_timeout_s / 3),
     logging_config=logs.logging_config(worker_settings.log_level),
     autodiscover=False,
 )

@@ -29,10 +29,19 @@ class BatchProgress:
 
 
 class Journal:
+    """Progress per batch. A step may be applied twice (written here, then read back by
+    the worker's follower of `ksef.sessions`): the second time changes nothing."""
+
     def __init__(self) -> None:
         self.batches: dict[str, BatchProgress] = {}
+        self._seen: dict[str, set[tuple[str, str, str | None, object]]] = {}
 
     def apply(self, step: SessionStep) -> None:
+        seen = self._seen.setdefault(step.batch_id, set())
+        signature = (step.step, step.at, step.session_ref, step.details.get("ordinal"))
+        if signature in seen:
+            return
+        seen.add(signature)
         progress = self.batches.get(step.batch_id)
         if progress is None or (step.step == OPENING and progress.step not in FINAL):
             progress = self.batches[step.batch_id] = BatchProgress(

@@ -114,6 +114,10 @@ class WorkerSettings:
     # A table recovery that got no changelog record for this long ends the worker so that
     # it is restarted (see pipeline/recovery_watch.py); 0 turns the watch off.
     recovery_stall_s: float = 120.0
+    # How long the group coordinator waits for a silent member before it hands that
+    # member's partitions to the others: Faust's 60 s held a killed worker's invoices a
+    # minute and more; a live worker heartbeats every 3 s from its own thread of work.
+    session_timeout_s: float = 15.0
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -128,6 +132,7 @@ class WorkerSettings:
             producer_request_timeout_s=_number("KSEF_PRODUCER_REQUEST_TIMEOUT_S",
                                                cls.producer_request_timeout_s),
             recovery_stall_s=_number("KSEF_RECOVERY_STALL_S", cls.recovery_stall_s),
+            session_timeout_s=_number("KSEF_SESSION_TIMEOUT_S", cls.session_timeout_s),
         )
 
 

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,10 @@ import faust
 import orjson
 
 from pipeline import logs
-from pipeline.app import app, catalog_settings, kafka_settings, topic, worker_settings
+from pipeline.app import app, produce, topic, worker_settings
 from pipeline.clock import iso, now_utc
-from pipeline.kafka_reads import read_all
+from pipeline.invoice_ledger import PACKED as PACKED_ENTRY
+from pipeline.invoice_ledger import LedgerEntry, invoice_ledger, replay_verdict
 from pipeline.ksef.api import KsefError
 from pipeline.ksef.crypto import public_key_from_certificate
 from pipeline.ksef.keyring import load_keyring
@@ -35,8 +35,7 @@ from pipeline.ksef_link import KsefClients, KsefSettings
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.stages.packing import OpenBatch, PackSettings, batch_group, manifest_record
-from topics import topic_name
-from topics.catalog import PACKED, REJECTED, SEALED
+from topics.catalog import OUTCOMES, PACKED, REJECTED, SEALED
 from topics.codec import decode, encode
 from topics.records import KafkaRef, PackedBatch, Rejection, SealedInvoice
 
@@ -51,30 +50,24 @@ settings = PackSettings.from_env(worker_settings.data_dir)
 keyring = load_keyring(Path(worker_settings.data_dir).parent / "keyring.json")
 clients = KsefClients(KsefSettings.from_env())
 follower = mode_follower()
+ledger = invoice_ledger()
 open_batches: dict[tuple[str, bool], OpenBatch] = {}
-# Invoices in manifests published lately (ours or, after a crash, our predecessor's):
-# a redelivered invoice found here is already on its way and is not packed twice.
-RECENT_WINDOW_S = 15 * 60
-RECENT_MAX = 200_000
-recently_packed: OrderedDict[str, str] = OrderedDict()
 lock = asyncio.Lock()
-state: dict[str, Any] = {"stream": None, "ticker": None, "recent": None}
+state: dict[str, Any] = {"stream": None, "ticker": None}
+# Partitions whose first record since the assignment waited for the ledger: a worker
+# taking over from a killed one must know the batches that one published before it
+# decides whether a redelivered invoice is already on its way.
+synced: set[Any] = set()
+# The offset of the last record consumed per partition (held, skipped or rejected): a
+# quiet batch is sealed on linger only when nothing more waits in Kafka behind it.
+last_seen: dict[Any, int] = {}
 
 
-def _remember_packed(record: PackedBatch) -> None:
+def _note_packed(record: PackedBatch) -> None:
+    at_ms = int(time.time() * 1000)
     for inv in record.invoices:
-        recently_packed[inv.invoice_id] = inv.sha256
-        recently_packed.move_to_end(inv.invoice_id)
-    while len(recently_packed) > RECENT_MAX:
-        recently_packed.popitem(last=False)
-
-
-async def _load_recent() -> None:
-    since = int((time.time() - RECENT_WINDOW_S) * 1000)
-    for record in await read_all(kafka_settings, topic_name(PACKED, catalog_settings),
-                                 PackedBatch, since_ms=since):
-        _remember_packed(record)
-    log.info("recently packed invoices loaded", invoices=len(recently_packed))
+        ledger.note(inv.invoice_id, LedgerEntry(PACKED_ENTRY, inv.sha256, at_ms,
+                                                batch_id=record.batch_id))
 
 
 async def _ack(events: list[Any]) -> None:
@@ -135,7 +128,7 @@ async def _flush(group: tuple[str, bool], why: str) -> None:
     packaged = await asyncio.to_thread(batch.builder.finish, mf_key, keep_package=False)
     record = manifest_record(batch, packaged, key_id)
     await packed_topic.send(key=batch.seller_nip.encode(), value=encode(record))
-    _remember_packed(record)
+    _note_packed(record)
     del open_batches[group]
     log.info("batch packed", batch_id=batch.batch_id, seller_nip=batch.seller_nip,
              invoices=len(batch.invoices), parts=len(record.parts),
@@ -156,8 +149,10 @@ async def _add(event: Any) -> None:
     if inv.technical_correction_of:
         await _ack([event])  # the interactive lane (submit stage) sends these
         return
-    if recently_packed.get(inv.invoice_id) == inv.sha256:
-        await _ack([event])  # redelivered after a crash; its batch is already out
+    verdict = replay_verdict(ledger.packed(inv.invoice_id), ledger.final(inv.invoice_id),
+                             inv.sha256)
+    if verdict != "pack":
+        await _replayed(inv, verdict, event)
         return
     group = batch_group(inv)
     batch = open_batches.get(group)
@@ -187,11 +182,19 @@ async def _add(event: Any) -> None:
         await _flush(group, "full")
 
 
-last_seen: dict[Any, int] = {}
+async def _replayed(inv: SealedInvoice, verdict: str, event: Any) -> None:
+    """A replay (or a redelivery after a crash or a takeover) of an invoice whose batch
+    is already published: it is not packed again. One that already has its outcome gets
+    that very record once more, so the replay ends like the first submission."""
+    final = ledger.final(inv.invoice_id)
+    if verdict == "outcome-again" and final is not None and final.record is not None:
+        await produce(OUTCOMES, inv.invoice_id.encode(), final.record)
+        log.info("replayed invoice already in KSeF; its outcome is emitted again",
+                 invoice_id=inv.invoice_id, ksef_number=final.ksef_number)
+    await _ack([event])
 
 
 def _hold(batch: OpenBatch, event: Any) -> None:
-    last_seen[event.message.tp] = event.message.offset
     # Keep the event only to acknowledge it later: drop its payload so a held batch of
     # 10,000 invoices costs kilobytes, not the sealed records' 200 MB.
     event.message.value = None
@@ -237,14 +240,16 @@ async def _tick() -> None:
 async def pack(stream: faust.StreamT[Any]) -> None:
     manual = stream.noack()
     state["stream"] = manual
-    if state["recent"] is None:
-        state["recent"] = asyncio.ensure_future(_load_recent())
-    await state["recent"]
     if state["ticker"] is None:
         state["ticker"] = asyncio.ensure_future(_tick())
         with contextlib.suppress(KsefError):  # remember the MF key while KSeF answers
             await _mf_key()
     async for event in manual.events():
+        tp = event.message.tp
+        if tp not in synced:
+            await ledger.caught_up()
+            synced.add(tp)
+        last_seen[tp] = event.message.offset
         async with lock:
             try:
                 await _add(event)
@@ -258,6 +263,7 @@ async def pack(stream: faust.StreamT[Any]) -> None:
 async def _drop_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
     """Another worker now owns these invoices (unacked, they are redelivered there)."""
     mine = {(tp.topic, tp.partition) for tp in revoked}
+    synced.clear()
     async with lock:
         for group, batch in list(open_batches.items()):
             if any((ref.topic, ref.partition) in mine for ref in (p.ref for p in batch.invoices)):

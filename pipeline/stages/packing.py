@@ -95,21 +95,24 @@ class OpenBatch:
 
     def due_to_flush(self, settings: PackSettings, now: float,
                      wall: dt.datetime | None = None) -> str | None:
-        """Why this batch must be sealed now, or None."""
+        """Why this batch must be sealed now, or None: `full`, `deadline`, `age`, `linger`,
+        in that order. The caller may put off a linger (more records wait in Kafka) or an
+        age/linger (an announced outage), so a reason it must never put off comes first:
+        a linger answered before the deadline would shadow the deadline for good."""
         if not self.invoices:
             return None
         if self.builder.count >= settings.limits.max_invoices:
             return "full"
-        # A backlog keeps a batch busy until it is full; a trickle seals it when it goes
-        # quiet, and a steady trickle when it is old.
-        if now - self.last_added >= settings.linger_s:
-            return "linger"
-        if now - self.opened_at >= settings.max_age_s:
-            return "age"
         if self.earliest_deadline is not None:
             left = deadline_end(self.earliest_deadline) - (wall or now_utc())
             if left.total_seconds() <= settings.deadline_safety_s:
                 return "deadline"
+        # A backlog keeps a batch busy until it is full; a trickle seals it when it goes
+        # quiet, and a steady trickle when it is old.
+        if now - self.opened_at >= settings.max_age_s:
+            return "age"
+        if now - self.last_added >= settings.linger_s:
+            return "linger"
         return None
 
 

@@ -25,9 +25,9 @@ from typing import Any
 import faust
 
 from pipeline import logs
-from pipeline.app import app, catalog_settings, kafka_settings, topic, worker_settings
+from pipeline.app import app, kafka_settings, topic, worker_settings
 from pipeline.clock import iso, now_utc
-from pipeline.kafka_reads import SequentialReader, read_all
+from pipeline.kafka_reads import SequentialReader
 from pipeline.ksef.api import (
     BatchSession,
     KsefApiError,
@@ -47,6 +47,7 @@ from pipeline.modes.follow import mode_follower
 from pipeline.modes.observed import HealthReporter
 from pipeline.modes.publish import publish_announcement
 from pipeline.modes.snapshot import should_hold_sessions
+from pipeline.session_follow import sessions_follower
 from pipeline.session_journal import (
     CLOSED,
     FAILED,
@@ -57,7 +58,6 @@ from pipeline.session_journal import (
     Journal,
 )
 from pipeline.stages.batch_queue import BatchQueue
-from topics import topic_name
 from topics.catalog import PACKED, REJECTED, SEALED, SESSIONS
 from topics.codec import decode, encode, from_dict
 from topics.records import PackedBatch, Rejection, SealedInvoice, SessionStep
@@ -76,8 +76,10 @@ health = HealthReporter(publish_announcement, lambda: follower.state)
 clients = KsefClients(KsefSettings.from_env(), observer=health.observe)
 keyring = load_keyring(Path(worker_settings.data_dir).parent / "keyring.json")
 journal = Journal()
+sessions = sessions_follower()
+sessions.subscribe(journal.apply)
 waiting = BatchQueue()
-state: dict[str, Any] = {"stream": None, "loaded": None, "dispatchers": []}
+state: dict[str, Any] = {"stream": None, "dispatchers": []}
 
 
 async def _journal_step(batch_id: str, seller_nip: str, step: str, session_ref: str | None,
@@ -94,19 +96,10 @@ async def _journal(rec: PackedBatch, step: str, session_ref: str | None = None,
     await _journal_step(rec.batch_id, rec.seller_nip, step, session_ref, "batch", details)
 
 
-async def _load_journal() -> None:
-    steps = await read_all(kafka_settings, topic_name(SESSIONS, catalog_settings), SessionStep)
-    for step in steps:
-        journal.apply(step)
-    log.info("session journal loaded", steps=len(steps), batches=len(journal.batches))
-
-
-def _journal_loaded() -> asyncio.Future[None]:
-    """The journal read back from `ksef.sessions`, once per process, for either lane."""
-    if state["loaded"] is None:
-        state["loaded"] = asyncio.ensure_future(_load_journal())
-    loaded: asyncio.Future[None] = state["loaded"]
-    return loaded
+async def _journal_loaded() -> None:
+    """Every step in `ksef.sessions` up to now is in the journal: also those a worker
+    journaled just before it died and this one took its batches over."""
+    await sessions.caught_up()
 
 
 async def _reject_all(rec: PackedBatch, code: int, reason: str, message: str,
@@ -292,6 +285,7 @@ async def _dispatcher() -> None:
             continue
         rec = item.batch
         try:
+            await _journal_loaded()
             settled = await _submit_with_policy(rec)
         except Exception:
             log.exception("submit failed unexpectedly; retrying", batch_id=rec.batch_id)
@@ -374,7 +368,8 @@ async def _send_correction(inv: SealedInvoice) -> None:
             log.info("correction already sent; its outcome is reported again",
                      invoice_id=inv.invoice_id, session_ref=progress.session_ref)
             await _journal_correction_closed(
-                inv, f"{batch_id}-again-{uuid.uuid4().hex[:8]}", progress.session_ref)
+                inv, f"{batch_id}-again-{uuid.uuid4().hex[:8]}", progress.session_ref,
+                again=True)
         return
     client = clients.client(inv.seller_nip)
     earlier = progress.session_ref if progress is not None else None
@@ -401,9 +396,13 @@ async def _send_correction(inv: SealedInvoice) -> None:
     log.info("technical correction sent", invoice_id=inv.invoice_id, session_ref=ref)
 
 
-async def _journal_correction_closed(inv: SealedInvoice, batch_id: str, ref: str) -> None:
-    await _journal_step(batch_id, inv.seller_nip, CLOSED, ref, "online", {
-        "invoice_count": 1, "invoices": [[inv.invoice_id, inv.sha256, inv.invoice_number]]})
+async def _journal_correction_closed(inv: SealedInvoice, batch_id: str, ref: str,
+                                    again: bool = False) -> None:
+    details: dict[str, Any] = {
+        "invoice_count": 1, "invoices": [[inv.invoice_id, inv.sha256, inv.invoice_number]]}
+    if again:  # the upo stage reports it even though the outcome is on the topic already
+        details["again"] = True
+    await _journal_step(batch_id, inv.seller_nip, CLOSED, ref, "online", details)
 
 
 async def _close_after_send(client: Any, ref: str) -> None:
@@ -434,6 +433,7 @@ async def interactive(stream: faust.StreamT[Any]) -> None:
         delay = 1.0
         while True:
             try:
+                await _journal_loaded()
                 await _send_correction(inv)
                 break
             except (KsefUnavailable, KsefRateLimited) as exc:

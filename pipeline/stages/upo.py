@@ -19,16 +19,16 @@ from typing import Any
 import faust
 
 from pipeline import logs
-from pipeline.app import app, catalog_settings, kafka_settings, produce, topic
+from pipeline.app import app, produce, topic
 from pipeline.clock import iso
-from pipeline.kafka_reads import read_all
+from pipeline.invoice_ledger import already_final, invoice_ledger
 from pipeline.ksef.api import InvoiceResult, KsefApiError, KsefClient, KsefError, SessionStatus
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from pipeline.ksef.upo import UpoEntry, UpoError, parse_upo
 from pipeline.ksef_link import KsefClients, KsefSettings
+from pipeline.session_follow import sessions_follower
 from pipeline.session_journal import CLOSED, COMPLETED, FAILED, OPENED
 from pipeline.stages.deliveries import Deliveries
-from topics import topic_name
 from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO
 from topics.codec import decode, encode
 from topics.records import InvoiceOutcome, Rejection, SessionStep, UpoDocument
@@ -49,7 +49,9 @@ done_batches: set[str] = set()
 following: set[asyncio.Future[None]] = set()
 followed = Deliveries()  # of the `closed` steps being followed, by batch id
 slots = asyncio.Semaphore(CONCURRENCY)
-state: dict[str, Any] = {"stream": None, "loaded": None}
+state: dict[str, Any] = {"stream": None}
+ledger = invoice_ledger()
+sessions = sessions_follower()
 
 
 # session reference -> hashes of our invoices in it (from `closed` steps): tells whether
@@ -73,10 +75,18 @@ def _remember(step: SessionStep) -> None:
         done_batches.add(step.batch_id)
 
 
-async def _load_done() -> None:
-    steps = await read_all(kafka_settings, topic_name(SESSIONS, catalog_settings), SessionStep)
-    for step in steps:
-        _remember(step)
+sessions.subscribe(lambda step: _remember(step))
+
+
+def _emitted(step: SessionStep, inv: _Invoice, *, ksef_number: str | None = None,
+             code: int | None = None) -> bool:
+    """Already on its topic for this submission: the session is being settled a second
+    time (after a crash, or by the worker that took the batch over). A replayed
+    correction's session is reported again on purpose: the replay gets its record."""
+    if step.details.get("again"):
+        return False
+    return already_final(ledger.packed(inv.invoice_id), ledger.final(inv.invoice_id),
+                         inv.sha256, ksef_number=ksef_number, code=code)
 
 
 class _Invoice:
@@ -116,6 +126,8 @@ def _acquired_from_number(number: str) -> str:
 
 async def _accept(step: SessionStep, inv: _Invoice, number: str, acquired: str, mode: str,
                   upo_ref: str | None) -> None:
+    if _emitted(step, inv, ksef_number=number):
+        return
     outcome = InvoiceOutcome(
         invoice_id=inv.invoice_id, seller_nip=step.seller_nip,
         invoice_number=inv.invoice_number, ksef_number=number, acquisition_date=acquired,
@@ -126,6 +138,8 @@ async def _accept(step: SessionStep, inv: _Invoice, number: str, acquired: str, 
 
 async def _refuse(step: SessionStep, inv: _Invoice, code: int, message: str,
                   details: dict[str, Any], reason: str | None = None) -> None:
+    if _emitted(step, inv, code=code):
+        return
     rej = Rejection(invoice_id=inv.invoice_id, stage="upo", code=code,
                     reason=reason or KSEF_REASONS.get(code, f"ksef-{code}"), message=message,
                     rejected_at=iso(), details=details, seller_nip=step.seller_nip,
@@ -218,6 +232,7 @@ async def _follow(step: SessionStep) -> None:
                 client = clients.client(step.seller_nip)
                 status = await client.wait_until_processed(step.session_ref or "",
                                                            max_delay=5.0)
+                await ledger.caught_up()  # what an earlier settling of it emitted
                 await _settle(step, client, status)
             except KsefError as exc:
                 log.warning("session result not readable yet; retrying",
@@ -238,9 +253,7 @@ async def _follow(step: SessionStep) -> None:
 async def upo(stream: faust.StreamT[Any]) -> None:
     manual = stream.noack()
     state["stream"] = manual
-    if state["loaded"] is None:
-        state["loaded"] = asyncio.ensure_future(_load_done())
-    await state["loaded"]
+    await sessions.caught_up()
     async for event in manual.events():
         try:
             step = decode(SessionStep, event.value)
@@ -248,6 +261,8 @@ async def upo(stream: faust.StreamT[Any]) -> None:
             await manual.ack(event)
             continue
         _remember(step)
+        if step.step == CLOSED and step.batch_id not in done_batches:
+            await sessions.caught_up()  # settled by a worker that died before acking?
         if step.step != CLOSED or step.batch_id in done_batches:
             await manual.ack(event)
             continue

@@ -56,6 +56,23 @@ def test_batch_flushes_on_count_linger_and_deadline(tmp_path: Path) -> None:
     batch.builder.abort()
 
 
+def test_deadline_and_age_are_never_shadowed_by_a_pending_linger(tmp_path: Path) -> None:
+    """The pack stage puts a linger off while records wait in Kafka; a batch that is
+    also old or due must then still answer age or deadline, or it waits for good."""
+    settings = PackSettings(spool_dir=tmp_path, linger_s=30, max_age_s=100,
+                            deadline_safety_s=3600)
+    batch = OpenBatch.start((SELLER, False), settings)
+    xml = make_invoice(seller_nip=SELLER, number="N/0", issue_date=TODAY, seed=0)
+    batch.add(sealed(0, TODAY.isoformat(), xml), xml, KafkaRef("s", 0, 0))
+    quiet = batch.last_added + 31  # linger is due as well in both checks below
+    noon = dt.datetime.combine(TODAY, dt.time(12), tzinfo=WARSAW)
+    last_hour = dt.datetime.combine(TODAY, dt.time(23, 30), tzinfo=WARSAW)
+    assert batch.due_to_flush(settings, quiet, last_hour) == "deadline"
+    assert batch.due_to_flush(settings, batch.opened_at + 101, noon) == "age"
+    assert batch.due_to_flush(settings, quiet, noon) == "linger"
+    batch.builder.abort()
+
+
 def test_deadline_day_ends_at_polish_midnight() -> None:
     end = deadline_end(dt.date(2026, 7, 10))
     assert end.astimezone(dt.UTC) == dt.datetime(2026, 7, 10, 22, 0, tzinfo=dt.UTC)

@@ -1,0 +1,233 @@
+"""What became of each invoice id, followed from the topics: its last packing and its
+last final record (an outcome, or a rejection after packing).
+
+The pack stage asks it whether a sealed invoice is a replay (same id and bytes) of one
+that is already in a published batch (nothing to do: that batch brings its outcome) or
+already has an outcome (that very record is emitted again, no new KSeF session); the
+upo stage asks it whether the outcome it is about to emit is already on the topic (a
+session settled again after a crash or a takeover), so each invoice gets one outcome
+record per submission.
+
+Kept in RocksDB under the worker's data dir, with the offsets read so far, so a restart
+reads only what is new; the directory is per Kafka cluster, so a broker started afresh
+never meets the ledger of an old one. It is a cache of the topics: delete it and it is
+read again from the beginning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import ConsumerRecord
+
+from pipeline import logs
+from pipeline.settings import KafkaSettings
+from pipeline.topic_follower import TopicFollower
+
+log = logs.get(__name__)
+
+PACKED, OUTCOME, REJECTED = "packed", "outcome", "rejected"
+# Stages whose rejections come after packing: the only ones that end a packed invoice.
+AFTER_PACKING = frozenset({"pack", "submit", "upo"})
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    kind: str  # packed | outcome | rejected
+    sha256: str
+    at_ms: int  # the Kafka timestamp of the record
+    batch_id: str | None = None  # packed
+    code: int | None = None  # rejected
+    ksef_number: str | None = None  # outcome
+    record: bytes | None = None  # outcome: the record's value as published
+
+
+def _encode(entry: LedgerEntry) -> bytes:
+    head = orjson.dumps([entry.kind, entry.sha256, entry.at_ms, entry.batch_id, entry.code,
+                         entry.ksef_number])
+    return head + b"\n" + (entry.record or b"")
+
+
+def _decode(raw: bytes) -> LedgerEntry:
+    head, _, record = raw.partition(b"\n")
+    kind, sha, at_ms, batch_id, code, number = orjson.loads(head)
+    return LedgerEntry(kind, sha, at_ms, batch_id, code, number, record or None)
+
+
+class InvoiceLedger:
+    """Entries by invoice id, fed by followers of the packed, outcomes and rejected topics."""
+
+    def __init__(self, kafka: KafkaSettings, topics: Mapping[str, str], directory: Path) -> None:
+        self.kafka = kafka
+        self.topics = dict(topics)  # kind -> topic name
+        self.directory = directory
+        self._db: Any = None
+        self._opened: asyncio.Future[None] | None = None
+        self.followers = {kind: TopicFollower(kafka, name, self._applier(kind),
+                                              start=self._start_offsets(name))
+                          for kind, name in self.topics.items()}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Open the store (per cluster) and follow every topic until cancelled."""
+        await self.opened()
+        await asyncio.gather(*(f.run() for f in self.followers.values()))
+
+    def opened(self) -> asyncio.Future[None]:
+        if self._opened is None:
+            self._opened = asyncio.ensure_future(asyncio.to_thread(self._open))
+        return self._opened
+
+    def _open(self) -> None:
+        from confluent_kafka import Consumer
+        from rocksdict import Options, Rdict
+
+        probe = Consumer(self.kafka.confluent(**{"group.id": "ledger-probe", "log_level": 3}))
+        try:
+            cluster = probe.list_topics(timeout=30).cluster_id or "unknown"
+        finally:
+            probe.close()
+        path = self.directory / cluster
+        if self.directory.exists():
+            for old in self.directory.iterdir():  # ledgers of clusters gone since
+                if old != path:
+                    shutil.rmtree(old, ignore_errors=True)
+        path.mkdir(parents=True, exist_ok=True)
+        self._db = Rdict(str(path), options=Options(raw_mode=True))
+        log.info("invoice ledger opened", path=str(path))
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    async def caught_up(self) -> None:
+        """Every packed, outcome and rejection record published before now is known."""
+        await self.opened()
+        await asyncio.gather(*(f.caught_up() for f in self.followers.values()))
+
+    # -- reads and writes --------------------------------------------------------------
+
+    def packed(self, invoice_id: str) -> LedgerEntry | None:
+        return self._get(b"p\0" + invoice_id.encode())
+
+    def final(self, invoice_id: str) -> LedgerEntry | None:
+        return self._get(b"f\0" + invoice_id.encode())
+
+    def _get(self, key: bytes) -> LedgerEntry | None:
+        raw = None if self._db is None else self._db.get(key)
+        return None if raw is None else _decode(raw)
+
+    def note(self, invoice_id: str, entry: LedgerEntry) -> None:
+        """Record an entry (a later one of the same slot replaces an earlier one)."""
+        if self._db is None:
+            return
+        slot = b"p\0" if entry.kind == PACKED else b"f\0"
+        key = slot + invoice_id.encode()
+        old = self._get(key)
+        if old is None or old.at_ms <= entry.at_ms:
+            self._db[key] = _encode(entry)
+
+    def _start_offsets(self, topic: str) -> Any:
+        def start() -> dict[int, int]:
+            if self._db is None:
+                return {}
+            prefix = f"o\0{topic}\0".encode()
+            out: dict[int, int] = {}
+            for key, value in self._db.items(from_key=prefix):
+                if not key.startswith(prefix):
+                    break
+                out[int(key[len(prefix):])] = int(value)
+            return out
+        return start
+
+    def _applier(self, kind: str) -> Any:
+        def apply(record: ConsumerRecord) -> None:  # type: ignore[type-arg]
+            if self._db is None:
+                return
+            if record.value is not None and record.key is not None:
+                entry = entries(kind, record.value, record.timestamp)
+                for invoice_id, item in entry:
+                    self.note(invoice_id, item)
+            self._db[f"o\0{record.topic}\0{record.partition}".encode()] = \
+                str(record.offset + 1).encode()
+        return apply
+
+
+def entries(kind: str, value: bytes, at_ms: int) -> list[tuple[str, LedgerEntry]]:
+    """The ledger entries one record of a followed topic makes (none for foreign junk)."""
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(data, dict):
+        return []
+    if kind == PACKED:
+        batch_id = data.get("batch_id")
+        return [(inv["invoice_id"], LedgerEntry(PACKED, inv["sha256"], at_ms, batch_id=batch_id))
+                for inv in data.get("invoices") or () if isinstance(inv, dict)
+                and isinstance(inv.get("invoice_id"), str) and isinstance(inv.get("sha256"), str)]
+    invoice_id, sha = data.get("invoice_id"), data.get("sha256")
+    if not isinstance(invoice_id, str) or not isinstance(sha, str):
+        return []
+    if kind == OUTCOME:
+        return [(invoice_id, LedgerEntry(OUTCOME, sha, at_ms, ksef_number=data.get(
+            "ksef_number"), record=value))]
+    if kind == REJECTED and data.get("stage") in AFTER_PACKING:
+        return [(invoice_id, LedgerEntry(REJECTED, sha, at_ms, code=data.get("code")))]
+    return []
+
+
+def replay_verdict(packed: LedgerEntry | None, final: LedgerEntry | None, sha256: str) -> str:
+    """What the pack stage does with a sealed invoice, given what its id already went
+    through: `outcome-again` (it has an outcome for these very bytes: emit that record
+    again), `in-flight` (a published batch carries these bytes and has not ended yet:
+    its outcome will come), or `pack` (new, changed, or refused after packing: send)."""
+    if final is not None and final.kind == OUTCOME and final.sha256 == sha256:
+        return "outcome-again"
+    if packed is not None and packed.sha256 == sha256 and (
+            final is None or final.at_ms < packed.at_ms):
+        return "in-flight"
+    return "pack"
+
+
+def already_final(packed: LedgerEntry | None, final: LedgerEntry | None, sha256: str, *,
+                  ksef_number: str | None = None, code: int | None = None) -> bool:
+    """Whether the outcome (`ksef_number`) or rejection (`code`) the upo stage is about to
+    emit is on its topic already for this submission (a session settled a second time)."""
+    if final is None or final.sha256 != sha256:
+        return False
+    if ksef_number is not None:
+        return final.kind == OUTCOME and final.ksef_number == ksef_number
+    if packed is not None and final.at_ms < packed.at_ms:
+        return False  # the rejection of an earlier submission of the same bytes
+    return final.kind == REJECTED and final.code == code
+
+
+_ledger: InvoiceLedger | None = None
+
+
+def invoice_ledger() -> InvoiceLedger:
+    """This worker's ledger (created and registered as an app task on first call)."""
+    global _ledger
+    if _ledger is None:
+        from pipeline.app import app, catalog_settings, kafka_settings, worker_settings
+        from topics import topic_name
+        from topics.catalog import OUTCOMES
+        from topics.catalog import PACKED as PACKED_TOPIC
+        from topics.catalog import REJECTED as REJECTED_TOPIC
+
+        _ledger = InvoiceLedger(kafka_settings, {
+            PACKED: topic_name(PACKED_TOPIC, catalog_settings),
+            OUTCOME: topic_name(OUTCOMES, catalog_settings),
+            REJECTED: topic_name(REJECTED_TOPIC, catalog_settings)},
+            Path(worker_settings.data_dir) / "invoice-ledger")
+        app.task(_ledger.run)
+    return _ledger

@@ -1,0 +1,84 @@
+"""What the pack and upo stages decide from what an invoice id already went through."""
+
+from __future__ import annotations
+
+import orjson
+
+from pipeline.invoice_ledger import (
+    OUTCOME,
+    PACKED,
+    REJECTED,
+    LedgerEntry,
+    _decode,
+    _encode,
+    already_final,
+    entries,
+    replay_verdict,
+)
+
+SHA, OTHER = "a" * 43 + "=", "b" * 43 + "="
+
+
+def packed(at: int, sha: str = SHA) -> LedgerEntry:
+    return LedgerEntry(PACKED, sha, at, batch_id="b1")
+
+
+def outcome(at: int, sha: str = SHA, number: str = "K1") -> LedgerEntry:
+    return LedgerEntry(OUTCOME, sha, at, ksef_number=number, record=b'{"x":1}')
+
+
+def rejected(at: int, sha: str = SHA, code: int = 450) -> LedgerEntry:
+    return LedgerEntry(REJECTED, sha, at, code=code)
+
+
+def test_a_new_invoice_is_packed() -> None:
+    assert replay_verdict(None, None, SHA) == "pack"
+
+
+def test_a_replay_of_an_accepted_invoice_gets_its_outcome_again_whenever_it_comes() -> None:
+    assert replay_verdict(packed(10), outcome(20), SHA) == "outcome-again"
+    assert replay_verdict(None, outcome(20), SHA) == "outcome-again"  # packed long ago
+
+
+def test_a_replay_while_its_batch_is_on_the_way_waits_for_that_batch() -> None:
+    assert replay_verdict(packed(10), None, SHA) == "in-flight"
+    # refused once, packed again since: the new submission is on its way
+    assert replay_verdict(packed(30), rejected(20), SHA) == "in-flight"
+
+
+def test_an_invoice_refused_after_packing_or_with_other_bytes_is_sent_again() -> None:
+    assert replay_verdict(packed(10), rejected(20), SHA) == "pack"
+    assert replay_verdict(packed(10, OTHER), None, SHA) == "pack"
+    assert replay_verdict(packed(10, OTHER), outcome(20, OTHER), SHA) == "pack"
+
+
+def test_upo_skips_an_outcome_or_rejection_already_on_the_topic() -> None:
+    assert already_final(packed(10), outcome(20), SHA, ksef_number="K1")
+    assert not already_final(packed(10), outcome(20), SHA, ksef_number="K2")
+    assert not already_final(packed(10), None, SHA, ksef_number="K1")
+    assert already_final(packed(10), rejected(20), SHA, code=450)
+    assert not already_final(packed(10), rejected(20), SHA, code=440)
+    # the rejection of an earlier submission does not settle this one
+    assert not already_final(packed(30), rejected(20), SHA, code=450)
+    assert not already_final(packed(10), rejected(20, OTHER), SHA, code=450)
+
+
+def test_entries_of_each_topic_and_foreign_junk() -> None:
+    manifest = orjson.dumps({"batch_id": "b9", "invoices": [
+        {"invoice_id": "i1", "sha256": SHA}, {"invoice_id": "i2", "sha256": OTHER}]})
+    assert [(i, e.batch_id, e.sha256) for i, e in entries(PACKED, manifest, 5)] == [
+        ("i1", "b9", SHA), ("i2", "b9", OTHER)]
+    out = orjson.dumps({"invoice_id": "i1", "sha256": SHA, "ksef_number": "K7"})
+    ((inv, entry),) = entries(OUTCOME, out, 6)
+    assert (inv, entry.ksef_number, entry.record) == ("i1", "K7", out)
+    after = orjson.dumps({"invoice_id": "i1", "sha256": SHA, "stage": "upo", "code": 450})
+    before = orjson.dumps({"invoice_id": "i1", "sha256": SHA, "stage": "validate", "code": 430})
+    assert [e.code for _, e in entries(REJECTED, after, 7)] == [450]
+    assert entries(REJECTED, before, 7) == []  # validation refusals precede any packing
+    assert entries(OUTCOME, b"\xff junk", 1) == []
+    assert entries(OUTCOME, b"[1, 2]", 1) == []
+
+
+def test_entries_survive_the_store_encoding() -> None:
+    for entry in (packed(1), outcome(2), rejected(3)):
+        assert _decode(_encode(entry)) == entry
