@@ -63,15 +63,16 @@ def _decode(raw: bytes) -> LedgerEntry:
 class InvoiceLedger:
     """Entries by invoice id, fed by followers of the packed, outcomes and rejected topics."""
 
-    def __init__(self, kafka: KafkaSettings, topics: Mapping[str, str], directory: Path) -> None:
+    def __init__(self, kafka: KafkaSettings, topics: Mapping[str, tuple[str, int]],
+                 directory: Path) -> None:
         self.kafka = kafka
-        self.topics = dict(topics)  # kind -> topic name
+        self.topics = dict(topics)  # kind -> (topic name, partitions)
         self.directory = directory
         self._db: Any = None
         self._opened: asyncio.Future[None] | None = None
-        self.followers = {kind: TopicFollower(kafka, name, self._applier(kind),
+        self.followers = {kind: TopicFollower(kafka, name, count, self._applier(kind),
                                               start=self._start_offsets(name))
-                          for kind, name in self.topics.items()}
+                          for kind, (name, count) in self.topics.items()}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -225,9 +226,9 @@ def invoice_ledger() -> InvoiceLedger:
         from topics.catalog import REJECTED as REJECTED_TOPIC
 
         _ledger = InvoiceLedger(kafka_settings, {
-            PACKED: topic_name(PACKED_TOPIC, catalog_settings),
-            OUTCOME: topic_name(OUTCOMES, catalog_settings),
-            REJECTED: topic_name(REJECTED_TOPIC, catalog_settings)},
+            kind: (topic_name(spec, catalog_settings), spec.partition_count(catalog_settings))
+            for kind, spec in ((PACKED, PACKED_TOPIC), (OUTCOME, OUTCOMES),
+                               (REJECTED, REJECTED_TOPIC))},
             Path(worker_settings.data_dir) / "invoice-ledger")
         app.task(_ledger.run)
     return _ledger

@@ -58,6 +58,8 @@ def sessions_follower() -> SessionsFollower:
         from topics.catalog import SESSIONS
 
         name = topic_name(SESSIONS, catalog_settings)
-        _follower = SessionsFollower(lambda apply: TopicFollower(kafka_settings, name, apply))
+        count = SESSIONS.partition_count(catalog_settings)
+        _follower = SessionsFollower(
+            lambda apply: TopicFollower(kafka_settings, name, count, apply))
         app.task(_follower.follower.run)
     return _follower

@@ -27,10 +27,11 @@ RETRY_S = 2.0
 
 
 class TopicFollower:
-    def __init__(self, kafka: KafkaSettings, topic: str, apply: Apply,
+    def __init__(self, kafka: KafkaSettings, topic: str, partitions: int, apply: Apply,
                  start: StartOffsets | None = None) -> None:
         self.kafka = kafka
         self.topic = topic
+        self.partitions = partitions  # from the topic catalog
         self._apply = apply
         self._start = start  # partition -> first offset to read (default: the beginning)
         self._positions: dict[int, int] = {}
@@ -74,11 +75,9 @@ class TopicFollower:
                                     **aiokafka_options(self.kafka))
         await consumer.start()
         try:
-            await consumer.topics()  # metadata for partitions_for_topic
-            partitions = sorted(consumer.partitions_for_topic(self.topic) or ())
-            if not partitions:
+            if self.topic not in await consumer.topics():
                 raise LookupError(f"topic {self.topic} does not exist")
-            tps = [TopicPartition(self.topic, p) for p in partitions]
+            tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
             consumer.assign(tps)
             start = dict(self._start()) if self._start else {}
             for tp in tps:
