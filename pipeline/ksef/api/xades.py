@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import serialization
 from ksef_client.services.xades import sign_xades_enveloped
-from lxml import etree
+from lxml import etree  # type: ignore[import-untyped]
 
 from pipeline.ksef.api.errors import KsefCredentialError
 
