@@ -101,6 +101,7 @@ class KsefCredentialError(KsefError):
         self.nip = nip
         self.problem: CredentialProblem = problem
         self.path = path
+        self.detail = message
         where = f" ({path})" if path else ""
         super().__init__(f"credentials of context {nip}{where}: {message}")
 
