@@ -14,16 +14,16 @@ from pipeline.ksef.api.errors import KsefCredentialError
 
 OTHERS_MAY_ACCESS = stat.S_IRWXG | stat.S_IRWXO
 
-Stamp = tuple[int, int, int] | None  # (mtime_ns, size, inode), None when missing
+Stamp = tuple[int, int, int, int] | None  # (mtime_ns, size, inode, mode); None: missing
 
 
 def stamp(path: Path) -> Stamp:
-    """What changes when `path` is rewritten or replaced (None when it is missing)."""
+    """What changes when `path` is rewritten, replaced or chmod-ed (None when missing)."""
     try:
         info = path.stat()
     except OSError:
         return None
-    return (info.st_mtime_ns, info.st_size, info.st_ino)
+    return (info.st_mtime_ns, info.st_size, info.st_ino, info.st_mode)
 
 
 def read_file(nip: str, path: Path, what: str, *, secret: bool) -> bytes:

@@ -4,10 +4,11 @@ Where a context's credential comes from, first match wins:
 1. the credentials file (KSEF_CREDENTIALS_FILE, format in `config`): token or certificate;
 2. KSEF_TOKEN_<NIP>: a KSeF token in the environment (as before);
 3. the legacy tokens file (KSEF_TOKENS_FILE): JSON `{"<NIP>": "<token>"}` (as before).
-Every file is re-read when it changes (mtime, size or inode of the credentials file, the
-tokens file, or any file an entry names), so a renewed certificate is used without a
-restart. One context's broken entry never hides the others: `get` raises only for the
-context asked about, and `contexts` lists every context with its problem.
+Every file is re-read when it changes (mtime, size, inode or mode of the credentials
+file, the tokens file, or any file an entry names), so a renewed certificate or a fixed
+permission is used without a restart. One context's broken entry never hides the
+others: `get` raises only for the context asked about, and `contexts` lists every
+context with its problem.
 """
 
 from __future__ import annotations
