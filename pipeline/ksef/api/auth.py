@@ -197,7 +197,11 @@ class ChallengeAuth:
     def _reason(self, code: int | None, details: tuple[str, ...]) -> AuthFailureReason:
         return reason_of_status(code, details)
 
+    def _check_usable(self) -> None:
+        """Raise KsefAuthError when the credential cannot succeed (before any request)."""
+
     async def _authenticate(self) -> str:
+        self._check_usable()
         t = self._transport
         challenge = await t.call("POST", "/auth/challenge", self._api.get_challenge,
                                  idempotent=True)
@@ -313,7 +317,7 @@ class XadesAuth(ChallengeAuth):
         return reason_of_status(code, details, not_before=self._credential.info.not_before,
                                 now=self._transport.now())
 
-    def _check_validity(self) -> None:
+    def _check_usable(self) -> None:
         info = self._credential.info
         now = self._transport.now()
         reason: AuthFailureReason
@@ -329,7 +333,6 @@ class XadesAuth(ChallengeAuth):
 
     async def _start(self, challenge: sdk.AuthenticationChallengeResponse
                      ) -> sdk.AuthenticationInitResponse:
-        self._check_validity()
         signed = signed_auth_token_request(required(challenge.challenge, "challenge"),
                                            self._credential).decode("utf-8")
         try:
