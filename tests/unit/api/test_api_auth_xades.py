@@ -5,6 +5,7 @@ to a machine-readable reason."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 from typing import Any
 
@@ -169,8 +170,8 @@ async def test_ksef_clients_serve_each_context_from_the_store(tmp_path: Path) ->
     key.write_bytes(minted.key_pem())
     key.chmod(0o600)
     creds = tmp_path / "credentials.json"
-    creds.write_text('{"contexts": {"%s": {"certificate": "c.pem", "private_key": "k.pem"}}}'
-                     % NIP)
+    creds.write_text(json.dumps({"contexts": {NIP: {"certificate": "c.pem",
+                                                     "private_key": "k.pem"}}}))
     store = CredentialStore(creds, None, environ={"KSEF_TOKEN_7010002137": "tok"})
     clients = KsefClients(KsefSettings(api_url="http://127.0.0.1:9"), store=store)
     try:
