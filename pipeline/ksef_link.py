@@ -1,20 +1,21 @@
 """Connection to KSeF (the real API by name, or the emulator) for the stages that talk to it.
 
 One `KsefClient` per seller context, all sharing one rate limiter (KSeF counts per
-context + IP) and one cache of MF public keys. KSeF tokens come from a secrets file or
-the environment, never from code or topics:
-- KSEF_TOKENS_FILE: JSON `{"<NIP>": "<KSeF token>", ...}` (re-read when it changes), or
-- KSEF_TOKEN_<NIP>: one variable per context.
+context + IP) and one cache of MF public keys. Credentials come from files or the
+environment, never from code or topics (`pipeline.credentials.CredentialStore`):
+- KSEF_CREDENTIALS_FILE: JSON, per context a KSeF token or a certificate + key (see
+  `pipeline.credentials.config`), re-read when it or a file it names changes;
+- KSEF_TOKEN_<NIP> and KSEF_TOKENS_FILE (`{"<NIP>": "<KSeF token>"}`), as before.
+A client's credential is looked up on every `client(nip)`, so a renewed certificate or
+token is used from the next call on, without a restart.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
-import orjson
-
+from pipeline.credentials import CredentialStore
 from pipeline.ksef.api import (
     Environment,
     HealthObserver,
@@ -33,6 +34,7 @@ class KsefSettings:
     env_name: str = "emulator"
     api_url: str | None = DEFAULT_EMULATOR_URL
     tokens_file: str | None = None
+    credentials_file: str | None = None
     limits: str | None = None  # emulator only: production | test | off
     time_scale: float = 1.0
     upload_parallelism: int = 4
@@ -44,6 +46,7 @@ class KsefSettings:
                                                  else None)
         return cls(
             env_name=name, api_url=url, tokens_file=os.environ.get("KSEF_TOKENS_FILE"),
+            credentials_file=os.environ.get("KSEF_CREDENTIALS_FILE"),
             limits=os.environ.get("KSEF_LIMITS"),
             time_scale=float(os.environ.get("KSEF_LIMITS_TIME_SCALE", "1")),
             upload_parallelism=int(os.environ.get("KSEF_UPLOAD_PARALLELISM", "4")),
@@ -57,46 +60,44 @@ class KsefSettings:
 
 
 class KsefClients:
-    """Clients per seller context with shared limiter and key cache."""
+    """Clients per seller context with shared limiter and key cache.
 
-    def __init__(self, settings: KsefSettings, observer: HealthObserver | None = None) -> None:
+    `store` defaults to the credential files and environment named by `settings`.
+    """
+
+    def __init__(self, settings: KsefSettings, observer: HealthObserver | None = None,
+                 store: CredentialStore | None = None) -> None:
         self.settings = settings
         self.env = settings.environment()
+        self.credentials = store or CredentialStore(settings.credentials_file,
+                                                    settings.tokens_file)
         self._limiter = default_limiter(self.env, settings.time_scale)
         self._observer = observer
         self._clients: dict[str, KsefClient] = {}
         self._public: KsefClient | None = None
         self._public_keys: PublicKeys | None = None
-        self._tokens: dict[str, str] = {}
-        self._tokens_mtime = 0.0
-
-    def _token(self, nip: str) -> str | None:
-        direct = os.environ.get(f"KSEF_TOKEN_{nip}")
-        if direct:
-            return direct
-        path = self.settings.tokens_file
-        if path:
-            mtime = Path(path).stat().st_mtime
-            if mtime != self._tokens_mtime:
-                self._tokens = {str(k): str(v) for k, v in
-                                orjson.loads(Path(path).read_bytes()).items()}
-                self._tokens_mtime = mtime
-        return self._tokens.get(nip)
 
     def client(self, nip: str) -> KsefClient:
-        """The authenticated client of `nip`'s context (raises if no token is configured)."""
+        """The authenticated client of `nip`'s context, with its current credential.
+
+        Raises LookupError when no credential is configured for `nip`, and
+        KsefCredentialError (a KsefError) when one is configured but unusable.
+        """
+        credential = self.credentials.get(nip)
+        if credential is None:
+            raise LookupError(f"no KSeF credentials for seller {nip}: add the context to "
+                              f"KSEF_CREDENTIALS_FILE (or a token to KSEF_TOKENS_FILE, or "
+                              f"set KSEF_TOKEN_{nip})")
         client = self._clients.get(nip)
         if client is None:
-            token = self._token(nip)
-            if token is None:
-                raise LookupError(f"no KSeF token for seller {nip}: add it to KSEF_TOKENS_FILE "
-                                  f"or set KSEF_TOKEN_{nip}")
-            client = KsefClient(self.env, nip, token, limiter=self._limiter,
+            client = KsefClient(self.env, nip, credential=credential, limiter=self._limiter,
                                 observer=self._observer, public_keys=self._public_keys,
                                 upload_parallelism=self.settings.upload_parallelism)
             if self._public_keys is None:
                 self._public_keys = client.public_keys
             self._clients[nip] = client
+        else:
+            client.use_credential(credential)
         return client
 
     def public(self) -> KsefClient:

@@ -15,8 +15,10 @@ What comes from the `ksef-client` SDK (0.20.0) and what is ours, and why:
   Retry-After on 429, bounded backoff on outages for idempotent calls only, typed errors
   (`errors`), and a health event per request (`health`). The SDK has none of these in its
   async client, and its auth coordinator polls without limits and raises bare
-  RuntimeError, so the token flow and refresh (`auth.TokenAuth`) are ours too, still
-  calling the SDK's endpoint methods.
+  RuntimeError, so the authentication flows and refresh (`auth.TokenAuth`,
+  `auth.XadesAuth`) are ours too, still calling the SDK's endpoint methods; the XAdES
+  signature itself is the SDK's xmlsec signer (`xades`, reasons in
+  docs/certificate-auth.md).
 - Ours entirely: part upload (`upload`). The SDK uploads parts held in memory and rejects
   pre-signed URLs on loopback hosts (an SSRF guard), so it cannot serve the emulator and
   would hold 100 MB parts in RAM; we stream each encrypted part file from disk with aiohttp.
@@ -25,8 +27,9 @@ What comes from the `ksef-client` SDK (0.20.0) and what is ours, and why:
 - Results are our frozen dataclasses (`results`), converted from the SDK's lenient
   models at the edge, with missing required fields raised as `KsefProtocolError`.
 
-Entry points: `KsefClient`, `environment(name, url)`, `BatchSpec`/`PartSpec` (the open
-body), the errors, `HealthEvent`/`Outcome`.
+Entry points: `KsefClient` (authenticating with a `pipeline.ksef.credentials`
+credential), `environment(name, url)`, `BatchSpec`/`PartSpec` (the open body), the
+errors, `HealthEvent`/`Outcome`.
 """
 
 from pipeline.ksef.api.auth import MfPublicKey, PublicKeys
@@ -34,8 +37,11 @@ from pipeline.ksef.api.bodies import FA3, BatchSpec, FormCode, PartSpec
 from pipeline.ksef.api.client import KsefClient, default_limiter
 from pipeline.ksef.api.environments import Environment, emulator, environment
 from pipeline.ksef.api.errors import (
+    AUTH_FAILURE_REASONS,
+    AuthFailureReason,
     KsefApiError,
     KsefAuthError,
+    KsefCredentialError,
     KsefError,
     KsefProtocolError,
     KsefRateLimited,
@@ -58,8 +64,10 @@ from pipeline.ksef.api.results import (
 from pipeline.ksef.api.retry import NO_RETRY, RetryPolicy
 
 __all__ = [
+    "AUTH_FAILURE_REASONS",
     "FA3",
     "NO_RETRY",
+    "AuthFailureReason",
     "BatchSession",
     "BatchSpec",
     "Environment",
@@ -71,6 +79,7 @@ __all__ = [
     "KsefApiError",
     "KsefAuthError",
     "KsefClient",
+    "KsefCredentialError",
     "KsefError",
     "KsefProtocolError",
     "KsefRateLimited",

@@ -1,11 +1,14 @@
-"""KSeF-token authentication of one context, with refresh, and the MF public keys.
+"""Authentication of one context (KSeF token or XAdES signature), refresh, MF public keys.
 
-Flow (API v2): `POST /auth/challenge` -> `POST /auth/ksef-token` with `token|timestampMs`
-encrypted under the MF KsefTokenEncryption key -> poll `GET /auth/{ref}` (bearer: the
-temporary authenticationToken) until 200 -> `POST /auth/token/redeem` -> access + refresh
-JWTs. The access token is renewed `refresh_margin` before its validUntil (or at half its
+Flow (API v2): `POST /auth/challenge` -> either `POST /auth/ksef-token` with
+`token|timestampMs` encrypted under the MF KsefTokenEncryption key (`TokenAuth`), or
+`POST /auth/xades-signature` with the `AuthTokenRequest` signed by the context's
+certificate (`XadesAuth`) -> poll `GET /auth/{ref}` (bearer: the temporary
+authenticationToken) until 200 -> `POST /auth/token/redeem` -> access + refresh JWTs.
+The access token is renewed `refresh_margin` before its validUntil (or at half its
 lifetime when that comes first); when the refresh token is gone or refused the whole flow
-runs again. Tokens never reach a log.
+runs again. A failed authentication raises `KsefAuthError` with a `reason` for alerts.
+Tokens and keys never reach a log.
 """
 
 from __future__ import annotations
@@ -14,16 +17,27 @@ import asyncio
 import datetime as dt
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 from ksef_client import models as sdk
 from ksef_client.clients.auth import AsyncAuthClient
 
+from pipeline.ksef.api.auth_failures import reason_of_exception, reason_of_status
 from pipeline.ksef.api.bodies import encrypted_ksef_token, ksef_token_auth_request
-from pipeline.ksef.api.errors import KsefAuthError, KsefProtocolError
+from pipeline.ksef.api.errors import (
+    AuthFailureReason,
+    KsefApiError,
+    KsefAuthError,
+    KsefProtocolError,
+)
 from pipeline.ksef.api.results import parse_api_datetime, required
 from pipeline.ksef.api.transport import Transport
+from pipeline.ksef.api.xades import signed_auth_token_request
 from pipeline.ksef.crypto import public_key_from_certificate
+
+if TYPE_CHECKING:
+    from pipeline.ksef.credentials import CertificateCredential
 
 SYMMETRIC_KEY_ENCRYPTION = "SymmetricKeyEncryption"
 KSEF_TOKEN_ENCRYPTION = "KsefTokenEncryption"
@@ -118,28 +132,28 @@ def _token(info: sdk.TokenInfo, what: str, now: dt.datetime, margin: dt.timedelt
     return _Token(required(info.token, what), valid_until, valid_until - lead)
 
 
-class TokenAuth:
-    """Holds and renews the access token of one context authenticated by a KSeF token."""
+class ChallengeAuth:
+    """Holds and renews the access token of one context; subclasses start the operation.
+
+    Everything after the first step (poll, redeem, refresh, re-authentication) is the
+    same for every method, so it lives here once.
+    """
+
+    method = "challenge"
 
     def __init__(
         self,
         context_nip: str,
-        ksef_token: str,
         api: AsyncAuthClient,
         transport: Transport,
-        keys: PublicKeys,
         *,
         refresh_margin: dt.timedelta = dt.timedelta(seconds=60),
         poll_timeout: float = 120.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if not ksef_token.strip():
-            raise ValueError(f"empty KSeF token for context {context_nip}")
         self.context_nip = context_nip
-        self._ksef_token = ksef_token.strip()
         self._api = api
         self._transport = transport
-        self._keys = keys
         self._margin = refresh_margin
         self._poll_timeout = poll_timeout
         self._sleep = sleep
@@ -148,7 +162,7 @@ class TokenAuth:
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
-        return f"TokenAuth(context={self.context_nip})"
+        return f"{type(self).__name__}(context={self.context_nip})"
 
     def _fresh(self, token: _Token | None) -> bool:
         return token is not None and self._transport.now() < token.renew_at
@@ -175,19 +189,23 @@ class TokenAuth:
         async with self._lock:
             await self._authenticate()
 
+    async def _start(self, challenge: sdk.AuthenticationChallengeResponse
+                     ) -> sdk.AuthenticationInitResponse:
+        """Send the method's proof of identity for `challenge` (the one differing step)."""
+        raise NotImplementedError
+
+    def _reason(self, code: int | None, details: tuple[str, ...]) -> AuthFailureReason:
+        return reason_of_status(code, details)
+
+    def _check_usable(self) -> None:
+        """Raise KsefAuthError when the credential cannot succeed (before any request)."""
+
     async def _authenticate(self) -> str:
+        self._check_usable()
         t = self._transport
         challenge = await t.call("POST", "/auth/challenge", self._api.get_challenge,
                                  idempotent=True)
-        key = await self._keys.get(KSEF_TOKEN_ENCRYPTION)
-        body = ksef_token_auth_request(
-            required(challenge.challenge, "challenge"),
-            self.context_nip,
-            encrypted_ksef_token(key.key, self._ksef_token, challenge.timestamp_ms),
-            key.public_key_id,
-        )
-        started = await t.call("POST", "/auth/ksef-token",
-                               lambda: self._api.submit_ksef_token_auth(body), idempotent=False)
+        started = await self._start(challenge)
         temporary = required(started.authentication_token.token, "authenticationToken")
         await self._await_auth(required(started.reference_number, "referenceNumber"), temporary)
         tokens = await t.call("POST", "/auth/token/redeem",
@@ -210,9 +228,11 @@ class TokenAuth:
             if code == AUTH_OK:
                 return
             if code != AUTH_IN_PROGRESS:
-                raise KsefAuthError(200, code, status.status.description,
-                                    tuple(status.status.details or ()),
-                                    operation=f"authentication of context {self.context_nip}")
+                details = tuple(status.status.details or ())
+                raise KsefAuthError(200, code, status.status.description, details,
+                                    operation=f"{self.method} authentication of context "
+                                              f"{self.context_nip}",
+                                    reason=self._reason(code, details))
             if waited >= self._poll_timeout:
                 raise KsefAuthError(200, code, "authentication still in progress after "
                                     f"{self._poll_timeout:.0f} s", operation="GET /auth/{ref}")
@@ -230,3 +250,101 @@ class TokenAuth:
         self._access = _token(answer.access_token, "accessToken", self._transport.now(),
                               self._margin)
         return self._access.value
+
+
+class TokenAuth(ChallengeAuth):
+    """A context authenticated by a KSeF token (accepted by KSeF until 2026-12-31)."""
+
+    method = "KSeF-token"
+
+    def __init__(
+        self,
+        context_nip: str,
+        ksef_token: str,
+        api: AsyncAuthClient,
+        transport: Transport,
+        keys: PublicKeys,
+        *,
+        refresh_margin: dt.timedelta = dt.timedelta(seconds=60),
+        poll_timeout: float = 120.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if not ksef_token.strip():
+            raise ValueError(f"empty KSeF token for context {context_nip}")
+        super().__init__(context_nip, api, transport, refresh_margin=refresh_margin,
+                         poll_timeout=poll_timeout, sleep=sleep)
+        self._ksef_token = ksef_token.strip()
+        self._keys = keys
+
+    async def _start(self, challenge: sdk.AuthenticationChallengeResponse
+                     ) -> sdk.AuthenticationInitResponse:
+        key = await self._keys.get(KSEF_TOKEN_ENCRYPTION)
+        body = ksef_token_auth_request(
+            required(challenge.challenge, "challenge"),
+            self.context_nip,
+            encrypted_ksef_token(key.key, self._ksef_token, challenge.timestamp_ms),
+            key.public_key_id,
+        )
+        return await self._transport.call(
+            "POST", "/auth/ksef-token", lambda: self._api.submit_ksef_token_auth(body),
+            idempotent=False)
+
+
+class XadesAuth(ChallengeAuth):
+    """A context authenticated by an XAdES signature made with its certificate.
+
+    A certificate outside its validity is refused here, before a request is spent (KSeF
+    would answer 460 after the challenge and the poll).
+    """
+
+    method = "XAdES"
+
+    def __init__(
+        self,
+        credential: CertificateCredential,
+        api: AsyncAuthClient,
+        transport: Transport,
+        *,
+        refresh_margin: dt.timedelta = dt.timedelta(seconds=60),
+        poll_timeout: float = 120.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(credential.nip, api, transport, refresh_margin=refresh_margin,
+                         poll_timeout=poll_timeout, sleep=sleep)
+        self._credential = credential
+
+    def _reason(self, code: int | None, details: tuple[str, ...]) -> AuthFailureReason:
+        return reason_of_status(code, details, not_before=self._credential.info.not_before,
+                                now=self._transport.now())
+
+    def _check_usable(self) -> None:
+        info = self._credential.info
+        now = self._transport.now()
+        reason: AuthFailureReason
+        if now >= info.not_after:
+            reason, text = "expired", f"expired on {info.not_after.isoformat()}"
+        elif now < info.not_before:
+            reason, text = "not-yet-valid", f"is valid only from {info.not_before.isoformat()}"
+        else:
+            return
+        raise KsefAuthError(0, None, f"certificate {info.subject} {text}",
+                            operation=f"XAdES authentication of context {self.context_nip}",
+                            reason=reason)
+
+    async def _start(self, challenge: sdk.AuthenticationChallengeResponse
+                     ) -> sdk.AuthenticationInitResponse:
+        signed = signed_auth_token_request(required(challenge.challenge, "challenge"),
+                                           self._credential).decode("utf-8")
+        try:
+            started = await self._transport.call(
+                "POST", "/auth/xades-signature",
+                lambda: self._api.submit_xades_auth_request(signed), idempotent=False)
+        except KsefAuthError:
+            raise
+        except KsefApiError as exc:  # 400: KSeF refused the document or its signature
+            raise KsefAuthError(exc.status, exc.code, exc.description, exc.details,
+                                operation=exc.operation,
+                                reason=reason_of_exception(exc.code)) from exc
+        if started is None:
+            raise KsefProtocolError("POST /auth/xades-signature: 202 without a body")
+        return started

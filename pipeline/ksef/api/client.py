@@ -14,7 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ksef_client import models as sdk
 from ksef_client.clients.auth import AsyncAuthClient
@@ -25,7 +25,14 @@ from ksef_client.config import KsefClientOptions
 from ksef_client.http import AsyncBaseHttpClient
 
 from pipeline.ksef.api import paging
-from pipeline.ksef.api.auth import SYMMETRIC_KEY_ENCRYPTION, MfPublicKey, PublicKeys, TokenAuth
+from pipeline.ksef.api.auth import (
+    SYMMETRIC_KEY_ENCRYPTION,
+    ChallengeAuth,
+    MfPublicKey,
+    PublicKeys,
+    TokenAuth,
+    XadesAuth,
+)
 from pipeline.ksef.api.bodies import (
     BatchSpec,
     batch_open_request,
@@ -62,6 +69,9 @@ from pipeline.ksef.crypto import SessionKey, wrap_key
 from pipeline.ksef.limits import limits_for
 from pipeline.ksef.ratelimit import SlidingWindowLimiter
 
+if TYPE_CHECKING:
+    from pipeline.ksef.credentials import Credential
+
 T = TypeVar("T")
 SESSION_KINDS = ("Batch", "Online")
 MAX_PAGE_SIZE = 1000
@@ -80,6 +90,10 @@ class KsefClient:
     by context and public ones (authentication, keys) by a shared key, as KSeF counts
     them per context + IP and per IP. `public_keys` may be shared by clients that live as
     long as the one whose transport fetches them.
+
+    The context authenticates with `credential` (a KSeF token or a certificate: the
+    method follows its `kind`), or with the bare `ksef_token` of older callers; with
+    neither, only public endpoints can be called.
     """
 
     def __init__(
@@ -94,6 +108,7 @@ class KsefClient:
         public_keys: PublicKeys | None = None,
         timeout: float = 30.0,
         upload_parallelism: int = 4,
+        credential: Credential | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -115,12 +130,34 @@ class KsefClient:
             sleep=sleep,
         )
         self.public_keys = public_keys or PublicKeys(self._fetch_certificates)
-        self._auth = None if ksef_token is None else TokenAuth(
-            context_nip, ksef_token, self._auth_api, self.transport, self.public_keys,
-            sleep=sleep,
-        )
-        self._uploader = PartUploader(self.transport, parallelism=upload_parallelism)
         self._sleep = sleep
+        self.credential: Credential | None = None
+        self._auth: ChallengeAuth | None = None
+        if credential is not None:
+            self.use_credential(credential)
+        elif ksef_token is not None:
+            self._auth = TokenAuth(context_nip, ksef_token, self._auth_api, self.transport,
+                                   self.public_keys, sleep=sleep)
+        self._uploader = PartUploader(self.transport, parallelism=upload_parallelism)
+
+    def use_credential(self, credential: Credential) -> None:
+        """Authenticate with `credential` from now on (e.g. the credentials file changed).
+
+        The same credential again keeps the current tokens; another one drops them, so the
+        next protected call authenticates with it.
+        """
+        if credential.nip != self.context_nip:
+            raise ValueError(f"credential of {credential.nip} given to the client of "
+                             f"{self.context_nip}")
+        if self._auth is not None and credential == self.credential:
+            return
+        if credential.kind == "certificate":
+            self._auth = XadesAuth(credential, self._auth_api, self.transport,
+                                   sleep=self._sleep)
+        else:
+            self._auth = TokenAuth(self.context_nip, credential.token, self._auth_api,
+                                   self.transport, self.public_keys, sleep=self._sleep)
+        self.credential = credential
 
     def __repr__(self) -> str:
         return f"KsefClient(env={self.env.name}, context={self.context_nip})"
@@ -150,9 +187,9 @@ class KsefClient:
             self._security.get_public_key_certificates, idempotent=True,
         ))
 
-    def _require_auth(self) -> TokenAuth:
+    def _require_auth(self) -> ChallengeAuth:
         if self._auth is None:
-            raise KsefAuthError(401, None, f"no KSeF token configured for context "
+            raise KsefAuthError(401, None, f"no KSeF token or certificate configured for context "
                                 f"{self.context_nip}", operation="authentication")
         return self._auth
 

@@ -9,6 +9,13 @@ of identity or permissions. Messages never carry tokens, keys or invoice content
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Literal, get_args
+
+AuthFailureReason = Literal["expired", "revoked", "no-permission", "bad-signature",
+                            "not-yet-valid", "other"]
+AUTH_FAILURE_REASONS: tuple[str, ...] = get_args(AuthFailureReason)
+CredentialProblem = Literal["missing-file", "permissions", "wrong-password", "unreadable",
+                            "invalid", "expired", "not-yet-valid"]
 
 
 class KsefError(Exception):
@@ -59,7 +66,44 @@ class KsefApiError(KsefError):
 
 
 class KsefAuthError(KsefApiError):
-    """Authentication failed or was refused (401/403, or an auth operation status >= 300)."""
+    """Authentication failed or was refused (401/403, or an auth operation status >= 300).
+
+    `reason` is machine-readable (one of AUTH_FAILURE_REASONS) so the stream can alert
+    with it; `status` 0 means the client refused before sending (e.g. an expired
+    certificate).
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: int | None,
+        description: str,
+        details: tuple[str, ...] = (),
+        *,
+        operation: str = "",
+        reason: AuthFailureReason = "other",
+    ) -> None:
+        super().__init__(status, code, description, details, operation=operation)
+        self.reason: AuthFailureReason = reason
+
+
+class KsefCredentialError(KsefError):
+    """A context's configured credentials are unusable (missing or unsafe file, wrong
+    password, key not matching the certificate, expired certificate...).
+
+    Not a refusal by KSeF: nothing was sent. `problem` is machine-readable; `path` names
+    the file at fault (never its content).
+    """
+
+    def __init__(
+        self, nip: str, problem: CredentialProblem, message: str, *, path: str | None = None
+    ) -> None:
+        self.nip = nip
+        self.problem: CredentialProblem = problem
+        self.path = path
+        self.detail = message
+        where = f" ({path})" if path else ""
+        super().__init__(f"credentials of context {nip}{where}: {message}")
 
 
 class KsefProtocolError(KsefError):

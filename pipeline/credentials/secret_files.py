@@ -1,0 +1,59 @@
+"""Reading files that hold secrets, refusing those other users could read.
+
+A private key, PKCS#12 bundle, password or token readable by the group or others is a
+leak waiting to happen (backups, shared hosts), so it is refused with the file's name and
+the fix, before a byte of it is read. Nothing read here ever reaches a message.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from pipeline.ksef.api.errors import KsefCredentialError
+
+OTHERS_MAY_ACCESS = stat.S_IRWXG | stat.S_IRWXO
+
+Stamp = tuple[int, int, int, int] | None  # (mtime_ns, size, inode, mode); None: missing
+
+
+def stamp(path: Path) -> Stamp:
+    """What changes when `path` is rewritten, replaced or chmod-ed (None when missing)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_mtime_ns, info.st_size, info.st_ino, info.st_mode)
+
+
+def read_file(nip: str, path: Path, what: str, *, secret: bool) -> bytes:
+    """The bytes of `path`; a `secret` one must be accessible by its owner only."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise KsefCredentialError(nip, "missing-file", f"{what} file does not exist",
+                                  path=str(path)) from None
+    except OSError as exc:
+        raise KsefCredentialError(nip, "unreadable", f"{what} file: {exc.strerror}",
+                                  path=str(path)) from None
+    if secret and info.st_mode & OTHERS_MAY_ACCESS:
+        raise KsefCredentialError(
+            nip, "permissions",
+            f"{what} file is accessible by group or others (mode "
+            f"{stat.S_IMODE(info.st_mode):04o}); refused: run `chmod 600 {path}`",
+            path=str(path))
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise KsefCredentialError(nip, "unreadable", f"{what} file: {exc.strerror}",
+                                  path=str(path)) from None
+
+
+def read_password(nip: str, path: Path) -> bytes:
+    """A password file's content without the trailing newline editors add."""
+    return read_file(nip, path, "password", secret=True).rstrip(b"\r\n")
+
+
+def read_token(nip: str, path: Path) -> str:
+    """A KSeF token file's content (one token, surrounding whitespace ignored)."""
+    return read_file(nip, path, "KSeF token", secret=True).decode("utf-8").strip()
