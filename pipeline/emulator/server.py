@@ -12,6 +12,7 @@ from aiohttp import web
 
 from pipeline.emulator import (
     routes_admin,
+    routes_admin_credentials,
     routes_auth,
     routes_batch,
     routes_certificates,
@@ -34,7 +35,7 @@ def create_app(emu: Emulator) -> web.Application:
     app = web.Application(middlewares=[emulated_ksef], client_max_size=MAX_JSON_BODY)
     app[EMULATOR] = emu
     for module in (routes_auth, routes_xades, routes_certificates, routes_online, routes_batch,
-                   routes_status, routes_testdata, routes_admin):
+                   routes_status, routes_testdata, routes_admin, routes_admin_credentials):
         app.add_routes(module.routes())
     return app
 
