@@ -64,7 +64,7 @@ def self_signed(key: PrivateKey, subject: x509.Name, not_before: dt.datetime,
 
 
 @dataclass(frozen=True)
-class TestCredential:
+class MintedCredential:
     key: PrivateKey
     certificate: x509.Certificate
 
@@ -101,9 +101,9 @@ class TestCredential:
 
 def mint(nip: str, key_type: str = "rsa", *, shape: str = "seal", days: float = 365,
          not_before: dt.datetime | None = None, not_after: dt.datetime | None = None,
-         ) -> TestCredential:
+         ) -> MintedCredential:
     """A fresh key and a self-signed certificate naming `nip`."""
     start = not_before or dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     end = not_after or start + dt.timedelta(days=days)
     key = new_key(key_type)
-    return TestCredential(key, self_signed(key, subject_for(nip, shape), start, end))
+    return MintedCredential(key, self_signed(key, subject_for(nip, shape), start, end))
