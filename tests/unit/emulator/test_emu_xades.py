@@ -101,6 +101,7 @@ async def test_tampered_document_is_refused(client: ReferenceClient,
     tampered = edit(document, f"{{{AUTH_NS}}}ContextIdentifier/{{{AUTH_NS}}}Nip", OTHER)
     attempt = await submit(client, tampered)
     assert attempt.http_status == 400
+    contract.validate("POST", "/v2/auth/xades-signature", 400, "application/json", attempt.body)
     assert attempt.exception_code == 9105
     assert "Digest mismatch for reference 0" in attempt.exception_details[0]
 
