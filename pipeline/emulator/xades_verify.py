@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from lxml import etree
-from signxml import DigestAlgorithm, SignatureMethod
+from signxml.algorithms import DigestAlgorithm, SignatureMethod
 from signxml.exceptions import InvalidCertificate, InvalidInput, SignXMLException
-from signxml.xades import XAdESSignatureConfiguration, XAdESVerifier
+from signxml.xades.xades import XAdESSignatureConfiguration, XAdESVerifier
 
 from pipeline.emulator.errors import (
     INVALID_CERTIFICATE,
@@ -162,7 +162,7 @@ def _text(root: etree._Element, ns: str, path: str) -> str:
     node = root.find("/".join(f"{{{ns}}}{step}" for step in path.split("/")))
     if node is None or not (node.text or "").strip():
         raise XadesRefusal(NOT_SCHEMA_VALID, f"AuthTokenRequest lacks {path}")
-    return node.text.strip()
+    return str(node.text).strip()
 
 
 def _fields(signed: etree._Element) -> tuple[str, str, str]:

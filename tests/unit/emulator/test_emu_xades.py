@@ -58,7 +58,7 @@ def edit(document: bytes, path: str, text: str) -> bytes:
     node = root.find(path)
     assert node is not None, path
     node.text = text
-    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
 
 
 def validate_status(status: dict[str, object]) -> None:

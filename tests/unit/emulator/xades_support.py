@@ -52,7 +52,7 @@ def resign(signed: bytes, credential: MintedCredential) -> bytes:
         value = r.to_bytes(32, "big") + s.to_bytes(32, "big")
     node = root.find(f"{{{DS}}}Signature/{{{DS}}}SignatureValue")
     node.text = base64.b64encode(value).decode()
-    return etree.tostring(root, xml_declaration=True, encoding="utf-8")
+    return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
 
 
 @dataclass
