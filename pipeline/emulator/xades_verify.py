@@ -41,11 +41,9 @@ from pipeline.emulator.errors import (
 )
 
 DS = "http://www.w3.org/2000/09/xmldsig#"
-XADES = "http://uri.etsi.org/01903/v1.3.2#"
 AUTH_NAMESPACES = ("http://ksef.mf.gov.pl/auth/token/2.0", "http://ksef.mf.gov.pl/auth/token/2.1")
 SUBJECT_TYPES = ("certificateSubject", "certificateFingerprint")
 ENVELOPED = "http://www.w3.org/2000/09/xmldsig#enveloped-signature"
-SIGNED_PROPERTIES = "http://uri.etsi.org/01903#SignedProperties"
 _CHALLENGE = re.compile(r"^\d{8}-CR-[A-F0-9]{10}-[A-F0-9]{10}-[A-F0-9]{2}$")
 
 # KSeF's list (auth/podpis-xades.md) without the SHA-1 methods signxml refuses by default
@@ -132,9 +130,9 @@ def _check_key(certificate: x509.Certificate) -> None:
 
 
 def _check_references(signature: etree._Element) -> None:
-    """One reference to the whole document (enveloped); the rest to the signature's own
-    SignedProperties. Anything else is a detached or partial signature."""
-    props_ids = {p.get("Id") for p in signature.iter(f"{{{XADES}}}SignedProperties")}
+    """One reference to the whole document (enveloped); the rest to parts of the signature
+    itself (SignedProperties, KeyInfo). Anything else is a detached or partial signature."""
+    own_ids = {node.get("Id") for node in signature.iter() if node.get("Id")}
     whole = 0
     for ref in signature.iterfind(f"{{{DS}}}SignedInfo/{{{DS}}}Reference"):
         uri = ref.get("URI")
@@ -145,7 +143,7 @@ def _check_references(signature: etree._Element) -> None:
                 raise XadesRefusal(INVALID_SIGNATURE, "the reference to the document lacks the "
                                    "enveloped-signature transform")
             whole += 1
-        elif uri is not None and uri.startswith("#") and uri[1:] in props_ids:
+        elif uri is not None and uri.startswith("#") and uri[1:] in own_ids:
             continue
         elif uri is None or not uri.startswith("#"):
             raise XadesRefusal(INVALID_SIGNATURE, f"reference URI {uri!r} points outside the "

@@ -13,13 +13,20 @@ import hashlib
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.reference_client import ReferenceClient
-from pipeline.emulator.selfsigned import MintedCredential, mint, new_key, self_signed
+from pipeline.emulator.selfsigned import (
+    MintedCredential,
+    mint,
+    new_key,
+    self_signed,
+    subject_for,
+)
 from pipeline.ksef.fa3.samples import seller_nips
 from tests.unit.emulator import contract
 from tests.unit.emulator.xades_support import (
@@ -30,6 +37,7 @@ from tests.unit.emulator.xades_support import (
     login,
     resign,
     sign,
+    sign_with_signxml,
     submit,
 )
 
@@ -92,7 +100,32 @@ async def test_self_signed_certificate_logs_in_and_tokens_work(
     await client.call("POST", "/auth/token/redeem", token=operation, expect=400)
 
 
+async def test_signature_from_a_second_signer_is_accepted(client: ReferenceClient,
+                                                           ec_person: MintedCredential) -> None:
+    document = sign_with_signxml(auth_request(await challenge(client), NIP), ec_person)
+    attempt = await submit(client, document)
+    assert attempt.status is not None and attempt.status["status"]["code"] == 200
+
+
 # refused at once: the document or its signature
+
+
+async def test_ecdsa_value_must_be_r_concatenated_with_s(client: ReferenceClient,
+                                                        ec_person: MintedCredential) -> None:
+    der_signed = resign(await signed_for(client, ec_person), ec_person, der_ecdsa=True)
+    attempt = await submit(client, der_signed)
+    assert attempt.exception_code == 9105
+    assert "Expected 64 byte SignatureValue" in attempt.exception_details[0]
+
+
+async def test_rsa_key_under_2048_bits_is_refused(client: ReferenceClient) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    now = dt.datetime.now(dt.UTC)
+    weak = MintedCredential(key, self_signed(key, subject_for(NIP), now - dt.timedelta(hours=1),
+                                             now + dt.timedelta(days=1)))
+    attempt = await submit(client, await signed_for(client, weak))
+    assert attempt.exception_code == 9105
+    assert "RSA key of 1024 bits" in attempt.exception_details[0]
 
 
 async def test_tampered_document_is_refused(client: ReferenceClient,

@@ -11,12 +11,13 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from ksef_client.services.xades import sign_xades_enveloped
 from lxml import etree
+from signxml.algorithms import DigestAlgorithm, SignatureMethod
+from signxml.xades.xades import XAdESSigner
 
 from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.selfsigned import MintedCredential
@@ -38,8 +39,21 @@ def sign(xml: str, credential: MintedCredential) -> bytes:
     return sign_xades_enveloped(xml, credential.certificate_pem, credential.key_pem).encode()
 
 
-def resign(signed: bytes, credential: MintedCredential) -> bytes:
-    """Recompute SignatureValue over the (edited) SignedInfo with the credential's key."""
+def sign_with_signxml(xml: str, credential: MintedCredential) -> bytes:
+    """A second, unrelated signer: signxml's XAdES-BES (c14n 1.1, SigningCertificateV2,
+    KeyInfo signed as a third reference)."""
+    ecdsa = isinstance(credential.key, ec.EllipticCurvePrivateKey)
+    signer = XAdESSigner(signature_algorithm=SignatureMethod.ECDSA_SHA256 if ecdsa
+                         else SignatureMethod.RSA_SHA256,
+                         digest_algorithm=DigestAlgorithm.SHA256)
+    signed = signer.sign(etree.fromstring(xml.encode()), key=credential.key_pem.encode(),
+                         cert=credential.certificate_pem)
+    return bytes(etree.tostring(signed))
+
+
+def resign(signed: bytes, credential: MintedCredential, *, der_ecdsa: bool = False) -> bytes:
+    """Recompute SignatureValue over the (edited) SignedInfo with the credential's key
+    (`der_ecdsa`: an ASN.1 DER ECDSA value instead of the R||S XMLDSig requires)."""
     root = etree.fromstring(signed)
     info = root.find(f"{{{DS}}}Signature/{{{DS}}}SignedInfo")
     data = etree.tostring(info, method="c14n", exclusive=True)
@@ -48,8 +62,9 @@ def resign(signed: bytes, credential: MintedCredential) -> bytes:
         value = key.sign(data, padding.PKCS1v15(), hashes.SHA256())
     else:
         assert isinstance(key, ec.EllipticCurvePrivateKey)
-        r, s = decode_dss_signature(key.sign(data, ec.ECDSA(hashes.SHA256())))
-        value = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        der = key.sign(data, ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        value = der if der_ecdsa else r.to_bytes(32, "big") + s.to_bytes(32, "big")
     node = root.find(f"{{{DS}}}Signature/{{{DS}}}SignatureValue")
     node.text = base64.b64encode(value).decode()
     return bytes(etree.tostring(root, xml_declaration=True, encoding="utf-8"))
@@ -97,8 +112,3 @@ async def login(client: ReferenceClient, nip: str, credential: MintedCredential,
     operation = attempt.body["authenticationToken"]["token"]
     tokens: dict[str, Any] = await client.call("POST", "/auth/token/redeem", token=operation)
     return tokens
-
-
-async def raw_post(http: aiohttp.ClientSession, url: str, body: bytes) -> tuple[int, Any]:
-    async with http.post(url, data=body) as resp:
-        return resp.status, await resp.json(content_type=None)
