@@ -92,10 +92,10 @@ class MintedCredential:
         cert_path = directory / f"{stem}.crt.pem"
         key_path = directory / f"{stem}.key.pem"
         cert_path.write_text(self.certificate_pem)
-        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        key_path.unlink(missing_ok=True)  # an existing file would keep its (looser) mode
+        fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(self.key_pem)
-        os.chmod(key_path, 0o600)  # an existing file keeps its mode on O_CREAT
         return cert_path, key_path
 
 
