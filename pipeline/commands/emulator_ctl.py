@@ -66,7 +66,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     clock = sub.add_parser("clock", help="shift the clock certificates are judged by")
     clock.add_argument("--offset-seconds", type=float, default=0.0)
     clock.add_argument("--now", help="ISO 8601 instant instead of an offset")
-    sub.add_parser("reset", help="clear every fault and rate-limit counter")
+    sub.add_parser("reset", help="clear every fault and rate-limit counter, and the "
+                   "certificate clock's offset")
     sub.add_parser("sweep", help="apply session timeouts now")
 
 

@@ -15,7 +15,7 @@ import json
 from aiohttp import web
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from pipeline.emulator.cert_subject import Refused, authenticate
+from pipeline.emulator.cert_subject import Refused, authenticate, identifier_of
 from pipeline.emulator.errors import INVALID_SUBJECT, ApiError, bad_request
 from pipeline.emulator.request_helpers import emulator
 from pipeline.emulator.routes_auth import AUTH_OK, claim_challenge, start_operation
@@ -48,7 +48,9 @@ async def xades_signature(request: web.Request) -> web.Response:
     try:
         subject = authenticate(emu, signed, chain_required=chain)
     except Refused as refused:
-        fields.update(method="QualifiedSignature", status_code=refused.status[0],
+        found = identifier_of(signed.certificate)
+        fields.update(method=found[2] if found else "QualifiedSignature",
+                      status_code=refused.status[0],
                       status_description=refused.status[1],
                       status_details=json.dumps(refused.details, ensure_ascii=False))
     else:

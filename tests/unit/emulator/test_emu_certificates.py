@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
+from ksef_client.services.csr import generate_csr_rsa
 
 from pipeline.emulator.enrollment import FIELDS
 from pipeline.emulator.reference_client import ReferenceClient
@@ -155,3 +156,20 @@ async def test_token_login_cannot_enroll_and_anonymous_gets_401(
     answer = await client.call("GET", "/certificates/enrollments/data", token=token, expect=400)
     assert answer["exception"]["exceptionDetailList"][0]["exceptionCode"] == 25001
     await client.call("GET", "/certificates/limits", expect=401)
+
+
+async def test_csr_from_the_sdk_is_accepted_for_a_person(client: ReferenceClient) -> None:
+    tokens = await login(client, NIP, mint(NIP, "ec", shape="person"))
+    token = tokens["accessToken"]["token"]
+    data = await client.call("GET", "/certificates/enrollments/data", token=token)
+    assert data["serialNumber"] == f"TINPL-{NIP}" and data["surname"] == "Testowy"
+    csr = generate_csr_rsa(data)
+    started = await client.call("POST", "/certificates/enrollments", token=token, json={
+        "certificateName": "sdk made", "certificateType": "Authentication",
+        "csr": csr.csr_base64})
+    status = await client.call("GET", f"/certificates/enrollments/{started['referenceNumber']}",
+                               token=token)
+    assert status["status"]["code"] == 200
+    listed = await client.call("POST", "/certificates/query?pageSize=10", token=token,
+                               json={"type": "Authentication"})
+    assert listed["certificates"][0]["commonName"] == "Jan Testowy"
