@@ -172,4 +172,4 @@ async def test_csr_from_the_sdk_is_accepted_for_a_person(client: ReferenceClient
     assert status["status"]["code"] == 200
     listed = await client.call("POST", "/certificates/query?pageSize=10", token=token,
                                json={"type": "Authentication"})
-    assert listed["certificates"][0]["commonName"] == "Jan Testowy"
+    assert listed["certificates"][0]["commonName"] == "Jan Kowalski"
