@@ -228,13 +228,13 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
 
     while not stop.is_set():
         now = time.monotonic() - started
-        while faults and faults[0][0] <= now:
+        while faults and faults[0][0] <= ledger.settled / len(items):
             _, kind = faults.pop(0)
             report.faults.append(kind)
+            say(f"{now:6.1f} s, {ledger.settled}/{len(items)} accounted for:")
             if kind == "kill":
                 victim = rng.choice([w for w in workers if w.alive()] or workers)
-                say(f"fault: SIGKILL worker {victim.index} at {now:.0f} s "
-                    f"({ledger.settled}/{len(items)} accounted)")
+                say(f"fault: SIGKILL worker {victim.index} at {now:.0f} s")
                 victim.kill()
             elif kind == "broker":
                 broker_restart()
@@ -262,13 +262,13 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
 
 
 def _schedule(args: argparse.Namespace, rng: random.Random) -> list[tuple[float, str]]:
-    """Fault times over the first two minutes (while waves of invoices arrive)."""
+    """Faults by progress (the share of invoices accounted for), spread over 2% to 85%
+    so that each one hits invoices in every stage, never an idle pipeline."""
     kinds = (["kill"] * args.kills + ["broker"] * args.broker_restarts
              + [("503", "429", "lost")[i % 3] for i in range(args.storms)])
     rng.shuffle(kinds)
-    span = 110.0
-    return sorted((10 + span * (i + rng.random() * 0.8) / max(1, len(kinds)), kind)
-                  for i, kind in enumerate(kinds))
+    slot = 0.83 / max(1, len(kinds))
+    return [(0.02 + slot * (i + rng.random() * 0.8), kind) for i, kind in enumerate(kinds)]
 
 
 def _storm(emulator: Any, kind: str, stop: threading.Event) -> None:
