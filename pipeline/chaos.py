@@ -215,6 +215,7 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
     faults = _schedule(args, rng)
     last_fault = started
     restarts = {"broker": 0}
+    shown = 0.0
 
     def broker_restart() -> None:
         say("fault: broker restart (stop, then start on the same data and ports)")
@@ -247,6 +248,9 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
                 code = w.proc.returncode if w.proc else None
                 say(f"worker {w.index} is down (exit {code}); starting it again")
                 w.start()
+        if now - shown >= 10:
+            shown = now
+            say(f"{now:6.1f} s  accounted {ledger.settled}/{len(items)}")
         if ledger.done() and not faults:
             break
         if now > args.timeout:
