@@ -13,6 +13,7 @@ rejections (`ksef-pipeline held reject`, a `HeldRelease` on `ksef.control`).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,6 +40,7 @@ RELEASE_REASONS: dict[str, tuple[int, str]] = {
                          "operator's request (`ksef-pipeline held reject`)"),
 }
 RELEASE_ACTION = "reject"
+HELD_KIND, RECOVERED_KIND = "credentials-held", "credentials-recovered"
 
 Action = Literal["hold", "retry", "reject"]
 
@@ -167,7 +169,7 @@ class Holds:
 
 def held_alert(nip: str, reason: str, message: str, now: dt.datetime) -> Alert:
     return Alert(
-        alert_id=f"credentials-held:{nip}:{reason}:{_at(now)}", kind="credentials-held",
+        alert_id=f"{HELD_KIND}:{nip}:{reason}:{_at(now)}", kind=HELD_KIND,
         severity="critical", at=_at(now), seller_nip=nip,
         message=(f"seller context {nip} cannot authenticate to KSeF ({reason}): {message}. "
                  "Its invoices wait, none is rejected; fix the credentials (they are re-read "
@@ -177,8 +179,34 @@ def held_alert(nip: str, reason: str, message: str, now: dt.datetime) -> Alert:
 
 def recovered_alert(nip: str, hold: ContextHold, now: dt.datetime) -> Alert:
     return Alert(
-        alert_id=f"credentials-recovered:{nip}:{_at(now)}", kind="credentials-recovered",
+        alert_id=f"{RECOVERED_KIND}:{nip}:{_at(now)}", kind=RECOVERED_KIND,
         severity="info", at=_at(now), seller_nip=nip,
         message=(f"seller context {nip} authenticates to KSeF again (held since "
                  f"{_at(hold.since)}, {hold.reason}); its waiting invoices are being sent"),
         details={"reason": hold.reason, "since": _at(hold.since)})
+
+
+def held_contexts(alerts: Iterable[Alert]) -> dict[str, Alert]:
+    """Contexts whose latest credential alert says held (seller NIP -> that alert), as
+    read back from `ksef.alerts` by commands that run outside the workers."""
+    latest: dict[str, Alert] = {}
+    for alert in alerts:
+        if alert.kind not in (HELD_KIND, RECOVERED_KIND) or not alert.seller_nip:
+            continue
+        known = latest.get(alert.seller_nip)
+        if known is None or _moment(known.at) <= _moment(alert.at):
+            latest[alert.seller_nip] = alert
+    return {nip: alert for nip, alert in latest.items() if alert.kind == HELD_KIND}
+
+
+def new_release(seller_nip: str, now: dt.datetime, requested_by: str = "",
+                note: str = "") -> HeldRelease:
+    """An operator's request to reject the held invoices of `seller_nip` (ValueError on a
+    malformed NIP)."""
+    if not (len(seller_nip) == 10 and seller_nip.isdigit()):
+        raise ValueError(f"seller NIP must be 10 digits, got {seller_nip!r}")
+    at = now.astimezone(dt.UTC)
+    return HeldRelease(request_id=f"release-{seller_nip}-{at.strftime('%Y%m%dT%H%M%SZ')}",
+                       seller_nip=seller_nip, action=RELEASE_ACTION,
+                       requested_at=at.isoformat(timespec="seconds"),
+                       requested_by=requested_by, note=note)
