@@ -1,5 +1,5 @@
-"""`ksef-pipeline emulator-ctl`: outages, latency, forced errors and Latarnia announcements
-on a running emulator."""
+"""`ksef-pipeline emulator-ctl`: outages, latency, forced errors, Latarnia announcements and
+credentials (test certificates, permissions, revocation, certificate clock) on an emulator."""
 
 from __future__ import annotations
 
@@ -45,7 +45,29 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("latarnia-up", help="make Latarnia available again")
     token = sub.add_parser("token", help="issue a KSeF token for a NIP")
     token.add_argument("nip")
-    sub.add_parser("reset", help="clear every fault and rate-limit counter")
+    mint = sub.add_parser("mint-cert", help="make a self-signed test certificate and key for "
+                          "a NIP (local, no emulator needed; the key file is 0600)")
+    mint.add_argument("nip")
+    mint.add_argument("--key-type", choices=("rsa", "ec"), default="ec",
+                      help="RSA 2048 or EC P-256 (default ec)")
+    mint.add_argument("--shape", choices=("seal", "person"), default="seal",
+                      help="seal: organizationIdentifier VATPL-NIP; person: serialNumber "
+                      "TINPL-NIP")
+    mint.add_argument("--days", type=float, default=365, help="validity (default 365)")
+    mint.add_argument("--out", default=".", help="directory for NIP.crt.pem and NIP.key.pem")
+    grant = sub.add_parser("grant", help="let a subject authenticate in a context")
+    grant.add_argument("subject", help="NIP, PESEL or SHA-256 certificate fingerprint")
+    grant.add_argument("--context", required=True, help="context NIP")
+    grant.add_argument("--type", choices=("Nip", "Pesel", "Fingerprint"), default="Nip")
+    revoke = sub.add_parser("revoke-cert", help="revoke a certificate by serial (hex)")
+    revoke.add_argument("serial")
+    revoke.add_argument("--reason", choices=("Unspecified", "Superseded", "KeyCompromise"),
+                        default="Unspecified")
+    clock = sub.add_parser("clock", help="shift the clock certificates are judged by")
+    clock.add_argument("--offset-seconds", type=float, default=0.0)
+    clock.add_argument("--now", help="ISO 8601 instant instead of an offset")
+    sub.add_parser("reset", help="clear every fault and rate-limit counter, and the "
+                   "certificate clock's offset")
     sub.add_parser("sweep", help="apply session timeouts now")
 
 
@@ -69,12 +91,41 @@ def _request(args: argparse.Namespace) -> tuple[str, dict[str, Any] | None]:
         return "latarnia/" + action.split("-")[1], None
     if action == "token":
         return "ksef-tokens", {"nip": args.nip}
+    if action == "grant":
+        return "permissions", {"context": args.context, "subjectType": args.type,
+                               "subject": args.subject}
+    if action == "revoke-cert":
+        return "certificates/revoke", {"serial": args.serial, "reason": args.reason}
+    if action == "clock":
+        return "clock", ({"now": args.now} if args.now
+                         else {"offsetSeconds": args.offset_seconds})
     return action, None
+
+
+def _mint(args: argparse.Namespace) -> int:
+    """Write NIP.crt.pem / NIP.key.pem and print where they are, with serial and fingerprint."""
+    from pathlib import Path
+
+    from pipeline.emulator.selfsigned import mint
+    from pipeline.ksef.numbers import nip_is_valid
+
+    if not nip_is_valid(args.nip):
+        print(f"emulator-ctl: {args.nip!r} is not a valid NIP", file=sys.stderr)
+        return 2
+    credential = mint(args.nip, args.key_type, shape=args.shape, days=args.days)
+    cert_path, key_path = credential.write(Path(args.out), args.nip)
+    print(json.dumps({"certificate": str(cert_path), "privateKey": str(key_path),
+                      "serial": credential.serial_hex, "fingerprint": credential.fingerprint,
+                      "keyType": args.key_type, "validTo":
+                      credential.certificate.not_valid_after_utc.isoformat()}, indent=2))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.emulator.control import ControlError, call
 
+    if args.action == "mint-cert":
+        return _mint(args)
     if not args.url:
         print("emulator-ctl: give --url or set KSEF_EMULATOR_URL", file=sys.stderr)
         return 2

@@ -30,8 +30,19 @@ connections), ``up``, ``latency``, ``fail-next`` (force an invoice or session st
 Latarnia ``announce``/``end``/``latarnia-down``/``latarnia-up``, ``reset``, ``sweep``.
 Latarnia itself: ``GET /latarnia/status`` and ``GET /latarnia/messages``.
 
-Not emulated: XAdES/certificate login, permissions beyond "own NIP", invoice queries and
-exports, UPO signatures (UPOs are unsigned), FA(2)/PEF forms.
+Certificate login: ``POST /v2/auth/xades-signature`` with a XAdES-signed
+``AuthTokenRequest``, verified by ``xades_verify`` (signature faults: 400 with 9105 and
+friends) and ``cert_subject`` (certificate faults 460, no permission 415, on ``GET
+/v2/auth/{ref}``). Self-signed certificates are accepted as in KSeF TEST
+(``emulator-ctl mint-cert NIP``). KSeF certificates: ``/v2/certificates/*`` enrollment from
+a CSR, issued by the emulator CA (``ca``), query, retrieve, revoke. Grants:
+``/v2/testdata/permissions`` or ``emulator-ctl grant``; operator revocation and the
+certificate clock: ``emulator-ctl revoke-cert`` and ``clock``.
+
+Not emulated: enveloping XAdES, XPath/filter2 transforms and SHA-1 signature methods
+(KSeF accepts them), OCSP/CRL, PESEL persons' permissions beyond grants, permission types
+(any grant lets a subject in), InternalId/NipVatUe contexts, invoice queries and exports,
+UPO signatures (UPOs are unsigned), FA(2)/PEF forms.
 """
 
 from pipeline.emulator.config import EmulatorConfig

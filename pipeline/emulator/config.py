@@ -37,6 +37,7 @@ class EmulatorConfig:
     upload_minutes_per_part: float = 20.0
     access_token_minutes: float = 15.0
     refresh_token_days: float = 7.0
+    certificate_days: float = 730.0  # validity of a KSeF certificate issued on enrollment
 
     def __post_init__(self) -> None:
         if self.limits not in ("production", "test", "off"):

@@ -20,7 +20,10 @@ from pipeline.emulator.timefmt import iso, utcnow
 PROBLEM_JSON = "application/problem+json"
 
 # KSeF exception codes used by the emulator
+UNREADABLE = 21001
 INVALID_CHALLENGE = 21111
+INVALID_CERTIFICATE = 21115
+INVALID_SUBJECT = 21117
 INVOICE_LIMIT = 21155
 PART_SIZE = 21157
 TOO_MANY_PARTS = 21161
@@ -34,14 +37,53 @@ EMPTY_PACKAGE = 21205
 UPLOAD_TIMEOUT = 21208
 NOT_AUTHORIZED = 21301
 NOT_AUTHENTICATED = 21304
+NOT_SCHEMA_VALID = 21401
 FILE_SIZE = 21402
 FILE_HASH = 21403
 VALIDATION = 21405
 CONTINUATION_TOKEN = 21418
 UNKNOWN_KEY = 21470
 SUBJECT_EXISTS = 30001
+BAD_DOCUMENT = 9101
+NO_SIGNATURE = 9102
+TOO_MANY_SIGNATURES = 9103
+INVALID_SIGNATURE = 9105
+NO_ENROLLMENT_DATA = 25001
+NO_ENROLLMENT = 25002
+CSR_DATA_MISMATCH = 25003
+BAD_CSR = 25004
+ENROLLMENT_NOT_FOUND = 25005
+ENROLLMENT_LIMIT = 25006
+CERTIFICATE_LIMIT = 25007
+CERTIFICATE_NOT_FOUND = 25008
+NOT_REVOCABLE = 25009
+BAD_KEY = 25010
+BAD_CSR_ALGORITHM = 25011
 
 DESCRIPTIONS = {
+    UNREADABLE: "Nieczytelna treść.",
+    INVALID_CERTIFICATE: "Nieprawidłowy certyfikat.",
+    INVALID_SUBJECT: "Nieprawidłowy identyfikator podmiotu dla wskazanego typu kontekstu.",
+    NOT_SCHEMA_VALID: "Dokument nie jest zgodny ze schemą (xsd).",
+    BAD_DOCUMENT: "Nieprawidłowy dokument.",
+    NO_SIGNATURE: "Brak podpisu.",
+    TOO_MANY_SIGNATURES: "Przekroczona liczba dozwolonych podpisów.",
+    INVALID_SIGNATURE: "Nieprawidłowy podpis.",
+    NO_ENROLLMENT_DATA: "Brak możliwości pobrania danych do CSR dla wykorzystanego sposobu "
+                        "uwierzytelnienia.",
+    NO_ENROLLMENT: "Brak możliwości złożenia wniosku certyfikacyjnego dla wykorzystanego "
+                   "sposobu uwierzytelnienia.",
+    CSR_DATA_MISMATCH: "Dane w CSR nie zgadzają się z danymi w użytym wektorze "
+                       "uwierzytelniającym.",
+    BAD_CSR: "Niepoprawny format CSR lub niepoprawny podpis CSR.",
+    ENROLLMENT_NOT_FOUND: "Wniosek certyfikacyjny o podanym numerze referencyjnym nie istnieje.",
+    ENROLLMENT_LIMIT: "Osiągnięto limit możliwych do złożenia wniosków certyfikacyjnych.",
+    CERTIFICATE_LIMIT: "Osiągnięto limit dopuszczalnej liczby posiadanych certyfikatów.",
+    CERTIFICATE_NOT_FOUND: "Certyfikat o podanym numerze seryjnym nie istnieje.",
+    NOT_REVOCABLE: "Nie można odwołać wskazanego certyfikatu, ponieważ jest już odwołany, "
+                   "zablokowany lub nieważny.",
+    BAD_KEY: "Nieprawidłowy typ lub długość klucza.",
+    BAD_CSR_ALGORITHM: "Nieprawidłowy algorytm podpisu CSR.",
     INVALID_CHALLENGE: "Nieprawidłowe wyzwanie autoryzacyjne.",
     INVOICE_LIMIT: "Przekroczono dozwoloną liczbę faktur w sesji.",
     PART_SIZE: "Nieprawidłowy rozmiar części pakietu.",

@@ -19,6 +19,7 @@ BATCH_SESSION = "SB"
 INVOICE = "EE"
 UPO = "EU"
 TOKEN = "TK"
+ENROLLMENT = "CE"
 
 # first byte of the technical part tells the channel, as in KSeF's published numbers
 ONLINE_CHANNEL = 0x02

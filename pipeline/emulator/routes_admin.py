@@ -3,6 +3,7 @@ Latarnia feed under `/latarnia`. Neither is affected by an emulated API outage."
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -102,6 +103,7 @@ async def reset(request: web.Request) -> web.Response:
     emu = emulator(request)
     emu.faults.reset()
     emu.limiter.reset()
+    emu.clock_offset = dt.timedelta(0)
     return _ok(request)
 
 

@@ -14,6 +14,7 @@ import secrets
 from aiohttp import web
 
 from pipeline.emulator import refs
+from pipeline.emulator.cert_subject import METHODS
 from pipeline.emulator.errors import (
     INVALID_CHALLENGE,
     NOT_AUTHENTICATED,
@@ -107,17 +108,34 @@ async def ksef_token(request: web.Request) -> web.Response:
     nip = context["value"]
     if not nip_is_valid(nip):
         raise bad_request(VALIDATION, f"contextIdentifier value {nip!r} is not a valid NIP")
-    found = emu.store.take_challenge(value)
     now = utcnow()
-    if found is None or now.timestamp() * 1000 - found["timestamp_ms"] > CHALLENGE_MINUTES * 60e3:
-        raise bad_request(INVALID_CHALLENGE)
+    found = claim_challenge(emu, value, now)
     assert encrypted is not None
     status, detail, token_ref = _evaluate(emu, nip, encrypted, found["timestamp_ms"])
+    return start_operation(emu, now, {
+        "nip": nip, "token_reference": token_ref, "method": "Token", "status_code": status[0],
+        "status_description": status[1],
+        "status_details": json.dumps([detail]) if detail else None})
+
+
+def claim_challenge(emu: Emulator, value: str, now: dt.datetime) -> Row:
+    """The challenge, marked used; 21111 when unknown, used before or older than 10 min."""
+    found = emu.store.take_challenge(value)
+    if found is None:
+        raise bad_request(INVALID_CHALLENGE, f"challenge {value} was not issued by this "
+                          "emulator or was used before")
+    age_ms = now.timestamp() * 1000 - found["timestamp_ms"]
+    if age_ms > CHALLENGE_MINUTES * 60e3:
+        raise bad_request(INVALID_CHALLENGE, f"challenge {value} expired "
+                          f"{age_ms / 60e3 - CHALLENGE_MINUTES:.1f} min ago "
+                          f"(valid {CHALLENGE_MINUTES} min)")
+    return found
+
+
+def start_operation(emu: Emulator, now: dt.datetime, fields: Row) -> web.Response:
+    """Record an authentication operation; 202 with its reference and operation token."""
     reference = refs.reference_number(refs.AUTH, now)
-    emu.store.add_auth({"reference": reference, "nip": nip, "token_reference": token_ref,
-                        "started": iso(now), "status_code": status[0],
-                        "status_description": status[1],
-                        "status_details": json.dumps([detail]) if detail else None})
+    emu.store.add_auth({"reference": reference, "started": iso(now), **fields})
     token, until = emu.minter.mint(OPERATION, {"operation-reference-number": reference},
                                    dt.timedelta(minutes=OPERATION_TOKEN_MINUTES), now)
     return web.json_response({"referenceNumber": reference,
@@ -149,10 +167,15 @@ async def auth_status(request: web.Request) -> web.Response:
                                  "description": row["status_description"]}
     if row["status_details"]:
         status["details"] = json.loads(row["status_details"])
-    body = {"startDate": row["started"], "authenticationMethod": "Token",
-            "authenticationMethodInfo": {"category": "Token", "code": "token",
-                                         "displayName": "Token KSeF"},
-            "status": status, "isTokenRedeemed": bool(row["redeemed"])}
+    method = row["method"] or "Token"
+    if method == "Token":
+        info = {"category": "Token", "code": "token", "displayName": "Token KSeF"}
+    else:
+        code, name = METHODS[method]
+        info = {"category": "XadesSignature", "code": code, "displayName": name}
+    body = {"startDate": row["started"], "authenticationMethod": method,
+            "authenticationMethodInfo": info, "status": status,
+            "isTokenRedeemed": bool(row["redeemed"])}
     if row["last_refresh"]:
         body["lastTokenRefreshDate"] = row["last_refresh"]
     if row["refresh_valid_until"]:
@@ -162,7 +185,7 @@ async def auth_status(request: web.Request) -> web.Response:
 
 def _context_claims(row: Row) -> dict[str, object]:
     return {"context-identifier-type": "Nip", "context-identifier-value": row["nip"],
-            "authentication-method": "Token", "auth-reference": row["reference"],
+            "authentication-method": row["method"] or "Token", "auth-reference": row["reference"],
             "token-reference": row["token_reference"]}
 
 
@@ -199,7 +222,8 @@ async def refresh(request: web.Request) -> web.Response:
     if row is None:
         raise bad_request(NOT_AUTHENTICATED, "Operacja uwierzytelniania nie została znaleziona.")
     if row["revoked"]:
-        raise bad_request(NOT_AUTHORIZED, "Token KSeF został unieważniony.")
+        raise bad_request(NOT_AUTHORIZED, "Uwierzytelnienie zostało unieważnione (token KSeF "
+                          "lub certyfikat odwołany).")
     now = utcnow()
     access, until = emu.minter.mint(ACCESS, _context_claims(row),
                                     dt.timedelta(minutes=emu.config.access_token_minutes), now)

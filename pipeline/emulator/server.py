@@ -12,11 +12,14 @@ from aiohttp import web
 
 from pipeline.emulator import (
     routes_admin,
+    routes_admin_credentials,
     routes_auth,
     routes_batch,
+    routes_certificates,
     routes_online,
     routes_status,
     routes_testdata,
+    routes_xades,
 )
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.middleware import emulated_ksef
@@ -31,8 +34,8 @@ MAX_JSON_BODY = 8 * 1024 * 1024  # an online invoice of 3 MB, encrypted and base
 def create_app(emu: Emulator) -> web.Application:
     app = web.Application(middlewares=[emulated_ksef], client_max_size=MAX_JSON_BODY)
     app[EMULATOR] = emu
-    for module in (routes_auth, routes_online, routes_batch, routes_status, routes_testdata,
-                   routes_admin):
+    for module in (routes_auth, routes_xades, routes_certificates, routes_online, routes_batch,
+                   routes_status, routes_testdata, routes_admin, routes_admin_credentials):
         app.add_routes(module.routes())
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import hmac
 import shutil
@@ -11,12 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.emulator.blobs import SessionBlobs
+from pipeline.emulator.ca import EmulatorCA
+from pipeline.emulator.cert_store import CertStore
 from pipeline.emulator.checks import ValidationPool
 from pipeline.emulator.config import EmulatorConfig
 from pipeline.emulator.faults import Faults
 from pipeline.emulator.keys import KeyRing
 from pipeline.emulator.latarnia import Latarnia
 from pipeline.emulator.store import Store
+from pipeline.emulator.timefmt import utcnow
 from pipeline.emulator.tokens import TokenMinter
 from pipeline.ksef.crypto import SessionKey, unwrap_key
 from pipeline.ksef.limits import limits_for
@@ -36,9 +40,12 @@ class Emulator:
     limiter: SlidingWindowLimiter
     latarnia: Latarnia
     pool: ValidationPool
+    ca: EmulatorCA
+    certs: CertStore
     blobs: SessionBlobs = field(init=False)
     processor: Processor | None = None
     port: int = 0
+    clock_offset: dt.timedelta = dt.timedelta(0)  # shifts the certificate clock (tests)
     _session_keys: dict[str, SessionKey] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,7 +66,13 @@ class Emulator:
                                          time_scale=config.time_scale),
             latarnia=Latarnia(store),
             pool=ValidationPool(config.validation_workers),
+            ca=EmulatorCA.generate(utcnow()),
+            certs=CertStore(store),
         )
+
+    def certificate_now(self) -> dt.datetime:
+        """The instant certificates are judged and issued at (`/_emulator/clock` moves it)."""
+        return utcnow() + self.clock_offset
 
     @property
     def base_url(self) -> str:

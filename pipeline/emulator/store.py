@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS auth_ops (
     reference TEXT PRIMARY KEY, nip TEXT NOT NULL, token_reference TEXT,
     started TEXT NOT NULL, status_code INTEGER NOT NULL, status_description TEXT NOT NULL,
     status_details TEXT, redeemed INTEGER NOT NULL DEFAULT 0, last_refresh TEXT,
-    refresh_valid_until TEXT, revoked INTEGER NOT NULL DEFAULT 0);
+    refresh_valid_until TEXT, revoked INTEGER NOT NULL DEFAULT 0, method TEXT,
+    subject_type TEXT, subject_value TEXT, cert_serial TEXT, certificate BLOB);
 CREATE TABLE IF NOT EXISTS sessions (
     reference TEXT PRIMARY KEY, kind TEXT NOT NULL, nip TEXT NOT NULL,
     auth_reference TEXT, token_reference TEXT, created TEXT NOT NULL, updated TEXT NOT NULL,
@@ -81,11 +82,18 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._add_missing("invoices", {"blob_offset": "INTEGER", "blob_size": "INTEGER"})
+        self._add_missing("auth_ops", {"method": "TEXT", "subject_type": "TEXT",
+                                       "subject_value": "TEXT", "cert_serial": "TEXT",
+                                       "certificate": "BLOB"})
         self.invoice_columns = self._columns("invoices")
-        for column in ("blob_offset", "blob_size"):  # data directories of earlier versions
-            if column not in self.invoice_columns:
-                self._db.execute(f"ALTER TABLE invoices ADD COLUMN {column} INTEGER")
-        self.invoice_columns = self._columns("invoices")
+
+    def _add_missing(self, table: str, columns: dict[str, str]) -> None:
+        """Columns added since earlier versions, so older data directories still open."""
+        present = self._columns(table)
+        for column, kind in columns.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def _columns(self, table: str) -> list[str]:
         return [r["name"] for r in self._db.execute(f"PRAGMA table_info({table})").fetchall()]
@@ -104,6 +112,23 @@ class Store:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def executescript(self, sql: str) -> None:
+        """Create the tables of a companion store (see `cert_store`) on this database."""
+        with self._lock:
+            self._db.executescript(sql)
+
+    def fetch_one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        return self._one(sql, args)
+
+    def fetch_all(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        return self._all(sql, args)
+
+    def run(self, sql: str, args: Sequence[Any] = ()) -> int:
+        return self._run(sql, args)
+
+    def insert(self, table: str, row: Row, *, ignore: bool = False) -> bool:
+        return self._insert(table, row, ignore=ignore)
 
     def _one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
         with self._lock:
@@ -166,6 +191,10 @@ class Store:
 
     def update_auth(self, reference: str, **fields: Any) -> None:
         self._update("auth_ops", "reference", reference, fields)
+
+    def revoke_auths_by_certificate(self, serial: str) -> int:
+        """Invalidate every authentication made with certificate `serial`."""
+        return self._run("UPDATE auth_ops SET revoked = 1 WHERE cert_serial = ?", (serial,))
 
     # sessions and parts
     def add_session(self, row: Row, parts: Iterable[Row] = ()) -> None:

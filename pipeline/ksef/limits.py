@@ -69,10 +69,10 @@ class Limit:
 
 LIMITS: dict[str, Limit] = {
     BATCH_OPEN: Limit(10, 20, 60),
-    BATCH_CLOSE: Limit(10, 20, 60),
+    BATCH_CLOSE: Limit(20, 40, 120),  # its own group since the limits page of 2026-09-14
     ONLINE_OPEN: Limit(10, 30, 120),
     ONLINE_INVOICE: Limit(10, 30, 180),
-    ONLINE_CLOSE: Limit(10, 30, 120),
+    ONLINE_CLOSE: Limit(20, 60, 240),  # its own group since the limits page of 2026-09-14
     SESSION_LIST: Limit(5, 10, 60),
     SESSION_INVOICES: Limit(10, 20, 200),
     SESSION_INVOICES_FAILED: Limit(10, 20, 200),

@@ -39,13 +39,25 @@ from pipeline.ksef.api.bodies import (
     online_open_request,
     send_invoice_request,
 )
+from pipeline.ksef.api.closing import (
+    CLOSE_ATTEMPTS,
+    CLOSE_RETRY_FIRST_S,
+    CLOSE_RETRY_MAX_S,
+    CLOSED,
+    REFUSED,
+    UNKNOWN_STATE,
+    close_failure_kind,
+    close_verdict,
+)
 from pipeline.ksef.api.environments import Environment
-from pipeline.ksef.api.errors import KsefApiError, KsefAuthError, KsefProtocolError
+from pipeline.ksef.api.errors import (
+    KsefApiError,
+    KsefAuthError,
+    KsefProtocolError,
+    KsefUnavailable,
+)
 from pipeline.ksef.api.health import HealthObserver
 from pipeline.ksef.api.results import (
-    SESSION_CANCELLED,
-    SESSION_OPEN,
-    SESSION_STATUS_FORBIDS,
     BatchSession,
     InvoicePage,
     InvoiceResult,
@@ -273,21 +285,39 @@ class KsefClient:
 
     async def _close(self, reference: str, op: Callable[[str], Awaitable[object]],
                      path: str) -> None:
-        """Close a session, treating one KSeF already closed as closed.
+        """Close a session; an answer that leaves its state unknown is resolved from the
+        session's status, never by a blind second close.
 
-        A close whose answer was lost, or a worker killed between the close and its
-        journal entry, sends the close again; KSeF then refuses it with 21180. The
-        session's status tells whether that refusal means "already closed" (processing
-        or done) or a real problem (still open, or cancelled without a close).
+        - 21180 (status forbids): a close whose answer was lost, or a worker killed
+          between the close and its journal entry; closed unless the session is still
+          open or was cancelled.
+        - 5xx, an HTML body, a reset or a timeout: KSeF may have closed it (a resend then
+          produced duplicates for integrators); only a session still open is closed again.
+        - 21173 (session not found) or 21205 (package empty) right after the upload:
+          KSeF has not registered the parts yet; closed again after a pause while open.
         """
-        try:
-            await self._authed("POST", path, op, idempotent=False)
-        except KsefApiError as exc:
-            if isinstance(exc, KsefAuthError) or exc.code != SESSION_STATUS_FORBIDS:
+        delay = CLOSE_RETRY_FIRST_S
+        for attempt in range(CLOSE_ATTEMPTS):
+            try:
+                await self._authed("POST", path, op, idempotent=False)
+                return
+            except KsefAuthError:
                 raise
+            except KsefApiError as exc:
+                failure: BaseException = exc
+                kind = close_failure_kind(exc.status, exc.code)
+            except (KsefUnavailable, KsefProtocolError) as exc:
+                failure, kind = exc, UNKNOWN_STATE
+            if kind == REFUSED:
+                raise failure
             status = await self.session_status(reference)
-            if status.code in (SESSION_OPEN, SESSION_CANCELLED):
-                raise
+            verdict = close_verdict(kind, status.code)
+            if verdict == CLOSED:
+                return
+            if verdict == REFUSED or attempt == CLOSE_ATTEMPTS - 1:
+                raise failure
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, CLOSE_RETRY_MAX_S)
 
     # --- interactive sessions -------------------------------------------------------
 
