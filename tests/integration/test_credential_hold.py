@@ -75,6 +75,7 @@ def test_held_contexts_wait_then_deliver_after_a_token_is_added_or_are_released(
         late_rejections = [m for m in sandbox.consume_until(REJECTED, lambda got: False, 2)
                            if decode(Rejection, m.value()).seller_nip != released]
         assert late_rejections == []
+        assert "credential files changed: held contexts are tried again" in worker.log()
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
         stack.emulator.stop()
