@@ -1,24 +1,24 @@
 """Contexts without working credentials wait instead of being rejected, on the real
 broker and the emulator: a seller with no credentials gets a `no-credentials` alert and
 its invoices get KSeF numbers once its token is added to the file (same worker, no
-restart); another one's held invoices are rejected on an operator's release."""
+restart); another one's held invoices are rejected by `ksef-pipeline held reject`."""
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from pipeline.cli import main
 from pipeline.clock import polish_today
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
-from pipeline.stages.credential_hold import new_release
-from pipeline.stages.held_releases import release_key
 from tests.integration.delivery_harness import build_stack, ingest
 from tests.integration.test_delivery import _pipeline_lines
 from tests.kafka_harness import KafkaSandbox
 from topics.catalog import ALERTS, CONTROL, OUTCOMES, REJECTED
-from topics.codec import decode, encode
-from topics.records import Alert, InvoiceOutcome, Rejection
+from topics.codec import decode
+from topics.records import Alert, HeldRelease, InvoiceOutcome, Rejection
 
 PER_SELLER = 4
 
@@ -43,7 +43,7 @@ def _outcomes_of(sandbox: KafkaSandbox, seller: str, timeout_s: float) -> set[st
 
 
 def test_held_contexts_wait_then_deliver_after_a_token_is_added_or_are_released(
-        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+        sandbox: KafkaSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ready, late, released = seller_nips(3, seed=1313)
     stack = build_stack(sandbox, tmp_path, [ready])  # tokens.json: `ready` only
     today = polish_today()
@@ -59,8 +59,13 @@ def test_held_contexts_wait_then_deliver_after_a_token_is_added_or_are_released(
         assert {a.details["reason"] for a in held.values()} == {"no-credentials"}
         assert all(a.severity == "critical" for a in held.values())
 
-        release = new_release(released, dt.datetime.now(dt.UTC), "test")
-        sandbox.produce(CONTROL, [(release_key(released).encode(), encode(release))])
+        for name, value in sandbox.env().items():
+            if name.startswith(("KAFKA_", "KSEF_TOPIC_")):
+                monkeypatch.setenv(name, value)
+        assert main(["held", "reject", "--nip", released, "--note", "test"]) == 0
+        (control,) = sandbox.consume(CONTROL, 1, timeout_s=10)
+        assert control.key() == f"release:{released}".encode()
+        assert decode(HeldRelease, control.value()).note == "test"
         rejected = [decode(Rejection, m.value()) for m in sandbox.consume(
             REJECTED, PER_SELLER, timeout_s=60)]
         assert sorted(r.invoice_id for r in rejected) == sorted(
