@@ -1,13 +1,16 @@
 """pack stage: `ksef.invoices.sealed` -> `ksef.batches.packed`.
 
 Per (seller, offline mode) one open batch streams into a deterministic archive in the
-spool; it is sealed on 10,000 invoices, before a size limit could be passed, on the
-linger time, or at once when its earliest deadline is due. The input events stay
-unacknowledged until the batch's manifest is published, so a crash loses nothing: the
-invoices come back and are packed again (a batch that was already published is then
-submitted twice, which KSeF answers with 440 for the same hash; the upo stage reconciles
-that as accepted). Only ciphertext stays in the spool: parts encrypted under a session
-key that only KSeF can unwrap; the plaintext archive is deleted once the parts exist.
+spool; it is sealed on 10,000 invoices, before a size limit could be passed, at once
+when its earliest deadline is due, when it is old, or on the linger time once nothing
+more waits in Kafka behind it (the backlog view follows every record consumed, held or
+not). The input events stay unacknowledged until the batch's manifest is published, so
+a crash loses nothing: the invoices come back. Whether one that comes back (or a
+producer's replay) is already on its way is read from the invoice ledger, which follows
+the packed, outcome and rejection topics for the worker's life: an invoice in a
+published batch is not packed again, one with an outcome gets that very outcome record
+once more, without a new KSeF session. Only ciphertext stays in the spool: parts
+encrypted under a session key that only KSeF can unwrap.
 """
 
 from __future__ import annotations
