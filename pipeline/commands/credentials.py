@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import datetime as dt
 import json
-import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
