@@ -188,7 +188,7 @@ async def _check(args: argparse.Namespace) -> int:
                     code = WILL_FAIL if code == OK else code
                     lines.append(f"FAIL  from {at:%Y-%m-%d}: {why}")
                 elif why:
-                    lines.append(why)
+                    lines.append(f"WARN  {why}")
             for line in lines:
                 print(f"      {line}", flush=True)
             counts[code] += 1

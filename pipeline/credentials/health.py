@@ -68,6 +68,6 @@ def future_verdict(status: ContextStatus, at: dt.datetime, within_days: int
             return WILL_FAIL, (f"KSeF tokens authenticate only until {LAST_TOKEN_DAY}; "
                                f"move this context to a certificate")
         days = (TOKEN_END - at) // dt.timedelta(days=1)
-        return OK, (f"warning: KSeF token, accepted only until {LAST_TOKEN_DAY} "
+        return OK, (f"KSeF token, accepted only until {LAST_TOKEN_DAY} "
                     f"({days} days left): move to a certificate")
     return OK, None

@@ -113,7 +113,7 @@ async def test_check_token_after_2026_exits_2_and_warns_before(
     code, out, _ = await cli(capsys, "check", "--at", "2026-12-30")
     assert code == 0, out
     assert out.count("authenticated now") == 2
-    assert "warning: KSeF token, accepted only until 2026-12-31 (2 days left)" in out
+    assert "WARN  KSeF token, accepted only until 2026-12-31 (2 days left)" in out
     code, out, _ = await cli(capsys, "check", "--at", "2027-01-02")
     assert code == 2, out
     assert "FAIL  from 2027-01-02: KSeF tokens authenticate only until 2026-12-31" in out
