@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipeline.credentials.secret_files import read_file, read_password
 from pipeline.credentials.writing import set_certificate_entry, write_atomic, write_secret
-from pipeline.ksef.api import KsefClient, KsefError, default_limiter
+from pipeline.ksef.api import KsefApiError, KsefClient, KsefError, default_limiter
 from pipeline.ksef.api.certificates import CertificatesApi, EnrollmentStatus
 from pipeline.ksef.credentials import (
     CertificateCredential,
@@ -121,10 +121,16 @@ async def _enroll(args: argparse.Namespace) -> int:
         pending = out / f"{stem}.key.pending"
         write_secret(pending, key_pem(key))
         _say(f"[3/6] {args.key_type.upper()} key made here: {pending} (0600)")
-        reference = await api.enroll(name, kind, csr_base64(csr))
-        _say(f"[4/6] CSR sent: enrollment {reference} ({kind}, name {name!r}); waiting")
-        serial = await api.wait_issued(reference, timeout=args.timeout, progress=_progress)
-        certificate = await api.retrieve(serial)
+        reference = None
+        try:
+            reference = await api.enroll(name, kind, csr_base64(csr))
+            _say(f"[4/6] CSR sent: enrollment {reference} ({kind}, name {name!r}); waiting")
+            serial = await api.wait_issued(reference, timeout=args.timeout,
+                                           progress=_progress)
+            certificate = await api.retrieve(serial)
+        except KsefError as exc:
+            _keep_or_drop(pending, reference, exc)
+            raise
     info = CertificateInfo.of(certificate)
     cert_path, key_path = out / f"{stem}.crt", out / f"{stem}.key"
     from cryptography.hazmat.primitives.serialization import Encoding
@@ -133,11 +139,30 @@ async def _enroll(args: argparse.Namespace) -> int:
     os.replace(pending, key_path)
     _say(f"[5/6] issued: serial {serial}, valid {info.not_before:%Y-%m-%d %H:%M} to "
          f"{info.not_after:%Y-%m-%d %H:%M} UTC; certificate {cert_path}, key {key_path}")
-    if kind == "Authentication":
-        _wire_authentication(settings, nip, cert_path, key_path)
-    else:
+    if kind == "Offline":
         _wire_offline(cert_path)
+        return 0
+    try:
+        _wire_authentication(settings, nip, cert_path, key_path)
+    except (OSError, ValueError) as exc:
+        print(f"credentials enroll: the certificate is issued and written, but the "
+              f"credentials file could not be updated ({exc}): add "
+              f'"{nip}": {{"certificate": "{cert_path}", "private_key": "{key_path}"}}',
+              file=sys.stderr)
+        return 1
     return 0
+
+
+def _keep_or_drop(pending: Path, reference: str | None, error: KsefError) -> None:
+    """A refused request leaves a useless key (dropped); after a timeout or an outage
+    KSeF may still issue the certificate, so its key is kept, with what to do."""
+    refused = isinstance(error, KsefApiError) and error.code not in (None, 100)
+    if reference is None or refused:
+        pending.unlink(missing_ok=True)
+        return
+    print(f"credentials enroll: enrollment {reference} may still be issued; its key stays "
+          f"in {pending} (rename it to .key next to the certificate if it is)",
+          file=sys.stderr)
 
 
 def _wire_authentication(settings: KsefSettings, nip: str, cert: Path, key: Path) -> None:
