@@ -7,7 +7,8 @@ environment as the worker's (`KSEF_CREDENTIALS_FILE`, `KSEF_TOKEN_<NIP>`,
 Secrets are never printed: only files, subjects, dates and KSeF's refusals.
 
 `check` exit codes (worst wins): 0 every context fine; 1 a context cannot authenticate
-now (a configuration problem, or KSeF refused it); 2 a context will not authenticate
+now (a configuration problem, KSeF refused it or was unreachable; or no context is
+configured at all); 2 a context will not authenticate
 from `--at` (a token on/after 2027-01-01, a certificate expiring within `--within` days).
 """
 
@@ -160,6 +161,10 @@ async def _check(args: argparse.Namespace) -> int:
     now = dt.datetime.now(dt.UTC)
     at = args.at or now
     statuses = store.contexts()
+    if not statuses:
+        print(f"no contexts configured ({_sources(settings)}): nothing can authenticate; "
+              "set KSEF_CREDENTIALS_FILE -> exit 1")
+        return 1
     env = settings.environment()
     live = "no live authentication" if args.no_live else (
         f"live authentication against {env.name} ({env.api_url})")

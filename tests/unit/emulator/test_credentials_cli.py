@@ -234,3 +234,15 @@ async def test_enroll_offline_feeds_kod_ii(setup: Setup, tmp_path: Path,
     issued = x509.load_pem_x509_certificate((offline / f"{GOOD}.crt").read_bytes())
     assert set(loaded) == {GOOD}
     assert loaded[GOOD].serial_hex.upper() == f"{issued.serial_number:X}"
+
+
+async def test_check_broken_file_or_nothing_configured_exits_1(
+        setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    setup.file.write_text("{not json")
+    code, out, _ = await cli(capsys, "check")
+    assert code == 1, out
+    assert "FAIL  unreadable:" in out and "not JSON" in out
+    setup.file.write_text('{"contexts": {}}')
+    code, out, _ = await cli(capsys, "check")
+    assert code == 1, out
+    assert out.startswith("no contexts configured")
