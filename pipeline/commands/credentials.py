@@ -49,10 +49,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     listing = sub.add_parser("list", help="every configured context and its credential")
     listing.add_argument("--json", action="store_true", help="one JSON document")
-    check = sub.add_parser(
-        "check", help="judge every context and authenticate it live; exit 0 fine, 1 cannot "
-        "authenticate now, 2 will not from --at (token after 2026-12-31, certificate "
-        "expiring within --within days)")
+    check_text = ("judge every context and authenticate it live; exit 0 fine, 1 cannot "
+                  "authenticate now, 2 will not from --at (token after 2026-12-31, "
+                  "certificate expiring within --within days)")
+    check = sub.add_parser("check", help=check_text, description=check_text)
     check.add_argument("--within", type=int, default=30, metavar="DAYS",
                        help="a certificate expiring within DAYS of --at fails (default 30)")
     check.add_argument("--at", type=_date, metavar="DATE",
