@@ -131,7 +131,7 @@ async def _live(clients: KsefClients, nip: str) -> str | None:
     except KsefCredentialError as exc:
         return f"credentials problem ({exc.problem}): {exc}"
     except KsefError as exc:
-        return f"cannot reach KSeF to authenticate ({type(exc).__name__}): {exc}"
+        return f"authentication could not complete ({type(exc).__name__}): {exc}"
     except TimeoutError:
         return f"no authentication answer within {LIVE_TIMEOUT_S:.0f} s"
     except LookupError as exc:

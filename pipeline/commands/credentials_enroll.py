@@ -113,10 +113,18 @@ async def _enroll(args: argparse.Namespace) -> int:
     async with _client(settings, login) as client:
         await client.authenticate()
         api = CertificatesApi(client)
+        limits = await api.limits()
+        if not limits.can_request:
+            raise CommandError(
+                f"KSeF allows no enrollment for this subject now (enrollments left "
+                f"{limits.enrollments_remaining}, certificates left "
+                f"{limits.certificates_remaining}): revoke an unused certificate first")
         data = await api.enrollment_data()
         key = new_key(args.key_type)
         csr = build_csr(data, key)
-        _say(f"[2/6] enrollment data: subject {csr.subject.rfc4514_string()}")
+        _say(f"[2/6] enrollment data: subject {csr.subject.rfc4514_string()} (enrollments "
+             f"left {limits.enrollments_remaining}, certificates left "
+             f"{limits.certificates_remaining})")
         stem = f"{nip}" if kind == "Offline" else f"{nip}-auth-{stamp}"
         pending = out / f"{stem}.key.pending"
         write_secret(pending, key_pem(key))

@@ -35,12 +35,27 @@ class EnrollmentStatus:
     serial: str | None
 
 
+@dataclass(frozen=True)
+class CertificateLimits:
+    can_request: bool
+    enrollments_remaining: int
+    certificates_remaining: int
+
+
 class CertificatesApi:
     """`/certificates/*` for the subject `client` authenticates as."""
 
     def __init__(self, client: KsefClient) -> None:
         self._client = client
         self._api = AsyncCertificatesClient(client.http)
+
+    async def limits(self) -> CertificateLimits:
+        """Whether the subject may enroll now (KSeF limits enrollments and active
+        certificates per subject)."""
+        answer = await self._client.authorized(
+            "GET", "/certificates/limits", self._api.get_limits, idempotent=True)
+        return CertificateLimits(bool(answer.can_request), int(answer.enrollment.remaining),
+                                 int(answer.certificate.remaining))
 
     async def enrollment_data(self) -> dict[str, object]:
         """The subject attributes the CSR must carry (snake_case, as the SDK names them)."""
