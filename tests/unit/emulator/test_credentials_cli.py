@@ -246,3 +246,30 @@ async def test_check_broken_file_or_nothing_configured_exits_1(
     code, out, _ = await cli(capsys, "check")
     assert code == 1, out
     assert out.startswith("no contexts configured")
+
+
+async def test_refused_enrollment_drops_its_key_and_keeps_the_entry(
+        setup: Setup, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.commands import credentials_enroll
+    from pipeline.ksef.enrollment import new_key
+
+    setup.certificate(GOOD)
+    key = new_key("ec")
+    monkeypatch.setattr(credentials_enroll, "new_key", lambda key_type: key)
+    code, out, err = await cli(capsys, "enroll", "--nip", GOOD, "--type", "Authentication")
+    assert code == 0, out + err
+    entry = setup.entries()[GOOD]
+    code, out, err = await cli(capsys, "enroll", "--nip", GOOD, "--type", "Authentication")
+    assert code == 1, out
+    assert "certificate enrollment" in err and "already" in err  # the key is certified
+    assert not list(setup.directory.glob("*.pending"))
+    assert setup.entries()[GOOD] == entry
+
+
+async def test_revoke_unknown_serial_exits_1_with_ksef_refusal(
+        setup: Setup, capsys: pytest.CaptureFixture[str]) -> None:
+    setup.certificate(GOOD)
+    code, _, err = await cli(capsys, "revoke", "--nip", GOOD, "--serial", "00000000000000AA")
+    assert code == 1
+    assert err.startswith("credentials revoke: ") and "00000000000000AA" in err
