@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -207,10 +208,14 @@ async def _check(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.action == "list":
-        return _list(args)
-    if args.action == "check":
-        return asyncio.run(_check(args))
+    try:
+        if args.action == "list":
+            return _list(args)
+        if args.action == "check":
+            return asyncio.run(_check(args))
+    except ValueError as exc:  # a bad KSEF_ENV / KSEF_API_URL and the like
+        print(f"credentials {args.action}: {exc}", file=sys.stderr)
+        return 1
     from pipeline.commands import credentials_enroll
 
     if args.action == "enroll":
