@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("pipeline.commands.replay", "send rejected invoices through the pipeline again"),
     "credentials": ("pipeline.commands.credentials",
                     "list, check, enroll or revoke the KSeF credentials of seller contexts"),
+    "held": ("pipeline.commands.held",
+             "contexts held for credentials; reject their held invoices"),
 }
 
 

@@ -140,17 +140,23 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     stack.callback(lambda: (say("stopping the KSeF emulator ..."), emulator.stop()))
     say(f"KSeF emulator at {emulator.api_url} (Latarnia {emulator.base_url}/latarnia)")
     sellers = seller_nips(args.sellers, seed=int(time.time()) % 100_000)
-    tokens = emulator.write_tokens(sellers, var / "tokens.json")
+    # From 2027-01-01 KSeF takes only certificate logins: the demo's main job signs in
+    # with an RSA and an ECDSA certificate (self-signed, as KSeF TEST accepts) beside
+    # sellers still on a KSeF token.
+    certified = dict(zip(sellers[:2], ("rsa", "ec"), strict=False))
+    credentials = emulator.write_credentials(sellers, var / "credentials.json", certified)
     keyring = var / "keyring.json"
     if not keyring.exists():
         keyring.write_bytes(new_keyring_json())
         keyring.chmod(0o600)
     env.update(KSEF_ENV="emulator", KSEF_API_URL=emulator.base_url,
-               KSEF_TOKENS_FILE=str(tokens), KSEF_KEYRING_FILE=str(keyring),
+               KSEF_CREDENTIALS_FILE=str(credentials), KSEF_KEYRING_FILE=str(keyring),
                KSEF_PACK_LINGER_S=str(args.linger), KSEF_SPOOL_DIR=str(var / "spool"),
                KSEF_LATARNIA_POLL_S="1", KSEF_LATARNIA_UNREACHABLE_AFTER_S="5",
                KSEF_MODE_TICK_S="1", KSEF_HOLD_PROBE_S="1")
-    say(f"{len(sellers)} seller contexts with KSeF tokens in {tokens}")
+    say(f"{len(sellers)} seller contexts in {credentials}: "
+        f"{len(certified)} with a certificate (XAdES), {len(sellers) - len(certified)} "
+        "with a KSeF token")
 
     procs, cmds = [], []
     for i in range(args.workers):

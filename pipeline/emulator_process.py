@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -36,6 +37,28 @@ class EmulatorProcess:
     def write_tokens(self, nips: list[str], path: Path) -> Path:
         path.write_text(json.dumps({nip: self.token(nip) for nip in nips}))
         path.chmod(0o600)
+        return path
+
+    def write_credentials(self, nips: list[str], path: Path,
+                          certificates: dict[str, str] | None = None) -> Path:
+        """A credentials file (0600) for `nips`: a self-signed certificate with the key
+        type given in `certificates` (`rsa` or `ec`, accepted as KSeF TEST accepts
+        them) for those named there, a KSeF token from this emulator for the others."""
+        from pipeline.emulator.selfsigned import mint
+
+        certificates = certificates or {}
+        contexts: dict[str, dict[str, str]] = {}
+        for nip in nips:
+            if nip in certificates:
+                cert, key = mint(nip, certificates[nip]).write(path.parent / "certs", nip)
+                contexts[nip] = {"certificate": str(cert.relative_to(path.parent)),
+                                 "private_key": str(key.relative_to(path.parent))}
+            else:
+                contexts[nip] = {"token": self.token(nip)}
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"contexts": contexts}, handle, indent=2)
         return path
 
     def stop(self) -> int:

@@ -29,6 +29,11 @@ from pipeline.ksef.api import (
 DEFAULT_EMULATOR_URL = "http://127.0.0.1:8700"
 
 
+class NoCredentialsError(LookupError):
+    """No credential is configured for a seller context (a LookupError, as before; its own
+    type so that a stray KeyError is never mistaken for a missing credential)."""
+
+
 @dataclass(frozen=True)
 class KsefSettings:
     env_name: str = "emulator"
@@ -80,12 +85,12 @@ class KsefClients:
     def client(self, nip: str) -> KsefClient:
         """The authenticated client of `nip`'s context, with its current credential.
 
-        Raises LookupError when no credential is configured for `nip`, and
+        Raises NoCredentialsError (a LookupError) when no credential is configured for `nip`, and
         KsefCredentialError (a KsefError) when one is configured but unusable.
         """
         credential = self.credentials.get(nip)
         if credential is None:
-            raise LookupError(f"no KSeF credentials for seller {nip}: add the context to "
+            raise NoCredentialsError(f"no KSeF credentials for seller {nip}: add the context to "
                               f"KSEF_CREDENTIALS_FILE (or a token to KSEF_TOKENS_FILE, or "
                               f"set KSEF_TOKEN_{nip})")
         client = self._clients.get(nip)

@@ -134,10 +134,15 @@ ALERTS = TopicSpec(
     "ksef.alerts", records.Alert, key="alert id", retention_days=90,
     description="invoices at risk, missed deadlines, Latarnia unreachable, self-observed outage",
 )
+CONTROL = TopicSpec(
+    "ksef.control", records.HeldRelease, key="release:<seller NIP>", cleanup_policy="compact",
+    description="operator requests to the stages: reject a context's credential-held invoices",
+    partitions=1,
+)
 
 CATALOG: tuple[TopicSpec, ...] = (
     SUBMITTED, CHECKED, RELEASES, VALIDATED, SEALED, REJECTED, PACKED, SESSIONS, OUTCOMES, UPO,
-    ANNOUNCEMENTS, MODE, DEADLINES, ALERTS,
+    ANNOUNCEMENTS, MODE, DEADLINES, ALERTS, CONTROL,
 )
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in CATALOG}
 

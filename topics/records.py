@@ -267,6 +267,23 @@ class Alert:
 
 
 @dataclass(frozen=True)
+class HeldRelease:
+    """`ksef.control` (compacted by `release:<NIP>`): an operator asks that the invoices of a
+    context held for its credentials be rejected instead of waiting.
+
+    It covers every batch packed up to `requested_at` that cannot authenticate when a
+    worker next tries it; batches packed later are held again as usual.
+    """
+
+    request_id: str
+    seller_nip: str
+    action: str  # "reject"
+    requested_at: str
+    requested_by: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Envelope:
     """Stand-in for the raw `ksef.invoices.submitted` record (value = XML bytes, not JSON)."""
 

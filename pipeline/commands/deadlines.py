@@ -6,6 +6,9 @@ compacted `ksef.deadlines` (KAFKA_BOOTSTRAP_SERVERS, KSEF_TOPIC_PREFIX).
 
 Earliest deadline first; open (no deadline yet) and exempt invoices come last and are
 left out by --due-before. Table on stdout with a summary line, or a JSON array.
+Invoices of a seller context held because it cannot authenticate to KSeF (the latest
+credential alert on `ksef.alerts`) are marked `held: credentials (<reason>)`: they are at
+risk until an operator fixes the credentials or rejects them (`ksef-pipeline held`).
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ import datetime as dt
 import json
 import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 
 from pipeline.modes.audit import disagreements
 from pipeline.modes.topic_reads import catalog_records
-from topics.catalog import DEADLINES, MODE
-from topics.records import DeadlineRecord, ModeState
+from pipeline.stages.credential_hold import held_contexts
+from topics.catalog import ALERTS, DEADLINES, MODE
+from topics.records import Alert, DeadlineRecord, ModeState
 
-COLUMNS = ("deadline", "status", "mode", "seller_nip", "issue_date", "invoice_id",
+COLUMNS = ("deadline", "status", "mode", "held", "seller_nip", "issue_date", "invoice_id",
            "invoice_number", "basis")
 
 
@@ -50,14 +54,29 @@ def select(records: Iterable[DeadlineRecord], seller: str | None,
     return chosen
 
 
-def summary(records: Sequence[DeadlineRecord]) -> str:
+def held_marks(alerts: Iterable[Alert]) -> dict[str, str]:
+    """Seller NIP -> `held: credentials (<reason>)` for contexts held right now."""
+    return {nip: f"held: credentials ({alert.details.get('reason', 'other')})"
+            for nip, alert in held_contexts(alerts).items()}
+
+
+def summary(records: Sequence[DeadlineRecord], held: Mapping[str, str] | None = None) -> str:
     by_status = Counter(r.status for r in records)
     parts = ", ".join(f"{status} {n:,}" for status, n in sorted(by_status.items()))
+    waiting = sum(1 for r in records if held and r.seller_nip in held)
+    if waiting:
+        parts += f"; {waiting:,} held for credentials of {len(held or {})} context(s)"
     return f"{len(records):,} pending invoice(s)" + (f" ({parts})" if parts else "")
 
 
-def table(records: Sequence[DeadlineRecord]) -> str:
-    rows = [[str(getattr(r, c) or "-") for c in COLUMNS] for r in records]
+def _value(record: DeadlineRecord, column: str, held: Mapping[str, str]) -> str:
+    if column == "held":
+        return held.get(record.seller_nip, "-")
+    return str(getattr(record, column) or "-")
+
+
+def table(records: Sequence[DeadlineRecord], held: Mapping[str, str] | None = None) -> str:
+    rows = [[_value(r, c, held or {}) for c in COLUMNS] for r in records]
     widths = [max([len(c), *(len(row[i]) for row in rows)]) for i, c in enumerate(COLUMNS)]
     widths[-1] = len(COLUMNS[-1])  # the basis is free text: never pad it
     lines = ["  ".join(c.upper().ljust(w) for c, w in zip(COLUMNS, widths, strict=True))]
@@ -93,11 +112,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.check:
         return check(records)
+    try:
+        held = held_marks(catalog_records(ALERTS, Alert))
+    except Exception as exc:
+        print(f"ksef-pipeline deadlines: cannot read ksef.alerts (held contexts not "
+              f"marked): {exc}", file=sys.stderr)
+        held = {}
     shown = records[: args.limit] if args.limit is not None else records
     if args.json:
-        print(json.dumps([asdict(r) for r in shown], ensure_ascii=False, indent=1))
+        print(json.dumps([{**asdict(r), "held": held.get(r.seller_nip)} for r in shown],
+                         ensure_ascii=False, indent=1))
         return 0
-    print(table(shown))
+    print(table(shown, held))
     more = f"; showing {len(shown):,}" if len(shown) < len(records) else ""
-    print(f"\n{summary(records)}{more}")
+    print(f"\n{summary(records, held)}{more}")
     return 0

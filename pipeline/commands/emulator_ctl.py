@@ -16,7 +16,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("info", help="show URLs, limits and active faults")
     down = sub.add_parser("down", help="take the KSeF API down")
-    down.add_argument("--mode", choices=("503", "refuse"), default="503",
+    down.add_argument("--mode", choices=("503", "refuse", "429"), default="503",
                       help="answer 503, or reset every API connection")
     sub.add_parser("up", help="bring the API back")
     latency = sub.add_parser("latency", help="delay every API request")

@@ -216,6 +216,16 @@ class CredentialStore:
             return loaded
         return self._legacy_token(nip)
 
+    def stamps(self) -> tuple[Stamp, ...]:
+        """What the store's files look like now: a change means some context's credential
+        may work again (a held context is tried at once, not at its next recheck)."""
+        self._refresh_file()
+        paths = [p for p in (self.credentials_file, self.tokens_file) if p is not None]
+        for entry in self._entries.values():
+            if not isinstance(entry, KsefCredentialError):
+                paths.extend(entry.files())
+        return tuple(stamp(p) for p in paths)
+
     def nips(self) -> list[str]:
         """Every context configured anywhere (credentials file, environment, tokens file)."""
         self._refresh_file()

@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-DOWN_MODES = ("503", "refuse")
+DOWN_MODES = ("503", "refuse", "429")  # 429: a rate-limit storm (Retry-After 1 s)
 INVOICE_SCOPE = "invoice"
 SESSION_SCOPE = "session"
 

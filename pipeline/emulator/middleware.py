@@ -39,6 +39,9 @@ async def emulated_ksef(request: web.Request, handler: Handler) -> web.StreamRes
         if emu.faults.down == "refuse":
             _reset_connection(request)
             raise asyncio.CancelledError
+        if emu.faults.down == "429" and path.startswith("/v2/"):
+            return too_many_requests(request, 1.0, "Przekroczono limit żądań (burza 429). "
+                                     "Spróbuj ponownie po 1 sekundach.")
         if emu.faults.latency_ms:
             await asyncio.sleep(emu.faults.latency_ms / 1000)
     if path.startswith("/v2/"):

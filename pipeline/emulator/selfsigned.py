@@ -15,52 +15,27 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+
+from pipeline.ksef import selfsigned as domain
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 KEY_TYPES = ("rsa", "ec")
 SHAPES = ("seal", "person")
+self_signed = domain.self_signed
 
 
 def new_key(key_type: str) -> PrivateKey:
     """RSA 2048 or EC P-256, the two key types KSeF certifies."""
-    if key_type == "rsa":
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    if key_type == "ec":
-        return ec.generate_private_key(ec.SECP256R1())
-    raise ValueError(f"key type must be one of {KEY_TYPES}, not {key_type!r}")
+    if key_type not in KEY_TYPES:
+        raise ValueError(f"key type must be one of {KEY_TYPES}, not {key_type!r}")
+    return domain.new_key("rsa" if key_type == "rsa" else "ec")
 
 
 def subject_for(nip: str, shape: str = "seal", name: str | None = None) -> x509.Name:
-    if shape == "seal":
-        org = name or f"Test company {nip}"
-        return x509.Name([
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-            x509.NameAttribute(NameOID.ORGANIZATION_IDENTIFIER, f"VATPL-{nip}"),
-            x509.NameAttribute(NameOID.COMMON_NAME, org),
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "PL")])
-    if shape == "person":
-        return x509.Name([
-            x509.NameAttribute(NameOID.GIVEN_NAME, "Jan"),
-            x509.NameAttribute(NameOID.SURNAME, "Testowy"),
-            x509.NameAttribute(NameOID.SERIAL_NUMBER, f"TINPL-{nip}"),
-            x509.NameAttribute(NameOID.COMMON_NAME, name or "Jan Testowy"),
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "PL")])
-    raise ValueError(f"shape must be one of {SHAPES}, not {shape!r}")
-
-
-def self_signed(key: PrivateKey, subject: x509.Name, not_before: dt.datetime,
-                not_after: dt.datetime) -> x509.Certificate:
-    return (x509.CertificateBuilder()
-            .subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(not_before).not_valid_after(not_after)
-            .add_extension(x509.KeyUsage(
-                digital_signature=True, content_commitment=True, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False,
-                crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-            .sign(key, hashes.SHA256()))
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {SHAPES}, not {shape!r}")
+    return domain.subject_for(nip, "seal" if shape == "seal" else "person",
+                              name or f"Test company {nip}")
 
 
 @dataclass(frozen=True)

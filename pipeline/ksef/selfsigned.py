@@ -99,19 +99,26 @@ def mint_test_certificate(
     unless `not_before`/`not_after` say otherwise (e.g. to test expiry)."""
     now = now or dt.datetime.now(dt.UTC)
     private_key = new_key(key) if isinstance(key, str) else key
-    name = subject_for(nip, subject)
-    certificate = (
+    certificate = self_signed(private_key, subject_for(nip, subject),
+                              not_before or now - dt.timedelta(days=1),
+                              not_after or now + dt.timedelta(days=365))
+    return TestCertificate(certificate, private_key)
+
+
+def self_signed(key: SigningKey, subject: x509.Name, not_before: dt.datetime,
+                not_after: dt.datetime) -> x509.Certificate:
+    """A self-signed signing certificate (key usage: signatures only)."""
+    return (
         x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(private_key.public_key())
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or now - dt.timedelta(days=1))
-        .not_valid_after(not_after or now + dt.timedelta(days=365))
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
         .add_extension(x509.KeyUsage(
             digital_signature=True, content_commitment=True, key_encipherment=False,
             data_encipherment=False, key_agreement=False, key_cert_sign=False,
             crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
-        .sign(private_key, hashes.SHA256())
+        .sign(key, hashes.SHA256())
     )
-    return TestCertificate(certificate, private_key)

@@ -1,5 +1,5 @@
-"""The worker's KSeF status page (HTML, no scripts): state, announcement history and
-pending invoices by deadline."""
+"""The worker's KSeF status page (HTML, no scripts): state, announcement history,
+pending invoices by deadline and each seller context's credential health."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import datetime as dt
 from collections.abc import Sequence
 from html import escape
 
+from pipeline.stages.credential_watch import HealthRow
 from topics.records import ModeState
 
 _STYLE = """
@@ -32,9 +33,10 @@ def _table(head: Sequence[str], rows: Sequence[str]) -> str:
 
 
 def render(state: ModeState | None, by_deadline: Sequence[tuple[str, str, str, int]],
-           partitions: Sequence[int], total_partitions: int, now: dt.datetime) -> str:
+           partitions: Sequence[int], total_partitions: int, now: dt.datetime,
+           credentials: Sequence[HealthRow] = ()) -> str:
     """The page; `by_deadline` rows are (deadline, status, mode, count) of this worker's
-    partitions of `ksef.deadlines`."""
+    partitions of `ksef.deadlines`; `credentials` one row per seller context."""
     if state is None:
         head = "<p class='state UNKNOWN'>no ksef.mode record yet</p>"
         windows: list[str] = []
@@ -60,5 +62,12 @@ def render(state: ModeState | None, by_deadline: Sequence[tuple[str, str, str, i
         + _table(["category", "event", "start", "end", "announced", "source"], windows)
         + f"<h2>Pending invoices by deadline ({total:,}; {escape(scope)})</h2>"
         + _table(["deadline", "status", "mode", "invoices"], pending)
+        + "<h2>Credentials of seller contexts</h2>"
+        + _table(["context", "method", "subject", "days to expiry", "problem",
+                  "last authentication"],
+                 ["<tr>" + _cell(r.nip) + _cell(r.method) + _cell(r.subject or "-")
+                  + _cell("-" if r.days_to_expiry is None else r.days_to_expiry, "num")
+                  + _cell(r.problem or "-", "FAILURE" if r.problem else "")
+                  + _cell(r.last_auth) + "</tr>" for r in credentials])
         + f"<p><small>rendered {escape(now.isoformat(timespec='seconds'))}</small></p>"
         "</body></html>")

@@ -1,10 +1,12 @@
 """Read-only views on the worker's web port (KSEF_WEB_PORT):
 `GET /ksef/status` (HTML page), `GET /ksef/mode` (the `ksef.mode` record as JSON),
-`GET /ksef/pending` (pending invoices of this worker by deadline, JSON)."""
+`GET /ksef/pending` (pending invoices of this worker by deadline, JSON),
+`GET /ksef/credentials` (each context's credential health, JSON)."""
 
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from faust.web import Request, Response, View
 
@@ -13,16 +15,39 @@ from pipeline.clock import now_utc
 from pipeline.modes.deadlines import book, deadlines_topic, gate
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.status_page import render
+from pipeline.stages.credential_watch import HealthRow, health_rows
 
 follower = mode_follower()
+
+
+def credential_health() -> list[HealthRow]:
+    """From this worker's submit stage when it runs here (with the last authentication
+    of each context), else from the credential files alone."""
+    submit = sys.modules.get("pipeline.stages.submit")
+    if submit is not None:
+        holds = submit.holds
+        return health_rows(submit.clients.credentials.contexts(), holds.last,
+                           {nip: h.reason for nip, h in holds.held().items()}, now_utc())
+    from pipeline.credentials import CredentialStore
+    from pipeline.ksef_link import KsefSettings
+
+    settings = KsefSettings.from_env()
+    store = CredentialStore(settings.credentials_file, settings.tokens_file)
+    return health_rows(store.contexts(), {}, {}, now_utc())
 
 
 @app.page("/ksef/status")
 class StatusPage(View):
     async def get(self, request: Request) -> Response:
         page = render(follower.state, book.by_deadline(), sorted(gate.loaded),
-                      deadlines_topic.partitions or 0, now_utc())
+                      deadlines_topic.partitions or 0, now_utc(), credential_health())
         return self.html(page)
+
+
+@app.page("/ksef/credentials")
+class CredentialsView(View):
+    async def get(self, request: Request) -> Response:
+        return self.json([dataclasses.asdict(r) for r in credential_health()])
 
 
 @app.page("/ksef/mode")

@@ -9,9 +9,10 @@ them): otherwise both workers would send the same batch, in two sessions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,9 +59,30 @@ class BatchQueue:
             self._ready.clear()
             await self._ready.wait()
 
-    def pop(self) -> Waiting | None:
-        """The most urgent batch (None when another dispatcher took the last one)."""
-        return heapq.heappop(self._heap) if self._heap else None
+    def pop(self, ready: Callable[[PackedBatch], bool] | None = None) -> Waiting | None:
+        """The most urgent batch `ready` allows (None when none: another dispatcher took
+        the last one, or every queued batch belongs to a context held for credentials)."""
+        skipped: list[Waiting] = []
+        found = None
+        while self._heap:
+            item = heapq.heappop(self._heap)
+            if ready is None or ready(item.batch):
+                found = item
+                break
+            skipped.append(item)
+        for item in skipped:
+            heapq.heappush(self._heap, item)
+        return found
+
+    async def changed(self, timeout: float | None) -> None:
+        """Wait until a batch is queued or put back, `poke` is called, or `timeout` s."""
+        self._ready.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ready.wait(), timeout)
+
+    def poke(self) -> None:
+        """Wake dispatchers waiting in `changed` (held contexts may be tried again)."""
+        self._ready.set()
 
     def put_back(self, item: Waiting) -> None:
         """Queue a taken batch again (KSeF unavailable: it is retried later)."""

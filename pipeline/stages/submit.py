@@ -7,6 +7,10 @@ the encrypted parts from the spool in parallel, and close the session. The manif
 event is acknowledged only after `closed` is journaled, and the journal is read back from
 `ksef.sessions` at start-up, so after a crash a batch resumes where it stopped: parts
 KSeF already has are not sent again, a closed session is never opened a second time.
+
+A context that cannot authenticate (no credentials, refused or unusable ones) is held,
+not rejected (`credential_hold`): its batches are put back and skipped until the next
+recheck or a change of the credential files, while the other contexts keep flowing.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +35,10 @@ from pipeline.clock import iso, now_utc
 from pipeline.kafka_reads import SequentialReader
 from pipeline.ksef.api import (
     BatchSession,
-    KsefApiError,
-    KsefAuthError,
     KsefError,
     KsefRateLimited,
     KsefUnavailable,
     PartUpload,
-    PartUploadError,
 )
 from pipeline.ksef.api.manifest import batch_spec, part_files, part_sizes
 from pipeline.ksef.keyring import load_keyring
@@ -45,7 +47,7 @@ from pipeline.ksef.package.builder import seal_package
 from pipeline.ksef_link import KsefClients, KsefSettings
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.observed import HealthReporter
-from pipeline.modes.publish import publish_announcement
+from pipeline.modes.publish import publish_alert, publish_announcement
 from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.session_follow import sessions_follower
 from pipeline.session_journal import (
@@ -58,9 +60,18 @@ from pipeline.session_journal import (
     Journal,
 )
 from pipeline.stages.batch_queue import BatchQueue
+from pipeline.stages.credential_hold import (
+    Decision,
+    Holds,
+    decide,
+    release_covers,
+    release_reason,
+)
+from pipeline.stages.credential_watch import ExpiryWatch
+from pipeline.stages.held_releases import release_book
 from topics.catalog import PACKED, REJECTED, SEALED, SESSIONS
 from topics.codec import decode, encode, from_dict
-from topics.records import PackedBatch, Rejection, SealedInvoice, SessionStep
+from topics.records import Alert, HeldRelease, PackedBatch, Rejection, SealedInvoice, SessionStep
 
 log = logs.get(__name__)
 
@@ -80,6 +91,26 @@ sessions = sessions_follower()
 sessions.subscribe(journal.apply)
 waiting = BatchQueue()
 state: dict[str, Any] = {"stream": None, "dispatchers": []}
+
+RECHECK_S = float(os.environ.get("KSEF_CREDENTIAL_RECHECK_S", "30"))
+CREDENTIAL_CHECK_S = float(os.environ.get("KSEF_CREDENTIAL_CHECK_S", "3600"))
+FILES_POLL_S = 1.0
+holds = Holds(dt.timedelta(seconds=RECHECK_S))
+expiry = ExpiryWatch()
+releases = release_book()
+SETTLED, RETRY, HELD = "settled", "retry", "held"
+
+
+def _on_release(release: HeldRelease) -> None:
+    """An operator's release: try the context's held batches at once (they are rejected
+    if it still cannot authenticate)."""
+    log.warning("operator release of held invoices", seller_nip=release.seller_nip,
+                request_id=release.request_id, requested_by=release.requested_by)
+    holds.wake(release.seller_nip)
+    waiting.poke()
+
+
+releases.on_release = _on_release
 
 
 async def _journal_step(batch_id: str, seller_nip: str, step: str, session_ref: str | None,
@@ -226,28 +257,56 @@ async def _rebuild(rec: PackedBatch, manifest: PackageManifest, client: Any
     return rebuilt, packaged.manifest
 
 
-async def _submit_with_policy(rec: PackedBatch) -> bool:
-    """True when the batch is settled (closed, failed or rejected); False to retry later."""
+async def _alert(alert: Alert | None) -> None:
+    if alert is not None:
+        log.warning("credential alert", kind=alert.kind, seller_nip=alert.seller_nip,
+                    reason=alert.details.get("reason"))
+        await publish_alert(alert)
+
+
+async def _release(rec: PackedBatch, hold_reason: str, release: HeldRelease) -> None:
+    """Reject a held batch on an operator's request."""
+    reason = release_reason(hold_reason)
+    await _journal(rec, FAILED, reason=reason, request_id=release.request_id)
+    await _reject_all(rec, 410, reason,
+                      f"held because seller context {rec.seller_nip} could not authenticate "
+                      f"to KSeF ({hold_reason}); rejected on operator request "
+                      f"{release.request_id}" + (f" by {release.requested_by}"
+                                                 if release.requested_by else ""))
+    log.warning("held batch rejected on operator request", batch_id=rec.batch_id,
+                seller_nip=rec.seller_nip, invoices=len(rec.invoices), reason=reason)
+
+
+async def _held(rec: PackedBatch, decision: Decision) -> str:
+    """A batch whose context cannot authenticate: held, or released by an operator."""
+    await _alert(holds.hold(rec.seller_nip, decision, now_utc()))
+    release = releases.get(rec.seller_nip)
+    if release_covers(release, rec.seller_nip, rec.packed_at):
+        assert release is not None
+        await _release(rec, decision.reason, release)
+        return SETTLED
+    log.warning("context cannot authenticate: batch held", batch_id=rec.batch_id,
+                seller_nip=rec.seller_nip, reason=decision.reason, retry_in_s=RECHECK_S)
+    return HELD
+
+
+async def _submit_with_policy(rec: PackedBatch) -> str:
+    """SETTLED (closed, failed or rejected), RETRY (KSeF trouble) or HELD (credentials)."""
     try:
         await submit_batch(rec)
-        return True
-    except (KsefUnavailable, PartUploadError) as exc:
+    except (KsefError, LookupError) as exc:
+        decision = decide(exc)
+        if decision.action == "hold":
+            return await _held(rec, decision)
+        if decision.action == "reject":
+            await _journal(rec, FAILED, reason="ksef-refused", error=str(exc))
+            await _reject_all(rec, decision.code, decision.reason, decision.message)
+            return SETTLED
         log.warning("KSeF unavailable; batch will be retried", batch_id=rec.batch_id,
-                    error=str(exc))
-        return False
-    except LookupError as exc:  # no token configured for the context
-        await _journal(rec, FAILED, reason="no-token")
-        await _reject_all(rec, 410, "no-ksef-token", str(exc))
-        return True
-    except (KsefApiError, KsefAuthError) as exc:
-        await _journal(rec, FAILED, reason="ksef-refused", error=str(exc))
-        code = getattr(exc, "status", 0) or 0
-        await _reject_all(rec, 410 if isinstance(exc, KsefAuthError) else (code or 500),
-                          "batch-refused", f"KSeF refused batch session: {exc}")
-        return True
-    except KsefError as exc:
-        log.warning("KSeF error; batch will be retried", batch_id=rec.batch_id, error=str(exc))
-        return False
+                    error=decision.message)
+        return RETRY
+    await _alert(holds.ok(rec.seller_nip, now_utc()))
+    return SETTLED
 
 
 HOLD_PROBE_S = float(os.environ.get("KSEF_HOLD_PROBE_S", "5"))
@@ -275,31 +334,79 @@ async def _hold_while_announced() -> None:
         log.info("KSeF outage over: draining the backlog", queued=len(waiting))
 
 
+def _not_held() -> Callable[[PackedBatch], bool]:
+    now = now_utc()
+    return lambda batch: holds.ready(batch.seller_nip, now)
+
+
 async def _dispatcher() -> None:
     backoff = 1.0
     while True:
         await waiting.not_empty()
         await _hold_while_announced()
-        item = waiting.pop()
-        if item is None:
+        item = waiting.pop(ready=_not_held())
+        if item is None:  # all queued batches are of held contexts (or taken)
+            await waiting.changed(holds.next_retry(now_utc()))
             continue
         rec = item.batch
         try:
             await _journal_loaded()
-            settled = await _submit_with_policy(rec)
+            hold = holds.held().get(rec.seller_nip)
+            release = releases.get(rec.seller_nip)
+            if hold is not None and release_covers(release, rec.seller_nip, rec.packed_at):
+                assert release is not None
+                await _release(rec, hold.reason, release)
+                outcome = SETTLED
+            else:
+                outcome = await _submit_with_policy(rec)
         except Exception:
             log.exception("submit failed unexpectedly; retrying", batch_id=rec.batch_id)
-            settled = False
-        if settled:
+            outcome = RETRY
+        if outcome == SETTLED:
             backoff = 1.0
             stream = state["stream"]
             for done in waiting.settled(rec.batch_id):
                 if stream is not None:
                     await stream.ack(done)
+        elif outcome == HELD:
+            waiting.put_back(item)  # skipped until its context's recheck; others go on
         else:
             waiting.put_back(item)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 30.0)
+
+
+@app.task
+async def watch_credential_files() -> None:
+    """A changed credentials file (or a file it names) retries held contexts at once."""
+    last = clients.credentials.stamps()
+    while True:
+        await asyncio.sleep(FILES_POLL_S)
+        try:
+            now = clients.credentials.stamps()
+        except Exception:
+            log.exception("cannot stat the credential files")
+            continue
+        if now != last:
+            last = now
+            if holds.held():
+                log.info("credential files changed: held contexts are tried again",
+                         held=sorted(holds.held()))
+                holds.wake()
+                waiting.poke()
+
+
+@app.task
+async def check_credential_expiry() -> None:
+    """At start and every KSEF_CREDENTIAL_CHECK_S: certificates expiring within 30 days,
+    contexts still on a token from 2026-12-01, unusable entries (one alert per day)."""
+    while True:
+        try:
+            for alert in expiry.due(clients.credentials.contexts(), now_utc()):
+                await _alert(alert)
+        except Exception:
+            log.exception("credential expiry check failed")
+        await asyncio.sleep(CREDENTIAL_CHECK_S)
 
 
 @app.agent(packed_topic, name="submit")
@@ -420,6 +527,34 @@ async def _close_after_send(client: Any, ref: str) -> None:
             delay = min(delay * 2, 60.0)
 
 
+def _correction_rejection(inv: SealedInvoice, code: int, reason: str, message: str
+                          ) -> Rejection:
+    return Rejection(invoice_id=inv.invoice_id, stage="submit", code=code, reason=reason,
+                     message=message, rejected_at=iso(), seller_nip=inv.seller_nip,
+                     invoice_number=inv.invoice_number, sha256=inv.sha256, origin=inv.origin)
+
+
+async def _correction_held(inv: SealedInvoice, decision: Decision) -> bool:
+    """A correction whose context cannot authenticate waits like a batch (True), unless
+    an operator released the context's held invoices (rejected: False)."""
+    await _alert(holds.hold(inv.seller_nip, decision, now_utc()))
+    release = releases.get(inv.seller_nip)
+    if release_covers(release, inv.seller_nip, inv.sealed_at):
+        assert release is not None
+        reason = release_reason(decision.reason)
+        rej = _correction_rejection(
+            inv, 410, reason, f"technical correction held because seller context "
+            f"{inv.seller_nip} could not authenticate ({decision.reason}); rejected on "
+            f"operator request {release.request_id}")
+        await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
+        return False
+    log.warning("context cannot authenticate: correction held", invoice_id=inv.invoice_id,
+                seller_nip=inv.seller_nip, reason=decision.reason)
+    while not holds.ready(inv.seller_nip, now_utc()):
+        await asyncio.sleep(1.0)  # until the recheck, a file change or a release
+    return True
+
+
 @app.agent(sealed_topic, name="submit-interactive")
 async def interactive(stream: faust.StreamT[Any]) -> None:
     await _journal_loaded()
@@ -435,6 +570,7 @@ async def interactive(stream: faust.StreamT[Any]) -> None:
             try:
                 await _journal_loaded()
                 await _send_correction(inv)
+                await _alert(holds.ok(inv.seller_nip, now_utc()))
                 break
             except (KsefUnavailable, KsefRateLimited) as exc:
                 log.warning("correction waits for KSeF", invoice_id=inv.invoice_id,
@@ -442,10 +578,13 @@ async def interactive(stream: faust.StreamT[Any]) -> None:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 60.0)
             except (KsefError, LookupError) as exc:
-                rej = Rejection(invoice_id=inv.invoice_id, stage="submit", code=getattr(
-                    exc, "status", 500) or 500, reason="correction-refused",
-                    message=f"technical correction not accepted: {exc}", rejected_at=iso(),
-                    seller_nip=inv.seller_nip, invoice_number=inv.invoice_number,
-                    sha256=inv.sha256, origin=inv.origin)
+                decision = decide(exc)
+                if decision.action == "hold":
+                    if await _correction_held(inv, decision):
+                        continue
+                    break
+                rej = _correction_rejection(
+                    inv, getattr(exc, "status", 500) or 500, "correction-refused",
+                    f"technical correction not accepted: {exc}")
                 await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
                 break

@@ -382,13 +382,14 @@ def _send_a_correction(sandbox: KafkaSandbox, tmp_path: Path, lost: str, replays
 def test_technical_correction_goes_through_the_interactive_lane(
         sandbox: KafkaSandbox, tmp_path: Path) -> None:
     # KSeF takes the correction, but the answer to closing its session is lost: the
-    # close is tried again, the correction is not (KSeF would refuse it as 21166).
-    _, steps, _, log, refused = _send_a_correction(
+    # client reads the session's status (closed) instead of failing or resending, and
+    # the correction is not sent again (KSeF would refuse it as 21166).
+    _, steps, stack, _, refused = _send_a_correction(
         sandbox, tmp_path, "/v2/sessions/online/*/close")
     assert refused == []
     assert any(s.kind == "online" and s.step == "closed" for s in steps)
     assert [s.step for s in steps if s.kind == "online"].count("opening") == 1
-    assert "closing its session waits for KSeF" in log
+    assert Counter(c for _, _, c in stack.emulator_invoices()) == {450: 1, 200: 1}
 
 
 def test_a_correction_whose_send_answer_was_lost_is_found_in_its_session_not_resent(

@@ -259,3 +259,20 @@ def test_weak_rsa_key_is_refused(tmp_path: Path) -> None:
     path = credentials(tmp_path, {NIP: {"certificate": "c.pem", "private_key": "k.pem"}})
     with pytest.raises(KsefCredentialError, match="at least 2048"):
         store(path).get(NIP)
+
+
+def test_stamps_change_with_the_credentials_file_and_the_files_it_names(
+        tmp_path: Path, rsa_cert: TestCertificate) -> None:
+    write(tmp_path / "seller.crt", rsa_cert.certificate_pem(), 0o644)
+    key = write(tmp_path / "seller.key", rsa_cert.key_pem())
+    path = credentials(tmp_path, {NIP: {"certificate": "seller.crt",
+                                        "private_key": "seller.key"}})
+    tokens = write(tmp_path / "tokens.json", json.dumps({OTHER: "t"}))
+    s = store(path, tokens)
+    first = s.stamps()
+    assert s.stamps() == first  # nothing changed
+    bump(key)  # a renewed key in place: the held context is tried at once
+    second = s.stamps()
+    assert second != first
+    bump(tokens)
+    assert s.stamps() != second

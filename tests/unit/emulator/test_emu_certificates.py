@@ -162,7 +162,7 @@ async def test_csr_from_the_sdk_is_accepted_for_a_person(client: ReferenceClient
     tokens = await login(client, NIP, mint(NIP, "ec", shape="person"))
     token = tokens["accessToken"]["token"]
     data = await client.call("GET", "/certificates/enrollments/data", token=token)
-    assert data["serialNumber"] == f"TINPL-{NIP}" and data["surname"] == "Testowy"
+    assert data["serialNumber"] == f"TINPL-{NIP}" and data["surname"] == "Kowalski"
     csr = generate_csr_rsa(data)
     started = await client.call("POST", "/certificates/enrollments", token=token, json={
         "certificateName": "sdk made", "certificateType": "Authentication",
@@ -172,4 +172,4 @@ async def test_csr_from_the_sdk_is_accepted_for_a_person(client: ReferenceClient
     assert status["status"]["code"] == 200
     listed = await client.call("POST", "/certificates/query?pageSize=10", token=token,
                                json={"type": "Authentication"})
-    assert listed["certificates"][0]["commonName"] == "Jan Testowy"
+    assert listed["certificates"][0]["commonName"] == "Jan Kowalski"

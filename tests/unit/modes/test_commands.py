@@ -114,3 +114,46 @@ def test_status_page_shows_state_history_and_escapes_text() -> None:
     assert "FAILURE" in page and "f&lt;1&gt;" in page and "f<1>" not in page
     assert "1,200" in page and "1,203" in page and "partitions 0, 1 of 4" in page
     assert "no ksef.mode record yet" in render(None, [], [], 4, now)
+
+
+def test_held_reject_dry_run_prints_the_request(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    assert main(["held", "reject", "--nip", "5265877635", "--note", "closed",
+                 "--dry-run"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["seller_nip"] == "5265877635" and record["action"] == "reject"
+    assert record["note"] == "closed" and record["request_id"].startswith("release-5265877635-")
+    assert main(["held", "reject", "--nip", "52658", "--dry-run"]) == 2
+    assert "10 digits" in capsys.readouterr().err
+
+
+def test_deadlines_mark_invoices_of_held_contexts() -> None:
+    import datetime as dt_
+
+    from pipeline.ksef_link import NoCredentialsError
+    from pipeline.stages.credential_hold import Holds, decide
+
+    holds = Holds(dt_.timedelta(seconds=30))
+    alert = holds.hold("5265877635", decide(NoCredentialsError("none")),
+                       dt_.datetime(2026, 3, 2, tzinfo=dt_.UTC))
+    assert alert is not None
+    held = deadlines_cmd.held_marks([alert])
+    assert held == {"5265877635": "held: credentials (no-credentials)"}
+    chosen = deadlines_cmd.select(RECORDS, None, None)
+    lines = deadlines_cmd.table(chosen, held).splitlines()
+    assert lines[0].split()[3] == "HELD"
+    assert "held: credentials (no-credentials)" in lines[2] and "held:" not in lines[1]
+    assert deadlines_cmd.summary(chosen, held).endswith(
+        "; 2 held for credentials of 1 context(s))")
+
+
+def test_status_page_shows_credential_health() -> None:
+    from pipeline.stages.credential_watch import HealthRow
+
+    now = at("2026-03-02 12:00")
+    rows = [HealthRow("5265877635", "certificate", "CN=<Seller>", 12, "held: revoked",
+                      "revoked at 2026-03-02T11:59:00+00:00")]
+    page = render(None, [], [], 4, now, rows)
+    assert "Credentials of seller contexts" in page and "CN=&lt;Seller&gt;" in page
+    assert "held: revoked" in page and "revoked at 2026-03-02T11:59:00+00:00" in page

@@ -101,3 +101,30 @@ def test_deliveries_start_work_once_and_hand_back_every_delivery() -> None:
     assert followed.first("b1", first) and not followed.first("b1", again)
     assert followed.first("b2", event(2, 41))
     assert followed.settled("b1") == [first, again] and followed.settled("b1") == []
+
+
+def test_a_held_context_is_skipped_and_keeps_its_place() -> None:
+    queue = BatchQueue()
+    held = batch("held", "2026-11-22")
+    queue.offer(held, event(0, 1))
+    other = PackedBatch(**{**held.__dict__, "batch_id": "other", "seller_nip": "7010002137",
+                           "earliest_deadline": "2026-11-30"})
+    queue.offer(other, event(0, 2))
+    not_held = lambda b: b.seller_nip != "5260250995"  # noqa: E731
+    item = queue.pop(ready=not_held)
+    assert item is not None and item.batch.batch_id == "other"
+    assert queue.pop(ready=not_held) is None and len(queue) == 1
+    assert drain(queue) == ["held"]  # still first once its context may be tried
+
+
+def test_changed_wakes_on_poke_or_times_out() -> None:
+    async def scenario() -> None:
+        queue = BatchQueue()
+        await queue.changed(0.01)  # times out quietly
+        waiter = asyncio.ensure_future(queue.changed(None))
+        await asyncio.sleep(0)
+        assert not waiter.done()
+        queue.poke()
+        await asyncio.wait_for(waiter, 1)
+
+    asyncio.run(scenario())
