@@ -116,7 +116,7 @@ def _list(args: argparse.Namespace) -> int:
     for line in table:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False))
               + "  " + line[-1])
-    print(f"({_sources(settings)}; a token's NOT AFTER is the end of KSeF tokens)")
+    print(f"({_sources(settings)}; a token's NOT AFTER is the last day of KSeF tokens)")
     return 0
 
 

@@ -16,6 +16,7 @@ from pipeline.ksef.credentials import LAST_TOKEN_DAY, CertificateCredential
 
 OK, NOW_FAILS, WILL_FAIL = 0, 1, 2
 TOKEN_END = dt.datetime.combine(LAST_TOKEN_DAY + dt.timedelta(days=1), dt.time(), dt.UTC)
+TOKEN_LAST_SECOND = TOKEN_END - dt.timedelta(seconds=1)  # shown as a token's "not after"
 
 
 @dataclass(frozen=True)
@@ -26,7 +27,7 @@ class ContextRow:
     method: str
     source: str
     subject: str | None
-    not_after: dt.datetime | None  # a token's is the end of LAST_TOKEN_DAY
+    not_after: dt.datetime | None  # a token's is the last second of LAST_TOKEN_DAY
     days_to_expiry: int | None
     problem: str | None
 
@@ -46,7 +47,7 @@ def row_of(status: ContextStatus, now: dt.datetime) -> ContextRow:
         return ContextRow(status.nip, status.method, status.source, info.subject,
                           info.not_after, info.days_to_expiry(now), problem)
     if credential is not None:  # a token: it ends with 2026
-        return ContextRow(status.nip, status.method, status.source, None, TOKEN_END,
+        return ContextRow(status.nip, status.method, status.source, None, TOKEN_LAST_SECOND,
                           (TOKEN_END - now) // dt.timedelta(days=1), problem)
     return ContextRow(status.nip, status.method, status.source, None, None, None, problem)
 

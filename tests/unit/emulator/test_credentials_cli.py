@@ -155,7 +155,7 @@ async def test_list_table_and_json(setup: Setup, capsys: pytest.CaptureFixture[s
     not_after = made.certificate.not_valid_after_utc
     assert by_nip[GOOD].split()[1:3] == ["certificate", f"{not_after:%Y-%m-%d}"]
     assert f"VATPL-{GOOD}" in by_nip[GOOD]
-    assert by_nip[TOKEN].split()[1:3] == ["token", "2027-01-01"]
+    assert by_nip[TOKEN].split()[1:3] == ["token", "2026-12-31"]
     code, out, _ = await cli(capsys, "list", "--json")
     listed = {c["nip"]: c for c in json.loads(out)["contexts"]}
     assert listed[GOOD]["method"] == "certificate"
