@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "announce": ("pipeline.commands.announce", "enter or end a KSeF outage by hand"),
     "deadlines": ("pipeline.commands.deadlines", "list pending invoices by legal deadline"),
     "replay": ("pipeline.commands.replay", "send rejected invoices through the pipeline again"),
+    "credentials": ("pipeline.commands.credentials",
+                    "list, check, enroll or revoke the KSeF credentials of seller contexts"),
     "held": ("pipeline.commands.held",
              "contexts held for credentials; reject their held invoices"),
 }

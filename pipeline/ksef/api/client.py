@@ -221,6 +221,18 @@ class KsefClient:
         fresh = await auth.access_token()
         return await self.transport.call(method, path, lambda: op(fresh), idempotent=idempotent)
 
+    async def authorized(
+        self, method: str, path: str, op: Callable[[str], Awaitable[T]], *, idempotent: bool
+    ) -> T:
+        """`op(access_token)` as this context, through the transport (for API groups kept
+        in their own modules, e.g. `certificates`)."""
+        return await self._authed(method, path, op, idempotent=idempotent)
+
+    @property
+    def http(self) -> AsyncBaseHttpClient:
+        """The SDK HTTP client of this context (for SDK API clients built on it)."""
+        return self._http
+
     async def _get(self, path: str, op: Callable[[str], Awaitable[T]]) -> T:
         return await self._authed("GET", path, op, idempotent=True)
 
