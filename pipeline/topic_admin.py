@@ -2,11 +2,12 @@
 
 Idempotent: existing topics are left alone unless `fix=True`, which raises partition
 counts and aligns configs (Kafka cannot shrink partitions or change replication here;
-those are reported, not touched).
+those are reported, not touched). Replication follows the cluster's size unless set.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,8 +72,13 @@ def _await_visible(admin: AdminClient, names: set[str]) -> Any:
 
 def reconcile(admin: AdminClient, settings: CatalogSettings, *, create: bool,
               fix: bool = False) -> list[TopicReport]:
-    """Compare (and optionally create/fix) every catalog topic; one report per topic."""
+    """Compare (and optionally create/fix) every catalog topic; one report per topic.
+
+    `auto` replication (the default) follows the brokers the cluster lists now: 3
+    replicas and min.insync.replicas 2 on 3 or more brokers, one replica on one broker.
+    """
     metadata = admin.list_topics(timeout=TIMEOUT_S)
+    settings = settings.for_cluster(len(metadata.brokers))
     names = {spec.name: topic_name(spec, settings) for spec in CATALOG}
     missing = [s for s in CATALOG if names[s.name] not in metadata.topics]
     created: set[str] = set()
@@ -126,3 +132,22 @@ def _fix(admin: AdminClient, spec: TopicSpec, settings: CatalogSettings, name: s
     if want > partitions:
         for fut in admin.create_partitions([NewPartitions(name, want)]).values():
             fut.result()
+
+
+def resolve_for_cluster(settings: CatalogSettings, kafka_conf: dict[str, Any],
+                        timeout_s: float = 10.0) -> CatalogSettings:
+    """`settings` with `auto` replication resolved by asking the cluster its size.
+
+    When the cluster cannot be reached in `timeout_s` the settings resolve as for a
+    single broker and a warning says so (set KSEF_TOPIC_REPLICATION to be independent
+    of it). Explicit settings are returned without asking.
+    """
+    if settings.replication_factor is not None:
+        return settings.for_cluster(settings.replication_factor)
+    try:
+        brokers = len(AdminClient(kafka_conf).list_topics(timeout=timeout_s).brokers)
+    except KafkaException as exc:
+        print(f"ksef-pipeline: cannot learn the cluster's size ({exc}); topics this worker "
+              "creates get 1 replica (set KSEF_TOPIC_REPLICATION)", file=sys.stderr)
+        brokers = 1
+    return settings.for_cluster(brokers)

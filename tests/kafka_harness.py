@@ -83,6 +83,7 @@ class KafkaSandbox:
 
     def producer(self, **conf: Any) -> Producer:
         return Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
+                         "acks": "all",
                          "message.max.bytes": 10 * 1024 * 1024, **conf})
 
     def produce(self, spec: TopicSpec, items: list[tuple[bytes, bytes]],
