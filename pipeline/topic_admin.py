@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -38,12 +38,26 @@ class TopicReport:
 
 
 def _describe_configs(admin: AdminClient, names: list[str]) -> dict[str, dict[str, str]]:
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
-    if not resources:
-        return {}
+    """Configs by topic. On a cluster of several brokers a topic just created may be
+    unknown to the broker asked for a while (metadata propagates): asked again then."""
     out: dict[str, dict[str, str]] = {}
-    for res, fut in admin.describe_configs(resources, request_timeout=TIMEOUT_S).items():
-        out[res.name] = {k: v.value for k, v in fut.result().items() if v.value is not None}
+    pending = list(names)
+    deadline = time.monotonic() + TIMEOUT_S
+    while pending:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in pending]
+        pending = []
+        for res, fut in admin.describe_configs(resources, request_timeout=TIMEOUT_S).items():
+            try:
+                entries = fut.result()
+            except KafkaException as exc:
+                code = exc.args[0].code() if exc.args else None
+                if code != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                    raise
+                pending.append(res.name)
+                continue
+            out[res.name] = {k: v.value for k, v in entries.items() if v.value is not None}
+        if pending:
+            time.sleep(0.1)
     return out
 
 
