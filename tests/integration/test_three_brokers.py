@@ -5,7 +5,8 @@ The cluster is the test's own (`ops/kafka/start --brokers 3`), beside the suite'
 broker. The catalog's topics get 3 replicas and min.insync.replicas 2 by following the
 cluster's size; an idempotent acks=all producer writes N keyed records while the leader
 of a partition is killed, while it is down, while it comes back and while leadership
-moves back to it; then every partition holds exactly N records, each key once.
+moves back to it; then every partition holds exactly N records, each key once. A worker
+on that cluster creates its tables' changelogs with 3 replicas too.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import (
     OFFSET_BEGINNING,
     Consumer,
@@ -25,10 +28,10 @@ from confluent_kafka import (
     Producer,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, ConfigResource
 
 from pipeline.topic_admin import reconcile
-from tests.kafka_harness import KafkaCluster, KafkaSandbox, own_cluster
+from tests.kafka_harness import KafkaCluster, KafkaSandbox, own_cluster, start_worker
 from topics.catalog import SUBMITTED
 
 N = 20_000
@@ -49,29 +52,58 @@ def _partitions(admin: AdminClient, topic: str) -> dict[int, Any]:
     return dict(admin.list_topics(topic, timeout=30).topics[topic].partitions)
 
 
-def test_sigkill_of_one_of_three_brokers_loses_and_doubles_nothing() -> None:
-    started = time.monotonic()
+@pytest.fixture(scope="module")
+def three_brokers() -> Iterator[KafkaCluster]:
     with own_cluster("three", "--brokers", "3") as cluster:
-        assert len(cluster.bootstrap.split(",")) == 3
-        admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-        box = KafkaSandbox(cluster.bootstrap, partitions=PARTITIONS)
-        box.create_topics()  # the pipeline's catalog, replication `auto`
-        for report in reconcile(admin, box.settings, create=False):
-            assert report.replication == 3, report
-            assert report.configs["min.insync.replicas"] == "2", report
-        topic = box.name(SUBMITTED)
-        parts = _partitions(admin, topic)
-        assert all(len(p.replicas) == 3 and len(p.isrs) == 3 for p in parts.values())
-        victim = parts[0].leader
-        led = sorted(p.id for p in parts.values() if p.leader == victim)
-        ready = time.monotonic()
-        _run_load(cluster, admin, topic, victim, led)
-        loaded = time.monotonic()
-        _assert_each_key_once(cluster.bootstrap, topic)
-        print(f"3 brokers: cluster + topics {ready - started:.1f} s, {N} records with broker "
-              f"{victim} killed and back {loaded - ready:.1f} s, read back "
-              f"{time.monotonic() - loaded:.1f} s")
-    assert time.monotonic() - started < 180, "the 3-broker test should stay under 3 minutes"
+        yield cluster
+
+
+def test_sigkill_of_one_of_three_brokers_loses_and_doubles_nothing(
+        three_brokers: KafkaCluster) -> None:
+    cluster = three_brokers
+    started = time.monotonic()
+    assert len(cluster.bootstrap.split(",")) == 3
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    box = KafkaSandbox(cluster.bootstrap, partitions=PARTITIONS)
+    box.create_topics()  # the pipeline's catalog, replication `auto`
+    for report in reconcile(admin, box.settings, create=False):
+        assert report.replication == 3, report
+        assert report.configs["min.insync.replicas"] == "2", report
+    topic = box.name(SUBMITTED)
+    parts = _partitions(admin, topic)
+    assert all(len(p.replicas) == 3 and len(p.isrs) == 3 for p in parts.values())
+    victim = parts[0].leader
+    led = sorted(p.id for p in parts.values() if p.leader == victim)
+    ready = time.monotonic()
+    _run_load(cluster, admin, topic, victim, led)
+    loaded = time.monotonic()
+    _assert_each_key_once(cluster.bootstrap, topic)
+    print(f"3 brokers: topics {ready - started:.1f} s, {N} records with broker {victim} "
+          f"killed and back {loaded - ready:.1f} s, read back {time.monotonic() - loaded:.1f} s")
+
+
+def test_a_worker_creates_its_table_changelogs_with_three_replicas(
+        three_brokers: KafkaCluster, tmp_path: Path) -> None:
+    cluster = three_brokers
+    cluster.start()  # every node up, whatever the test before left
+    box = KafkaSandbox(cluster.bootstrap, partitions=2)
+    box.create_topics()
+    worker = start_worker(box, tmp_path, "--stages", "validate")
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    changelog = f"{box.app_group}-validate-ksef-dedupe-changelog"
+    try:
+        def created() -> bool:
+            assert worker.proc.poll() is None, worker.log()[-3000:]
+            return changelog in admin.list_topics(timeout=30).topics
+
+        _wait("the dedupe table's changelog", created)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    parts = _partitions(admin, changelog)
+    assert all(len(p.replicas) == 3 for p in parts.values()), parts
+    res = ConfigResource(ConfigResource.Type.TOPIC, changelog)
+    configs = admin.describe_configs([res])[res].result()
+    assert configs["min.insync.replicas"].value == "2"
 
 
 def _run_load(cluster: KafkaCluster, admin: AdminClient, topic: str, victim: int,
