@@ -7,6 +7,11 @@ OPS_KAFKA_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(cd "$OPS_KAFKA_DIR/../.." && pwd)"
 # Where a running broker keeps its pid, config, logs and data; one broker per run dir.
 KAFKA_RUN_DIR="${KAFKA_RUN_DIR:-$REPO_DIR/var/kafka}"
+case "$KAFKA_RUN_DIR" in
+  /*) ;;
+  *) KAFKA_RUN_DIR="$PWD/$KAFKA_RUN_DIR" ;;  # the brokers' pid check compares full paths
+esac
+KAFKA_RUN_DIR="${KAFKA_RUN_DIR%/}"
 case "$KAFKA_VERSION" in
   3.*) KAFKA_MAJOR=3 ;;
   4.*) KAFKA_MAJOR=4 ;;
@@ -43,7 +48,8 @@ node_pid() {
   pid=$(cat "$dir/pid")
   kill -0 "$pid" 2>/dev/null || return 1
   if [ -r "/proc/$pid/cmdline" ]; then
-    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -qF "$dir/server.properties" || return 1
+    # (no pipe: with pipefail an early-exiting grep could fail it by SIGPIPE)
+    grep -qxF "$dir/server.properties" < <(tr '\0' '\n' < "/proc/$pid/cmdline") || return 1
   fi
   echo "$pid"
 }
