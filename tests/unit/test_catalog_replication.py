@@ -44,3 +44,38 @@ def test_env_takes_auto_or_a_positive_number(monkeypatch: pytest.MonkeyPatch) ->
         monkeypatch.setenv("KSEF_TOPIC_REPLICATION", bad)
         with pytest.raises(ValueError, match="KSEF_TOPIC_REPLICATION"):
             CatalogSettings.from_env()
+
+
+def test_a_worker_asks_the_cluster_only_for_auto_replication(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from types import SimpleNamespace
+
+    from confluent_kafka import KafkaException
+
+    from pipeline import topic_admin
+
+    asked: list[float] = []
+
+    class ThreeBrokers:
+        def __init__(self, conf: dict[str, object]) -> None:
+            pass
+
+        def list_topics(self, timeout: float) -> SimpleNamespace:
+            asked.append(timeout)
+            return SimpleNamespace(brokers={1: "a", 2: "b", 3: "c"})
+
+    monkeypatch.setattr(topic_admin, "AdminClient", ThreeBrokers)
+    resolved = topic_admin.resolve_for_cluster(CatalogSettings(), {})
+    assert (resolved.replication_factor, resolved.min_insync_replicas) == (3, 2)
+    explicit = topic_admin.resolve_for_cluster(CatalogSettings(replication_factor=1), {})
+    assert (explicit.replication_factor, explicit.min_insync_replicas) == (1, 1)
+    assert len(asked) == 1
+
+    class Unreachable(ThreeBrokers):
+        def list_topics(self, timeout: float) -> SimpleNamespace:
+            raise KafkaException("transport failure")
+
+    monkeypatch.setattr(topic_admin, "AdminClient", Unreachable)
+    fallback = topic_admin.resolve_for_cluster(CatalogSettings(), {})
+    assert (fallback.replication_factor, fallback.min_insync_replicas) == (1, 1)
+    assert "set KSEF_TOPIC_REPLICATION" in capsys.readouterr().err
