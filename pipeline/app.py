@@ -16,6 +16,7 @@ import faust
 from pipeline import logs
 from pipeline.faust_fixes import (
     ProduceGuard,
+    idempotent_producer,
     keep_buffers_on_resume,
     never_commit_past_pending,
     seek_uncommitted_to_beginning,
@@ -43,11 +44,13 @@ app = faust.App(
     web_bind=worker_settings.web_host,
     store="memory://",
     topic_partitions=catalog_settings.partitions,
-    topic_replication_factor=catalog_settings.replication_factor,
+    # `ksef-pipeline worker` resolves `auto` replication from the cluster's size first
+    topic_replication_factor=catalog_settings.replication_factor or 1,
     table_standby_replicas=0,
     # Stages holding events until a batch is sealed or a session settled must not block
     # a rebalance or shutdown waiting for them: unacked events are simply redelivered.
     stream_wait_empty=os.environ.get("KSEF_STREAM_WAIT_EMPTY", "1") != "0",
+    producer_acks=-1,  # all in-sync replicas; idempotence: see idempotent_producer below
     producer_max_request_size=10 * 1024 * 1024,
     # Faust's default batch (16 KB) is smaller than one validated invoice record: every
     # record would go alone. Bigger batches + 5 ms linger save ~25% CPU per invoice.
@@ -67,6 +70,7 @@ if not keep_buffers_on_resume(app):
 never_commit_past_pending(app)
 seek_uncommitted_to_beginning(app)
 short_fetch_wait(app, worker_settings.fetch_max_wait_ms)
+idempotent_producer(app.producer)
 produce_guard = ProduceGuard()
 produce_guard.install(app.producer)
 watch_recovery(app, worker_settings.recovery_stall_s)

@@ -44,7 +44,8 @@ def kafka_broker(run_dir: Path) -> Iterator[str]:
     env = {**os.environ, "KAFKA_RUN_DIR": str(run_dir)}
     subprocess.run([str(REPO / "ops/kafka/stop")], env=env, check=False,
                    stderr=subprocess.DEVNULL)  # a previous run killed hard leaves a pid file
-    out = subprocess.run([str(REPO / "ops/kafka/start")], env=env, check=True,
+    # --fresh: every run starts on an empty cluster (ops/kafka/start alone keeps the data)
+    out = subprocess.run([str(REPO / "ops/kafka/start"), "--fresh"], env=env, check=True,
                          stdout=subprocess.PIPE, text=True)
     bootstrap = out.stdout.strip().splitlines()[-1]
     try:

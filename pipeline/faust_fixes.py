@@ -38,12 +38,16 @@ a record the broker never took (its batch expired) is dropped without a word, an
 offsets of the input it came from are committed all the same. `ProduceGuard` remembers
 such failures of the records our stages produce and makes the next flush raise, so the
 commit does not happen and the worker stops; its inputs are handled again on restart.
+
+Faust's producer waits for every in-sync replica (acks=-1) but turns idempotence on only
+inside transactions: a batch retried after a broker failover (written, its answer lost)
+is then stored twice. `idempotent_producer` asks for acks=all and idempotence always.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from faust import streams
@@ -148,6 +152,16 @@ def short_fetch_wait(app: Any, wait_ms: int) -> None:
         return consumer
 
     thread._create_worker_consumer = create_with_short_wait
+
+
+def idempotent_producer(producer: Any) -> None:
+    """acks=all and idempotence for every aiokafka producer Faust's `producer` creates."""
+    extra = producer._settings_extra  # merged last into AIOKafkaProducer's arguments
+
+    def with_idempotence() -> Mapping[str, Any]:
+        return {**extra(), "acks": "all", "enable_idempotence": True}
+
+    producer._settings_extra = with_idempotence
 
 
 class ProduceFailed(RuntimeError):

@@ -2,16 +2,17 @@
 
 Idempotent: existing topics are left alone unless `fix=True`, which raises partition
 counts and aligns configs (Kafka cannot shrink partitions or change replication here;
-those are reported, not touched).
+those are reported, not touched). Replication follows the cluster's size unless set.
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -37,12 +38,26 @@ class TopicReport:
 
 
 def _describe_configs(admin: AdminClient, names: list[str]) -> dict[str, dict[str, str]]:
-    resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in names]
-    if not resources:
-        return {}
+    """Configs by topic. On a cluster of several brokers a topic just created may be
+    unknown to the broker asked for a while (metadata propagates): asked again then."""
     out: dict[str, dict[str, str]] = {}
-    for res, fut in admin.describe_configs(resources, request_timeout=TIMEOUT_S).items():
-        out[res.name] = {k: v.value for k, v in fut.result().items() if v.value is not None}
+    pending = list(names)
+    deadline = time.monotonic() + TIMEOUT_S
+    while pending:
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, n) for n in pending]
+        pending = []
+        for res, fut in admin.describe_configs(resources, request_timeout=TIMEOUT_S).items():
+            try:
+                entries = fut.result()
+            except KafkaException as exc:
+                code = exc.args[0].code() if exc.args else None
+                if code != KafkaError.UNKNOWN_TOPIC_OR_PART or time.monotonic() > deadline:
+                    raise
+                pending.append(res.name)
+                continue
+            out[res.name] = {k: v.value for k, v in entries.items() if v.value is not None}
+        if pending:
+            time.sleep(0.1)
     return out
 
 
@@ -71,8 +86,13 @@ def _await_visible(admin: AdminClient, names: set[str]) -> Any:
 
 def reconcile(admin: AdminClient, settings: CatalogSettings, *, create: bool,
               fix: bool = False) -> list[TopicReport]:
-    """Compare (and optionally create/fix) every catalog topic; one report per topic."""
+    """Compare (and optionally create/fix) every catalog topic; one report per topic.
+
+    `auto` replication (the default) follows the brokers the cluster lists now: 3
+    replicas and min.insync.replicas 2 on 3 or more brokers, one replica on one broker.
+    """
     metadata = admin.list_topics(timeout=TIMEOUT_S)
+    settings = settings.for_cluster(len(metadata.brokers))
     names = {spec.name: topic_name(spec, settings) for spec in CATALOG}
     missing = [s for s in CATALOG if names[s.name] not in metadata.topics]
     created: set[str] = set()
@@ -126,3 +146,22 @@ def _fix(admin: AdminClient, spec: TopicSpec, settings: CatalogSettings, name: s
     if want > partitions:
         for fut in admin.create_partitions([NewPartitions(name, want)]).values():
             fut.result()
+
+
+def resolve_for_cluster(settings: CatalogSettings, kafka_conf: dict[str, Any],
+                        timeout_s: float = 10.0) -> CatalogSettings:
+    """`settings` with `auto` replication resolved by asking the cluster its size.
+
+    When the cluster cannot be reached in `timeout_s` the settings resolve as for a
+    single broker and a warning says so (set KSEF_TOPIC_REPLICATION to be independent
+    of it). Explicit settings are returned without asking.
+    """
+    if settings.replication_factor is not None:
+        return settings.for_cluster(settings.replication_factor)
+    try:
+        brokers = len(AdminClient(kafka_conf).list_topics(timeout=timeout_s).brokers)
+    except KafkaException as exc:
+        print(f"ksef-pipeline: cannot learn the cluster's size ({exc}); topics this worker "
+              "creates get 1 replica (set KSEF_TOPIC_REPLICATION)", file=sys.stderr)
+        brokers = 1
+    return settings.for_cluster(brokers)

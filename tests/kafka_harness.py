@@ -10,9 +10,11 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,7 @@ class KafkaSandbox:
 
     def producer(self, **conf: Any) -> Producer:
         return Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
+                         "acks": "all",
                          "message.max.bytes": 10 * 1024 * 1024, **conf})
 
     def produce(self, spec: TopicSpec, items: list[tuple[bytes, bytes]],
@@ -123,6 +126,71 @@ class KafkaSandbox:
         finally:
             c.close()
         return out
+
+
+class OpsFailed(AssertionError):
+    """An ops/kafka script ended non-zero (its stderr is the message)."""
+
+
+@dataclass
+class KafkaCluster:
+    """A cluster of its own, run by the ops/kafka scripts in `run_dir` (as an operator would)."""
+
+    run_dir: Path
+    bootstrap: str = ""
+
+    def ops(self, script: str, *args: str, timeout_s: float = 300) -> str:
+        """Run ops/kafka/<script>; its stdout, or OpsFailed with its stderr."""
+        done = subprocess.run([str(REPO / "ops/kafka" / script), *args],
+                              env={**os.environ, "KAFKA_RUN_DIR": str(self.run_dir)},
+                              capture_output=True, text=True, timeout=timeout_s, check=False)
+        if done.returncode != 0:
+            raise OpsFailed(f"ops/kafka/{script} {' '.join(args)} exited {done.returncode}: "
+                            f"{done.stderr.strip()}")
+        return done.stdout
+
+    def start(self, *args: str) -> str:
+        """ops/kafka/start: the bootstrap list it prints."""
+        self.bootstrap = self.ops("start", *args).strip().splitlines()[-1]
+        return self.bootstrap
+
+    def stop(self) -> None:
+        self.ops("stop", timeout_s=120)
+
+    def kill(self, node: int) -> None:
+        """SIGKILL one node (returns once it is gone)."""
+        self.ops("kill", str(node), timeout_s=120)
+
+    def state(self) -> dict[str, str]:
+        """cluster.env: CLUSTER_ID, KAFKA_NODES, BROKER_PORTS, CONTROLLER_PORTS, ..."""
+        text = (self.run_dir / "cluster.env").read_text()
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+    def broker_ports(self) -> list[int]:
+        return [int(p) for p in self.state()["BROKER_PORTS"].strip('"').split()]
+
+
+def cluster_run_dir(name: str) -> Path:
+    """A new run dir for a test's own cluster: under ops/test's KSEF_TEST_KAFKA_ROOT (whose
+    cleanup stops whatever runs there) or, run alone, in the temp dir."""
+    root = os.environ.get("KSEF_TEST_KAFKA_ROOT")
+    return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root or None))
+
+
+@contextmanager
+def own_cluster(name: str, *start_args: str) -> Iterator[KafkaCluster]:
+    """A fresh cluster for one test, stopped (and its run dir removed) afterwards."""
+    cluster = KafkaCluster(cluster_run_dir(name))
+    try:
+        cluster.start("--fresh", *start_args)
+        yield cluster
+    finally:
+        try:
+            cluster.stop()
+        finally:
+            import shutil
+
+            shutil.rmtree(cluster.run_dir, ignore_errors=True)
 
 
 @dataclass

@@ -3,13 +3,14 @@
 Retention follows the security rule: topics holding invoice plaintext (before the seal
 stage) keep days, everything after seal keeps longer than any legal deadline plus an
 outage. Partition count, replication and min ISR scale by `CatalogSettings` for
-production clusters; the catalog itself stays one declaration.
+production clusters (replication follows the cluster unless set: 3 replicas and
+min.insync.replicas 2 on 3 or more brokers); the catalog itself stays one declaration.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from topics import records
 
@@ -37,7 +38,7 @@ class TopicSpec:
             "cleanup.policy": self.cleanup_policy,
             "retention.ms": str(retention),
             "max.message.bytes": str(self.max_message_bytes),
-            "min.insync.replicas": str(settings.min_insync_replicas),
+            "min.insync.replicas": str(settings.min_isr),
             "compression.type": self.compression,
         }
 
@@ -45,11 +46,32 @@ class TopicSpec:
         return self.partitions if self.partitions is not None else settings.partitions
 
 
+def _count(name: str, default: str) -> int | None:
+    """An env count; `auto` (or empty) is None: follow the cluster."""
+    value = os.environ.get(name, default).strip().lower()
+    if value in ("", "auto"):
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"{name}={value!r}: a positive number or 'auto' expected") from None
+    if count < 1:
+        raise ValueError(f"{name}={value!r}: a positive number or 'auto' expected")
+    return count
+
+
+def default_min_insync_replicas(replication_factor: int) -> int:
+    """2 when there are 3 or more replicas (one broker may fail, writes stay safe), else 1."""
+    return 2 if replication_factor >= 3 else 1
+
+
 @dataclass(frozen=True)
 class CatalogSettings:
     partitions: int = 8
-    replication_factor: int = 1
-    min_insync_replicas: int = 1
+    # None ("auto"): follow the cluster, min(3, brokers); see `for_cluster`
+    replication_factor: int | None = None
+    # None ("auto"): 2 with 3 or more replicas, else 1
+    min_insync_replicas: int | None = None
     prefix: str = ""
 
     @classmethod
@@ -57,10 +79,27 @@ class CatalogSettings:
         """KSEF_TOPIC_PARTITIONS / _REPLICATION / _MIN_ISR / KSEF_TOPIC_PREFIX."""
         return cls(
             partitions=int(os.environ.get("KSEF_TOPIC_PARTITIONS", "8")),
-            replication_factor=int(os.environ.get("KSEF_TOPIC_REPLICATION", "1")),
-            min_insync_replicas=int(os.environ.get("KSEF_TOPIC_MIN_ISR", "1")),
+            replication_factor=_count("KSEF_TOPIC_REPLICATION", "auto"),
+            min_insync_replicas=_count("KSEF_TOPIC_MIN_ISR", "auto"),
             prefix=os.environ.get("KSEF_TOPIC_PREFIX", ""),
         )
+
+    def for_cluster(self, brokers: int) -> CatalogSettings:
+        """These settings with `auto` replication resolved for a cluster of `brokers`."""
+        replication = self.replication_factor or min(3, max(1, brokers))
+        return replace(self, replication_factor=replication,
+                       min_insync_replicas=self.min_insync_replicas
+                       or default_min_insync_replicas(replication))
+
+    @property
+    def min_isr(self) -> int:
+        """min.insync.replicas of resolved settings (see `for_cluster`)."""
+        if self.min_insync_replicas is not None:
+            return self.min_insync_replicas
+        if self.replication_factor is None:
+            raise ValueError("replication follows the cluster: resolve the settings with "
+                             "for_cluster(brokers) first")
+        return default_min_insync_replicas(self.replication_factor)
 
 
 SUBMITTED = TopicSpec(

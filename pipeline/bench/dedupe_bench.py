@@ -56,7 +56,8 @@ def fill_changelog(kafka: KafkaSettings, topic: str, numbers: int) -> None:
     new = NewTopic(topic, PARTITIONS, 1, config={"cleanup.policy": "compact"})
     admin.create_topics([new])[topic].result(60)
     sellers = seller_nips(50, seed=5)
-    producer = Producer(kafka.confluent(**{"linger.ms": 20, "compression.type": "lz4",
+    producer = Producer(kafka.confluent(**{"enable.idempotence": True, "acks": "all",
+                                           "linger.ms": 20, "compression.type": "lz4",
                                            "queue.buffering.max.messages": 1_000_000}))
     for i in range(numbers):
         seller = sellers[i % len(sellers)]

@@ -14,8 +14,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partitions", type=int,
                         help="partitions per topic (KSEF_TOPIC_PARTITIONS)")
     parser.add_argument("--replication", type=int,
-                        help="replication factor (KSEF_TOPIC_REPLICATION)")
-    parser.add_argument("--min-isr", type=int, help="min.insync.replicas (KSEF_TOPIC_MIN_ISR)")
+                        help="replication factor (KSEF_TOPIC_REPLICATION; default: "
+                             "follow the cluster, 3 on 3 or more brokers)")
+    parser.add_argument("--min-isr", type=int,
+                        help="min.insync.replicas (KSEF_TOPIC_MIN_ISR; default: "
+                             "2 with 3 or more replicas, else 1)")
     parser.add_argument("--fix", action="store_true",
                         help="with create: align drifted configs and raise partition counts")
     parser.add_argument("--json", action="store_true", help="one JSON object per topic")

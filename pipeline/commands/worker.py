@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         # own group (ksef-pipeline-pack-submit-upo, ...).
         base = os.environ.get("KSEF_APP_ID", "ksef-pipeline")
         os.environ["KSEF_APP_ID"] = "-".join([base, *sorted(wanted)])
+    _resolve_replication()
     from pipeline.app import app, worker_settings
 
     for name in wanted:
@@ -51,3 +52,20 @@ def run(args: argparse.Namespace) -> int:
                 "--web-host", worker_settings.web_host, "--web-port", str(worker_settings.web_port)]
     app.main()
     return 0
+
+
+def _resolve_replication() -> None:
+    """Replication `auto`: the cluster's size decides, before the app reads the settings.
+
+    Faust creates the tables' changelog topics with this replication factor.
+    """
+    from pipeline.settings import KafkaSettings
+    from pipeline.topic_admin import resolve_for_cluster
+    from topics import CatalogSettings
+
+    settings = CatalogSettings.from_env()
+    if settings.replication_factor is not None and settings.min_insync_replicas is not None:
+        return
+    resolved = resolve_for_cluster(settings, KafkaSettings.from_env().confluent(log_level=3))
+    os.environ["KSEF_TOPIC_REPLICATION"] = str(resolved.replication_factor)
+    os.environ["KSEF_TOPIC_MIN_ISR"] = str(resolved.min_insync_replicas)

@@ -25,7 +25,7 @@ def bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     run_dir = tmp_path_factory.mktemp("kafka")
     env = {**os.environ, "KAFKA_RUN_DIR": str(run_dir)}
-    out = subprocess.run([str(REPO / "ops/kafka/start")], env=env, check=True,
+    out = subprocess.run([str(REPO / "ops/kafka/start"), "--fresh"], env=env, check=True,
                          capture_output=True, text=True, timeout=300)
     try:
         yield out.stdout.strip().splitlines()[-1]

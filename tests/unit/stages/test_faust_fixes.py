@@ -17,6 +17,7 @@ from mode.utils.queues import FlowControlEvent, FlowControlQueue
 from pipeline.faust_fixes import (
     ProduceFailed,
     ProduceGuard,
+    idempotent_producer,
     keep_buffers_on_resume,
     never_commit_past_pending,
     pending_floors,
@@ -254,3 +255,18 @@ async def test_a_record_the_broker_did_not_take_fails_the_flush_before_any_commi
                                            r"TimeoutError: batch expired"):
         await producer.flush()
     assert producer.flushed == 2  # the real flush still ran first
+
+
+async def test_the_workers_producer_is_idempotent_and_waits_for_all_replicas() -> None:
+    from aiokafka.producer.transaction_manager import TransactionManager
+
+    app = faust.App(f"idem-test-{uuid.uuid4().hex[:6]}", broker="kafka://127.0.0.1:9",
+                    producer_acks=1)
+    idempotent_producer(app.producer)
+    made = app.producer._new_producer()  # what Faust starts (not connected yet)
+    try:
+        # aiokafka keeps producer id and sequence numbers only when idempotent
+        assert isinstance(made._txn_manager, TransactionManager)
+        assert made._sender._acks == -1  # acks=all even where Faust was told 1
+    finally:
+        await made.stop()
