@@ -29,7 +29,7 @@ kafka_settings = KafkaSettings.from_env()
 worker_settings = WorkerSettings.from_env()
 catalog_settings = CatalogSettings.from_env()
 
-logs.configure(worker_settings.log_level)
+logs.configure(worker_settings.log_level, worker_settings.broker_log_reminder_s)
 
 app = faust.App(
     worker_settings.app_id,
@@ -55,7 +55,8 @@ app = faust.App(
     producer_linger_ms=5,
     producer_request_timeout=worker_settings.producer_request_timeout_s,
     broker_max_poll_records=500,
-    logging_config=logs.logging_config(worker_settings.log_level),
+    logging_config=logs.logging_config(worker_settings.log_level,
+                                       worker_settings.broker_log_reminder_s),
     autodiscover=False,
 )
 if not keep_buffers_on_resume(app):

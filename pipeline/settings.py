@@ -114,6 +114,11 @@ class WorkerSettings:
     # A table recovery that got no changelog record for this long ends the worker so that
     # it is restarted (see pipeline/recovery_watch.py); 0 turns the watch off.
     recovery_stall_s: float = 120.0
+    # A worker told to stop (SIGTERM, SIGINT, SIGHUP) exits after this long whatever its
+    # broker does; offsets of unfinished records are not committed, so they come again.
+    stop_deadline_s: float = 12.0
+    # While the broker is unreachable, the log repeats so every this many seconds.
+    broker_log_reminder_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -128,6 +133,9 @@ class WorkerSettings:
             producer_request_timeout_s=_number("KSEF_PRODUCER_REQUEST_TIMEOUT_S",
                                                cls.producer_request_timeout_s),
             recovery_stall_s=_number("KSEF_RECOVERY_STALL_S", cls.recovery_stall_s),
+            stop_deadline_s=_number("KSEF_STOP_DEADLINE_S", cls.stop_deadline_s),
+            broker_log_reminder_s=_number("KSEF_BROKER_LOG_REMINDER_S",
+                                          cls.broker_log_reminder_s),
         )
 
 

@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
         base = os.environ.get("KSEF_APP_ID", "ksef-pipeline")
         os.environ["KSEF_APP_ID"] = "-".join([base, *sorted(wanted)])
     from pipeline.app import app, worker_settings
+    from pipeline.stop_deadline import worker_class
 
+    app.conf.Worker = worker_class(worker_settings.stop_deadline_s)
     for name in wanted:
         importlib.import_module(STAGES[name])
     for module in args.module:
