@@ -97,6 +97,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _should_stop(stop: dict[str, bool]) -> bool:
+    """A stop signal came, or the reader of our output (`ops/demo | head`) went away."""
+    if stopping.output_gone():
+        stop["requested"] = True
+    return stop["requested"]
+
+
 def _progress_line(counts: dict[str, int], settled: int, total: int, seconds: float) -> str:
     stages = " | ".join(f"{k} {v}" for k, v in counts.items())
     return f"[demo] {seconds:6.1f}s  {stages} | accounted {settled}/{total}"
@@ -129,7 +136,7 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     from topics import CatalogSettings
 
     bootstrap = stack.enter_context(kafka_broker(var / "kafka"))
-    if stop["requested"]:
+    if _should_stop(stop):
         return 130
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     catalog = CatalogSettings(partitions=8)
@@ -142,7 +149,7 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
 
     emulator = start_emulator(var / "emulator", cwd=REPO, env=env)
     stack.callback(lambda: say(f"KSeF emulator stopped (exit code {emulator.stop()})"))
-    if stop["requested"]:
+    if _should_stop(stop):
         return 130
     say(f"KSeF emulator at {emulator.api_url} (Latarnia {emulator.base_url}/latarnia)")
     sellers = seller_nips(args.sellers, seed=int(time.time()) % 100_000)
@@ -166,7 +173,7 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         procs.append(stack.enter_context(
             process(f"worker {i}", cmds[i], env, var / f"worker-{i}.log")))
         say(f"worker {i}: http://127.0.0.1:{port}/  log {var / f'worker-{i}.log'}")
-    if stop["requested"]:
+    if _should_stop(stop):
         return 130
 
     rehearsal = None
@@ -191,12 +198,12 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         f"({len(items) / max(ingest_s, 1e-9):,.0f}/s)")
 
     last = 0.0
-    while not stop["requested"]:
+    while not _should_stop(stop):
         elapsed = time.monotonic() - started
         if elapsed - last >= 2.0 or ledger.done():
             last = elapsed
             line = _progress_line(counter.counts(), ledger.settled, len(items), elapsed)
-            if not stopping.say(line) or stopping.output_gone():
+            if not stopping.say(line):
                 break  # the reader of our output went away: stop what we started
         if ledger.done():
             break
@@ -226,7 +233,7 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         return 0 if complete else 1
     say("all invoices accounted for; still running, Ctrl-C stops everything" if complete
         else "stopping")
-    while not stop["requested"] and complete and not stopping.output_gone():
+    while complete and not _should_stop(stop):
         time.sleep(0.2)
     return 0 if complete else 1
 

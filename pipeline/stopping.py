@@ -33,15 +33,23 @@ def say(line: str) -> bool:
 
 
 def _silence_stdout() -> None:
-    """Point fd 1 at /dev/null so neither we nor Python's exit-time flush fail again."""
+    """Send stdout to /dev/null for good, so neither we nor Python's exit flush fail again.
+
+    fd 1 is pointed there too (what the failed write left in the old buffer goes
+    nowhere); the new `sys.stdout` object is how `output_gone` remembers it.
+    """
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, 1)
         os.close(devnull)
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
 
 
 def output_gone(fd: int = 1) -> bool:
-    """True when `fd` is a pipe whose reader has exited (found without writing to it)."""
+    """True when `say` found the reader gone, or `fd` is a pipe whose reader has exited
+    (found without writing to it)."""
+    if sys.stdout is not sys.__stdout__ and getattr(sys.stdout, "name", "") == os.devnull:
+        return True
     try:
         if not stat.S_ISFIFO(os.fstat(fd).st_mode):
             return False
