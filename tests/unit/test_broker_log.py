@@ -94,3 +94,33 @@ def test_the_watch_thread_says_reachable_again() -> None:
     finally:
         logging.getLogger(STATE_LOGGER).removeHandler(catch)
     assert len(seen) == 1 and seen[0].startswith("broker reachable again")
+
+
+def test_the_group_less_readers_librdkafka_lines_go_through_the_same_filter() -> None:
+    import time
+
+    from pipeline.kafka_reads import _consumer
+    from pipeline.settings import KafkaSettings
+
+    lines: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, rec: logging.LogRecord) -> None:
+            lines.append(rec.getMessage())
+
+    catch = Catch()
+    gate = BrokerStateFilter(reminder_s=1.0, quiet_s=60)
+    catch.addFilter(gate)
+    logging.getLogger("librdkafka").addHandler(catch)
+    consumer = _consumer(KafkaSettings(bootstrap_servers="127.0.0.1:1"))  # refused
+    try:
+        consumer.subscribe(["nothing-here"])
+        deadline = time.monotonic() + 2.5
+        while time.monotonic() < deadline:
+            consumer.poll(0.1)  # serves librdkafka's log queue
+    finally:
+        consumer.close()
+        logging.getLogger("librdkafka").removeHandler(catch)
+    assert lines and lines[0].startswith("broker unreachable (librdkafka: "), lines
+    assert "Connection refused" in lines[0]
+    assert 1 <= len(lines) - 1 <= 3 and all("still unreachable" in x for x in lines[1:]), lines
