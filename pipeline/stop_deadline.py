@@ -31,7 +31,7 @@ def exit_after(deadline_s: float, why: str) -> threading.Timer:
 
     def hard_exit() -> None:
         logging.getLogger(LOG).error(
-            "worker did not stop within %.0f s of %s; exiting now (exit code %d): offsets "
+            "worker did not stop within %g s of %s; exiting now (exit code %d): offsets "
             "of records not yet handled were not committed and are delivered again",
             deadline_s, why, STOP_DEADLINE_EXIT)
         for stream in (sys.stderr, sys.stdout):
