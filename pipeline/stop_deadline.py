@@ -54,7 +54,11 @@ def worker_class(deadline_s: float) -> type[faust.Worker]:
 
         def _install_signal_handlers_unix(self) -> None:
             super()._install_signal_handlers_unix()
-            self.loop.add_signal_handler(signal.SIGHUP, self._on_sigterm)
+            self.loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+
+        def _on_sighup(self) -> None:
+            self._flag_as_shutdown_by_signal()  # what Faust does for SIGTERM
+            self._schedule_shutdown(signal.SIGHUP)
 
         def _schedule_shutdown(self, signum: Any) -> None:
             if self._stop_timer is None and deadline_s > 0:
