@@ -30,7 +30,7 @@ kafka_settings = KafkaSettings.from_env()
 worker_settings = WorkerSettings.from_env()
 catalog_settings = CatalogSettings.from_env()
 
-logs.configure(worker_settings.log_level)
+logs.configure(worker_settings.log_level, worker_settings.broker_log_reminder_s)
 
 app = faust.App(
     worker_settings.app_id,
@@ -60,7 +60,8 @@ app = faust.App(
     broker_max_poll_records=500,
     broker_session_timeout=worker_settings.session_timeout_s,
     broker_heartbeat_interval=min(3.0, worker_settings.session_timeout_s / 3),
-    logging_config=logs.logging_config(worker_settings.log_level),
+    logging_config=logs.logging_config(worker_settings.log_level,
+                                       worker_settings.broker_log_reminder_s),
     autodiscover=False,
 )
 if not keep_buffers_on_resume(app):

@@ -4,8 +4,8 @@ Starts a local Kafka broker (ops/kafka), the topic catalog, the KSeF emulator wi
 token per seller, and the worker(s); generates realistic FA(3) invoices, ingests them,
 shows live progress per stage and ends with one summary line:
 `submitted=N accepted=A rejected=R seconds=S invoices_per_s=X`.
-Ctrl-C (or SIGTERM) stops everything it started, so runs never meet a stale broker or a
-taken port.
+Ctrl-C, SIGTERM, SIGHUP or the reader of its output going away (`ops/demo | head`) stops
+everything it started, so runs never meet a stale broker or a taken port.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from pipeline import stopping
 from pipeline.recovery_watch import RECOVERY_STALLED_EXIT
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,24 +35,32 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def say(message: str) -> None:
-    print(f"[demo] {message}", flush=True)
+def say(message: str) -> bool:
+    """Print a demo line; False once nobody reads the output any more (never raises)."""
+    return stopping.say(f"[demo] {message}")
+
+
+def _kafka_script(name: str, env: dict[str, str], *args: str, **kwargs: Any
+                  ) -> subprocess.CompletedProcess[str]:
+    # Its own session: a second Ctrl-C on the terminal must not cut a stop in half, and
+    # the broker it starts is stopped by us, in order, after the workers.
+    return subprocess.run([str(REPO / "ops/kafka" / name), *args], env=env, text=True,
+                          start_new_session=True, **kwargs)
 
 
 @contextmanager
 def kafka_broker(run_dir: Path) -> Iterator[str]:
     env = {**os.environ, "KAFKA_RUN_DIR": str(run_dir)}
-    subprocess.run([str(REPO / "ops/kafka/stop")], env=env, check=False,
-                   stderr=subprocess.DEVNULL)  # a previous run killed hard leaves a pid file
-    # --fresh: every run starts on an empty cluster (ops/kafka/start alone keeps the data)
-    out = subprocess.run([str(REPO / "ops/kafka/start"), "--fresh"], env=env, check=True,
-                         stdout=subprocess.PIPE, text=True)
-    bootstrap = out.stdout.strip().splitlines()[-1]
+    # a previous run killed hard leaves a pid file
+    _kafka_script("stop", env, check=False, stderr=subprocess.DEVNULL)
     try:
-        yield bootstrap
-    finally:
-        say("stopping Kafka ...")
-        subprocess.run([str(REPO / "ops/kafka/stop")], env=env, check=False)
+        # --fresh: every run starts on an empty cluster (ops/kafka/start alone keeps the data)
+        out = _kafka_script("start", env, "--fresh", check=True, stdout=subprocess.PIPE)
+        yield out.stdout.strip().splitlines()[-1]
+    finally:  # also when the start failed half-way: stop reads the pid file it wrote
+        _kafka_script("stop", env, check=False, stdout=subprocess.DEVNULL,
+                      stderr=subprocess.DEVNULL)
+        say("Kafka stopped")
 
 
 @contextmanager
@@ -66,13 +74,8 @@ def process(name: str, cmd: list[str], env: dict[str, str], log_path: Path
         yield proc
     finally:
         if proc.poll() is None:
-            say(f"stopping {name} ...")
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+            code = stopping.stop_group(proc, 30)
+            say(f"{name} stopped (exit code {code})")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -95,6 +98,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _should_stop(stop: dict[str, bool]) -> bool:
+    """A stop signal came, or the reader of our output (`ops/demo | head`) went away."""
+    if stopping.output_gone():
+        stop["requested"] = True
+    return stop["requested"]
+
+
 def _progress_line(counts: dict[str, int], settled: int, total: int, seconds: float) -> str:
     stages = " | ".join(f"{k} {v}" for k, v in counts.items())
     return f"[demo] {seconds:6.1f}s  {stages} | accounted {settled}/{total}"
@@ -105,11 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     var = Path(args.var)
     stop = {"requested": False}
 
-    def on_signal(signum: int, _frame: object) -> None:
+    def on_signal(_signum: int) -> None:
         stop["requested"] = True
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    stopping.on_stop_signals(on_signal)
     # The broker starts empty every time, so state kept beside it must go too: a worker's
     # duplicate table (RocksDB) refuses changelog offsets the new cluster never had.
     stale = [var / "emulator", var / "spool", *(p for p in var.glob("worker-*") if p.is_dir())]
@@ -128,6 +137,8 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     from topics import CatalogSettings
 
     bootstrap = stack.enter_context(kafka_broker(var / "kafka"))
+    if _should_stop(stop):
+        return 130
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     catalog = CatalogSettings(partitions=8)
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1",
@@ -138,7 +149,9 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         f"(logs {var / 'kafka'}); topic catalog created")
 
     emulator = start_emulator(var / "emulator", cwd=REPO, env=env)
-    stack.callback(lambda: (say("stopping the KSeF emulator ..."), emulator.stop()))
+    stack.callback(lambda: say(f"KSeF emulator stopped (exit code {emulator.stop()})"))
+    if _should_stop(stop):
+        return 130
     say(f"KSeF emulator at {emulator.api_url} (Latarnia {emulator.base_url}/latarnia)")
     sellers = seller_nips(args.sellers, seed=int(time.time()) % 100_000)
     # From 2027-01-01 KSeF takes only certificate logins: the demo's main job signs in
@@ -167,6 +180,8 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         procs.append(stack.enter_context(
             process(f"worker {i}", cmds[i], env, var / f"worker-{i}.log")))
         say(f"worker {i}: http://127.0.0.1:{port}/  log {var / f'worker-{i}.log'}")
+    if _should_stop(stop):
+        return 130
 
     rehearsal = None
     if args.outage:
@@ -190,12 +205,13 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         f"({len(items) / max(ingest_s, 1e-9):,.0f}/s)")
 
     last = 0.0
-    while not stop["requested"]:
+    while not _should_stop(stop):
         elapsed = time.monotonic() - started
         if elapsed - last >= 2.0 or ledger.done():
             last = elapsed
-            print(_progress_line(counter.counts(), ledger.settled, len(items), elapsed),
-                  flush=True)
+            line = _progress_line(counter.counts(), ledger.settled, len(items), elapsed)
+            if not stopping.say(line):
+                break  # the reader of our output went away: stop what we started
         if ledger.done():
             break
         if args.exit_when_done and elapsed > args.timeout:
@@ -217,15 +233,14 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     with ledger.lock:
         accepted = len(ledger.expected & ledger.accepted.keys())
         rejected = len(ledger.expected & (ledger.rejected.keys() - ledger.accepted.keys()))
-    print(f"submitted={len(items)} accepted={accepted} rejected={rejected} "
-          f"seconds={seconds:.1f} invoices_per_s={(accepted + rejected) / seconds:.1f}",
-          flush=True)
+    stopping.say(f"submitted={len(items)} accepted={accepted} rejected={rejected} "
+                 f"seconds={seconds:.1f} invoices_per_s={(accepted + rejected) / seconds:.1f}")
     complete = accepted + rejected == len(items)
     if args.exit_when_done:
         return 0 if complete else 1
     say("all invoices accounted for; still running, Ctrl-C stops everything" if complete
         else "stopping")
-    while not stop["requested"] and complete:
+    while complete and not _should_stop(stop):
         time.sleep(0.2)
     return 0 if complete else 1
 

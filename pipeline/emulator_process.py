@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+
+from pipeline.stopping import stop_group
 
 
 @dataclass
@@ -61,15 +62,9 @@ class EmulatorProcess:
             json.dump({"contexts": contexts}, handle, indent=2)
         return path
 
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        return self.proc.returncode
+    def stop(self) -> int | None:
+        """SIGTERM its process group (SIGKILL after 30 s); its exit code."""
+        return stop_group(self.proc, 30)
 
 
 def start_emulator(data_dir: Path, *args: str, log_path: Path | None = None,
@@ -87,7 +82,7 @@ def start_emulator(data_dir: Path, *args: str, log_path: Path | None = None,
         if proc.poll() is not None:
             raise RuntimeError(f"emulator exited with {proc.returncode}; see {log.name}")
         if time.monotonic() > deadline:
-            proc.kill()
+            stop_group(proc, 5)
             raise RuntimeError(f"emulator not ready after {timeout_s:.0f} s; see {log.name}")
         time.sleep(0.1)
     base = str(json.loads(marker.read_text())["baseUrl"])

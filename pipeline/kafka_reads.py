@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from typing import TypeVar
 
@@ -26,7 +27,9 @@ def _consumer(kafka: KafkaSettings) -> Consumer:
     return Consumer(kafka.confluent(**{
         "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.partition.eof": True, "fetch.max.bytes": 32 * 1024 * 1024,
-        "max.partition.fetch.bytes": 16 * 1024 * 1024, "log_level": 3}))
+        "max.partition.fetch.bytes": 16 * 1024 * 1024, "log_level": 3,
+        # through Python logging, so a lost broker is logged once (pipeline.broker_log)
+        "logger": logging.getLogger("librdkafka")}))
 
 
 def _read_all(kafka: KafkaSettings, topic: str, record: type[T],

@@ -21,11 +21,19 @@ _SHARED: list[Any] = [
 ]
 
 
-def logging_config(level: str = "INFO") -> dict[str, Any]:
-    """A dictConfig routing stdlib logging through structlog's JSON renderer."""
+def logging_config(level: str = "INFO", broker_reminder_s: float = 30.0) -> dict[str, Any]:
+    """A dictConfig routing stdlib logging through structlog's JSON renderer.
+
+    The handler's filter turns the Kafka clients' per-request errors about a lost broker
+    into one line per state change (`pipeline.broker_log`).
+    """
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {
+            "broker_state": {"()": "pipeline.broker_log.BrokerStateFilter",
+                             "reminder_s": broker_reminder_s},
+        },
         "formatters": {
             "json": {
                 "()": structlog.stdlib.ProcessorFormatter,
@@ -42,6 +50,7 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
                 "class": "logging.StreamHandler",
                 "formatter": "json",
                 "stream": "ext://sys.stderr",
+                "filters": ["broker_state"],
             }
         },
         "root": {"handlers": ["stderr"], "level": level.upper()},
@@ -52,8 +61,8 @@ def logging_config(level: str = "INFO") -> dict[str, Any]:
     }
 
 
-def configure(level: str = "INFO") -> None:
-    logging.config.dictConfig(logging_config(level))
+def configure(level: str = "INFO", broker_reminder_s: float = 30.0) -> None:
+    logging.config.dictConfig(logging_config(level, broker_reminder_s))
     structlog.configure(
         processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -118,6 +118,11 @@ class WorkerSettings:
     # member's partitions to the others: Faust's 60 s held a killed worker's invoices a
     # minute and more; a live worker heartbeats every 3 s from its own thread of work.
     session_timeout_s: float = 15.0
+    # A worker told to stop (SIGTERM, SIGINT, SIGHUP) exits after this long whatever its
+    # broker does; offsets of unfinished records are not committed, so they come again.
+    stop_deadline_s: float = 12.0
+    # While the broker is unreachable, the log repeats so every this many seconds.
+    broker_log_reminder_s: float = 30.0
 
     @classmethod
     def from_env(cls) -> WorkerSettings:
@@ -133,6 +138,9 @@ class WorkerSettings:
                                                cls.producer_request_timeout_s),
             recovery_stall_s=_number("KSEF_RECOVERY_STALL_S", cls.recovery_stall_s),
             session_timeout_s=_number("KSEF_SESSION_TIMEOUT_S", cls.session_timeout_s),
+            stop_deadline_s=_number("KSEF_STOP_DEADLINE_S", cls.stop_deadline_s),
+            broker_log_reminder_s=_number("KSEF_BROKER_LOG_REMINDER_S",
+                                          cls.broker_log_reminder_s),
         )
 
 

@@ -13,6 +13,7 @@ The demo's own progress goes to stderr; stdout gets the summary with the machine
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
@@ -57,7 +58,8 @@ def run_demo(invoices: int, sellers: int, workers: int, linger: float,
             assert demo.stdout is not None
             for line in demo.stdout:
                 lines.append(line)
-                print(line, end="", file=sys.stderr, flush=True)
+                with contextlib.suppress(OSError):  # our reader gone: the demo still ends
+                    print(line, end="", file=sys.stderr, flush=True)
             code = demo.wait()
     return code, parse_summary(lines)
 

@@ -43,7 +43,9 @@ def run(args: argparse.Namespace) -> int:
         os.environ["KSEF_APP_ID"] = "-".join([base, *sorted(wanted)])
     _resolve_replication()
     from pipeline.app import app, worker_settings
+    from pipeline.stop_deadline import worker_class
 
+    app.conf.Worker = worker_class(worker_settings.stop_deadline_s)
     for name in wanted:
         importlib.import_module(STAGES[name])
     for module in args.module:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import signal
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -26,6 +25,7 @@ from pipeline.emulator.middleware import emulated_ksef
 from pipeline.emulator.processing import Processor
 from pipeline.emulator.request_helpers import EMULATOR
 from pipeline.emulator.state import Emulator
+from pipeline.stopping import STOP_SIGNALS, say
 
 log = logging.getLogger(__name__)
 MAX_JSON_BODY = 8 * 1024 * 1024  # an online invoice of 3 MB, encrypted and base64-encoded
@@ -84,19 +84,19 @@ class RunningEmulator:
 
 
 async def serve(config: EmulatorConfig) -> None:
-    """Run until SIGINT/SIGTERM; announce the URLs on stdout and in `emulator.json`."""
+    """Run until SIGINT/SIGTERM/SIGHUP; announce the URLs on stdout and in `emulator.json`."""
     running = await RunningEmulator.start(config)
     urls = {"baseUrl": running.base_url, "apiUrl": running.api_url,
             "latarniaUrl": running.latarnia_url, "adminUrl": running.base_url + "/_emulator"}
     partial = config.data_dir / "emulator.json.partial"
     partial.write_text(json.dumps(urls, indent=2) + "\n")
     partial.replace(config.data_dir / "emulator.json")  # readers never see half a file
-    print(f"KSeF emulator ready: {running.api_url} (Latarnia {running.latarnia_url})",
-          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:  # a closed terminal (SIGHUP) stops it cleanly too
         loop.add_signal_handler(sig, stop.set)
+    # never raises: a reader of our output gone must not skip the cleanup below
+    say(f"KSeF emulator ready: {running.api_url} (Latarnia {running.latarnia_url})")
     try:
         await running.emulator.pool.warm_up()
         await stop.wait()

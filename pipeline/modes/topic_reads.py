@@ -7,6 +7,7 @@ Blocking (confluent-kafka); call from a thread in async code.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -32,7 +33,9 @@ def _consumer(kafka: KafkaSettings) -> Consumer:
         "group.id": f"mode-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.partition.eof": True, "fetch.max.bytes": 32 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024, "auto.offset.reset": "earliest",
-        "log_level": 2}))
+        "log_level": 2,
+        # through Python logging, so a lost broker is logged once (pipeline.broker_log)
+        "logger": logging.getLogger("librdkafka")}))
 
 
 @dataclass(frozen=True)
