@@ -175,7 +175,7 @@ class ChallengeAuth:
             if self._refresh is not None and self._fresh(self._refresh):
                 try:
                     return await self._refresh_access()
-                except KsefAuthError:
+                except KsefApiError:  # 401, or 400 (21301) for a revoked login
                     self._refresh = None
             return await self._authenticate()
 

@@ -55,7 +55,7 @@ class FakeAuthApi:
         self.statuses = list(statuses)
         self.calls: list[str] = []
         self.sent: list[Any] = []
-        self.refuse_refresh = False
+        self.refuse_refresh: int | bool = False
         self.issued = 0
         self.access_life = dt.timedelta(minutes=15)
 
@@ -94,8 +94,9 @@ class FakeAuthApi:
     async def refresh_access_token(self, token: str) -> sdk.AuthenticationTokenRefreshResponse:
         self.calls.append("refresh")
         if self.refuse_refresh:
-            raise SdkApiError(status_code=401, message="API error",
-                              response_body={"title": "Unauthorized", "status": 401,
+            status = 401 if self.refuse_refresh is True else int(self.refuse_refresh)
+            raise SdkApiError(status_code=status, message="API error",
+                              response_body={"title": "Refused", "status": status,
                                              "detail": "refresh token revoked"})
         return sdk.AuthenticationTokenRefreshResponse.from_dict({
             "accessToken": self._token("access", self.access_life)})
@@ -156,6 +157,17 @@ async def test_refused_refresh_falls_back_to_full_authentication() -> None:
     auth, api, clock, _ = setup([200, 200])
     await auth.access_token()
     api.refuse_refresh = True
+    clock.wall += dt.timedelta(minutes=20)
+    await auth.access_token()
+    assert api.calls[-5:] == ["refresh", "challenge", "ksef-token", "status", "redeem"]
+
+
+async def test_a_refresh_refused_with_400_falls_back_to_full_authentication() -> None:
+    """KSeF answers 400 (21301) to the refresh of a login whose certificate was revoked;
+    the new login then tells why (revoked), instead of the batch being refused."""
+    auth, api, clock, _ = setup([200, 200])
+    await auth.access_token()
+    api.refuse_refresh = 400
     clock.wall += dt.timedelta(minutes=20)
     await auth.access_token()
     assert api.calls[-5:] == ["refresh", "challenge", "ksef-token", "status", "redeem"]
