@@ -9,8 +9,10 @@ to settle and counts what the pipeline promises never happens:
     lost                     invoices with neither an outcome nor a rejection
     in KSeF twice            invoice hashes KSeF accepted more than once
     repeated outcomes        outcome records beyond one per invoice id
-    resent sessions          KSeF batch sessions that met invoices KSeF had already
-                             (a batch sent again) plus batches opened twice in the journal
+    resent sessions          a batch closed in a second KSeF session (KSeF met invoices it
+                             had already: 440)
+    abandoned sessions       (shown, not a failure) sessions KSeF opened whose answer was
+                             lost: never used, KSeF closes them itself
     settle s                 from the last fault to the last invoice accounted for
 
 and exits non-zero when any count is not zero or an invoice is still open.
@@ -52,6 +54,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--broker-restarts", type=int, default=1)
     p.add_argument("--storms", type=int, default=2,
                    help="KSeF storms (503, 429, lost responses), in turn")
+    p.add_argument("--span", type=float, default=150.0,
+                   help="seconds over which invoices arrive (in 15 waves) and faults fall "
+                        "(default 150), so every fault meets traffic in every stage")
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--seed", type=int, default=None, help="fault schedule seed")
     p.add_argument("--timeout", type=float, default=1800.0,
@@ -105,6 +110,7 @@ class Report:
     in_ksef_twice: int = 0
     repeated_outcomes: int = 0
     resent_sessions: int = 0
+    abandoned_sessions: int = 0  # opened in KSeF, answer lost: never used, closed by KSeF
     settle_s: float = 0.0
     seconds: float = 0.0
     faults: list[str] = field(default_factory=list)
@@ -118,7 +124,8 @@ class Report:
         return (f"run {self.run}: submitted={self.submitted} accepted={self.accepted} "
                 f"rejected={self.rejected} lost={self.lost} in_ksef_twice={self.in_ksef_twice} "
                 f"repeated_outcomes={self.repeated_outcomes} "
-                f"resent_sessions={self.resent_sessions} settle_s={self.settle_s:.1f} "
+                f"resent_sessions={self.resent_sessions} "
+                f"abandoned_sessions={self.abandoned_sessions} settle_s={self.settle_s:.1f} "
                 f"seconds={self.seconds:.0f}")
 
 
@@ -200,7 +207,7 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
     stack.callback(reader.stop)
     report = Report(run, len(items))
     started = time.monotonic()
-    waves = 6
+    waves = 15
     size = -(-len(items) // waves)
 
     def feed() -> None:
@@ -208,7 +215,7 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
             if stop.is_set():
                 return
             ingest(items[n * size:(n + 1) * size], kafka, catalog)
-            stop.wait(8)
+            stop.wait(args.span / waves)
 
     feeder = threading.Thread(target=feed, daemon=True, name="feed")
     feeder.start()
@@ -266,15 +273,14 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
 
 
 def _schedule(args: argparse.Namespace, rng: random.Random) -> list[tuple[float, str]]:
-    """Fault times spread over the run's expected busy span (invoices arrive in waves for
-    the first ~50 s; a full batch settles at roughly 70 invoices/s on 2 cores), so that
-    faults meet invoices in every stage: validating, packing, uploading, settling."""
+    """Fault times spread over the span in which invoices arrive, one fault per slot at a
+    random point of it, so that each meets invoices being validated, packed, uploaded
+    and settled."""
     kinds = (["kill"] * args.kills + ["broker"] * args.broker_restarts
              + [("503", "429", "lost")[i % 3] for i in range(args.storms)])
     rng.shuffle(kinds)
-    busy = 20.0 + args.invoices / 70.0
-    slot = (busy - 5.0) / max(1, len(kinds))
-    return [(5.0 + slot * (i + rng.random() * 0.8), kind) for i, kind in enumerate(kinds)]
+    slot = (args.span - 10.0) / max(1, len(kinds))
+    return [(10.0 + slot * (i + rng.random() * 0.8), kind) for i, kind in enumerate(kinds)]
 
 
 def _storm(emulator: Any, kind: str, stop: threading.Event) -> None:
@@ -307,8 +313,10 @@ def _count(report: Report, ledger: Any, kafka: Any, catalog: Any, emulator_dir: 
     per_id = Counter(o.invoice_id for o in outcomes)
     report.repeated_outcomes = sum(n - 1 for n in per_id.values())
     steps = asyncio.run(read_all(kafka, topic_name(SESSIONS, catalog), SessionStep))
-    openings = Counter(s.batch_id for s in steps if s.step == "opening" and s.kind == "batch")
-    twice_opened = sum(1 for n in openings.values() if n > 1)
+    # A batch closed in two sessions was sent twice; an `opening` repeated after a 429
+    # or a lost answer is not (KSeF got no package in it).
+    closings = Counter(s.batch_id for s in steps if s.step == "closed" and s.kind == "batch")
+    twice_closed = sum(n - 1 for n in closings.values() if n > 1)
     db = sqlite3.connect(f"file:{emulator_dir}/emulator.sqlite3?mode=ro", uri=True)
     try:
         report.in_ksef_twice = db.execute(
@@ -316,9 +324,12 @@ def _count(report: Report, ledger: Any, kafka: Any, catalog: Any, emulator_dir: 
             "GROUP BY invoice_hash HAVING COUNT(*) > 1)").fetchone()[0]
         resent = db.execute("SELECT COUNT(DISTINCT session) FROM invoices "
                             "WHERE status_code = 440").fetchone()[0]
+        report.abandoned_sessions = db.execute(
+            "SELECT COUNT(*) FROM sessions WHERE kind = 'Batch' AND closed IS NULL"
+        ).fetchone()[0]
     finally:
         db.close()
-    report.resent_sessions = resent + twice_opened
+    report.resent_sessions = max(resent, twice_closed)
     if report.reasons:
         say(f"rejections: {dict(report.reasons)}")
 

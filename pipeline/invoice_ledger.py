@@ -46,18 +46,28 @@ class LedgerEntry:
     code: int | None = None  # rejected
     ksef_number: str | None = None  # outcome
     record: bytes | None = None  # outcome: the record's value as published
+    origin: str | None = None  # packed: "topic/partition/offset" of its `.submitted` record
+
+
+def origin_text(ref: Any) -> str | None:
+    """A KafkaRef (or its dict) as "topic/partition/offset"; None when unknown."""
+    if ref is None:
+        return None
+    if isinstance(ref, dict):
+        return f"{ref.get('topic')}/{ref.get('partition')}/{ref.get('offset')}"
+    return f"{ref.topic}/{ref.partition}/{ref.offset}"
 
 
 def _encode(entry: LedgerEntry) -> bytes:
     head = orjson.dumps([entry.kind, entry.sha256, entry.at_ms, entry.batch_id, entry.code,
-                         entry.ksef_number])
+                         entry.ksef_number, entry.origin])
     return head + b"\n" + (entry.record or b"")
 
 
 def _decode(raw: bytes) -> LedgerEntry:
     head, _, record = raw.partition(b"\n")
-    kind, sha, at_ms, batch_id, code, number = orjson.loads(head)
-    return LedgerEntry(kind, sha, at_ms, batch_id, code, number, record or None)
+    kind, sha, at_ms, batch_id, code, number, origin = orjson.loads(head)
+    return LedgerEntry(kind, sha, at_ms, batch_id, code, number, record or None, origin)
 
 
 class InvoiceLedger:
@@ -126,6 +136,16 @@ class InvoiceLedger:
         raw = None if self._db is None else self._db.get(key)
         return None if raw is None else _decode(raw)
 
+    def answered(self, invoice_id: str) -> str | None:
+        """The `.submitted` origin whose replay this worker last answered with the
+        outcome again (a redelivery of that replay must not add another record)."""
+        raw = None if self._db is None else self._db.get(b"r\0" + invoice_id.encode())
+        return None if raw is None else bytes(raw).decode()
+
+    def note_answered(self, invoice_id: str, origin: str) -> None:
+        if self._db is not None:
+            self._db[b"r\0" + invoice_id.encode()] = origin.encode()
+
     def note(self, invoice_id: str, entry: LedgerEntry) -> None:
         """Record an entry (a later one of the same slot replaces an earlier one)."""
         if self._db is None:
@@ -172,7 +192,8 @@ def entries(kind: str, value: bytes, at_ms: int) -> list[tuple[str, LedgerEntry]
         return []
     if kind == PACKED:
         batch_id = data.get("batch_id")
-        return [(inv["invoice_id"], LedgerEntry(PACKED, inv["sha256"], at_ms, batch_id=batch_id))
+        return [(inv["invoice_id"], LedgerEntry(PACKED, inv["sha256"], at_ms, batch_id=batch_id,
+                                                origin=origin_text(inv.get("origin"))))
                 for inv in data.get("invoices") or () if isinstance(inv, dict)
                 and isinstance(inv.get("invoice_id"), str) and isinstance(inv.get("sha256"), str)]
     invoice_id, sha = data.get("invoice_id"), data.get("sha256")
@@ -186,16 +207,25 @@ def entries(kind: str, value: bytes, at_ms: int) -> list[tuple[str, LedgerEntry]
     return []
 
 
-def replay_verdict(packed: LedgerEntry | None, final: LedgerEntry | None, sha256: str) -> str:
+def replay_verdict(packed: LedgerEntry | None, final: LedgerEntry | None, sha256: str,
+                   origin: str | None = None, answered: str | None = None) -> str:
     """What the pack stage does with a sealed invoice, given what its id already went
-    through: `outcome-again` (it has an outcome for these very bytes: emit that record
-    again), `in-flight` (a published batch carries these bytes and has not ended yet:
-    its outcome will come), or `pack` (new, changed, or refused after packing: send)."""
+    through and the `.submitted` record it came from (`origin`):
+
+    - `outcome-again`: a producer's replay (a new submitted record) of these very bytes,
+      which already have an outcome: emit that record again;
+    - `on-its-way`: the submission a published batch carries (delivered again after a
+      crash or rebalance, or sealed twice), or a replay already answered: nothing to
+      do, its record comes (or came) from that batch;
+    - `pack`: new, changed, or refused after packing: send it.
+    """
+    same = packed is not None and packed.sha256 == sha256
+    redelivered = same and origin is not None and packed is not None and (
+        packed.origin == origin or answered == origin)
     if final is not None and final.kind == OUTCOME and final.sha256 == sha256:
-        return "outcome-again"
-    if packed is not None and packed.sha256 == sha256 and (
-            final is None or final.at_ms < packed.at_ms):
-        return "in-flight"
+        return "on-its-way" if redelivered else "outcome-again"
+    if same and packed is not None and (final is None or final.at_ms < packed.at_ms):
+        return "on-its-way"
     return "pack"
 
 

@@ -125,6 +125,9 @@ class PackedInvoice:
     ref: KafkaRef
     mode: str
     deadline: str | None = None
+    # The `.submitted` record it came from: tells a producer's replay (a new record) from
+    # a redelivery or a second sealing of this very submission.
+    origin: KafkaRef | None = None
 
 
 @dataclass(frozen=True)

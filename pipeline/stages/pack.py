@@ -29,7 +29,7 @@ from pipeline import logs
 from pipeline.app import app, produce, topic, worker_settings
 from pipeline.clock import iso, now_utc
 from pipeline.invoice_ledger import PACKED as PACKED_ENTRY
-from pipeline.invoice_ledger import LedgerEntry, invoice_ledger, replay_verdict
+from pipeline.invoice_ledger import LedgerEntry, invoice_ledger, origin_text, replay_verdict
 from pipeline.ksef.api import KsefError
 from pipeline.ksef.crypto import public_key_from_certificate
 from pipeline.ksef.keyring import load_keyring
@@ -70,7 +70,8 @@ def _note_packed(record: PackedBatch) -> None:
     at_ms = int(time.time() * 1000)
     for inv in record.invoices:
         ledger.note(inv.invoice_id, LedgerEntry(PACKED_ENTRY, inv.sha256, at_ms,
-                                                batch_id=record.batch_id))
+                                                batch_id=record.batch_id,
+                                                origin=origin_text(inv.origin)))
 
 
 async def _ack(events: list[Any]) -> None:
@@ -152,8 +153,9 @@ async def _add(event: Any) -> None:
     if inv.technical_correction_of:
         await _ack([event])  # the interactive lane (submit stage) sends these
         return
+    origin = origin_text(inv.origin)
     verdict = replay_verdict(ledger.packed(inv.invoice_id), ledger.final(inv.invoice_id),
-                             inv.sha256)
+                             inv.sha256, origin, ledger.answered(inv.invoice_id))
     if verdict != "pack":
         await _replayed(inv, verdict, event)
         return
@@ -192,6 +194,9 @@ async def _replayed(inv: SealedInvoice, verdict: str, event: Any) -> None:
     final = ledger.final(inv.invoice_id)
     if verdict == "outcome-again" and final is not None and final.record is not None:
         await produce(OUTCOMES, inv.invoice_id.encode(), final.record)
+        origin = origin_text(inv.origin)
+        if origin is not None:
+            ledger.note_answered(inv.invoice_id, origin)
         log.info("replayed invoice already in KSeF; its outcome is emitted again",
                  invoice_id=inv.invoice_id, ksef_number=final.ksef_number)
     await _ack([event])

@@ -87,7 +87,7 @@ class OpenBatch:
         self.invoices.append(PackedInvoice(
             invoice_id=inv.invoice_id, invoice_number=inv.invoice_number, sha256=inv.sha256,
             size=inv.size, entry=entry.entry_name, ref=ref, mode=inv.mode,
-            deadline=inv.deadline))
+            deadline=inv.deadline, origin=inv.origin))
         if inv.deadline is not None:
             due = dt.date.fromisoformat(inv.deadline)
             if self.earliest_deadline is None or due < self.earliest_deadline:
@@ -133,4 +133,7 @@ def _packed_dict(p: PackedInvoice) -> dict[str, Any]:
     return {"invoice_id": p.invoice_id, "invoice_number": p.invoice_number,
             "sha256": p.sha256, "size": p.size, "entry": p.entry,
             "ref": {"topic": p.ref.topic, "partition": p.ref.partition, "offset": p.ref.offset},
-            "mode": p.mode, "deadline": p.deadline}
+            "mode": p.mode, "deadline": p.deadline,
+            "origin": None if p.origin is None else {
+                "topic": p.origin.topic, "partition": p.origin.partition,
+                "offset": p.origin.offset}}

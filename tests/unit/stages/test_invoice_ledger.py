@@ -19,8 +19,11 @@ from pipeline.invoice_ledger import (
 SHA, OTHER = "a" * 43 + "=", "b" * 43 + "="
 
 
+FIRST, REPLAY = "s/0/10", "s/0/99"  # `.submitted` records: the first one, a replay
+
+
 def packed(at: int, sha: str = SHA) -> LedgerEntry:
-    return LedgerEntry(PACKED, sha, at, batch_id="b1")
+    return LedgerEntry(PACKED, sha, at, batch_id="b1", origin=FIRST)
 
 
 def outcome(at: int, sha: str = SHA, number: str = "K1") -> LedgerEntry:
@@ -36,14 +39,23 @@ def test_a_new_invoice_is_packed() -> None:
 
 
 def test_a_replay_of_an_accepted_invoice_gets_its_outcome_again_whenever_it_comes() -> None:
-    assert replay_verdict(packed(10), outcome(20), SHA) == "outcome-again"
-    assert replay_verdict(None, outcome(20), SHA) == "outcome-again"  # packed long ago
+    assert replay_verdict(packed(10), outcome(20), SHA, REPLAY) == "outcome-again"
+    assert replay_verdict(None, outcome(20), SHA, REPLAY) == "outcome-again"  # long ago
+
+
+def test_a_redelivery_of_the_submission_already_answered_adds_no_record() -> None:
+    """A crash, a rebalance or a second sealing brings the packed submission back (same
+    `.submitted` origin): its outcome is on the topic once, and stays so. The same holds
+    for a replay this worker already answered."""
+    assert replay_verdict(packed(10), outcome(20), SHA, FIRST) == "on-its-way"
+    assert replay_verdict(packed(10), outcome(20), SHA, REPLAY, REPLAY) == "on-its-way"
+    assert replay_verdict(packed(10), outcome(20), SHA, "s/1/5", REPLAY) == "outcome-again"
 
 
 def test_a_replay_while_its_batch_is_on_the_way_waits_for_that_batch() -> None:
-    assert replay_verdict(packed(10), None, SHA) == "in-flight"
+    assert replay_verdict(packed(10), None, SHA) == "on-its-way"
     # refused once, packed again since: the new submission is on its way
-    assert replay_verdict(packed(30), rejected(20), SHA) == "in-flight"
+    assert replay_verdict(packed(30), rejected(20), SHA) == "on-its-way"
 
 
 def test_an_invoice_refused_after_packing_or_with_other_bytes_is_sent_again() -> None:
@@ -65,9 +77,11 @@ def test_upo_skips_an_outcome_or_rejection_already_on_the_topic() -> None:
 
 def test_entries_of_each_topic_and_foreign_junk() -> None:
     manifest = orjson.dumps({"batch_id": "b9", "invoices": [
-        {"invoice_id": "i1", "sha256": SHA}, {"invoice_id": "i2", "sha256": OTHER}]})
-    assert [(i, e.batch_id, e.sha256) for i, e in entries(PACKED, manifest, 5)] == [
-        ("i1", "b9", SHA), ("i2", "b9", OTHER)]
+        {"invoice_id": "i1", "sha256": SHA,
+         "origin": {"topic": "s", "partition": 0, "offset": 10}},
+        {"invoice_id": "i2", "sha256": OTHER}]})
+    assert [(i, e.batch_id, e.sha256, e.origin) for i, e in entries(PACKED, manifest, 5)] == [
+        ("i1", "b9", SHA, FIRST), ("i2", "b9", OTHER, None)]
     out = orjson.dumps({"invoice_id": "i1", "sha256": SHA, "ksef_number": "K7"})
     ((inv, entry),) = entries(OUTCOME, out, 6)
     assert (inv, entry.ksef_number, entry.record) == ("i1", "K7", out)
