@@ -128,6 +128,21 @@ class KafkaSandbox:
         return out
 
 
+    def read_to_end(self, spec: TopicSpec, timeout_s: float = 60.0) -> list[Any]:
+        """Every record in the topic now (up to each partition's end at the call)."""
+        probe = Consumer({"bootstrap.servers": self.bootstrap,
+                          "group.id": f"reader-{uuid.uuid4().hex}"})
+        name = self.name(spec)
+        try:
+            partitions = probe.list_topics(name, timeout=30).topics[name].partitions
+            marks = [probe.get_watermark_offsets(TopicPartition(name, p), timeout=30)
+                     for p in partitions]
+        finally:
+            probe.close()
+        total = sum(high - low for low, high in marks)
+        return self.consume_until(spec, lambda got: len(got) >= total, timeout_s)
+
+
 class OpsFailed(AssertionError):
     """An ops/kafka script ended non-zero (its stderr is the message)."""
 

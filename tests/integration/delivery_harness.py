@@ -62,5 +62,7 @@ def settled(sandbox: KafkaSandbox, expected: int, timeout_s: float
 
 
 def session_steps(sandbox: KafkaSandbox, at_least: int, timeout_s: float = 30) -> list[Any]:
+    """Every step journaled so far (once at least `at_least` are there)."""
+    sandbox.consume(SESSIONS, at_least, timeout_s=timeout_s)
     return [decode(SessionStep, m.value())
-            for m in sandbox.consume(SESSIONS, at_least, timeout_s=timeout_s)]
+            for m in sandbox.read_to_end(SESSIONS, timeout_s=timeout_s)]

@@ -54,9 +54,14 @@ def test_demo_piped_into_a_reader_that_exits_leaves_no_process(tmp_path: Path) -
     try:
         lines = [demo.stdout.readline().decode() for _ in range(4)]  # `| head -4`
         assert "Kafka" in lines[0] and "worker 0" in lines[3], lines
+        wanted = ("kafka.Kafka", "cli emulator", "cli worker")
+
+        def all_up() -> bool:  # a child just forked shows its parent's command line
+            names = " ".join(processes_of(run_dir).values())
+            return all(n in names for n in wanted)
+
+        wait_until(all_up, 30)
         started = processes_of(run_dir)
-        names = " ".join(started.values())
-        assert all(n in names for n in ("kafka.Kafka", "cli emulator", "cli worker")), started
         demo.stdout.close()  # the reader exits
         t0 = time.monotonic()
         code = demo.wait(90)

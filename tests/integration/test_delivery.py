@@ -367,7 +367,10 @@ def _send_a_correction(sandbox: KafkaSandbox, tmp_path: Path, lost: str, replays
             outcome = sandbox.consume(OUTCOMES, 1 + replays, timeout_s=180)
             numbers = {decode(InvoiceOutcome, m.value()).ksef_number for m in outcome}
             assert len(outcome) == 1 + replays and len(numbers) == 1, outcome
-        steps = session_steps(sandbox, 1)
+        steps = [decode(SessionStep, m.value()) for m in sandbox.consume_until(
+            SESSIONS, lambda got: any(decode(SessionStep, m.value()).kind == "online"
+                                      and decode(SessionStep, m.value()).step == "closed"
+                                      for m in got), 60)]
         refused = [decode(Rejection, m.value()).reason for m in sandbox.consume_until(
             REJECTED, lambda got: False, 3) if m.key() == b"tc-corrected"]
     finally:
