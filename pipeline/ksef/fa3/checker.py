@@ -20,6 +20,7 @@ from pipeline.ksef.numbers import NIP_WEIGHTS, sha256_b64
 
 from .facts import InvoiceFacts, NipField, read_invoice, unread_facts
 from .precheck import (
+    DOCTYPE_MESSAGE,
     MAX_SIZE,
     character_problem,
     precheck,
@@ -174,12 +175,7 @@ def _structure_problem(data: bytes, root: Any) -> Finding | None:
     """DOCTYPE and processing instructions; the byte scans keep the common case free."""
     prolog_end = _prolog_end(data)
     if prolog_end is None and root.getroottree().docinfo.internalDTD is not None:
-        return finding(
-            "doctype",
-            "the document has a DOCTYPE declaration; DTDs (and their entities) are refused: "
-            "an FA(3) invoice needs none",
-            line=1,
-        )
+        return finding("doctype", DOCTYPE_MESSAGE, line=1)  # also refused before parsing
     # '?' is rare in invoices and found by memchr; '<?' itself is a slow search.
     if data.find(b"?", prolog_end or 0) == -1:
         return None

@@ -86,7 +86,41 @@ def precheck(data: bytes) -> Finding | None:
     first = _first_discouraged(data)
     if first != -1:
         return _forbidden_or_encoding(data, first)
+    problem = doctype_problem(data)
+    if problem is not None:
+        return problem
     return _reference_problem(data) if _has_character_reference(data) else None
+
+
+DOCTYPE_MESSAGE = ("the document has a DOCTYPE declaration; DTDs (and their entities) are "
+                   "refused: an FA(3) invoice needs none")
+
+
+def doctype_problem(data: bytes) -> Finding | None:
+    """A DOCTYPE in the prolog, found in the bytes before libxml2 sees them.
+
+    libxml2 opens the file an external subset names even with `load_dtd=False`: a FIFO
+    or `/dev/stdin` froze a whole worker, and its error told whether a path exists.
+    The walk skips the declaration, instructions and comments up to the first other
+    markup, so a DOCTYPE is refused whatever it names, and nothing is ever opened.
+    """
+    position = 0
+    while True:
+        start = data.find(b"<", position)
+        if start == -1:
+            return None
+        if data.startswith(b"<?", start):
+            end = data.find(b"?>", start + 2)
+            position = end + 2
+        elif data.startswith(b"<!--", start):
+            end = data.find(b"-->", start + 4)
+            position = end + 3
+        elif data.startswith(b"<!DOCTYPE", start):
+            return finding("doctype", DOCTYPE_MESSAGE, line=line_and_column(data, start)[0])
+        else:
+            return None  # the root element (or junk the parser reports)
+        if end == -1:
+            return None  # unterminated: the parser reports it
 
 
 def _has_character_reference(data: bytes) -> bool:
