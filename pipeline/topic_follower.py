@@ -12,7 +12,8 @@ been applied, so a stage awaits it before acting on a partition it has just been
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
@@ -24,6 +25,29 @@ log = logs.get(__name__)
 Apply = Callable[[ConsumerRecord], None]  # type: ignore[type-arg]
 StartOffsets = Callable[[], Mapping[int, int]]
 RETRY_S = 2.0
+REMIND_EVERY = 30  # failed attempts between two log lines (a minute)
+HEALTHY_S = 10.0  # an attempt that lasted this long had been following
+
+
+async def follow_forever(follow: Callable[[], Awaitable[None]], topic: str) -> None:
+    """Run `follow` again after every error, until cancelled (one bad moment of the
+    broker must not end a worker's view of a topic). A failure is logged when it starts
+    and then once a minute while it lasts, not at every retry."""
+    failures = 0
+    while True:
+        began = time.monotonic()
+        try:
+            await follow()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if time.monotonic() - began > HEALTHY_S:
+                failures = 0  # it had been following: a new failure, worth a line
+            if failures % REMIND_EVERY == 0:
+                log.error("following a topic failed; retrying", topic=topic, error=str(exc),
+                          failures=failures + 1, retry_in_s=RETRY_S)
+            failures += 1
+            await asyncio.sleep(RETRY_S)
 
 
 class TopicFollower:
@@ -46,15 +70,7 @@ class TopicFollower:
 
     async def run(self) -> None:
         """Follow the topic until cancelled; reconnects after errors."""
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("following a topic failed; retrying", topic=self.topic,
-                          error=str(exc))
-                await asyncio.sleep(RETRY_S)
+        await follow_forever(self._follow, self.topic)
 
     async def caught_up(self) -> None:
         """Wait until every record in the topic now has been applied."""

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from pipeline import logs
 from pipeline.settings import KafkaSettings, aiokafka_options
+from pipeline.topic_follower import follow_forever
 from topics.codec import decode
 from topics.records import ModeState
 
@@ -61,14 +62,7 @@ class ModeFollower:
 
     async def run(self) -> None:
         """Follow the topic until cancelled; reconnects after errors."""
-        while True:
-            try:
-                await self._follow()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.error("following ksef.mode failed; retrying", error=str(exc))
-                await asyncio.sleep(2.0)
+        await follow_forever(self._follow, self.topic)
 
     async def _follow(self) -> None:
         consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False,
