@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.demo import REPO, _free_port, kafka_broker
+from pipeline.demo import REPO, _free_port, kafka_broker, topic_catalog
 
 EVENT_POLL_S = 0.25
 
@@ -167,18 +167,11 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
     from pipeline.emulator_process import start_emulator
     from pipeline.ksef.fa3.samples import seller_nips
     from pipeline.ksef.keyring import new_keyring_json
-    from pipeline.settings import KafkaSettings
-    from topics import CatalogSettings
 
     rng = random.Random(seed)
     kafka_dir = var / "kafka"
     bootstrap = stack.enter_context(kafka_broker(kafka_dir))
-    kafka = KafkaSettings(bootstrap_servers=bootstrap)
-    catalog = CatalogSettings(partitions=8)
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1",
-           "KSEF_TOPIC_PREFIX": "", "KSEF_TOPIC_PARTITIONS": "8"}
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "topics", "create"], env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    kafka, catalog, env = topic_catalog(bootstrap)
     emulator = start_emulator(var / "emulator", cwd=REPO, env=env)
     stack.callback(emulator.stop)
     sellers = seller_nips(args.sellers, seed=seed % 100_000)

@@ -48,6 +48,19 @@ def _kafka_script(name: str, env: dict[str, str], *args: str, **kwargs: Any
                           start_new_session=True, **kwargs)
 
 
+def topic_catalog(bootstrap: str) -> tuple[Any, Any, dict[str, str]]:
+    """Create the topic catalog (8 partitions, no prefix) on a local cluster; its Kafka
+    and catalog settings and the environment the run's processes get."""
+    from pipeline.settings import KafkaSettings
+    from topics import CatalogSettings
+
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1",
+           "KSEF_TOPIC_PREFIX": "", "KSEF_TOPIC_PARTITIONS": "8"}
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "topics", "create"], env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    return KafkaSettings(bootstrap_servers=bootstrap), CatalogSettings(partitions=8), env
+
+
 @contextmanager
 def kafka_broker(run_dir: Path) -> Iterator[str]:
     env = {**os.environ, "KAFKA_RUN_DIR": str(run_dir)}
@@ -133,18 +146,11 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     from pipeline.emulator_process import start_emulator
     from pipeline.ksef.fa3.samples import seller_nips
     from pipeline.ksef.keyring import new_keyring_json
-    from pipeline.settings import KafkaSettings
-    from topics import CatalogSettings
 
     bootstrap = stack.enter_context(kafka_broker(var / "kafka"))
     if _should_stop(stop):
         return 130
-    kafka = KafkaSettings(bootstrap_servers=bootstrap)
-    catalog = CatalogSettings(partitions=8)
-    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1",
-           "KSEF_TOPIC_PREFIX": "", "KSEF_TOPIC_PARTITIONS": "8"}
-    subprocess.run([sys.executable, "-m", "pipeline.cli", "topics", "create"], env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+    kafka, catalog, env = topic_catalog(bootstrap)
     say(f"Kafka {os.environ.get('KAFKA_VERSION', '3.9.1')} at {bootstrap} "
         f"(logs {var / 'kafka'}); topic catalog created")
 
