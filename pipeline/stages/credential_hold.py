@@ -202,11 +202,12 @@ def held_contexts(alerts: Iterable[Alert]) -> dict[str, Alert]:
 def new_release(seller_nip: str, now: dt.datetime, requested_by: str = "",
                 note: str = "") -> HeldRelease:
     """An operator's request to reject the held invoices of `seller_nip` (ValueError on a
-    malformed NIP)."""
+    malformed NIP). Its time keeps microseconds: cut to the second, a batch packed in
+    the same second just before the request was not covered and stayed held."""
     if not (len(seller_nip) == 10 and seller_nip.isdigit()):
         raise ValueError(f"seller NIP must be 10 digits, got {seller_nip!r}")
     at = now.astimezone(dt.UTC)
     return HeldRelease(request_id=f"release-{seller_nip}-{at.strftime('%Y%m%dT%H%M%SZ')}",
                        seller_nip=seller_nip, action=RELEASE_ACTION,
-                       requested_at=at.isoformat(timespec="seconds"),
+                       requested_at=at.isoformat(timespec="microseconds"),
                        requested_by=requested_by, note=note)

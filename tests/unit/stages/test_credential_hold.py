@@ -127,6 +127,14 @@ def test_a_release_covers_batches_packed_up_to_the_request_only() -> None:
         new_release("123", T0)
 
 
+def test_a_release_covers_a_batch_packed_earlier_in_the_same_second() -> None:
+    """Seen in CI: a batch packed at .335 s was not covered by a request made at .900 s
+    of the same second while the request's time was cut to whole seconds."""
+    release = new_release(NIP, T0 + dt.timedelta(milliseconds=900))
+    assert release_covers(release, NIP, "2026-12-04T12:00:00.335+00:00")
+    assert not release_covers(release, NIP, "2026-12-04T12:00:00.950+00:00")
+
+
 def test_held_contexts_follow_the_latest_credential_alert() -> None:
     holds = Holds(dt.timedelta(seconds=30))
     held = holds.hold(NIP, decide(auth_error("revoked")), T0)
