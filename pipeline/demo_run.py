@@ -19,7 +19,7 @@ from pipeline.ingest import InvoiceProducer
 from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.settings import KafkaSettings
 from topics import CatalogSettings, topic_name
-from topics.catalog import OUTCOMES, PACKED, REJECTED, SEALED, SUBMITTED, VALIDATED, TopicSpec
+from topics.catalog import OUTCOMES, PACKED, REJECTED, SEALED, SUBMITTED, TopicSpec
 from topics.codec import decode
 from topics.records import InvoiceOutcome, Rejection
 
@@ -101,7 +101,7 @@ class LedgerReader(threading.Thread):
 class StageCounter:
     """Records per stage topic from watermarks: cheap enough to poll twice a second."""
 
-    STAGES = (("submitted", SUBMITTED), ("validated", VALIDATED), ("sealed", SEALED),
+    STAGES = (("submitted", SUBMITTED), ("sealed", SEALED),
               ("batches", PACKED), ("outcomes", OUTCOMES), ("rejected", REJECTED))
 
     def __init__(self, kafka: KafkaSettings, catalog: CatalogSettings) -> None:

@@ -108,26 +108,22 @@ SUBMITTED = TopicSpec(
     description="invoice XML bytes exactly as issued; optional ksef-* headers",
     retention_days=7, max_message_bytes=INVOICE_MESSAGE_BYTES, plaintext=True,
 )
-VALIDATED = TopicSpec(
-    "ksef.invoices.validated", records.ValidatedInvoice, key="invoice id",
-    description="invoice that passed every pre-check, with routing metadata",
-    retention_days=3, max_message_bytes=INVOICE_MESSAGE_BYTES, plaintext=True,
-)
-CHECKED = TopicSpec(
-    "ksef.invoices.checked", records.ValidatedInvoice,
-    key="seller NIP|P_2 (KSeF uniqueness key without RodzajFaktury)",
-    description="internal: checked invoice repartitioned by its uniqueness key for dedupe",
-    retention_days=3, max_message_bytes=INVOICE_MESSAGE_BYTES, plaintext=True,
-)
 RELEASES = TopicSpec(
     "ksef.dedupe.releases", records.DedupeRelease,
-    key="seller NIP|P_2 (partitioned like ksef.invoices.checked)",
-    description="internal: invoices refused after validation give their number back",
+    key="seller NIP (partitioned like ksef.invoices.sealed, whose pack owns the numbers)",
+    description="internal: invoices refused after the duplicate check give their number back",
     retention_days=7,
 )
 SEALED = TopicSpec(
     "ksef.invoices.sealed", records.SealedInvoice, key="seller NIP",
-    description="invoice encrypted at rest (AES-256-GCM), issuing mode, QR links",
+    description="binary record (topics.sealed): metadata (issuing mode, deadline, QR links) "
+                "and the deflated invoice encrypted with AES-256-GCM",
+    retention_days=400, max_message_bytes=INVOICE_MESSAGE_BYTES,
+)
+CORRECTIONS = TopicSpec(
+    "ksef.invoices.corrections", records.SealedInvoice, key="seller NIP",
+    description="technical corrections that passed the duplicate check (sealed records, "
+                "as on ksef.invoices.sealed), for the interactive lane",
     retention_days=400, max_message_bytes=INVOICE_MESSAGE_BYTES,
 )
 REJECTED = TopicSpec(
@@ -180,7 +176,7 @@ CONTROL = TopicSpec(
 )
 
 CATALOG: tuple[TopicSpec, ...] = (
-    SUBMITTED, CHECKED, RELEASES, VALIDATED, SEALED, REJECTED, PACKED, SESSIONS, OUTCOMES, UPO,
+    SUBMITTED, SEALED, RELEASES, CORRECTIONS, REJECTED, PACKED, SESSIONS, OUTCOMES, UPO,
     ANNOUNCEMENTS, MODE, DEADLINES, ALERTS, CONTROL,
 )
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in CATALOG}

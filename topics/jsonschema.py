@@ -16,7 +16,9 @@ from typing import Any, Union
 
 import orjson
 
+from topics import records
 from topics.catalog import CATALOG, SUBMITTED, TopicSpec
+from topics.sealed import FRAMING
 
 _SCALARS: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
@@ -112,6 +114,9 @@ def topic_schema(spec: TopicSpec) -> dict[str, Any]:
         "x-kafka-key": spec.key,
         **body,
     }
+    if spec.record is records.SealedInvoice:
+        schema["x-value-format"] = FRAMING
+        schema["x-private-part"] = _object_schema(records.SealedPrivate, defs)
     if defs:
         schema["$defs"] = dict(sorted(defs.items()))
     return schema

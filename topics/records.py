@@ -4,7 +4,8 @@ Declared once here; `schemas/*.json` mirrors them for producers and consumers ou
 Python and `tests/unit/test_schemas.py` keeps the two in agreement. Plain dataclasses,
 not Faust records, so billing-side tools and the pure domain can use them without Faust.
 Times are ISO 8601 with offset; dates are ISO `YYYY-MM-DD` (Polish calendar dates).
-Invoice bytes are base64 of the exact bytes as issued (the KSeF hash is over them).
+Invoice bytes never travel as base64: `ksef.invoices.submitted` carries them raw and
+`ksef.invoices.sealed` is a binary record (`topics.sealed`) that encrypts them.
 """
 
 from __future__ import annotations
@@ -23,29 +24,10 @@ class KafkaRef:
 
 
 @dataclass(frozen=True)
-class ValidatedInvoice:
-    """`ksef.invoices.validated`: an invoice that passed every pre-check, plaintext inside."""
-
-    invoice_id: str
-    seller_nip: str
-    invoice_number: str
-    issue_date: str
-    kind: str
-    size: int
-    sha256: str
-    has_attachments: bool
-    received_at: str
-    validated_at: str
-    origin: KafkaRef
-    xml_b64: str
-    buyer_nip: str | None = None
-    source: str | None = None
-    technical_correction_of: str | None = None
-
-
-@dataclass(frozen=True)
 class SealedInvoice:
-    """`ksef.invoices.sealed`, keyed by seller NIP: the invoice encrypted at rest (AES-256-GCM)."""
+    """`ksef.invoices.sealed`, keyed by seller NIP: the metadata of an invoice encrypted at
+    rest. The record is binary (see `topics.sealed`): this metadata, then the AES-256-GCM
+    ciphertext of the private part and the (deflated) invoice under `key_id`."""
 
     invoice_id: str
     seller_nip: str
@@ -57,8 +39,6 @@ class SealedInvoice:
     has_attachments: bool
     mode: str
     key_id: str
-    nonce_b64: str
-    ciphertext_b64: str
     qr_code_1: str
     received_at: str
     sealed_at: str
@@ -66,9 +46,17 @@ class SealedInvoice:
     deadline: str | None = None
     deadline_status: str = "due"
     qr_code_2: str | None = None
-    buyer_nip: str | None = None
     source: str | None = None
     technical_correction_of: str | None = None
+    compression: str = "deflate"  # of the invoice inside the ciphertext: deflate | none
+
+
+@dataclass(frozen=True)
+class SealedPrivate:
+    """The encrypted part of a sealed record besides the invoice: personal data that
+    only a holder of the keyring may read (a sole trader's NIP identifies a person)."""
+
+    buyer_nip: str | None = None
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ A throwaway broker runs in a temporary KAFKA_RUN_DIR. Each corpus gets its own t
 prefix (so its own copy of the catalog) and is ingested completely before a fresh
 `ksef-pipeline worker --stages validate` starts, so the worker meets a backlog and the
 figure is the stage's own pace, not the producer's. The rate is taken from the broker
-timestamps of the stage's output records (`ksef.invoices.validated`, or `.sealed` when
-seal runs too): records between the first and the last one, divided by that interval.
+timestamps of the stage's output records (`ksef.invoices.sealed`: the validate stage seals
+too): records between the first and the last one, divided by that interval.
 Worker start-up (Faust, group join, schema compile) is reported apart.
 
 Faust reads every setting from an environment variable of the same name in capitals,
@@ -33,7 +33,6 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import orjson
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 
@@ -45,7 +44,8 @@ from pipeline.ingest import InvoiceProducer
 from pipeline.settings import KafkaSettings
 from pipeline.topic_admin import reconcile
 from topics import CatalogSettings, TopicSpec, topic_name
-from topics.catalog import REJECTED, SEALED, VALIDATED
+from topics.catalog import REJECTED, SEALED
+from topics.sealed import read_meta
 
 PARTITIONS = 8
 DEFAULT_COUNTS = {"small": 4000, "typical": 4000, "large": 200}
@@ -134,7 +134,7 @@ class OutputTally:
 def _invoice_id(spec: TopicSpec, key: bytes | None, value: bytes | None) -> str:
     """`.sealed` is keyed by seller NIP: its invoice id is in the value."""
     if spec is SEALED:
-        return str(orjson.loads(value or b"{}").get("invoice_id"))
+        return read_meta(value or b"").invoice_id
     return (key or b"").decode("utf-8", "replace")
 
 
@@ -233,7 +233,7 @@ def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
            "KSEF_TOPIC_PREFIX": catalog.prefix, "KSEF_TOPIC_PARTITIONS": str(PARTITIONS),
            "KSEF_APP_ID": f"bench-{catalog.prefix.rstrip('.')}",
            "KSEF_KEYRING": json.dumps(keyring), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
-    output = SEALED if "seal" in stages.split(",") else VALIDATED
+    output = SEALED
     launched = time.time()
     with contextlib.redirect_stdout(sys.stderr), contextlib.ExitStack() as stack:
         pids = []

@@ -8,7 +8,7 @@ invoices dated today feeds all three measurements:
 - stage function: `check_submission` on the same bytes, i.e. every check the validate
   stage runs per record, minus Kafka;
 - through Kafka: a `validate` worker draining the corpus from `ksef.invoices.submitted`
-  to `ksef.invoices.validated` on a throwaway broker (see `kafka_stage_bench`).
+  to `ksef.invoices.sealed` on a throwaway broker (see `kafka_stage_bench`).
 
 The two in-process sides alternate chunk by chunk and are timed in this process's CPU
 time, so other load on a shared machine skews neither; each is the best of `--repeats`
@@ -38,8 +38,13 @@ from pipeline.clock import polish_today
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.ksef.fa3.checker import invoice_parser
 from pipeline.ksef.fa3.schema import compile_lxml_schema
-from pipeline.stages.submission import AttachmentPolicy, Submission, check_submission
-from topics.records import KafkaRef, ValidatedInvoice
+from pipeline.stages.submission import (
+    AttachmentPolicy,
+    CheckedInvoice,
+    Submission,
+    check_submission,
+)
+from topics.records import KafkaRef
 
 PROFILES = ("small", "typical", "large")
 DEFAULT_COUNTS = {"small": 3000, "typical": 3000, "large": 150}
@@ -87,7 +92,7 @@ def in_process_rates(invoices: Sequence[bytes], today: dt.date, repeats: int
         return bool(schema.validate(etree.fromstring(sub.value, parser)))
 
     def stage(sub: Submission) -> bool:
-        return isinstance(check_submission(sub, checker, today, policy), ValidatedInvoice)
+        return isinstance(check_submission(sub, checker, today, policy), CheckedInvoice)
 
     seconds = race({"raw_lxml": raw, "stage_fn": stage}, submissions, repeats=repeats)
     return {label: len(invoices) / s for label, s in seconds.items()}

@@ -26,9 +26,12 @@ def run(args: argparse.Namespace) -> int:
         os.environ["KSEF_DATA_DIR"] = args.data_dir
     if args.loglevel:
         os.environ["KSEF_LOG_LEVEL"] = args.loglevel
-    from pipeline.stages import HOLDING_STAGES, STAGES
+    from pipeline.stages import ALIASES, HOLDING_STAGES, STAGES
 
     wanted = list(STAGES) if args.stages == "all" else [s for s in args.stages.split(",") if s]
+    # `seal` is part of `validate` since one agent does both: the same group either way,
+    # so an old `--stages seal` worker shares the work instead of doing it twice.
+    wanted = list(dict.fromkeys(ALIASES.get(s, s) for s in wanted))
     unknown = [s for s in wanted if s not in STAGES]
     if unknown:
         print(f"ksef-pipeline worker: unknown stage(s) {', '.join(unknown)}; "

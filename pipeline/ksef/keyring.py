@@ -27,6 +27,16 @@ class KeyringError(ValueError):
     """The keyring is unusable or a sealed record cannot be opened (wrong key, tampered)."""
 
 
+class MissingKeyError(KeyringError):
+    """A record names a key this keyring does not hold (not yet rotated in here, or
+    rotated out): the record is fine, the keyring is not; hold it, do not reject it."""
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"key {key_id!r} is not in the keyring (not rotated in yet, or "
+                         "rotated out?)")
+        self.key_id = key_id
+
+
 @dataclass(frozen=True)
 class Sealed:
     key_id: str
@@ -59,17 +69,25 @@ class Keyring:
     def open(self, sealed: Sealed, associated: bytes) -> bytes:
         aead = self._aead.get(sealed.key_id)
         if aead is None:
-            raise KeyringError(f"key {sealed.key_id!r} is not in the keyring (rotated out?)")
+            raise MissingKeyError(sealed.key_id)
         try:
             return aead.decrypt(sealed.nonce, sealed.ciphertext, associated)
         except InvalidTag as exc:
             raise KeyringError("sealed invoice does not open: wrong key or tampered") from exc
 
-    def open_invoice(self, key_id: str, nonce_b64: str, ciphertext_b64: str,
-                     invoice_id: str) -> bytes:
-        """Open a sealed invoice record's fields (invoice id is the associated data)."""
-        sealed = Sealed(key_id, base64.b64decode(nonce_b64), base64.b64decode(ciphertext_b64))
-        return self.open(sealed, associated=invoice_id.encode())
+    def encrypt(self, key_id: str, nonce: bytes, plaintext: bytes, associated: bytes) -> bytes:
+        """AES-256-GCM under `key_id` (the `topics.sealed.Cipher` a sealed record needs)."""
+        aead = self._aead.get(key_id)
+        if aead is None:
+            raise MissingKeyError(key_id)
+        return aead.encrypt(nonce, plaintext, associated)
+
+    def decrypt(self, key_id: str, nonce: bytes, ciphertext: bytes, associated: bytes) -> bytes:
+        return self.open(Sealed(key_id, nonce, ciphertext), associated)
+
+    @staticmethod
+    def nonce() -> bytes:
+        return os.urandom(NONCE_BYTES)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Keyring:

@@ -52,7 +52,8 @@ from topics import topic_name
 from topics.catalog import DEADLINES, OUTCOMES, REJECTED
 from topics.catalog import SEALED as SEALED_TOPIC
 from topics.codec import decode, encode
-from topics.records import DeadlineRecord, InvoiceOutcome, ModeState, Rejection, SealedInvoice
+from topics.records import DeadlineRecord, InvoiceOutcome, ModeState, Rejection
+from topics.sealed import read_meta
 
 log = logs.get(__name__)
 
@@ -222,7 +223,7 @@ def _first_records(messages: list[Any], now: dt.datetime) -> list[tuple[bytes, b
     out = []
     for message in messages:
         try:
-            record = book.first_record(decode(SealedInvoice, message.value), now)
+            record = book.first_record(read_meta(message.value), now)
         except (ValueError, TypeError) as exc:
             log.error("sealed invoice not tracked", partition=message.partition,
                       offset=message.offset, error=str(exc))

@@ -23,8 +23,8 @@ from pipeline.stages.submission import (
     HEADER_SELLER,
     HEADER_SOURCE,
 )
-from topics.codec import decode
-from topics.records import Rejection, SealedInvoice
+from topics.records import Rejection
+from topics.sealed import open_sealed
 
 
 @dataclass
@@ -94,8 +94,7 @@ def from_sealed(rejection: Rejection, raw: RawRecord, keyring: Keyring | None) -
                           "the keyring (--keyring or KSEF_KEYRING_FILE)")
     if raw.value is None:
         raise LookupError(f"{rejection.invoice_id}: the sealed record is empty")
-    sealed = decode(SealedInvoice, raw.value)
-    xml = keyring.open_invoice(sealed.key_id, sealed.nonce_b64, sealed.ciphertext_b64,
-                               sealed.invoice_id)
+    opened = open_sealed(raw.value, keyring)
+    sealed, xml = opened.meta, opened.invoice()
     return Replayable(sealed.invoice_id, xml, sealed.seller_nip, sealed.source,
                       sealed.has_attachments, sealed.technical_correction_of)

@@ -1,5 +1,15 @@
 """pack stage: `ksef.invoices.sealed` -> `ksef.batches.packed`.
 
+First the duplicate check: the sealed topic is keyed by seller NIP, so this stage owns
+every invoice number of the sellers whose partitions it holds. KSeF's uniqueness key
+(seller NIP, RodzajFaktury, P_2) lives in a changelog-backed table, so duplicates are
+caught across restarts; a replay (same id, same bytes) is not a duplicate. A number
+refused later (a rejection after the check) is given back: `forward_releases` turns such
+rejections into releases on `ksef.dedupe.releases` (keyed by seller NIP like the sealed
+topic, so a release reaches the partition holding the number) and `release` applies them.
+Technical corrections that pass go on to `ksef.invoices.corrections` for the
+interactive lane of the submit stage.
+
 Per (seller, offline mode) one open batch streams into a deterministic archive in the
 spool; it is sealed on 10,000 invoices, before a size limit could be passed, at once
 when its earliest deadline is due, when it is old, or on the linger time once nothing
@@ -28,19 +38,23 @@ import orjson
 from pipeline import logs
 from pipeline.app import app, produce, topic, worker_settings
 from pipeline.clock import iso, now_utc
+from pipeline.forwarding import forward_forever
 from pipeline.invoice_ledger import PACKED as PACKED_ENTRY
 from pipeline.invoice_ledger import LedgerEntry, invoice_ledger, origin_text, replay_verdict
 from pipeline.ksef.api import KsefError
 from pipeline.ksef.crypto import public_key_from_certificate
-from pipeline.ksef.keyring import load_keyring
+from pipeline.ksef.keyring import KeyringError, load_keyring
 from pipeline.ksef.package import Fit
 from pipeline.ksef_link import KsefClients, KsefSettings
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.snapshot import should_hold_sessions
+from pipeline.stages.duplicates import dedupe, duplicate_key, held_keys, held_value, release_for
 from pipeline.stages.packing import OpenBatch, PackSettings, batch_group, manifest_record
-from topics.catalog import OUTCOMES, PACKED, REJECTED, SEALED
+from pipeline.stages.replay_guard import ReplayGuard
+from topics.catalog import CORRECTIONS, OUTCOMES, PACKED, REJECTED, RELEASES, SEALED
 from topics.codec import decode, encode
-from topics.records import KafkaRef, PackedBatch, Rejection, SealedInvoice
+from topics.records import DedupeRelease, KafkaRef, PackedBatch, Rejection, SealedInvoice
+from topics.sealed import SealedRecordError, open_sealed, read_meta
 
 log = logs.get(__name__)
 TICK_S = 0.5
@@ -48,12 +62,18 @@ TICK_S = 0.5
 sealed_topic = topic(SEALED)
 packed_topic = topic(PACKED)
 rejected_topic = topic(REJECTED)
+releases_topic = topic(RELEASES)
 
 settings = PackSettings.from_env(worker_settings.data_dir)
 keyring = load_keyring(Path(worker_settings.data_dir).parent / "keyring.json")
 clients = KsefClients(KsefSettings.from_env())
 follower = mode_follower()
 ledger = invoice_ledger()
+DEDUPE_TABLE = "ksef-dedupe"
+seen_keys = app.Table(DEDUPE_TABLE, key_type=bytes, value_type=bytes,
+                      partitions=sealed_topic.partitions,
+                      store=f"{worker_settings.dedupe_store}:{DEDUPE_TABLE}")
+release_guard = ReplayGuard()
 open_batches: dict[tuple[str, bool], OpenBatch] = {}
 lock = asyncio.Lock()
 state: dict[str, Any] = {"stream": None, "ticker": None}
@@ -89,7 +109,7 @@ async def _reject(inv_id: str, reason: str, code: int, message: str, event: Any,
                                     "invoice_number": inv.invoice_number, "sha256": inv.sha256}
     rej = Rejection(invoice_id=inv_id, stage="pack", code=code, reason=reason, message=message,
                     rejected_at=iso(), **known)
-    await rejected_topic.send(key=inv_id.encode(), value=encode(rej))
+    await produce(REJECTED, inv_id.encode(), encode(rej))
     await _ack([event])
 
 
@@ -115,20 +135,25 @@ async def _mf_key() -> tuple[Any, str | None]:
     return key.key, key.public_key_id
 
 
-async def _flush(group: tuple[str, bool], why: str) -> None:
-    """Seal the open batch of `group` and publish its manifest; waits out KSeF outages
-    (the MF key is needed to wrap the session key) with the batch kept open."""
-    batch = open_batches[group]
+async def _mf_key_waiting(batch_id: str) -> tuple[Any, str | None]:
+    """The MF key, waiting out a KSeF outage (a full batch cannot be sealed without it)."""
     delay = 1.0
     while True:
         try:
-            mf_key, key_id = await _mf_key()
-            break
+            return await _mf_key()
         except KsefError as exc:
             log.warning("MF public key unavailable; batch stays open", error=str(exc),
-                        batch_id=batch.batch_id, retry_in_s=delay)
+                        batch_id=batch_id, retry_in_s=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+
+async def _flush(group: tuple[str, bool], why: str,
+                 mf: tuple[Any, str | None] | None = None) -> None:
+    """Seal the open batch of `group` and publish its manifest; without the MF key at
+    hand (`mf`) it waits out a KSeF outage with the batch kept open."""
+    batch = open_batches[group]
+    mf_key, key_id = mf if mf is not None else await _mf_key_waiting(batch.batch_id)
     packaged = await asyncio.to_thread(batch.builder.finish, mf_key, keep_package=False)
     record = manifest_record(batch, packaged, key_id)
     await packed_topic.send(key=batch.seller_nip.encode(), value=encode(record))
@@ -144,14 +169,17 @@ async def _add(event: Any) -> None:
     msg = event.message
     ref = KafkaRef(msg.topic, msg.partition, msg.offset)
     try:
-        inv = decode(SealedInvoice, msg.value)
+        inv = read_meta(msg.value)
     except (ValueError, TypeError) as exc:
         key = (msg.key or b"?").decode("utf-8", "replace")
         await _reject(f"undecodable:{ref.topic}/{ref.partition}/{ref.offset}", "unknown", 500,
                       f"sealed record does not decode ({type(exc).__name__}); key {key}", event)
         return
-    if inv.technical_correction_of:
-        await _ack([event])  # the interactive lane (submit stage) sends these
+    if not await _number_is_free(inv, event):
+        return
+    if inv.technical_correction_of:  # the interactive lane (submit stage) sends these
+        await produce(CORRECTIONS, inv.seller_nip.encode(), msg.value)
+        await _ack([event])
         return
     origin = origin_text(inv.origin)
     verdict = replay_verdict(ledger.packed(inv.invoice_id), ledger.final(inv.invoice_id),
@@ -167,9 +195,9 @@ async def _add(event: Any) -> None:
         _hold(batch, event)
         return
     try:
-        xml = keyring.open_invoice(inv.key_id, inv.nonce_b64, inv.ciphertext_b64,
-                                   inv.invoice_id)
-    except ValueError as exc:
+        opened = open_sealed(msg.value, keyring)
+        xml = opened.invoice()
+    except (KeyringError, SealedRecordError) as exc:
         await _reject(inv.invoice_id, "decryption", 435, str(exc), event, inv)
         return
     if batch is not None and batch.builder.verdict(len(xml)) is Fit.FULL:
@@ -181,10 +209,26 @@ async def _add(event: Any) -> None:
         await _reject(inv.invoice_id, "too-large", 430,
                       f"invoice of {len(xml)} bytes cannot fit any batch package", event, inv)
         return
-    batch.add(inv, xml, ref)
+    batch.add(inv, xml, ref, deflated=opened.deflated)
     _hold(batch, event)
     if batch.due_to_flush(settings, time.monotonic()) == "full":
         await _flush(group, "full")
+
+
+async def _number_is_free(inv: SealedInvoice, event: Any) -> bool:
+    """KSeF's uniqueness rule: the number is taken here, or the invoice is a duplicate
+    (rejected) or a replay of the invoice holding it (passes again)."""
+    key = duplicate_key(inv).encode()
+    seen = seen_keys.get(key)
+    store, rej = dedupe(inv, seen.decode() if seen is not None else None)
+    if rej is not None:
+        log.info("rejected", invoice_id=rej.invoice_id, reason=rej.reason, code=rej.code)
+        await produce(REJECTED, rej.invoice_id.encode(), encode(rej))
+        await _ack([event])
+        return False
+    if store is not None:
+        seen_keys[key] = store.encode()
+    return True
 
 
 async def _replayed(inv: SealedInvoice, verdict: str, event: Any) -> None:
@@ -223,9 +267,20 @@ def _backlog() -> bool:
 
 
 async def _tick() -> None:
+    mf: tuple[Any, str | None] | None = None
     while True:
         await asyncio.sleep(TICK_S)
         try:
+            if open_batches and mf is None:
+                # Fetched outside the lock: while KSeF cannot give the key, records go on
+                # being checked and added (duplicates refused, full batches aside).
+                try:
+                    mf = await _mf_key()
+                except KsefError as exc:
+                    log.warning("MF public key unavailable; batches stay open",
+                                error=str(exc), batches=len(open_batches))
+                    await asyncio.sleep(min(30.0, settings.linger_s))
+                    continue
             async with lock:
                 now = time.monotonic()
                 # During an announced outage only full or deadline-bound batches are sealed:
@@ -239,7 +294,9 @@ async def _tick() -> None:
                     if why == "linger" and waiting:
                         continue
                     if why and not (holding and why in ("linger", "age")):
-                        await _flush(group, why)
+                        await _flush(group, why, mf)
+            if not open_batches:
+                mf = None  # fetched afresh for the next batch (the key may rotate)
         except Exception:  # keep ticking; the batch stays open and is retried
             log.exception("pack tick failed")
 
@@ -265,6 +322,42 @@ async def pack(stream: faust.StreamT[Any]) -> None:
                 log.exception("pack failed on a record")
                 await _reject(f"pack-error:{event.message.partition}/{event.message.offset}",
                               "unknown", 500, f"pack stage failed: {type(exc).__name__}", event)
+
+
+@app.agent(releases_topic, name="pack-release")
+async def release(stream: faust.StreamT[Any]) -> None:
+    """Give back the numbers of invoices refused after the check."""
+    async for event in release_guard.events(stream):
+        try:
+            rel = decode(DedupeRelease, event.value)
+        except (ValueError, TypeError) as exc:  # only our own task writes here
+            log.error("unreadable dedupe release", offset=event.message.offset,
+                      error=str(exc))
+            continue
+        held = held_value(rel.invoice_id, rel.sha256).encode()
+        freed = [key for key in map(str.encode, held_keys(rel)) if seen_keys.get(key) == held]
+        for key in freed:
+            del seen_keys[key]
+        log.info("dedupe release applied", invoice_id=rel.invoice_id, stage=rel.stage,
+                 reason=rel.reason, released=bool(freed))
+
+
+@app.task
+async def forward_releases() -> None:
+    """`ksef.invoices.rejected` -> `ksef.dedupe.releases`, in a group of its own."""
+    await forward_forever(REJECTED, f"{app.conf.id}-dedupe-release", RELEASES, _releases)
+
+
+def _releases(messages: list[Any]) -> list[tuple[bytes, bytes]]:
+    out = []
+    for message in messages:
+        try:
+            rel = release_for(decode(Rejection, message.value or b""))
+        except (ValueError, TypeError):  # not a rejection record: nothing to release
+            continue
+        if rel is not None:
+            out.append((rel.seller_nip.encode(), encode(rel)))
+    return out
 
 
 @app.on_partitions_revoked.connect

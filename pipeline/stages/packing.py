@@ -80,8 +80,9 @@ class OpenBatch:
     def batch_id(self) -> str:
         return self.builder.batch_id
 
-    def add(self, inv: SealedInvoice, xml: bytes, ref: KafkaRef) -> None:
-        entry = self.builder.add(ref, xml, expected_hash=inv.sha256)
+    def add(self, inv: SealedInvoice, xml: bytes, ref: KafkaRef,
+            deflated: bytes | None = None) -> None:
+        entry = self.builder.add(ref, xml, expected_hash=inv.sha256, deflated=deflated)
         self.invoice_ids.add(inv.invoice_id)
         self.last_added = time.monotonic()
         self.invoices.append(PackedInvoice(

@@ -4,7 +4,6 @@ and initial deadline, and build the QR links a billing system prints on an offli
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import os
 from dataclasses import dataclass
@@ -26,7 +25,9 @@ from pipeline.ksef.qr import (
     check_signing_key,
     invoice_link,
 )
-from topics.records import SealedInvoice, ValidatedInvoice
+from pipeline.stages.submission import CheckedInvoice
+from topics.records import SealedInvoice, SealedPrivate
+from topics.sealed import deflate, encode_sealed
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,9 @@ class SealConfig:
     keyring: Keyring
     qr_environment: QrEnvironment
     certificates: dict[str, OfflineCertificate]
+    # Deflate level of the invoice inside the record: the pack stage's, so the ZIP entry
+    # is the record's own DEFLATE stream and no invoice is compressed twice.
+    level: int = 3
 
     @classmethod
     def from_env(cls, keyring: Keyring) -> SealConfig:
@@ -67,16 +71,16 @@ class SealConfig:
             keyring=keyring,
             qr_environment=QrEnvironment.parse(os.environ.get("KSEF_QR_ENV", "test")),
             certificates=load_offline_certificates(os.environ.get("KSEF_OFFLINE_CERT_DIR")),
+            level=int(os.environ.get("KSEF_PACK_LEVEL", "3")),
         )
 
 
-def seal_invoice(inv: ValidatedInvoice, config: SealConfig, history: AnnouncementHistory,
+def seal_invoice(inv: CheckedInvoice, config: SealConfig, history: AnnouncementHistory,
                  *, ksef_reachable: bool = True, now: dt.datetime | None = None
-                 ) -> SealedInvoice:
-    """Encrypt the exact invoice bytes and stamp mode, deadline and QR links."""
+                 ) -> tuple[SealedInvoice, bytes]:
+    """The sealed record of a checked invoice: mode, deadline and QR links stamped in its
+    metadata, the exact invoice bytes deflated and encrypted under the active key."""
     moment = now or now_utc()
-    xml = base64.b64decode(inv.xml_b64)
-    sealed = config.keyring.seal(xml, associated=inv.invoice_id.encode())
     issued = dt.date.fromisoformat(inv.issue_date)
     mode = mode_for_new_invoice(issued, moment, history, ksef_reachable)
     deadline = compute_deadline(issued, mode, history)
@@ -89,15 +93,17 @@ def seal_invoice(inv: ValidatedInvoice, config: SealConfig, history: Announcemen
             seller_nip=inv.seller_nip, certificate_serial_hex=cert.serial_hex,
             invoice_hash_value=inv.sha256, key=cert.key,
         ).url
-    return SealedInvoice(
+    compression, payload = deflate(inv.xml, config.level)
+    meta = SealedInvoice(
         invoice_id=inv.invoice_id, seller_nip=inv.seller_nip,
         invoice_number=inv.invoice_number, issue_date=inv.issue_date, kind=inv.kind,
         size=inv.size, sha256=inv.sha256, has_attachments=inv.has_attachments,
-        mode=mode.value, key_id=sealed.key_id,
-        nonce_b64=base64.b64encode(sealed.nonce).decode("ascii"),
-        ciphertext_b64=base64.b64encode(sealed.ciphertext).decode("ascii"),
-        qr_code_1=kod1, received_at=inv.received_at, sealed_at=iso(moment), origin=inv.origin,
+        mode=mode.value, key_id=config.keyring.active, qr_code_1=kod1,
+        received_at=inv.received_at, sealed_at=iso(moment), origin=inv.origin,
         deadline=None if deadline.due is None else deadline.due.isoformat(),
-        deadline_status=deadline.status.value, qr_code_2=kod2, buyer_nip=inv.buyer_nip,
-        source=inv.source, technical_correction_of=inv.technical_correction_of,
+        deadline_status=deadline.status.value, qr_code_2=kod2, source=inv.source,
+        technical_correction_of=inv.technical_correction_of, compression=compression,
     )
+    value = encode_sealed(meta, SealedPrivate(buyer_nip=inv.buyer_nip), payload,
+                          config.keyring, config.keyring.nonce())
+    return meta, value

@@ -1,5 +1,5 @@
 """The validate stage's decisions as plain functions (no Faust), so they are unit-tested
-and benchmarked directly: one submitted record -> a validated invoice or a rejection.
+and benchmarked directly: one submitted record -> a checked invoice or a rejection.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from pipeline.clock import iso
-from pipeline.ksef.fa3 import INVOICE_KINDS, REASONS, Finding, InvoiceChecker
-from topics.records import DedupeRelease, KafkaRef, Rejection, ValidatedInvoice
+from pipeline.ksef.fa3 import REASONS, Finding, InvoiceChecker
+from topics.records import KafkaRef, Rejection
 
 STAGE = "validate"
 HEADER_SELLER = "ksef-seller-nip"
@@ -45,6 +45,27 @@ class AttachmentPolicy:
 
     def allows(self, seller_nip: str | None) -> bool:
         return self.everyone or (seller_nip is not None and seller_nip in self.sellers)
+
+
+@dataclass(frozen=True)
+class CheckedInvoice:
+    """An invoice that passed every stateless check, with what sealing needs (in memory
+    only: it is sealed before anything is produced)."""
+
+    invoice_id: str
+    seller_nip: str
+    invoice_number: str
+    issue_date: str
+    kind: str
+    size: int
+    sha256: str
+    has_attachments: bool
+    received_at: str
+    origin: KafkaRef
+    xml: bytes
+    buyer_nip: str | None = None
+    source: str | None = None
+    technical_correction_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +129,7 @@ def _is_sha256_b64(text: str) -> bool:
 
 
 def check_submission(sub: Submission, checker: InvoiceChecker, today: dt.date,
-                     policy: AttachmentPolicy) -> ValidatedInvoice | Rejection:
+                     policy: AttachmentPolicy) -> CheckedInvoice | Rejection:
     """Every stateless check KSeF would apply, plus the input contract's own rules."""
     invoice_id = sub.invoice_id()
     if invoice_id is None:
@@ -152,89 +173,11 @@ def check_submission(sub: Submission, checker: InvoiceChecker, today: dt.date,
                       details={"path": "/Faktura/Podmiot1/DaneIdentyfikacyjne/NIP"})
     assert seller is not None and facts.invoice_number is not None
     assert facts.issue_date is not None and facts.kind is not None
-    return ValidatedInvoice(
+    return CheckedInvoice(
         invoice_id=invoice_id, seller_nip=seller, invoice_number=facts.invoice_number,
         issue_date=facts.issue_date.isoformat(), kind=facts.kind, size=facts.size,
         sha256=facts.sha256_b64, has_attachments=facts.has_attachments,
-        received_at=sub.received_at, validated_at=iso(), origin=sub.origin,
-        xml_b64=base64.b64encode(data).decode("ascii"), buyer_nip=facts.buyer_nip,
+        received_at=sub.received_at, origin=sub.origin, xml=data, buyer_nip=facts.buyer_nip,
         source=sub.header(HEADER_SOURCE),
         technical_correction_of=sub.header(HEADER_CORRECTION) or None,
     )
-
-
-def uniqueness_key(seller_nip: str, kind: str, invoice_number: str) -> str:
-    """KSeF's uniqueness key as the dedupe table stores it: seller NIP, RodzajFaktury, P_2."""
-    return f"{seller_nip}|{kind}|{invoice_number}"
-
-
-def duplicate_key(inv: ValidatedInvoice) -> str:
-    return uniqueness_key(inv.seller_nip, inv.kind, inv.invoice_number)
-
-
-def routing_key(seller_nip: str, invoice_number: str) -> str:
-    """The partitioning key of `ksef.invoices.checked` and `ksef.dedupe.releases`.
-
-    RodzajFaktury is left out so that a rejection, which does not know the kind, reaches
-    the partition holding every kind of that number.
-    """
-    return f"{seller_nip}|{invoice_number}"
-
-
-def held_keys(release: DedupeRelease) -> list[str]:
-    """Every uniqueness key the released invoice may hold (one per RodzajFaktury)."""
-    return [uniqueness_key(release.seller_nip, kind, release.invoice_number)
-            for kind in INVOICE_KINDS]
-
-
-def held_value(invoice_id: str, sha256: str) -> str:
-    """What the dedupe table stores for the invoice holding a key."""
-    return f"{invoice_id} {sha256}"
-
-
-def release_for(rej: Rejection) -> DedupeRelease | None:
-    """The release a rejection asks for, or None.
-
-    An invoice refused after validation (no KSeF token, KSeF's 450, a failed session)
-    is not in KSeF, so its number is free again: a corrected invoice under the same
-    number must not be refused as its duplicate. Validate's own rejections never held a
-    key, and KSeF's 440 says another invoice does hold the number in KSeF.
-    """
-    if rej.stage == STAGE or rej.reason == "duplicate":
-        return None
-    if not (rej.seller_nip and rej.invoice_number and rej.sha256):
-        return None
-    return DedupeRelease(
-        invoice_id=rej.invoice_id, seller_nip=rej.seller_nip,
-        invoice_number=rej.invoice_number, sha256=rej.sha256, stage=rej.stage,
-        reason=rej.reason, requested_at=iso())
-
-
-def dedupe(inv: ValidatedInvoice, seen: str | None) -> tuple[str | None, Rejection | None]:
-    """Given what the table holds for the invoice's key, the value to store and a rejection.
-
-    The stored value is "invoice_id sha256". The same id with the same bytes is a replay
-    (passes again, idempotent downstream); anything else under the same key is a duplicate.
-    """
-    mine = held_value(inv.invoice_id, inv.sha256)
-    if seen is None:
-        return mine, None
-    if seen == mine:
-        return None, None
-    original_id, _, original_hash = seen.partition(" ")
-    if inv.technical_correction_of and inv.technical_correction_of == original_hash:
-        return mine, None  # a technical correction replaces the rejected original
-    if original_id == inv.invoice_id:
-        why = "was already submitted with different content under the same invoice id"
-    else:
-        why = f"was already submitted as invoice id {original_id}"
-    message = (f"invoice {inv.invoice_number} ({inv.kind}) of seller {inv.seller_nip} {why}; "
-               "KSeF keeps (seller NIP, RodzajFaktury, P_2) unique for 10 years")
-    rej = Rejection(
-        invoice_id=inv.invoice_id, stage=STAGE, code=ALL_REASONS["duplicate"][0],
-        reason="duplicate", message=message, rejected_at=iso(),
-        details={"original_invoice_id": original_id, "original_sha256": original_hash},
-        seller_nip=inv.seller_nip, invoice_number=inv.invoice_number, sha256=inv.sha256,
-        received_at=inv.received_at, origin=inv.origin,
-    )
-    return None, rej

@@ -69,9 +69,10 @@ from pipeline.stages.credential_hold import (
 )
 from pipeline.stages.credential_watch import ExpiryWatch
 from pipeline.stages.held_releases import release_book
-from topics.catalog import PACKED, REJECTED, SEALED, SESSIONS
+from topics.catalog import CORRECTIONS, PACKED, REJECTED, SESSIONS
 from topics.codec import decode, encode, from_dict
 from topics.records import Alert, HeldRelease, PackedBatch, Rejection, SealedInvoice, SessionStep
+from topics.sealed import open_sealed, read_meta
 
 log = logs.get(__name__)
 
@@ -223,10 +224,9 @@ def _rebuild_sync(manifest: PackageManifest, directory: Path, public_key: Any) -
     """Blocking part of a rebuild: fetch, decrypt, re-archive, verify, encrypt parts."""
     reader = SequentialReader(kafka_settings)
 
-    def plaintext(ref: Any) -> bytes:
-        sealed = decode(SealedInvoice, reader.get(ref))
-        return keyring.open_invoice(sealed.key_id, sealed.nonce_b64, sealed.ciphertext_b64,
-                                    sealed.invoice_id)
+    def plaintext(ref: Any) -> tuple[bytes, bytes | None]:
+        opened = open_sealed(reader.get(ref), keyring)
+        return opened.invoice(), opened.deflated
 
     try:
         directory.mkdir(parents=True, exist_ok=True)
@@ -441,7 +441,7 @@ async def _leave_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
 
 # --- interactive lane: technical corrections -------------------------------------------
 
-sealed_topic = topic(SEALED)
+corrections_topic = topic(CORRECTIONS)
 
 
 def correction_id(inv: SealedInvoice) -> str:
@@ -458,7 +458,7 @@ async def _in_session(client: Any, ref: str, sha256: str) -> bool:
     return False
 
 
-async def _send_correction(inv: SealedInvoice) -> None:
+async def _send_correction(inv: SealedInvoice, record: bytes) -> None:
     """One interactive session per correction: KSeF allows a technical correction only
     there, once, with offlineMode true and the hash of the rejected original.
 
@@ -486,7 +486,7 @@ async def _send_correction(inv: SealedInvoice) -> None:
         await _close_after_send(client, earlier)
         await _journal_correction_closed(inv, batch_id, earlier)
         return
-    xml = keyring.open_invoice(inv.key_id, inv.nonce_b64, inv.ciphertext_b64, inv.invoice_id)
+    xml = open_sealed(record, keyring).invoice()
     await _journal_step(batch_id, inv.seller_nip, OPENING, None, "online", {})
     session = await client.open_online_session()
     ref = session.reference_number
@@ -555,21 +555,21 @@ async def _correction_held(inv: SealedInvoice, decision: Decision) -> bool:
     return True
 
 
-@app.agent(sealed_topic, name="submit-interactive")
+@app.agent(corrections_topic, name="submit-interactive")
 async def interactive(stream: faust.StreamT[Any]) -> None:
     await _journal_loaded()
     async for event in stream.events():
         try:
-            inv = decode(SealedInvoice, event.value)
+            inv = read_meta(event.value)
         except (ValueError, TypeError):
-            continue  # the pack stage reports undecodable sealed records
+            continue  # the pack stage forwards only records it could read
         if not inv.technical_correction_of:
             continue
         delay = 1.0
         while True:
             try:
                 await _journal_loaded()
-                await _send_correction(inv)
+                await _send_correction(inv, event.value)
                 await _alert(holds.ok(inv.seller_nip, now_utc()))
                 break
             except (KsefUnavailable, KsefRateLimited) as exc:

@@ -1,65 +1,63 @@
-"""validate stage: `ksef.invoices.submitted` -> `.validated` | `.rejected`.
+"""validate+seal stage: `ksef.invoices.submitted` -> `ksef.invoices.sealed` | `.rejected`.
 
-Two agents. `check` runs every stateless KSeF pre-check (one lxml parse + XSD
-validation, ~0.5 ms for a typical invoice) and repartitions passing invoices by
-(seller NIP, P_2) onto `ksef.invoices.checked`. `dedupe` owns the partition of that
-key and keeps KSeF's uniqueness key (seller NIP, RodzajFaktury, P_2) in a
-changelog-backed table, so duplicates are caught across all input partitions and
-across restarts. Any failure of one record becomes a rejection; the agent itself never
-dies on input.
+One agent, one hop: every stateless KSeF pre-check (one lxml parse + XSD validation),
+then at once the seal: issuing mode and deadline stamped from the mode-state stream,
+QR links, and the exact invoice bytes deflated and AES-256-GCM encrypted under the
+keyring's active key. The output is keyed by seller NIP, so the pack stage that owns a
+seller's partition also owns its invoice numbers (the duplicate check). After
+`.submitted` no topic holds plaintext, and no invoice travels as base64 or JSON.
 
-An invoice refused after validation is not in KSeF, so its number is free again:
-`forward_releases` (a consumer group of its own on `ksef.invoices.rejected`, so it
-takes no partition from other stages reading that topic) turns such rejections into
-releases on `ksef.dedupe.releases`, partitioned like `.checked`, and `release` gives
-the key back in the same table.
+Any failure of one record becomes a rejection; the agent itself never dies on input.
 """
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
+from pathlib import Path
 from typing import Any
 
 import faust
-import orjson
 
 from pipeline import logs
 from pipeline.app import app, produce, topic, worker_settings
 from pipeline.clock import from_timestamp, iso, polish_today
-from pipeline.forwarding import forward_forever
+from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.fa3 import InvoiceChecker
+from pipeline.ksef.keyring import load_keyring
+from pipeline.modes.follow import mode_follower
+from pipeline.modes.snapshot import history_from_mode_state
 from pipeline.stages.replay_guard import ReplayGuard
-from pipeline.stages.submission import (
-    AttachmentPolicy,
-    Submission,
-    check_submission,
-    dedupe,
-    duplicate_key,
-    held_keys,
-    held_value,
-    reject,
-    release_for,
-    routing_key,
-)
-from topics.catalog import CHECKED, REJECTED, RELEASES, SUBMITTED, VALIDATED
-from topics.codec import decode, encode
-from topics.records import DedupeRelease, KafkaRef, Rejection, ValidatedInvoice
+from pipeline.stages.sealing import SealConfig, seal_invoice
+from pipeline.stages.submission import AttachmentPolicy, Submission, check_submission, reject
+from topics.catalog import REJECTED, SEALED, SUBMITTED
+from topics.codec import encode
+from topics.records import KafkaRef, ModeState, Rejection
 
 log = logs.get(__name__)
 
 submitted_topic = topic(SUBMITTED)
-checked_topic = topic(CHECKED)
-releases_topic = topic(RELEASES)
 
 checker = InvoiceChecker()
-check_guard = ReplayGuard()
-dedupe_guard = ReplayGuard()
-release_guard = ReplayGuard()
+guard = ReplayGuard()
 policy = AttachmentPolicy.from_env()
-DEDUPE_TABLE = "ksef-dedupe"
-seen_keys = app.Table(DEDUPE_TABLE, key_type=bytes, value_type=bytes,
-                      partitions=checked_topic.partitions,
-                      store=f"{worker_settings.dedupe_store}:{DEDUPE_TABLE}")
+config = SealConfig.from_env(load_keyring(Path(worker_settings.data_dir).parent / "keyring.json"))
+READY_WAIT_S = 30.0
+
+
+class ModeView:
+    """What this worker knows of KSeF's state; the mode-state stream keeps it current."""
+
+    history: AnnouncementHistory = AnnouncementHistory()
+    ksef_reachable: bool = True
+
+
+def _apply(state: ModeState) -> None:
+    ModeView.history = history_from_mode_state(state)
+    ModeView.ksef_reachable = state.ksef_reachable
+
+
+follower = mode_follower()
+follower.subscribe(_apply)
 
 
 def _submission(event: faust.EventT[Any, Any]) -> Submission:
@@ -72,88 +70,41 @@ def _submission(event: faust.EventT[Any, Any]) -> Submission:
     )
 
 
-def _check(sub: Submission) -> ValidatedInvoice | Rejection:
+def validate_and_seal(sub: Submission) -> tuple[str, bytes] | Rejection:
+    """(seller NIP, sealed record) or the rejection; a bug costs one record, not the stage."""
     try:
-        return check_submission(sub, checker, polish_today(), policy)
+        checked = check_submission(sub, checker, polish_today(), policy)
     except Exception as exc:  # never lose a record to a bug
         return reject(sub, "unknown", f"validate stage failed: {type(exc).__name__}")
+    if isinstance(checked, Rejection):
+        return checked
+    try:
+        meta, value = seal_invoice(checked, config, ModeView.history,
+                                   ksef_reachable=ModeView.ksef_reachable)
+    except Exception as exc:
+        return Rejection(invoice_id=checked.invoice_id, stage="seal", code=500,
+                         reason="unknown", rejected_at=iso(), origin=checked.origin,
+                         received_at=checked.received_at, seller_nip=checked.seller_nip,
+                         message=f"seal failed: {type(exc).__name__}")
+    return meta.seller_nip, value
 
 
-async def _emit_rejection(rej: Rejection) -> None:
-    log.info("rejected", invoice_id=rej.invoice_id, reason=rej.reason, code=rej.code)
-    await produce(REJECTED, rej.invoice_id.encode(), encode(rej))
-
-
-@app.agent(submitted_topic, name="validate-check")
-async def check(stream: faust.StreamT[Any]) -> None:
+@app.agent(submitted_topic, name="validate-seal")
+async def validate(stream: faust.StreamT[Any]) -> None:
+    checker.warm_up()
+    try:  # stamp modes from the real state, not from "nothing announced"
+        await asyncio.wait_for(follower.wait_ready(), READY_WAIT_S)
+    except TimeoutError:
+        log.warning("ksef.mode not read yet; sealing with no announcements known")
     # One event at a time on purpose: Faust's take_events acknowledges a whole batch in a
     # `finally`, even when the agent is cancelled before handling it (a rebalance or a
     # stop), which would lose those invoices. A typical invoice costs ~0.5 ms here.
-    checker.warm_up()
-    async for event in check_guard.events(stream):
-        result = _check(_submission(event))
+    async for event in guard.events(stream):
+        result = validate_and_seal(_submission(event))
         if isinstance(result, Rejection):
-            await _emit_rejection(result)
+            log.info("rejected", invoice_id=result.invoice_id, reason=result.reason,
+                     code=result.code)
+            await produce(REJECTED, result.invoice_id.encode(), encode(result))
         else:
-            key = routing_key(result.seller_nip, result.invoice_number)
-            await produce(CHECKED, key.encode(), encode(result))
-
-
-@app.agent(checked_topic, name="validate-dedupe")
-async def dedupe_agent(stream: faust.StreamT[Any]) -> None:
-    async for event in dedupe_guard.events(stream):
-        try:
-            inv = decode(ValidatedInvoice, event.value)
-            key = duplicate_key(inv).encode()
-            seen = seen_keys.get(key)
-            store, rej = dedupe(inv, seen.decode() if seen is not None else None)
-        except Exception as exc:  # only our own stage writes here; still, lose nothing
-            log.error("dedupe failed", error=type(exc).__name__, offset=event.message.offset)
-            invoice_id = "unknown"
-            with contextlib.suppress(Exception):
-                invoice_id = orjson.loads(event.value)["invoice_id"]
-            await _emit_rejection(Rejection(
-                invoice_id=invoice_id, stage="validate", code=500, reason="unknown",
-                message=f"duplicate check failed: {type(exc).__name__}", rejected_at=iso()))
-            continue
-        if rej is not None:
-            await _emit_rejection(rej)
-            continue
-        if store is not None:
-            seen_keys[key] = store.encode()
-        await produce(VALIDATED, inv.invoice_id.encode(), event.value)
-
-
-@app.agent(releases_topic, name="validate-release")
-async def release(stream: faust.StreamT[Any]) -> None:
-    async for event in release_guard.events(stream):
-        try:
-            rel = decode(DedupeRelease, event.value)
-        except (ValueError, TypeError) as exc:  # only our own task writes here
-            log.error("unreadable dedupe release", offset=event.message.offset,
-                      error=str(exc))
-            continue
-        held = held_value(rel.invoice_id, rel.sha256).encode()
-        freed = [key for key in map(str.encode, held_keys(rel)) if seen_keys.get(key) == held]
-        for key in freed:
-            del seen_keys[key]
-        log.info("dedupe release applied", invoice_id=rel.invoice_id, stage=rel.stage,
-                 reason=rel.reason, released=bool(freed))
-
-
-@app.task
-async def forward_releases() -> None:
-    """`ksef.invoices.rejected` -> `ksef.dedupe.releases`, in a group of its own."""
-    await forward_forever(REJECTED, f"{app.conf.id}-dedupe-release", RELEASES, _releases)
-
-
-def _releases(messages: list[Any]) -> list[tuple[bytes, bytes]]:
-    out = []
-    for message in messages:
-        try:
-            rel = release_for(decode(Rejection, message.value or b""))
-        except (ValueError, TypeError):  # not a rejection record: nothing to release
-            continue
-        if rel is not None:
-            out.append((routing_key(rel.seller_nip, rel.invoice_number).encode(), encode(rel)))
-    return out
+            seller_nip, value = result
+            await produce(SEALED, seller_nip.encode(), value)

@@ -1,10 +1,10 @@
-"""A minimal agent for the foundation test: moves records submitted -> validated as they are."""
+"""A minimal agent for the foundation test: moves records submitted -> corrections as they are."""
 
 from pipeline.app import app, topic
-from topics.catalog import SUBMITTED, VALIDATED
+from topics.catalog import CORRECTIONS, SUBMITTED
 
 source = topic(SUBMITTED)
-sink = topic(VALIDATED)
+sink = topic(CORRECTIONS)
 
 
 @app.agent(source)

@@ -11,7 +11,7 @@ from confluent_kafka.admin import AdminClient
 from pipeline.topic_admin import reconcile
 from tests.kafka_harness import KafkaSandbox, start_worker
 from topics import CATALOG
-from topics.catalog import SEALED, SUBMITTED, VALIDATED
+from topics.catalog import CORRECTIONS, SEALED, SUBMITTED
 
 
 def test_catalog_create_is_idempotent(sandbox: KafkaSandbox, broker_version: str) -> None:
@@ -52,7 +52,7 @@ def test_faust_agent_moves_records_between_catalog_topics(sandbox: KafkaSandbox,
     try:
         payloads = [(f"inv-{i}".encode(), f"<x>{i}</x>".encode()) for i in range(200)]
         sandbox.produce(SUBMITTED, payloads)
-        out = sandbox.consume(VALIDATED, len(payloads), timeout_s=120)
+        out = sandbox.consume(CORRECTIONS, len(payloads), timeout_s=120)
         assert {(m.key(), m.value()) for m in out} == set(payloads), worker.log()[-3000:]
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]

@@ -88,9 +88,9 @@ def test_a_worker_creates_its_table_changelogs_with_three_replicas(
     cluster.start()  # every node up, whatever the test before left
     box = KafkaSandbox(cluster.bootstrap, partitions=2)
     box.create_topics()
-    worker = start_worker(box, tmp_path, "--stages", "validate")
+    worker = start_worker(box, tmp_path, "--stages", "pack")
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-    changelog = f"{box.app_group}-validate-ksef-dedupe-changelog"
+    changelog = f"{box.app_group}-pack-ksef-dedupe-changelog"
     try:
         def created() -> bool:
             assert worker.proc.poll() is None, worker.log()[-3000:]

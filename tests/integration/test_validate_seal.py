@@ -1,5 +1,6 @@
-"""validate + seal on the real broker: every input comes out once, valid ones sealed
-without plaintext, invalid ones rejected with the right reason, across a worker restart."""
+"""validate+seal and the duplicate check (pack) on the real broker: every input comes out
+once, valid ones sealed without plaintext, invalid ones rejected with the right reason,
+duplicates caught by the stage owning the seller's numbers, across worker restarts."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from pipeline.ksef.numbers import sha256_b64
 from tests.kafka_harness import KafkaSandbox, start_worker
 from topics.catalog import REJECTED, SEALED, SUBMITTED
 from topics.codec import decode, encode
-from topics.records import Rejection, SealedInvoice
+from topics.records import Rejection
+from topics.sealed import open_sealed, read_meta
 
 
 def _corpus(count: int, today: dt.date) -> list[tuple[str, bytes]]:
@@ -55,7 +57,7 @@ def test_mixed_corpus_every_input_accounted_for(sandbox: KafkaSandbox, tmp_path:
     bad.append(("bad-dup-of-ok-5", duplicate_of))  # same triple, other id -> duplicate
     env = _keyring_env(tmp_path, b"\x01" * 32)
 
-    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate,pack", **env)
     try:
         sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good[:first_half] + bad[:-1]])
         # Restart mid-stream: stop after the first outputs arrive, then send the rest.
@@ -64,27 +66,30 @@ def test_mixed_corpus_every_input_accounted_for(sandbox: KafkaSandbox, tmp_path:
         assert worker.stop(signal.SIGTERM) == 0, worker.log()[-3000:]
         sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good[first_half:]])
         sandbox.produce(SUBMITTED, [(good[7][0].encode(), good[7][1])])  # exact replay
-        worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal",
+        worker = start_worker(sandbox, tmp_path, "--stages", "validate,pack",
                               data_dir=worker.data_dir, **env)
         sandbox.produce(SUBMITTED, [(bad[-1][0].encode(), bad[-1][1])])
         wanted = {k for k, _ in good}
 
         def all_sealed(got: list[Any]) -> bool:
-            return {decode(SealedInvoice, m.value()).invoice_id for m in got} >= wanted
+            return {read_meta(m.value()).invoice_id for m in got} >= wanted
 
         sealed_msgs = sandbox.consume_until(SEALED, all_sealed, timeout_s=180)
         rejected_msgs = sandbox.consume_until(
-            REJECTED, lambda got: len({m.key() for m in got}) >= len(bad), timeout_s=120)
+            REJECTED, lambda got: {m.key() for m in got} >= {k.encode() for k, _ in bad},
+            timeout_s=120)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
 
-    sealed = [decode(SealedInvoice, m.value()) for m in sealed_msgs]
+    sealed = [read_meta(m.value()) for m in sealed_msgs]
     rejected = [decode(Rejection, m.value()) for m in rejected_msgs]
     ids = Counter(s.invoice_id for s in sealed)
-    # every valid invoice sealed exactly once, plus the one exact replay (same id + bytes)
-    assert set(ids) == {k for k, _ in good}
+    # every valid invoice sealed exactly once, plus the one exact replay (same id + bytes);
+    # the duplicate is sealed too: the stage owning its seller's numbers refuses it
+    assert set(ids) == {k for k, _ in good} | {bad[-1][0]}
     assert [k for k, n in ids.items() if n > 1] == [good[7][0]], "restart duplicated outputs"
-    assert Counter(r.invoice_id for r in rejected) == Counter(k for k, _ in bad)
+    assert Counter(r.invoice_id for r in rejected) == Counter(k for k, _ in bad), \
+        worker.log()[-5000:]
     expected = {k: k.split("-", 2)[2] if not k.startswith("bad-dup") else "duplicate"
                 for k, _ in bad}
     assert {r.invoice_id: r.reason for r in rejected} == expected
@@ -94,12 +99,13 @@ def test_mixed_corpus_every_input_accounted_for(sandbox: KafkaSandbox, tmp_path:
 
     keyring = Keyring({"k1": b"\x01" * 32}, "k1")
     by_id = dict(good)
+    by_id[bad[-1][0]] = bad[-1][1]
     for msg, rec in zip(sealed_msgs, sealed, strict=True):
         plain = by_id[rec.invoice_id]
         assert msg.key() == rec.seller_nip.encode()
         assert rec.sha256 == sha256_b64(plain)
-        assert keyring.open_invoice(rec.key_id, rec.nonce_b64, rec.ciphertext_b64,
-                                    rec.invoice_id) == plain
+        assert open_sealed(msg.value(), keyring).invoice() == plain
+        assert len(msg.value()) < len(plain)  # compressed, then encrypted
         assert rec.mode in ("online", "offline24")
         assert rec.qr_code_1.startswith("https://qr-test.ksef.mf.gov.pl/invoice/")
         assert _no_plaintext_run(plain, msg.value()), rec.invoice_id
@@ -116,7 +122,7 @@ def test_sigkill_mid_stream_loses_nothing_and_a_redelivery_is_never_a_duplicate(
     first_batch = good[:400] + bad
     env = _keyring_env(tmp_path, b"\x02" * 32)
 
-    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate,pack", **env)
     try:
         sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in first_batch])
         sandbox.consume(SEALED, 20, timeout_s=120)
@@ -125,11 +131,11 @@ def test_sigkill_mid_stream_loses_nothing_and_a_redelivery_is_never_a_duplicate(
         assert committed < len(first_batch), "killed too late: nothing left to redeliver"
         sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good[400:]])
         # the same data dir: the duplicate table's RocksDB files survive the crash
-        worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal",
+        worker = start_worker(sandbox, tmp_path, "--stages", "validate,pack",
                               data_dir=worker.data_dir, **env)
         wanted = {k for k, _ in good}
         sealed_msgs = sandbox.consume_until(
-            SEALED, lambda got: {decode(SealedInvoice, m.value()).invoice_id
+            SEALED, lambda got: {read_meta(m.value()).invoice_id
                                  for m in got} >= wanted, timeout_s=180)
         rejected_msgs = sandbox.consume_until(
             REJECTED, lambda got: {m.key() for m in got} >= {k.encode() for k, _ in bad},
@@ -139,7 +145,7 @@ def test_sigkill_mid_stream_loses_nothing_and_a_redelivery_is_never_a_duplicate(
 
     by_id = dict(good)
     hashes: dict[str, set[str]] = {}
-    for rec in (decode(SealedInvoice, m.value()) for m in sealed_msgs):
+    for rec in (read_meta(m.value()) for m in sealed_msgs):
         hashes.setdefault(rec.invoice_id, set()).add(rec.sha256)
     assert set(hashes) == wanted
     assert all(h == {sha256_b64(by_id[k])} for k, h in hashes.items())
@@ -163,7 +169,7 @@ def test_a_number_refused_after_validation_is_free_for_a_corrected_invoice(
 
     refused, corrected = invoice("FV/R/1", 1), invoice("FV/R/1", 2)
     holder, other = invoice("FV/R/2", 3), invoice("FV/R/2", 4)
-    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal")
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate,pack")
     try:
         sandbox.produce(SUBMITTED, [(b"inv-1", refused), (b"inv-2", holder)])
         assert len(sandbox.consume(SEALED, 2, timeout_s=120)) == 2, worker.log()[-3000:]
@@ -181,16 +187,16 @@ def test_a_number_refused_after_validation_is_free_for_a_corrected_invoice(
                             "both releases applied")
         sandbox.produce(SUBMITTED, [(b"inv-1-fixed", corrected), (b"inv-2-other", other)])
         sealed = sandbox.consume_until(
-            SEALED, lambda got: b"inv-1-fixed" in {decode(SealedInvoice, m.value())
-                                                   .invoice_id.encode() for m in got},
-            timeout_s=120)
+            SEALED, lambda got: {"inv-1-fixed", "inv-2-other"} <= {
+                read_meta(m.value()).invoice_id for m in got}, timeout_s=120)
         rejected = sandbox.consume_until(
             REJECTED, lambda got: b"inv-2-other" in {m.key() for m in got}, timeout_s=120)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
 
-    assert sorted(decode(SealedInvoice, m.value()).invoice_id for m in sealed) == [
-        "inv-1", "inv-1-fixed", "inv-2"]
+    # every one is sealed; the stage owning the seller's numbers refuses inv-2-other
+    assert sorted(read_meta(m.value()).invoice_id for m in sealed) == [
+        "inv-1", "inv-1-fixed", "inv-2", "inv-2-other"]
     dup = next(decode(Rejection, m.value()) for m in rejected if m.key() == b"inv-2-other")
     assert dup.reason == "duplicate" and dup.details["original_invoice_id"] == "inv-2"
     released = [line for line in worker.log().splitlines() if "dedupe release applied" in line]

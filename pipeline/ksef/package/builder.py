@@ -89,7 +89,8 @@ class PackageBuilder:
         return self.planner.verdict(size, ENTRY_NAME_BYTES)
 
     def add(
-        self, source: InvoiceSource, xml: bytes, *, expected_hash: str | None = None
+        self, source: InvoiceSource, xml: bytes, *, expected_hash: str | None = None,
+        deflated: bytes | None = None,
     ) -> InvoiceEntry:
         """Append one invoice; raises BatchFull/InvoiceTooLarge before writing anything."""
         if self._closed:
@@ -103,7 +104,7 @@ class PackageBuilder:
         name = entry_name(self.count + 1, invoice_hash)
         self.planner.add(len(xml), len(name))
         try:
-            self._writer.add(name, xml)
+            self._writer.add(name, xml, deflated)
         except BaseException:  # e.g. disk full: the archive is torn, the batch is lost
             self.abort()
             raise

@@ -18,7 +18,8 @@ from pipeline.ksef.package.manifest import InvoiceSource, PackageManifest
 from pipeline.ksef.package.spool import AtomicFile
 from pipeline.ksef.package.writer import open_writer
 
-FetchInvoice = Callable[[InvoiceSource], bytes]
+# The invoice's exact bytes and, when its record carries one, their DEFLATE stream.
+FetchInvoice = Callable[[InvoiceSource], tuple[bytes, bytes | None]]
 
 
 class RebuildMismatch(ValueError):
@@ -28,14 +29,15 @@ class RebuildMismatch(ValueError):
 def rebuild_package(
     manifest: PackageManifest, fetch: FetchInvoice, path: Path, *, fsync: bool = True
 ) -> Digest:
-    """Write the package described by `manifest` to `path`; `fetch` returns plaintext XML.
+    """Write the package described by `manifest` to `path`; `fetch` returns the plaintext
+    XML (and its deflated stream, as the sealed record holds it).
 
     On any mismatch nothing is left at `path` and RebuildMismatch says what differed.
     """
     with AtomicFile(path, fsync=fsync) as out:
         writer = open_writer(manifest.format, out.stream, level=manifest.deflate_level)
         for entry in manifest.entries:
-            xml = fetch(entry.source)
+            xml, deflated = fetch(entry.source)
             if len(xml) != entry.invoice_size or sha256_b64(xml) != entry.invoice_hash:
                 raise RebuildMismatch(
                     f"batch {manifest.batch_id}: invoice {entry.entry_name} fetched from "
@@ -43,7 +45,7 @@ def rebuild_package(
                     f"({len(xml)} bytes, expected {entry.invoice_size} with hash "
                     f"{entry.invoice_hash})"
                 )
-            writer.add(entry.entry_name, xml)
+            writer.add(entry.entry_name, xml, deflated)
         digest = writer.finish()
         if digest != Digest(manifest.package_hash, manifest.package_size):
             zlib_note = (

@@ -98,7 +98,10 @@ class ArchiveWriter(abc.ABC):
     def entry_count(self) -> int:
         return len(self._names)
 
-    def add(self, name: str, data: bytes) -> None:
+    def add(self, name: str, data: bytes, deflated: bytes | None = None) -> None:
+        """Append one entry. `deflated`, the raw DEFLATE stream of `data` made earlier
+        (the sealed record carries one), spares compressing it again; the archive's bytes
+        then follow from the records alone, whatever this machine's zlib."""
         if self._digest is not None:
             raise RuntimeError("archive already finished")
         encoded = check_entry_name(name)
@@ -107,7 +110,7 @@ class ArchiveWriter(abc.ABC):
         if len(data) > MAX_ENTRY_BYTES:
             raise ValueError(f"entry {name!r} has {len(data)} bytes, more than an archive entry")
         self._names.add(encoded)
-        self._add(encoded, data)
+        self._add(encoded, data, deflated)
 
     def finish(self) -> Digest:
         """Write the trailer; returns SHA-256 (base64) and size of the whole archive."""
@@ -117,7 +120,7 @@ class ArchiveWriter(abc.ABC):
         return self._digest
 
     @abc.abstractmethod
-    def _add(self, name: bytes, data: bytes) -> None: ...
+    def _add(self, name: bytes, data: bytes, deflated: bytes | None) -> None: ...
 
     @abc.abstractmethod
     def _finish(self) -> None: ...
@@ -137,11 +140,12 @@ class ZipWriter(ArchiveWriter):
         """Exact bytes the entries so far will take in the finished archive (trailer aside)."""
         return self._out.size + len(self._central)
 
-    def _add(self, name: bytes, data: bytes) -> None:
+    def _add(self, name: bytes, data: bytes, deflated: bytes | None) -> None:
         crc = zlib.crc32(data)
         method, payload = 0, data
         if self.level:
-            packed = zlib.compress(data, self.level, wbits=-15)
+            packed = deflated if deflated is not None else zlib.compress(
+                data, self.level, wbits=-15)
             if len(packed) < len(data):
                 method, payload = 8, packed
         offset = self._out.size
@@ -209,7 +213,7 @@ class TarGzWriter(ArchiveWriter):
         if packed:
             self._out.write(packed)
 
-    def _add(self, name: bytes, data: bytes) -> None:
+    def _add(self, name: bytes, data: bytes, deflated: bytes | None) -> None:
         self._feed(ustar_header(name, len(data)))
         self._feed(data)
         self._feed(bytes(-len(data) % TAR_BLOCK))

@@ -56,7 +56,7 @@ def _sealed(invoice_id: str, issue_date: str, mode: str) -> SealedInvoice:
     return SealedInvoice(
         invoice_id=invoice_id, seller_nip=SELLER, invoice_number=f"FV/{invoice_id}",
         issue_date=issue_date, kind="VAT", size=100, sha256="aGFzaA==",
-        has_attachments=False, mode=mode, key_id="k1", nonce_b64="", ciphertext_b64="",
+        has_attachments=False, mode=mode, key_id="k1",
         qr_code_1="https://qr", received_at="2026-03-02T10:00:00+01:00",
         sealed_at="2026-03-02T10:00:00+01:00", origin=KafkaRef("x", 0, 0))
 
@@ -185,9 +185,6 @@ def test_moving_a_window_end_recalculates_only_the_affected_deadlines(
         assert worker.stop() == 0, worker.log()[-3000:]
 
 
-MODE_VIEW_HOOK = "tests.integration.modes.mode_view_hook"
-
-
 def test_self_observed_outage_issues_new_invoices_offline24(
         sandbox: KafkaSandbox, tmp_path: Path, emu: EmulatorProcess) -> None:
     modes = Watcher(sandbox, MODE, ModeState)
@@ -196,8 +193,8 @@ def test_self_observed_outage_issues_new_invoices_offline24(
     keyring = tmp_path / "keyring.json"
     keyring.write_bytes(orjson.dumps({"active": "k1", "keys": {
         "k1": base64.b64encode(b"\x03" * 32).decode()}}))
-    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal,mode",
-                          "--module", MODE_VIEW_HOOK, KSEF_KEYRING_FILE=str(keyring), **FAST)
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate,mode",
+                          KSEF_KEYRING_FILE=str(keyring), **FAST)
     try:
         modes.first(lambda s: s.state == "AVAILABLE", 120, "AVAILABLE at start")
         emu.admin("down", {"mode": "503"})

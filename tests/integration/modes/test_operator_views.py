@@ -127,7 +127,7 @@ def test_replay_after_the_cause_was_fixed(sandbox: KafkaSandbox, tmp_path: Path)
     nip = seller_nips(1, seed=9)[0]
     xml = make_invoice(seller_nip=nip, number="FV/ATT/1", issue_date=polish_today(),
                        attachment=True)
-    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal", **env)
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate", **env)
     try:
         sandbox.produce(SUBMITTED, [(b"att-1", xml)], headers={"ksef-source": "billing-x"})
         rejection = rejected.first(lambda r: r.invoice_id == "att-1", 120, "the rejection")
@@ -141,7 +141,7 @@ def test_replay_after_the_cause_was_fixed(sandbox: KafkaSandbox, tmp_path: Path)
     none = _cli(sandbox, "replay", "--from-rejected", "--since", since, "--dry-run")
     assert none.returncode == 0 and none.stdout == "" and "0 invoice(s)" in none.stderr
 
-    worker = start_worker(sandbox, tmp_path, "--stages", "validate,seal",
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate",
                           KSEF_ATTACHMENT_SELLERS="*", **env)
     try:
         out = _cli(sandbox, "replay", "--from-rejected", "--reason", "attachments-not-allowed")

@@ -31,7 +31,7 @@ def sealed(invoice_id: str, issue_date: str, mode: str, *, seller: str = "526587
     return SealedInvoice(
         invoice_id=invoice_id, seller_nip=seller, invoice_number=f"FV/{invoice_id}",
         issue_date=issue_date, kind="VAT", size=100, sha256="aGFzaA==", has_attachments=False,
-        mode=mode, key_id="k1", nonce_b64="", ciphertext_b64="", qr_code_1="https://qr",
+        mode=mode, key_id="k1", qr_code_1="https://qr",
         received_at=sealed_at, sealed_at=sealed_at, origin=KafkaRef("sealed", 0, 1))
 
 

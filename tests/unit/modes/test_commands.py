@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import json
@@ -17,8 +16,8 @@ from pipeline.modes.snapshot import build_mode_state
 from pipeline.modes.status_page import render
 from pipeline.modes.topic_reads import RawRecord
 from tests.unit.modes.builders import announcement, at, deadline_record, sealed
-from topics.codec import encode
-from topics.records import KafkaRef, Rejection
+from topics.records import KafkaRef, Rejection, SealedPrivate
+from topics.sealed import encode_sealed
 
 
 def test_announce_dry_run_prints_the_record(capsys: pytest.CaptureFixture[str]) -> None:
@@ -92,17 +91,16 @@ def test_replay_recovers_the_original_bytes_and_headers() -> None:
     assert "Faktura" not in repr(invoice)
 
     keyring = Keyring({"k1": b"\x02" * 32}, "k1")
-    box = keyring.seal(b"<Faktura>2</Faktura>", associated=b"inv-2")
-    record = dataclasses.replace(
-        sealed("inv-2", "2026-03-02", "offline24"), key_id=box.key_id,
-        nonce_b64=base64.b64encode(box.nonce).decode(),
-        ciphertext_b64=base64.b64encode(box.ciphertext).decode())
+    xml = b"<Faktura>2</Faktura>"
+    meta = dataclasses.replace(sealed("inv-2", "2026-03-02", "offline24"), size=len(xml),
+                               compression="none")
+    record = encode_sealed(meta, SealedPrivate(), xml, keyring, keyring.nonce())
     later = _rejection("inv-2", "2026-03-02T10:00:00+00:00",
                        origin=KafkaRef("p.ksef.invoices.sealed", 1, 9))
-    opened = from_sealed(later, RawRecord(b"5265877635", encode(record), {}), keyring)
+    opened = from_sealed(later, RawRecord(b"5265877635", record, {}), keyring)
     assert opened.xml == b"<Faktura>2</Faktura>" and opened.seller_nip == "5265877635"
     with pytest.raises(LookupError, match="keyring"):
-        from_sealed(later, RawRecord(None, encode(record), {}), None)
+        from_sealed(later, RawRecord(None, record, {}), None)
 
 
 def test_status_page_shows_state_history_and_escapes_text() -> None:

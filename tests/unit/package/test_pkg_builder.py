@@ -237,7 +237,7 @@ def test_a_failed_write_aborts_the_batch(
     builder = PackageBuilder(tmp_path, batch_id="b", fsync=False)
     builder.add(InvoiceSource("t", 0, 1), b"<a/>")
 
-    def disk_full(name: bytes, data: bytes) -> None:
+    def disk_full(name: bytes, data: bytes, deflated: bytes | None) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(builder._writer, "_add", disk_full)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,10 +36,16 @@ def pack(
         return builder.finish(key, keep_package=False)
 
 
-def kafka(invoices: Invoices) -> Callable[[InvoiceSource], bytes]:
-    """A fake topic: records by (topic, partition, offset), fetched in any order."""
+def kafka(invoices: Invoices, level: int | None = None
+          ) -> Callable[[InvoiceSource], tuple[bytes, bytes | None]]:
+    """A fake topic: records by (topic, partition, offset), fetched in any order; with a
+    `level`, each record also carries the invoice's DEFLATE stream (as sealed records do)."""
     records = dict(invoices)
-    return lambda source: records[source]
+
+    def fetch(source: InvoiceSource) -> tuple[bytes, bytes | None]:
+        xml = records[source]
+        return xml, None if level is None else zlib.compress(xml, level, wbits=-15)
+    return fetch
 
 
 @pytest.mark.parametrize(("fmt", "level"), [(PackageFormat.ZIP, 6), (PackageFormat.TAR_GZ, 1)])
@@ -65,6 +72,26 @@ def test_lost_spool_is_rebuilt_byte_for_byte_from_the_manifest(
     assert target.read_bytes() == (tmp_path / "c" / fmt.file_name).read_bytes()
 
 
+def test_deflate_streams_from_the_records_give_the_same_package(
+    tmp_path: Path, make_invoices: Callable[..., Invoices], ksef_public_key: rsa.RSAPublicKey
+) -> None:
+    """Pack reuses each sealed record's DEFLATE stream instead of compressing again: the
+    package is byte for byte the one it would have compressed itself, and so is a rebuild."""
+    invoices = make_invoices(30)
+    fetch = kafka(invoices, level=3)
+    with PackageBuilder(tmp_path / "a", batch_id="b", level=3, fsync=False) as builder:
+        for source, xml in invoices:
+            builder.add(source, xml, deflated=fetch(source)[1])
+        reused = builder.finish(ksef_public_key, keep_package=True)
+    plain = pack(tmp_path / "p", invoices, ksef_public_key, PackageFormat.ZIP, 3)
+    assert reused.manifest.package_hash == plain.manifest.package_hash
+    target = tmp_path / "rebuilt.zip"
+    digest = rebuild_package(reused.manifest, fetch, target, fsync=False)
+    assert digest.sha256_b64 == reused.manifest.package_hash
+    assert reused.package_path is not None
+    assert target.read_bytes() == reused.package_path.read_bytes()
+
+
 def test_a_different_invoice_at_an_offset_stops_the_rebuild(
     tmp_path: Path, make_invoices: Callable[..., Invoices], ksef_public_key: rsa.RSAPublicKey
 ) -> None:
@@ -74,7 +101,7 @@ def test_a_different_invoice_at_an_offset_stops_the_rebuild(
     tampered[invoices[4][0]] = invoices[4][1].replace(b"FV/", b"FX/")
     target = tmp_path / "rebuilt.zip"
     with pytest.raises(RebuildMismatch, match=r"00005-.*\.xml fetched from sealed/1@1004"):
-        rebuild_package(manifest, tampered.__getitem__, target, fsync=False)
+        rebuild_package(manifest, kafka(list(tampered.items())), target, fsync=False)
     assert not target.exists() and not list(tmp_path.glob("*.tmp"))
 
 

@@ -28,7 +28,7 @@ def sealed(i: int, deadline: str | None, xml: bytes) -> SealedInvoice:
     return SealedInvoice(
         invoice_id=f"i{i}", seller_nip=SELLER, invoice_number=f"N/{i}",
         issue_date=TODAY.isoformat(), kind="VAT", size=len(xml), sha256=sha256_b64(xml),
-        has_attachments=False, mode="online", key_id="k1", nonce_b64="", ciphertext_b64="",
+        has_attachments=False, mode="online", key_id="k1",
         qr_code_1="", received_at="", sealed_at="", origin=KafkaRef("s", 0, i),
         deadline=deadline)
 

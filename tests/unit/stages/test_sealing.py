@@ -18,20 +18,25 @@ from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.keyring import Keyring
 from pipeline.ksef.qr import QrEnvironment, parse_certificate_link, parse_invoice_link
 from pipeline.stages.sealing import SealConfig, load_offline_certificates, seal_invoice
-from pipeline.stages.submission import AttachmentPolicy, Submission, check_submission
-from topics.codec import encode
-from topics.records import KafkaRef, ValidatedInvoice
+from pipeline.stages.submission import (
+    AttachmentPolicy,
+    CheckedInvoice,
+    Submission,
+    check_submission,
+)
+from topics.records import KafkaRef
+from topics.sealed import open_sealed, read_meta
 
 (SELLER,) = seller_nips(1, seed=12)
 NOW = dt.datetime(2026, 11, 20, 12, 0, tzinfo=WARSAW)
 RING = Keyring({"k1": b"\x07" * 32}, "k1")
 
 
-def validated(issued: dt.date) -> tuple[ValidatedInvoice, bytes]:
+def validated(issued: dt.date) -> tuple[CheckedInvoice, bytes]:
     xml = make_invoice(seller_nip=SELLER, number="S/1", issue_date=issued, seed=3)
     sub = Submission(b"inv-s", xml, {}, KafkaRef("t", 0, 1), NOW.isoformat())
     out = check_submission(sub, InvoiceChecker(), NOW.date(), AttachmentPolicy())
-    assert isinstance(out, ValidatedInvoice)
+    assert isinstance(out, CheckedInvoice)
     return out, xml
 
 
@@ -51,11 +56,12 @@ def offline_cert(directory: Path) -> None:
 def test_today_is_online_and_sealed_record_holds_no_plaintext() -> None:
     inv, xml = validated(NOW.date())
     config = SealConfig(RING, QrEnvironment.TEST, {})
-    rec = seal_invoice(inv, config, AnnouncementHistory(), now=NOW)
+    rec, raw = seal_invoice(inv, config, AnnouncementHistory(), now=NOW)
     assert rec.mode == "online" and rec.deadline == NOW.date().isoformat()
     assert rec.qr_code_2 is None
-    assert RING.open_invoice(rec.key_id, rec.nonce_b64, rec.ciphertext_b64, rec.invoice_id) == xml
-    raw = encode(rec)
+    opened = open_sealed(raw, RING)
+    assert opened.invoice() == xml and opened.meta == rec == read_meta(raw)
+    assert len(raw) < len(xml)  # deflated before encryption
     for i in range(0, len(xml) - 16, 16):
         assert xml[i:i + 16] not in raw
     assert base64.b64encode(xml)[:64] not in raw
@@ -68,7 +74,7 @@ def test_earlier_issue_date_is_offline24_with_kod2_when_a_certificate_exists(
     offline_cert(tmp_path)
     config = SealConfig(RING, QrEnvironment.TEST, load_offline_certificates(str(tmp_path)))
     inv, _ = validated(NOW.date() - dt.timedelta(days=1))  # Thu -> due Fri
-    rec = seal_invoice(inv, config, AnnouncementHistory(), now=NOW)
+    rec, _ = seal_invoice(inv, config, AnnouncementHistory(), now=NOW)
     assert rec.mode == "offline24" and rec.deadline == NOW.date().isoformat()
     assert rec.qr_code_2 is not None
     kod2 = parse_certificate_link(rec.qr_code_2)

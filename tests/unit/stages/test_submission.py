@@ -1,4 +1,4 @@
-"""The validate stage's decisions without Kafka: contract rules, reasons, dedupe."""
+"""The validate stage's decisions without Kafka: contract rules and reasons."""
 
 from __future__ import annotations
 
@@ -13,16 +13,11 @@ from pipeline.ksef.numbers import sha256_b64
 from pipeline.stages.submission import (
     ALL_REASONS,
     AttachmentPolicy,
+    CheckedInvoice,
     Submission,
     check_submission,
-    dedupe,
-    duplicate_key,
-    held_keys,
-    held_value,
-    release_for,
-    routing_key,
 )
-from topics.records import KafkaRef, Rejection, ValidatedInvoice
+from topics.records import KafkaRef, Rejection
 
 TODAY = dt.date(2026, 11, 20)
 CHECKER = InvoiceChecker()
@@ -42,8 +37,8 @@ def test_valid_invoice_keeps_exact_bytes_and_metadata() -> None:
     xml = invoice()
     out = check_submission(sub(xml, **{"ksef-source": "erp"}), CHECKER, TODAY,
                            AttachmentPolicy())
-    assert isinstance(out, ValidatedInvoice)
-    assert base64.b64decode(out.xml_b64) == xml
+    assert isinstance(out, CheckedInvoice)
+    assert out.xml == xml
     assert (out.seller_nip, out.invoice_number, out.issue_date) == (SELLER, "FV/1",
                                                                     TODAY.isoformat())
     assert out.sha256 == sha256_b64(xml) and out.size == len(xml) and out.source == "erp"
@@ -87,34 +82,7 @@ def test_attachments_follow_the_sellers_context() -> None:
     refused = check_submission(sub(xml), CHECKER, TODAY, AttachmentPolicy())
     assert isinstance(refused, Rejection) and refused.reason == "attachments-not-allowed"
     allowed = check_submission(sub(xml), CHECKER, TODAY, AttachmentPolicy(frozenset({SELLER})))
-    assert isinstance(allowed, ValidatedInvoice) and allowed.has_attachments
-
-
-def _validated(invoice_id: str, xml: bytes, correction: str | None = None) -> ValidatedInvoice:
-    out = check_submission(sub(xml, key=invoice_id.encode()), CHECKER, TODAY,
-                           AttachmentPolicy())
-    assert isinstance(out, ValidatedInvoice)
-    return ValidatedInvoice(**{**out.__dict__, "technical_correction_of": correction})
-
-
-def test_dedupe_replay_passes_other_bytes_or_ids_are_duplicates() -> None:
-    first = _validated("a", invoice(seed=1))
-    stored, rej = dedupe(first, None)
-    assert rej is None and stored is not None
-    assert dedupe(first, stored) == (None, None)  # exact replay
-    _, other_id = dedupe(_validated("b", invoice(seed=1)), stored)
-    assert other_id is not None and other_id.reason == "duplicate" and other_id.code == 440
-    assert other_id.details["original_invoice_id"] == "a"
-    _, other_bytes = dedupe(_validated("a", invoice(seed=2)), stored)
-    assert other_bytes is not None and "different content" in other_bytes.message
-
-
-def test_technical_correction_replaces_its_original() -> None:
-    first = _validated("a", invoice(seed=1))
-    stored, _ = dedupe(first, None)
-    fix = _validated("a-fix", invoice(seed=2), correction=first.sha256)
-    new, rej = dedupe(fix, stored)
-    assert rej is None and new is not None and fix.sha256 in new
+    assert isinstance(allowed, CheckedInvoice) and allowed.has_attachments
 
 
 @pytest.mark.parametrize(("header", "value"), [
@@ -136,7 +104,7 @@ def test_malformed_optional_headers_are_bad_headers(header: str, value: str) -> 
 ])
 def test_well_formed_optional_headers_pass(header: str, value: str) -> None:
     out = check_submission(sub(invoice(), **{header: value}), CHECKER, TODAY, AttachmentPolicy())
-    assert isinstance(out, ValidatedInvoice)
+    assert isinstance(out, CheckedInvoice)
 
 
 def test_invoice_kinds_are_the_xsd_enumeration() -> None:
@@ -150,47 +118,3 @@ def test_invoice_kinds_are_the_xsd_enumeration() -> None:
     values = xsd.xpath("//xsd:simpleType[@name='TRodzajFaktury']//xsd:enumeration/@value",
                        namespaces=ns)
     assert tuple(values) == INVOICE_KINDS
-
-
-def _rejection(stage: str, reason: str, **fields: object) -> Rejection:
-    base: dict[str, object] = {"seller_nip": SELLER, "invoice_number": "FV/1",
-                               "sha256": sha256_b64(b"x")}
-    base.update(fields)
-    return Rejection(invoice_id="a", stage=stage, code=450, reason=reason, message="m",
-                     rejected_at="2026-11-20T10:00:00+00:00", **base)  # type: ignore[arg-type]
-
-
-def test_a_rejection_after_validation_releases_every_key_the_invoice_may_hold() -> None:
-    rel = release_for(_rejection("upo", "semantic"))
-    assert rel is not None
-    assert (rel.invoice_id, rel.seller_nip, rel.invoice_number, rel.sha256) == (
-        "a", SELLER, "FV/1", sha256_b64(b"x"))
-    first = _validated("a", invoice(seed=1))
-    assert duplicate_key(first) in held_keys(rel)
-    assert routing_key(rel.seller_nip, rel.invoice_number) == routing_key(
-        first.seller_nip, first.invoice_number)
-    for stage, reason in [("submit", "no-ksef-token"), ("submit", "session-445"),
-                          ("pack", "decryption"), ("seal", "unknown")]:
-        assert release_for(_rejection(stage, reason)) is not None, (stage, reason)
-
-
-@pytest.mark.parametrize(("stage", "reason", "fields"), [
-    ("validate", "schema", {}),            # never held a key
-    ("validate", "duplicate", {}),         # the holder is another invoice
-    ("upo", "duplicate", {}),              # KSeF's 440: the number is taken in KSeF
-    ("upo", "semantic", {"sha256": None}),  # cannot tell which invoice holds the key
-    ("pack", "unknown", {"invoice_number": None, "seller_nip": None}),
-])
-def test_rejections_that_must_not_release_a_key(stage: str, reason: str,
-                                                fields: dict[str, object]) -> None:
-    assert release_for(_rejection(stage, reason, **fields)) is None
-
-
-def test_a_released_number_takes_a_corrected_invoice() -> None:
-    first = _validated("a", invoice(seed=1))
-    stored, _ = dedupe(first, None)
-    assert stored == held_value(first.invoice_id, first.sha256)
-    # after the release the table holds nothing for the key: the fix passes as new
-    fixed = _validated("a-2", invoice(seed=2))
-    assert dedupe(fixed, None)[1] is None
-    assert dedupe(fixed, stored)[1] is not None  # without the release it is a duplicate
