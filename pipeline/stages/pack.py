@@ -268,6 +268,8 @@ def _backlog() -> bool:
 
 async def _tick() -> None:
     mf: tuple[Any, str | None] | None = None
+    with contextlib.suppress(KsefError):  # remember the MF key while KSeF answers
+        await _mf_key()
     while True:
         await asyncio.sleep(TICK_S)
         try:
@@ -307,8 +309,6 @@ async def pack(stream: faust.StreamT[Any]) -> None:
     state["stream"] = manual
     if state["ticker"] is None:
         state["ticker"] = asyncio.ensure_future(_tick())
-        with contextlib.suppress(KsefError):  # remember the MF key while KSeF answers
-            await _mf_key()
     async for event in manual.events():
         tp = event.message.tp
         if tp not in synced:

@@ -7,11 +7,13 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import signal
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import orjson
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from pipeline.clock import polish_today
 from pipeline.ksef.fa3.samples import bad_invoices, make_invoice, seller_nips
@@ -41,6 +43,25 @@ def _keyring_env(tmp_path: Path, key: bytes) -> dict[str, str]:
     keyring_file.write_bytes(orjson.dumps({"active": "k1", "keys": {
         "k1": base64.b64encode(key).decode()}}))
     return {"KSEF_KEYRING_FILE": str(keyring_file)}
+
+
+def _wait_for_changelog(sandbox: KafkaSandbox, name: str, count: int,
+                        timeout_s: float = 120) -> None:
+    consumer = Consumer({"bootstrap.servers": sandbox.bootstrap, "group.id": "changelog-reader",
+                         "enable.auto.commit": False, "log_level": 3})
+    deadline = time.monotonic() + timeout_s
+    seen = 0
+    try:
+        while name not in consumer.list_topics(timeout=10).topics:
+            assert time.monotonic() < deadline, f"{name} never created"
+            time.sleep(0.2)  # topic creation is not an event we can subscribe to
+        partitions = consumer.list_topics(name, timeout=10).topics[name].partitions
+        consumer.assign([TopicPartition(name, p, OFFSET_BEGINNING) for p in partitions])
+        while seen < count:
+            assert time.monotonic() < deadline, f"{name}: {seen} of {count} records"
+            seen += len(consumer.consume(100, 0.5))
+    finally:
+        consumer.close()
 
 
 def _no_plaintext_run(plain: bytes, record: bytes, run: int = 16) -> bool:
@@ -173,6 +194,9 @@ def test_a_number_refused_after_validation_is_free_for_a_corrected_invoice(
     try:
         sandbox.produce(SUBMITTED, [(b"inv-1", refused), (b"inv-2", holder)])
         assert len(sandbox.consume(SEALED, 2, timeout_s=120)) == 2, worker.log()[-3000:]
+        # both numbers are taken (the table's changelog has them) before KSeF refuses one
+        _wait_for_changelog(sandbox, f"{sandbox.app_group}-pack-validate-ksef-dedupe-changelog",
+                            2)
 
         def ksef_refusal(invoice_id: str, number: str, sha256: str) -> tuple[bytes, bytes]:
             rej = Rejection(invoice_id=invoice_id, stage="upo", code=450, reason="semantic",
