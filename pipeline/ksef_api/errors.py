@@ -19,7 +19,7 @@ CredentialProblem = Literal["missing-file", "permissions", "wrong-password", "un
 
 
 class KsefError(Exception):
-    """Base of every error raised by `pipeline.ksef.api`."""
+    """Base of every error raised by `pipeline.ksef_api`."""
 
 
 class KsefUnavailable(KsefError):
