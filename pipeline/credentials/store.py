@@ -43,7 +43,7 @@ from pipeline.ksef.credentials import (
     parse_pkcs12,
     parse_private_key,
 )
-from pipeline.ksef_api.errors import KsefCredentialError
+from pipeline.ksef.errors import KsefCredentialError
 
 TOKEN_ENV_PREFIX = "KSEF_TOKEN_"
 
