@@ -165,8 +165,8 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
     from pipeline.clock import polish_today
     from pipeline.demo_run import Ledger, LedgerReader, generate, ingest
     from pipeline.emulator_process import start_emulator
+    from pipeline.keyring_file import new_keyring_json
     from pipeline.ksef.fa3.samples import seller_nips
-    from pipeline.ksef.keyring import new_keyring_json
 
     rng = random.Random(seed)
     kafka_dir = var / "kafka"

@@ -144,8 +144,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, bool]) -> int:
     from pipeline.demo_run import Ledger, LedgerReader, StageCounter, generate, ingest
     from pipeline.emulator_process import start_emulator
+    from pipeline.keyring_file import new_keyring_json
     from pipeline.ksef.fa3.samples import seller_nips
-    from pipeline.ksef.keyring import new_keyring_json
 
     bootstrap = stack.enter_context(kafka_broker(var / "kafka"))
     if _should_stop(stop):

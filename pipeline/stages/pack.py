@@ -30,8 +30,8 @@ from pipeline.app import app, produce, topic, worker_settings
 from pipeline.clock import iso, now_utc
 from pipeline.invoice_ledger import PACKED as PACKED_ENTRY
 from pipeline.invoice_ledger import LedgerEntry, invoice_ledger, origin_text, replay_verdict
+from pipeline.keyring_file import load_keyring
 from pipeline.ksef.crypto import public_key_from_certificate
-from pipeline.ksef.keyring import load_keyring
 from pipeline.ksef.package import Fit
 from pipeline.ksef_api import KsefError
 from pipeline.ksef_api.link import KsefClients, KsefSettings

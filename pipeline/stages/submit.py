@@ -33,7 +33,7 @@ from pipeline import logs
 from pipeline.app import app, kafka_settings, topic, worker_settings
 from pipeline.clock import iso, now_utc
 from pipeline.kafka_reads import SequentialReader
-from pipeline.ksef.keyring import load_keyring
+from pipeline.keyring_file import load_keyring
 from pipeline.ksef.package import BatchLimits, PackageManifest, RebuildMismatch, rebuild_package
 from pipeline.ksef.package.builder import seal_package
 from pipeline.ksef_api import (
