@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from pipeline.clock import polish_today
-from pipeline.ksef.fa3.samples import bad_invoices, make_invoice, seller_nips
+from pipeline.demo.samples import bad_invoices, make_invoice, seller_nips
 from pipeline.ksef.keyring import Keyring
 from pipeline.ksef.numbers import sha256_b64
 from tests.kafka_harness import KafkaSandbox, start_worker

@@ -18,9 +18,9 @@ import aiohttp
 import pytest
 from lxml import etree
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.ksef.crypto import SessionKey, encrypt_cbc, wrap_key
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from pipeline.ksef.package import BatchLimits, InvoiceSource, PackageBuilder, PackageFormat
 from pipeline.ksef.ratelimit import SlidingWindowLimiter
