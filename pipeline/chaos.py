@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.demo import REPO, _free_port, kafka_broker, topic_catalog
+from pipeline.demo.run import REPO, _free_port, kafka_broker, topic_catalog
 
 EVENT_POLL_S = 0.25
 
@@ -163,10 +163,10 @@ def _run(args: argparse.Namespace, run: int, seed: int, stop: threading.Event) -
 def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: ExitStack,
            stop: threading.Event) -> Report:
     from pipeline.clock import polish_today
-    from pipeline.demo_run import Ledger, LedgerReader, generate, ingest
+    from pipeline.demo.samples import seller_nips
+    from pipeline.demo.workload import Ledger, LedgerReader, generate, ingest
     from pipeline.emulator_process import start_emulator
-    from pipeline.ksef.fa3.samples import seller_nips
-    from pipeline.ksef.keyring import new_keyring_json
+    from pipeline.keyring_file import new_keyring_json
 
     rng = random.Random(seed)
     kafka_dir = var / "kafka"

@@ -30,8 +30,8 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.bench.kafka_stage_bench import throwaway_broker
 from pipeline.bench.machine import load_note
-from pipeline.demo import _free_port, process
-from pipeline.ksef.fa3.samples import seller_nips
+from pipeline.demo.run import _free_port, process
+from pipeline.demo.samples import seller_nips
 from pipeline.settings import KafkaSettings
 from pipeline.stages.submission import uniqueness_key
 from pipeline.topic_admin import reconcile

@@ -23,12 +23,12 @@ from typing import Any
 
 import aiohttp
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator import EmulatorConfig, RunningEmulator
 from pipeline.emulator.config import default_workers
 from pipeline.emulator.reference_client import ReferenceClient, build_package, split_encrypt
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.crypto import SessionKey
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 
 PART_BYTES = 20_000_000
 

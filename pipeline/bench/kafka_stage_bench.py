@@ -39,7 +39,7 @@ from confluent_kafka.admin import AdminClient
 from pipeline.bench.machine import exit_on_sigterm
 from pipeline.bench.validate_bench import corpus
 from pipeline.clock import polish_today
-from pipeline.demo import _free_port, kafka_broker, process
+from pipeline.demo.run import _free_port, kafka_broker, process
 from pipeline.ingest import InvoiceProducer
 from pipeline.settings import KafkaSettings
 from pipeline.topic_admin import reconcile

@@ -28,7 +28,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pipeline.ksef.fa3.samples import PROFILES, make_invoice, seller_nips
+from pipeline.demo.samples import PROFILES, make_invoice, seller_nips
 from pipeline.ksef.package import (
     BatchLimits,
     Fit,

@@ -16,9 +16,9 @@ from typing import Any
 
 from lxml import etree  # type: ignore[import-untyped]
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.ksef.fa3.checker import invoice_parser
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.fa3.schema import compile_lxml_schema
 
 BENCH_DAY = dt.date(2026, 3, 2)

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pipeline.credentials import ContextStatus, CredentialStore
-    from pipeline.ksef_link import KsefClients, KsefSettings
+    from pipeline.ksef_api.link import KsefClients, KsefSettings
 
 CERTIFICATE_TYPES = ("Authentication", "Offline")
 REVOCATION_REASONS = ("Unspecified", "Superseded", "KeyCompromise")
@@ -82,7 +82,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def _settings_and_store() -> tuple[KsefSettings, CredentialStore]:
     from pipeline.credentials import CredentialStore
-    from pipeline.ksef_link import KsefSettings
+    from pipeline.ksef_api.link import KsefSettings
 
     settings = KsefSettings.from_env()
     return settings, CredentialStore(settings.credentials_file, settings.tokens_file)
@@ -122,7 +122,7 @@ def _list(args: argparse.Namespace) -> int:
 
 async def _live(clients: KsefClients, nip: str) -> str | None:
     """None when `nip` authenticated now; else why not (KSeF's reason, never a secret)."""
-    from pipeline.ksef.api import KsefAuthError, KsefCredentialError, KsefError
+    from pipeline.ksef_api import KsefAuthError, KsefCredentialError, KsefError
 
     try:
         client = clients.client(nip)
@@ -156,7 +156,7 @@ def _describe(status: ContextStatus, now: dt.datetime) -> str:
 
 async def _check(args: argparse.Namespace) -> int:
     from pipeline.credentials.health import NOW_FAILS, OK, WILL_FAIL, future_verdict
-    from pipeline.ksef_link import KsefClients
+    from pipeline.ksef_api.link import KsefClients
 
     settings, store = _settings_and_store()
     now = dt.datetime.now(dt.UTC)

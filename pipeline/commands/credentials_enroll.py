@@ -18,8 +18,6 @@ from pathlib import Path
 
 from pipeline.credentials.secret_files import read_file, read_password
 from pipeline.credentials.writing import set_certificate_entry, write_atomic, write_secret
-from pipeline.ksef.api import KsefApiError, KsefClient, KsefError, default_limiter
-from pipeline.ksef.api.certificates import CertificatesApi, EnrollmentStatus
 from pipeline.ksef.credentials import (
     CertificateCredential,
     CertificateInfo,
@@ -27,7 +25,9 @@ from pipeline.ksef.credentials import (
     parse_private_key,
 )
 from pipeline.ksef.enrollment import build_csr, csr_base64, key_pem, new_key
-from pipeline.ksef_link import KsefSettings
+from pipeline.ksef_api import KsefApiError, KsefClient, KsefError, default_limiter
+from pipeline.ksef_api.certificates import CertificatesApi, EnrollmentStatus
+from pipeline.ksef_api.link import KsefSettings
 
 
 class CommandError(Exception):

@@ -21,8 +21,9 @@ from pathlib import Path
 
 from pipeline.ingest import InvoiceProducer
 from pipeline.kafka_reads import read_all
+from pipeline.keyring_file import load_keyring
 from pipeline.ksef.announcements import AnnouncementError, parse_time
-from pipeline.ksef.keyring import Keyring, KeyringError, load_keyring
+from pipeline.ksef.keyring import Keyring, KeyringError
 from pipeline.modes.replay import Replayable, from_sealed, from_submitted, plan
 from pipeline.modes.topic_reads import RawRecord, fetch_records, read_latest
 from pipeline.progress import Progress

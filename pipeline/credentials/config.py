@@ -27,8 +27,8 @@ from typing import Any, Literal
 
 import orjson
 
-from pipeline.ksef.api.errors import KsefCredentialError
 from pipeline.ksef.credentials import SUBJECT_IDENTIFIER_TYPES
+from pipeline.ksef.errors import KsefCredentialError
 
 NIP = re.compile(r"\d{10}")
 Method = Literal["token", "token_file", "certificate", "pkcs12"]

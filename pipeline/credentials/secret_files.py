@@ -10,7 +10,7 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
-from pipeline.ksef.api.errors import KsefCredentialError
+from pipeline.ksef.errors import KsefCredentialError
 
 OTHERS_MAY_ACCESS = stat.S_IRWXG | stat.S_IRWXO
 

@@ -35,7 +35,6 @@ from pipeline.credentials.secret_files import (
     read_token,
     stamp,
 )
-from pipeline.ksef.api.errors import KsefCredentialError
 from pipeline.ksef.credentials import (
     CertificateCredential,
     Credential,
@@ -44,6 +43,7 @@ from pipeline.ksef.credentials import (
     parse_pkcs12,
     parse_private_key,
 )
+from pipeline.ksef.errors import KsefCredentialError
 
 TOKEN_ENV_PREFIX = "KSEF_TOKEN_"
 

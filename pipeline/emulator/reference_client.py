@@ -1,7 +1,7 @@
 """A minimal KSeF client written straight from the documented protocol, for the
 emulator's tests, its benchmark and smoke checks.
 
-Independent of `pipeline.ksef.api` on purpose, so a mistake shared by the production
+Independent of `pipeline.ksef_api` on purpose, so a mistake shared by the production
 client and the emulator cannot hide. Batch packages are built in memory: small and
 medium packages only.
 """

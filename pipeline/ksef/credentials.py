@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
-from pipeline.ksef.api.errors import CredentialProblem, KsefCredentialError
+from pipeline.ksef.errors import CredentialProblem, KsefCredentialError
 
 SubjectIdentifierType = Literal["certificateSubject", "certificateFingerprint"]
 SUBJECT_IDENTIFIER_TYPES: tuple[str, ...] = get_args(SubjectIdentifierType)

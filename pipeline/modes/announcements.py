@@ -29,7 +29,7 @@ from pipeline import logs
 from pipeline.app import app
 from pipeline.clock import now_utc
 from pipeline.ksef.announcements import AnnouncementError
-from pipeline.ksef_link import KsefSettings
+from pipeline.ksef_api.link import KsefSettings
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.latarnia import LatarniaPoller
 from pipeline.modes.messages import from_request, latest_by_id

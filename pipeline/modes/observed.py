@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from pipeline.ksef.api.health import HealthEvent
+from pipeline.ksef_api.health import HealthEvent
 from pipeline.modes.messages import KSEF_UNREACHABLE, ended, observation
 from topics.records import Announcement, ModeState
 

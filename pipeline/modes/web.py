@@ -29,7 +29,7 @@ def credential_health() -> list[HealthRow]:
         return health_rows(submit.clients.credentials.contexts(), holds.last,
                            {nip: h.reason for nip, h in holds.held().items()}, now_utc())
     from pipeline.credentials import CredentialStore
-    from pipeline.ksef_link import KsefSettings
+    from pipeline.ksef_api.link import KsefSettings
 
     settings = KsefSettings.from_env()
     store = CredentialStore(settings.credentials_file, settings.tokens_file)

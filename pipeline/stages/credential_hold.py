@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-from pipeline.ksef.api.errors import (
+from pipeline.ksef_api.errors import (
     KsefApiError,
     KsefAuthError,
     KsefCredentialError,
@@ -26,7 +26,7 @@ from pipeline.ksef.api.errors import (
     KsefUnavailable,
     PartUploadError,
 )
-from pipeline.ksef_link import NoCredentialsError
+from pipeline.ksef_api.link import NoCredentialsError
 from topics.records import Alert, HeldRelease
 
 # Why a context is held (the alert's `details.reason`).

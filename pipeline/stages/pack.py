@@ -41,11 +41,12 @@ from pipeline.clock import iso, now_utc
 from pipeline.forwarding import forward_forever
 from pipeline.invoice_ledger import PACKED as PACKED_ENTRY
 from pipeline.invoice_ledger import LedgerEntry, invoice_ledger, origin_text, replay_verdict
-from pipeline.ksef.api import KsefError
+from pipeline.keyring_file import load_keyring
 from pipeline.ksef.crypto import public_key_from_certificate
-from pipeline.ksef.keyring import KeyringError, load_keyring
+from pipeline.ksef.keyring import KeyringError
 from pipeline.ksef.package import Fit
-from pipeline.ksef_link import KsefClients, KsefSettings
+from pipeline.ksef_api import KsefError
+from pipeline.ksef_api.link import KsefClients, KsefSettings
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.stages.duplicates import dedupe, duplicate_key, held_keys, held_value, release_for

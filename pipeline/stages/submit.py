@@ -33,18 +33,18 @@ from pipeline import logs
 from pipeline.app import app, kafka_settings, topic, worker_settings
 from pipeline.clock import iso, now_utc
 from pipeline.kafka_reads import SequentialReader
-from pipeline.ksef.api import (
+from pipeline.keyring_file import load_keyring
+from pipeline.ksef.package import BatchLimits, PackageManifest, RebuildMismatch, rebuild_package
+from pipeline.ksef.package.builder import seal_package
+from pipeline.ksef_api import (
     BatchSession,
     KsefError,
     KsefRateLimited,
     KsefUnavailable,
     PartUpload,
 )
-from pipeline.ksef.api.manifest import batch_spec, part_files, part_sizes
-from pipeline.ksef.keyring import load_keyring
-from pipeline.ksef.package import BatchLimits, PackageManifest, RebuildMismatch, rebuild_package
-from pipeline.ksef.package.builder import seal_package
-from pipeline.ksef_link import KsefClients, KsefSettings
+from pipeline.ksef_api.link import KsefClients, KsefSettings
+from pipeline.ksef_api.manifest import batch_spec, part_files, part_sizes
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.observed import HealthReporter
 from pipeline.modes.publish import publish_alert, publish_announcement

@@ -22,10 +22,10 @@ from pipeline import logs
 from pipeline.app import app, produce, topic
 from pipeline.clock import iso
 from pipeline.invoice_ledger import already_final, invoice_ledger
-from pipeline.ksef.api import InvoiceResult, KsefApiError, KsefClient, KsefError, SessionStatus
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from pipeline.ksef.upo import UpoEntry, UpoError, parse_upo
-from pipeline.ksef_link import KsefClients, KsefSettings
+from pipeline.ksef_api import InvoiceResult, KsefApiError, KsefClient, KsefError, SessionStatus
+from pipeline.ksef_api.link import KsefClients, KsefSettings
 from pipeline.session_follow import sessions_follower
 from pipeline.session_journal import CLOSED, COMPLETED, FAILED, OPENED
 from pipeline.stages.deliveries import Deliveries

@@ -21,9 +21,9 @@ import faust
 from pipeline import logs
 from pipeline.app import app, produce, topic, worker_settings
 from pipeline.clock import from_timestamp, iso, polish_today
+from pipeline.keyring_file import load_keyring
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.fa3 import InvoiceChecker
-from pipeline.ksef.keyring import load_keyring
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.snapshot import history_from_mode_state
 from pipeline.stages.replay_guard import ReplayGuard

@@ -15,8 +15,8 @@ from typing import Any
 from cryptography import x509
 
 from pipeline.clock import polish_today
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator.selfsigned import mint
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from tests.integration.delivery_harness import build_stack, ingest
 from tests.integration.test_delivery import _pipeline_lines
 from tests.kafka_harness import REPO, KafkaSandbox

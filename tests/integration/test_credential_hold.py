@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.clock import polish_today
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
+from pipeline.demo.samples import make_invoice, seller_nips
 from tests.integration.delivery_harness import build_stack, ingest
 from tests.integration.test_delivery import _pipeline_lines
 from tests.kafka_harness import KafkaSandbox

@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka.partitioner import DefaultPartitioner
 
 from pipeline.clock import polish_today
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.integration.delivery_harness import Stack, build_stack, ingest, session_steps
 from tests.integration.modes.helpers import Watcher

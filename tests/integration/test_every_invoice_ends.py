@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 from pipeline.clock import polish_today
-from pipeline.ksef.fa3.samples import make_invoice
+from pipeline.demo.samples import make_invoice
 from tests.integration.delivery_harness import build_stack, ingest
 from tests.integration.test_delivery import _one_seller_per_partition, _pipeline_lines
 from tests.kafka_harness import KafkaSandbox

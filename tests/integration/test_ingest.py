@@ -10,7 +10,7 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
 
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
+from pipeline.demo.samples import make_invoice, seller_nips
 from tests.kafka_harness import REPO, KafkaSandbox
 from topics.catalog import SUBMITTED
 

@@ -10,9 +10,9 @@ import datetime as dt
 from pathlib import Path
 
 from pipeline.clock import polish_today
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ksef.announcements import parse_time, polish_date
 from pipeline.ksef.calendar import add_business_days
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.modes.audit import disagreements
 from tests.integration.delivery_harness import build_stack, ingest
 from tests.integration.modes.helpers import Watcher, latest_values

@@ -16,7 +16,7 @@ import orjson
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from pipeline.clock import polish_today
-from pipeline.ksef.fa3.samples import bad_invoices, make_invoice, seller_nips
+from pipeline.demo.samples import bad_invoices, make_invoice, seller_nips
 from pipeline.ksef.keyring import Keyring
 from pipeline.ksef.numbers import sha256_b64
 from tests.kafka_harness import KafkaSandbox, start_worker

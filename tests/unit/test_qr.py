@@ -436,7 +436,7 @@ def test_qr_command_labels_kod1_with_the_ksef_number(
 def test_qr_command_reads_a_real_fa3_invoice(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from pipeline.ksef.fa3.samples import make_invoice
+    from pipeline.demo.samples import make_invoice
 
     xml = make_invoice(seller_nip="5265877635", number="FV/7", issue_date=dt.date(2026, 3, 9))
     invoice = tmp_path / "real.xml"

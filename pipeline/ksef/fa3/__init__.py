@@ -1,4 +1,4 @@
-"""FA(3) invoices: the stateless KSeF pre-checks and a sample generator (`samples`)."""
+"""FA(3) invoices: the stateless KSeF pre-checks (sample invoices: `pipeline.demo.samples`)."""
 
 from .checker import CheckResult, InvoiceChecker, nip_problem
 from .facts import INVOICE_KINDS, InvoiceFacts

@@ -15,6 +15,7 @@ from pipeline.ksef.package.manifest import (
     InvoiceSource,
     PackageManifest,
     PartInfo,
+    SourcePosition,
 )
 from pipeline.ksef.package.planner import Fit, PackPlanner
 from pipeline.ksef.package.rebuild import RebuildMismatch, rebuild_package
@@ -32,6 +33,7 @@ __all__ = [
     "PackagedBatch",
     "PartInfo",
     "RebuildMismatch",
+    "SourcePosition",
     "rebuild_package",
     "seal_package",
 ]

@@ -21,7 +21,7 @@ from pipeline.ksef.crypto import Digest, SessionKey, wrap_key
 from pipeline.ksef.numbers import sha256_b64
 from pipeline.ksef.package.formats import PackageFormat
 from pipeline.ksef.package.limits import BatchLimits
-from pipeline.ksef.package.manifest import InvoiceEntry, InvoiceSource, PackageManifest
+from pipeline.ksef.package.manifest import InvoiceEntry, PackageManifest, SourcePosition
 from pipeline.ksef.package.parts import encrypt_parts
 from pipeline.ksef.package.planner import Fit, PackPlanner
 from pipeline.ksef.package.spool import AtomicFile
@@ -89,7 +89,7 @@ class PackageBuilder:
         return self.planner.verdict(size, ENTRY_NAME_BYTES)
 
     def add(
-        self, source: InvoiceSource, xml: bytes, *, expected_hash: str | None = None,
+        self, source: SourcePosition, xml: bytes, *, expected_hash: str | None = None,
         deflated: bytes | None = None,
     ) -> InvoiceEntry:
         """Append one invoice; raises BatchFull/InvoiceTooLarge before writing anything."""

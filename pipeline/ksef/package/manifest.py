@@ -9,17 +9,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from pipeline.ksef.package.formats import PackageFormat
-from topics.records import KafkaRef
 
 _T = TypeVar("_T")
 
 FORM_CODE_FA3: Mapping[str, str] = {"systemCode": "FA (3)", "schemaVersion": "1-0E", "value": "FA"}
 
 
-InvoiceSource = KafkaRef  # where the sealed invoice lives in Kafka
+class SourcePosition(Protocol):
+    """Anything naming where a sealed invoice lives in the log (the stages pass their Kafka
+    reference): the package keeps its three coordinates, never the object."""
+
+    @property
+    def topic(self) -> str: ...
+
+    @property
+    def partition(self) -> int: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class InvoiceSource:
+    """Where the sealed invoice of a manifest entry lives in the log (topic, partition,
+    offset): the domain's own neutral reference, the same coordinates as a record's
+    `KafkaRef` but not that type, so the domain never imports `topics`."""
+
+    topic: str
+    partition: int
+    offset: int
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 
 from pipeline.emulator import EmulatorConfig, RunningEmulator
-from pipeline.ksef.api import Environment, emulator
+from pipeline.ksef_api import Environment, emulator
 
 
 @pytest.fixture

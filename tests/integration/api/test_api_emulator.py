@@ -18,8 +18,13 @@ import aiohttp
 import pytest
 from lxml import etree
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator import RunningEmulator
-from pipeline.ksef.api import (
+from pipeline.ksef.crypto import SessionKey, encrypt_cbc, wrap_key
+from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
+from pipeline.ksef.package import BatchLimits, InvoiceSource, PackageBuilder, PackageFormat
+from pipeline.ksef.ratelimit import SlidingWindowLimiter
+from pipeline.ksef_api import (
     BatchSpec,
     Environment,
     HealthEvent,
@@ -31,12 +36,7 @@ from pipeline.ksef.api import (
     PartSpec,
     RetryPolicy,
 )
-from pipeline.ksef.api.manifest import batch_spec, part_files, part_sizes
-from pipeline.ksef.crypto import SessionKey, encrypt_cbc, wrap_key
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
-from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
-from pipeline.ksef.package import BatchLimits, InvoiceSource, PackageBuilder, PackageFormat
-from pipeline.ksef.ratelimit import SlidingWindowLimiter
+from pipeline.ksef_api.manifest import batch_spec, part_files, part_sizes
 
 TokenFor = Callable[[str], Awaitable[str]]
 

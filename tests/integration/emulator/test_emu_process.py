@@ -14,9 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.timefmt import polish_day, utcnow
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 
 NIP = seller_nips(1, seed=71)[0]
 READY = "KSeF emulator ready: "

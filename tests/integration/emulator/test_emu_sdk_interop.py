@@ -11,10 +11,10 @@ from ksef_client.services import AsyncAuthCoordinator, AsyncOnlineSessionWorkflo
 from ksef_client.utils.ksef_number import validate_ksef_number
 from lxml import etree
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.timefmt import polish_day, utcnow
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import sha256_b64
 from tests.unit.emulator import contract
 

@@ -17,13 +17,13 @@ import orjson
 import pytest
 
 from pipeline.clock import polish_today
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator_process import EmulatorProcess, start_emulator
-from pipeline.ksef.api import KsefError, emulator
-from pipeline.ksef.api.client import KsefClient
-from pipeline.ksef.api.retry import RetryPolicy
 from pipeline.ksef.deadlines import compute_deadline
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.modes import Mode, mode_for_new_invoice
+from pipeline.ksef_api import KsefError, emulator
+from pipeline.ksef_api.client import KsefClient
+from pipeline.ksef_api.retry import RetryPolicy
 from pipeline.modes.audit import disagreements
 from pipeline.modes.messages import from_latarnia
 from pipeline.modes.observed import HealthReporter

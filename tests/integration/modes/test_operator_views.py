@@ -15,9 +15,9 @@ from typing import Any
 import orjson
 
 from pipeline.clock import polish_today
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ksef.calendar import next_business_day
 from pipeline.ksef.deadlines import compute_deadline
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.modes import Mode
 from pipeline.modes.snapshot import history_from_mode_state
 from tests.integration.modes.helpers import Watcher

@@ -9,16 +9,16 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ksef_client import models as sdk
 from ksef_client.exceptions import KsefApiError as SdkApiError
 
-from pipeline.ksef.api.auth import (
+from pipeline.ksef.crypto import unwrap_key
+from pipeline.ksef_api.auth import (
     KSEF_TOKEN_ENCRYPTION,
     SYMMETRIC_KEY_ENCRYPTION,
     PublicKeys,
     TokenAuth,
     select_key,
 )
-from pipeline.ksef.api.errors import KsefAuthError, KsefProtocolError
-from pipeline.ksef.api.transport import Transport
-from pipeline.ksef.crypto import unwrap_key
+from pipeline.ksef_api.errors import KsefAuthError, KsefProtocolError
+from pipeline.ksef_api.transport import Transport
 from tests.unit.api.conftest import make_certificate
 
 NIP = "5265877635"

@@ -16,14 +16,14 @@ from ksef_client.exceptions import KsefApiError as SdkApiError
 from signxml.xades import XAdESVerifier
 
 from pipeline.credentials import CredentialStore
-from pipeline.ksef.api import KsefClient, emulator
-from pipeline.ksef.api.auth import TokenAuth, XadesAuth
-from pipeline.ksef.api.auth_failures import reason_of_exception, reason_of_status
-from pipeline.ksef.api.errors import KsefAuthError, KsefCredentialError
-from pipeline.ksef.api.transport import Transport
 from pipeline.ksef.credentials import CertificateCredential, TokenCredential
 from pipeline.ksef.selfsigned import mint_test_certificate
-from pipeline.ksef_link import KsefClients, KsefSettings
+from pipeline.ksef_api import KsefClient, emulator
+from pipeline.ksef_api.auth import TokenAuth, XadesAuth
+from pipeline.ksef_api.auth_failures import reason_of_exception, reason_of_status
+from pipeline.ksef_api.errors import KsefAuthError, KsefCredentialError
+from pipeline.ksef_api.link import KsefClients, KsefSettings
+from pipeline.ksef_api.transport import Transport
 from tests.unit.api.test_api_auth import NIP, T0, Clock, FakeAuthApi
 
 CHALLENGE = "20250514-CR-226FB7B000-3ACF9BE4C0-10"

@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from pipeline.ksef.api.bodies import (
+from pipeline.ksef.crypto import SessionKey, decrypt_cbc, unwrap_key
+from pipeline.ksef.package.formats import PackageFormat
+from pipeline.ksef.package.manifest import InvoiceEntry, PackageManifest, PartInfo
+from pipeline.ksef_api.bodies import (
     BatchSpec,
     PartSpec,
     batch_open_request,
@@ -17,10 +20,7 @@ from pipeline.ksef.api.bodies import (
     online_open_request,
     send_invoice_request,
 )
-from pipeline.ksef.api.manifest import batch_spec, part_files, part_sizes
-from pipeline.ksef.crypto import SessionKey, decrypt_cbc, unwrap_key
-from pipeline.ksef.package.formats import PackageFormat
-from pipeline.ksef.package.manifest import InvoiceEntry, PackageManifest, PartInfo
+from pipeline.ksef_api.manifest import batch_spec, part_files, part_sizes
 
 
 def h(data: bytes) -> str:

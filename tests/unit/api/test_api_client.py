@@ -8,7 +8,7 @@ import pytest
 from ksef_client import models as sdk
 from ksef_client.exceptions import KsefApiError as SdkApiError
 
-from pipeline.ksef.api import KsefAuthError, KsefClient, emulator
+from pipeline.ksef_api import KsefAuthError, KsefClient, emulator
 
 NIP = "5265877635"
 STATUS = {"status": {"code": 100, "description": "Sesja otwarta"},

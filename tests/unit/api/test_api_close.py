@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pipeline.ksef.api import closing
-from pipeline.ksef.api.client import KsefClient
-from pipeline.ksef.api.closing import (
+from pipeline.ksef_api import closing
+from pipeline.ksef_api.client import KsefClient
+from pipeline.ksef_api.closing import (
     AGAIN,
     ALREADY,
     CLOSED,
@@ -20,7 +20,7 @@ from pipeline.ksef.api.closing import (
     close_failure_kind,
     close_verdict,
 )
-from pipeline.ksef.api.errors import KsefApiError, KsefProtocolError, KsefUnavailable
+from pipeline.ksef_api.errors import KsefApiError, KsefProtocolError, KsefUnavailable
 
 OPEN, PROCESSING, CANCELLED = 100, 150, 440
 
@@ -69,7 +69,7 @@ async def _close(script: Script) -> None:
 @pytest.fixture(autouse=True)
 def _no_pause(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(closing, "CLOSE_RETRY_FIRST_S", 0.0)
-    import pipeline.ksef.api.client as client
+    import pipeline.ksef_api.client as client
 
     monkeypatch.setattr(client, "CLOSE_RETRY_FIRST_S", 0.0)
 

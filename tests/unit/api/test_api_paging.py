@@ -4,8 +4,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from pipeline.ksef.api.errors import KsefProtocolError
-from pipeline.ksef.api.paging import items, pages
+from pipeline.ksef_api.errors import KsefProtocolError
+from pipeline.ksef_api.paging import items, pages
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from pipeline.ksef.api.problems import ApiProblem, parse_problem
+from pipeline.ksef_api.problems import ApiProblem, parse_problem
 
 
 def test_legacy_exception_response_keeps_every_entry() -> None:

@@ -5,9 +5,9 @@ import datetime as dt
 import pytest
 from ksef_client import models as sdk
 
-from pipeline.ksef.api.environments import environment
-from pipeline.ksef.api.errors import KsefProtocolError
-from pipeline.ksef.api.results import (
+from pipeline.ksef_api.environments import environment
+from pipeline.ksef_api.errors import KsefProtocolError
+from pipeline.ksef_api.results import (
     BatchSession,
     PartUpload,
     invoice_result_from,

@@ -4,7 +4,7 @@ import datetime as dt
 
 import pytest
 
-from pipeline.ksef.api.retry import RetryPolicy, parse_retry_after
+from pipeline.ksef_api.retry import RetryPolicy, parse_retry_after
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, 0, tzinfo=dt.UTC)
 

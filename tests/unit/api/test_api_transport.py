@@ -9,18 +9,18 @@ from ksef_client.exceptions import KsefApiError as SdkApiError
 from ksef_client.exceptions import KsefHttpError as SdkHttpError
 from ksef_client.exceptions import KsefRateLimitError as SdkRateLimitError
 
-from pipeline.ksef.api.errors import (
+from pipeline.ksef.limits import Limit
+from pipeline.ksef.ratelimit import SlidingWindowLimiter
+from pipeline.ksef_api.errors import (
     KsefApiError,
     KsefAuthError,
     KsefProtocolError,
     KsefRateLimited,
     KsefUnavailable,
 )
-from pipeline.ksef.api.health import HealthEvent, Outcome
-from pipeline.ksef.api.retry import RetryPolicy
-from pipeline.ksef.api.transport import Transport
-from pipeline.ksef.limits import Limit
-from pipeline.ksef.ratelimit import SlidingWindowLimiter
+from pipeline.ksef_api.health import HealthEvent, Outcome
+from pipeline.ksef_api.retry import RetryPolicy
+from pipeline.ksef_api.transport import Transport
 
 NIP = "5265877635"
 WALL = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)

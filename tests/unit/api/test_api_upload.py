@@ -14,12 +14,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from pipeline.ksef.api.errors import KsefApiError, KsefAuthError, KsefUnavailable, PartUploadError
-from pipeline.ksef.api.health import HealthEvent, Outcome
-from pipeline.ksef.api.results import PartUpload
-from pipeline.ksef.api.retry import RetryPolicy
-from pipeline.ksef.api.transport import Transport
-from pipeline.ksef.api.upload import PartUploader
+from pipeline.ksef_api.errors import KsefApiError, KsefAuthError, KsefUnavailable, PartUploadError
+from pipeline.ksef_api.health import HealthEvent, Outcome
+from pipeline.ksef_api.results import PartUpload
+from pipeline.ksef_api.retry import RetryPolicy
+from pipeline.ksef_api.transport import Transport
+from pipeline.ksef_api.upload import PartUploader
 
 
 @dataclass

@@ -17,8 +17,10 @@ from lxml import etree
 from signxml import InvalidSignature as XmlInvalidSignature
 from signxml.xades import XAdESVerifier
 
-from pipeline.ksef.api.errors import KsefCredentialError
-from pipeline.ksef.api.xades import (
+from pipeline.ksef.credentials import CertificateCredential
+from pipeline.ksef.selfsigned import mint_test_certificate
+from pipeline.ksef_api.errors import KsefCredentialError
+from pipeline.ksef_api.xades import (
     AUTH_NAMESPACES,
     DSIG_NS,
     XADES_NS,
@@ -26,8 +28,6 @@ from pipeline.ksef.api.xades import (
     sign_enveloped,
     signed_auth_token_request,
 )
-from pipeline.ksef.credentials import CertificateCredential
-from pipeline.ksef.selfsigned import mint_test_certificate
 from tests.unit.emulator import contract
 
 NIP = "5265877635"

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from pipeline.credentials import CredentialStore
-from pipeline.ksef.api.errors import KsefCredentialError, KsefError
 from pipeline.ksef.credentials import CertificateCredential, TokenCredential
 from pipeline.ksef.selfsigned import TestCertificate, mint_test_certificate
+from pipeline.ksef_api.errors import KsefCredentialError, KsefError
 
 NIP = "5265877635"
 OTHER = "7010002137"

@@ -19,11 +19,11 @@ from cryptography.x509.oid import NameOID
 
 from pipeline.cli import main
 from pipeline.credentials import CredentialStore
+from pipeline.demo.samples import seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.routes_auth import issue_ksef_token
 from pipeline.emulator.routes_certificates import revoke_certificate
 from pipeline.ksef.credentials import CertificateCredential
-from pipeline.ksef.fa3.samples import seller_nips
 from pipeline.ksef.selfsigned import TestCertificate, mint_test_certificate
 from pipeline.stages.sealing import load_offline_certificates
 

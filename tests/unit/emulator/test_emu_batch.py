@@ -10,11 +10,11 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.reference_client import ReferenceClient, build_package, split_encrypt
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.crypto import SessionKey
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.unit.emulator.conftest import StartEmulator
 
@@ -138,8 +138,8 @@ async def test_duplicate_inside_one_batch_and_none_accepted(client: ReferenceCli
 
 
 async def test_bad_invoices_are_rejected_with_their_codes(client: ReferenceClient) -> None:
+    from pipeline.demo.samples import bad_invoices
     from pipeline.ksef.fa3 import REASONS
-    from pipeline.ksef.fa3.samples import bad_invoices
 
     token = await client.authenticate(NIP)
     bad = bad_invoices(polish_day(utcnow()))

@@ -6,10 +6,10 @@ import math
 
 import pytest
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator.reference_client import ReferenceClient, build_package, split_encrypt
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.crypto import SessionKey
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.unit.emulator.conftest import StartEmulator
 

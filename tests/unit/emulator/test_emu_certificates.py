@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from ksef_client.services.csr import generate_csr_rsa
 
+from pipeline.demo.samples import seller_nips
 from pipeline.emulator.enrollment import FIELDS
 from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.selfsigned import MintedCredential, PrivateKey, mint, new_key
-from pipeline.ksef.fa3.samples import seller_nips
 from tests.unit.emulator import contract
 from tests.unit.emulator.xades_support import auth_request, challenge, login, sign, submit
 

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from lxml import etree
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator.reference_client import HttpFailure, ReferenceClient
 from pipeline.emulator.timefmt import polish_day, utcnow
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from tests.unit.emulator import contract
 from tests.unit.emulator.conftest import StartEmulator
 

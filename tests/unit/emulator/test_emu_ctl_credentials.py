@@ -16,10 +16,10 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import NameOID
 
 from pipeline.commands import emulator_ctl
+from pipeline.demo.samples import seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.selfsigned import MintedCredential
-from pipeline.ksef.fa3.samples import seller_nips
 from tests.unit.emulator.xades_support import auth_request, challenge, login, sign, submit
 
 NIP, CONTEXT = seller_nips(2, seed=81)

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from pipeline.commands import emulator_ctl
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.reference_client import (
     HttpFailure,
@@ -22,7 +23,6 @@ from pipeline.emulator.reference_client import (
 )
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.crypto import SessionKey
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from tests.unit.emulator.conftest import StartEmulator
 
 NIP = seller_nips(1, seed=41)[0]

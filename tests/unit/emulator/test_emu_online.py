@@ -8,11 +8,11 @@ import datetime as dt
 import aiohttp
 from lxml import etree
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.timefmt import polish_day, utcnow
 from pipeline.ksef.crypto import SessionKey, decrypt_cbc, encrypt_cbc
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.unit.emulator.conftest import StartEmulator
 

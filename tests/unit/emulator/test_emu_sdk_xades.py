@@ -12,9 +12,9 @@ from ksef_client.services import AsyncAuthCoordinator
 from ksef_client.services.csr import generate_csr_ec
 from ksef_client.services.xades import XadesKeyPair
 
+from pipeline.demo.samples import seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.selfsigned import mint
-from pipeline.ksef.fa3.samples import seller_nips
 
 NIP = seller_nips(1, seed=91)[0]
 

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from lxml import etree
 
+from pipeline.demo.samples import seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.selfsigned import (
@@ -27,7 +28,6 @@ from pipeline.emulator.selfsigned import (
     self_signed,
     subject_for,
 )
-from pipeline.ksef.fa3.samples import seller_nips
 from tests.unit.emulator import contract
 from tests.unit.emulator.xades_support import (
     AUTH_NS,

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pipeline.ksef.fa3 import REASONS, CheckResult, InvoiceChecker, nip_problem, samples
+from pipeline.demo import samples
+from pipeline.ksef.fa3 import REASONS, CheckResult, InvoiceChecker, nip_problem
 from pipeline.ksef.numbers import nip_is_valid, nip_with_checksum, sha256_b64
 
 TODAY = dt.date(2026, 3, 2)

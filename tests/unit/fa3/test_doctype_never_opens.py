@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.ksef.fa3.precheck import doctype_problem
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 
 TODAY = dt.date(2026, 12, 4)
 (SELLER,) = seller_nips(1, seed=16)

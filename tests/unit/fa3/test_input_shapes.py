@@ -7,8 +7,8 @@ import gzip
 
 import pytest
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ksef.fa3 import InvoiceChecker
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 
 TODAY = dt.date(2026, 12, 1)
 SELLER, BUYER = seller_nips(2, seed=3)

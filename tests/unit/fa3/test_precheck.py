@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from lxml import etree
 
-from pipeline.ksef.fa3 import samples
+from pipeline.demo import samples
 from pipeline.ksef.fa3.checker import invoice_parser
 from pipeline.ksef.fa3.precheck import (
     _DISCOURAGED_LEADS,

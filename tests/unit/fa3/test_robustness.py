@@ -7,7 +7,8 @@ import datetime as dt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.ksef.fa3 import REASONS, CheckResult, InvoiceChecker, samples
+from pipeline.demo import samples
+from pipeline.ksef.fa3 import REASONS, CheckResult, InvoiceChecker
 from pipeline.ksef.numbers import sha256_b64
 
 TODAY = dt.date(2026, 3, 2)

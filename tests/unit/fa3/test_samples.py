@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from lxml import etree
 
-from pipeline.ksef.fa3 import samples
+from pipeline.demo import samples
 from pipeline.ksef.fa3.schema import FA3_ROOT_TAG, lxml_schema
 from pipeline.ksef.numbers import nip_is_valid
 

@@ -129,7 +129,7 @@ def test_held_reject_dry_run_prints_the_request(capsys: pytest.CaptureFixture[st
 def test_deadlines_mark_invoices_of_held_contexts() -> None:
     import datetime as dt_
 
-    from pipeline.ksef_link import NoCredentialsError
+    from pipeline.ksef_api.link import NoCredentialsError
     from pipeline.stages.credential_hold import Holds, decide
 
     holds = Holds(dt_.timedelta(seconds=30))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from pipeline.ksef.api.health import HealthEvent, Outcome
+from pipeline.ksef_api.health import HealthEvent, Outcome
 from pipeline.modes.messages import KSEF_UNREACHABLE
 from pipeline.modes.observed import HealthReporter, OutageWatch
 from pipeline.modes.snapshot import build_mode_state

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.ksef.api.errors import (
+from pipeline.ksef_api.errors import (
     AUTH_FAILURE_REASONS,
     KsefApiError,
     KsefAuthError,
@@ -17,7 +17,7 @@ from pipeline.ksef.api.errors import (
     KsefUnavailable,
     PartUploadError,
 )
-from pipeline.ksef_link import NoCredentialsError
+from pipeline.ksef_api.link import NoCredentialsError
 from pipeline.stages.credential_hold import (
     HOLD_REASONS,
     RELEASE_REASONS,

@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 
 from pipeline.credentials import ContextStatus
-from pipeline.ksef.api.errors import KsefCredentialError
 from pipeline.ksef.credentials import CertificateCredential, TokenCredential
 from pipeline.ksef.selfsigned import TestCertificate, mint_test_certificate
+from pipeline.ksef_api.errors import KsefCredentialError
 from pipeline.stages.credential_hold import AuthResult
 from pipeline.stages.credential_watch import ExpiryWatch, expiry_alert, health_rows
 

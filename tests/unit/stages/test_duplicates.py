@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ksef.fa3 import InvoiceChecker
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import sha256_b64
 from pipeline.stages.duplicates import (
     dedupe,

@@ -12,9 +12,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from pipeline.clock import WARSAW
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.fa3 import InvoiceChecker
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.ksef.keyring import Keyring
 from pipeline.ksef.qr import QrEnvironment, parse_certificate_link, parse_invoice_link
 from pipeline.stages.sealing import SealConfig, load_offline_certificates, seal_invoice

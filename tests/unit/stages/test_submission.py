@@ -7,8 +7,8 @@ import datetime as dt
 
 import pytest
 
+from pipeline.demo.samples import bad_invoices, make_invoice, seller_nips
 from pipeline.ksef.fa3 import InvoiceChecker
-from pipeline.ksef.fa3.samples import bad_invoices, make_invoice, seller_nips
 from pipeline.ksef.numbers import sha256_b64
 from pipeline.stages.submission import (
     ALL_REASONS,

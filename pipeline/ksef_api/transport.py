@@ -25,7 +25,9 @@ from typing import TypeVar
 import httpx
 from ksef_client.exceptions import KsefHttpError as SdkHttpError
 
-from pipeline.ksef.api.errors import (
+from pipeline.ksef.limits import classify, is_public
+from pipeline.ksef.ratelimit import SlidingWindowLimiter
+from pipeline.ksef_api.errors import (
     KsefApiError,
     KsefAuthError,
     KsefError,
@@ -33,11 +35,9 @@ from pipeline.ksef.api.errors import (
     KsefRateLimited,
     KsefUnavailable,
 )
-from pipeline.ksef.api.health import HealthEvent, HealthObserver, Outcome, notify
-from pipeline.ksef.api.problems import parse_problem
-from pipeline.ksef.api.retry import RetryPolicy, parse_retry_after
-from pipeline.ksef.limits import classify, is_public
-from pipeline.ksef.ratelimit import SlidingWindowLimiter
+from pipeline.ksef_api.health import HealthEvent, HealthObserver, Outcome, notify
+from pipeline.ksef_api.problems import parse_problem
+from pipeline.ksef_api.retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger(__name__)
 

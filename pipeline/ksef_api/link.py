@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass
 
 from pipeline.credentials import CredentialStore
-from pipeline.ksef.api import (
+from pipeline.ksef_api import (
     Environment,
     HealthObserver,
     KsefClient,

@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ksef_client import models as sdk
 
-from pipeline.ksef.api.errors import KsefProtocolError
 from pipeline.ksef.crypto import SessionKey
+from pipeline.ksef_api.errors import KsefProtocolError
 
 _EMPTY: Mapping[str, str | None] = MappingProxyType({})
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})

@@ -4,6 +4,8 @@ Callers decide by type, not by parsing messages: `KsefUnavailable` means KSeF (o
 path to it) is down and the call may be tried again later; `KsefRateLimited` says when;
 `KsefApiError` is KSeF's own refusal with its numeric code; `KsefAuthError` is a refusal
 of identity or permissions. Messages never carry tokens, keys or invoice content.
+`KsefError` and `KsefCredentialError` are the domain's (`pipeline.ksef.errors`: the
+domain refuses unusable credentials without knowing this client), re-exported here.
 """
 
 from __future__ import annotations
@@ -11,15 +13,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, get_args
 
+from pipeline.ksef.errors import CredentialProblem as CredentialProblem
+from pipeline.ksef.errors import KsefCredentialError as KsefCredentialError
+from pipeline.ksef.errors import KsefError as KsefError
+
 AuthFailureReason = Literal["expired", "revoked", "no-permission", "bad-signature",
                             "not-yet-valid", "other"]
 AUTH_FAILURE_REASONS: tuple[str, ...] = get_args(AuthFailureReason)
-CredentialProblem = Literal["missing-file", "permissions", "wrong-password", "unreadable",
-                            "invalid", "expired", "not-yet-valid"]
-
-
-class KsefError(Exception):
-    """Base of every error raised by `pipeline.ksef.api`."""
 
 
 class KsefUnavailable(KsefError):
@@ -85,25 +85,6 @@ class KsefAuthError(KsefApiError):
     ) -> None:
         super().__init__(status, code, description, details, operation=operation)
         self.reason: AuthFailureReason = reason
-
-
-class KsefCredentialError(KsefError):
-    """A context's configured credentials are unusable (missing or unsafe file, wrong
-    password, key not matching the certificate, expired certificate...).
-
-    Not a refusal by KSeF: nothing was sent. `problem` is machine-readable; `path` names
-    the file at fault (never its content).
-    """
-
-    def __init__(
-        self, nip: str, problem: CredentialProblem, message: str, *, path: str | None = None
-    ) -> None:
-        self.nip = nip
-        self.problem: CredentialProblem = problem
-        self.path = path
-        self.detail = message
-        where = f" ({path})" if path else ""
-        super().__init__(f"credentials of context {nip}{where}: {message}")
 
 
 class KsefProtocolError(KsefError):

@@ -1,6 +1,6 @@
 """The demo's workload: sample invoices in, a live per-stage view, every invoice accounted for.
 
-Kept apart from the process orchestration in `pipeline.demo` so the accounting (which
+Kept apart from the process orchestration in `pipeline.demo.run` so the accounting (which
 invoice ids came out where) is plain code the tests and the e2e benchmark reuse.
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, TopicPartition
 
+from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ingest import InvoiceProducer
-from pipeline.ksef.fa3.samples import make_invoice, seller_nips
 from pipeline.settings import KafkaSettings
 from topics import CatalogSettings, topic_name
 from topics.catalog import OUTCOMES, PACKED, REJECTED, SEALED, SUBMITTED, TopicSpec

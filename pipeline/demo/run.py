@@ -24,7 +24,7 @@ from typing import Any
 from pipeline import stopping
 from pipeline.recovery_watch import RECOVERY_STALLED_EXIT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -142,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, bool]) -> int:
-    from pipeline.demo_run import Ledger, LedgerReader, StageCounter, generate, ingest
+    from pipeline.demo.samples import seller_nips
+    from pipeline.demo.workload import Ledger, LedgerReader, StageCounter, generate, ingest
     from pipeline.emulator_process import start_emulator
-    from pipeline.ksef.fa3.samples import seller_nips
-    from pipeline.ksef.keyring import new_keyring_json
+    from pipeline.keyring_file import new_keyring_json
 
     bootstrap = stack.enter_context(kafka_broker(var / "kafka"))
     if _should_stop(stop):
@@ -265,7 +265,7 @@ class OutageRehearsal:
     comes back and the backlog drains."""
 
     def __init__(self, emulator: Any, kafka: Any, catalog: Any, stop: dict[str, bool]) -> None:
-        from pipeline.demo_run import DeadlineView
+        from pipeline.demo.workload import DeadlineView
 
         self.emulator = emulator
         self.view = DeadlineView(kafka, catalog)

@@ -23,18 +23,18 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from ksef_client import models as sdk
 from ksef_client.clients.auth import AsyncAuthClient
 
-from pipeline.ksef.api.auth_failures import reason_of_exception, reason_of_status
-from pipeline.ksef.api.bodies import encrypted_ksef_token, ksef_token_auth_request
-from pipeline.ksef.api.errors import (
+from pipeline.ksef.crypto import public_key_from_certificate
+from pipeline.ksef_api.auth_failures import reason_of_exception, reason_of_status
+from pipeline.ksef_api.bodies import encrypted_ksef_token, ksef_token_auth_request
+from pipeline.ksef_api.errors import (
     AuthFailureReason,
     KsefApiError,
     KsefAuthError,
     KsefProtocolError,
 )
-from pipeline.ksef.api.results import parse_api_datetime, required
-from pipeline.ksef.api.transport import Transport
-from pipeline.ksef.api.xades import signed_auth_token_request
-from pipeline.ksef.crypto import public_key_from_certificate
+from pipeline.ksef_api.results import parse_api_datetime, required
+from pipeline.ksef_api.transport import Transport
+from pipeline.ksef_api.xades import signed_auth_token_request
 
 if TYPE_CHECKING:
     from pipeline.ksef.credentials import CertificateCredential

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from ksef_client.services.xades import sign_xades_enveloped
 from lxml import etree  # type: ignore[import-untyped]
 
-from pipeline.ksef.api.errors import KsefCredentialError
+from pipeline.ksef_api.errors import KsefCredentialError
 
 if TYPE_CHECKING:
     from pipeline.ksef.credentials import CertificateCredential

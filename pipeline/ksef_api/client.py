@@ -24,8 +24,11 @@ from ksef_client.clients.sessions import AsyncSessionsClient
 from ksef_client.config import KsefClientOptions
 from ksef_client.http import AsyncBaseHttpClient
 
-from pipeline.ksef.api import paging
-from pipeline.ksef.api.auth import (
+from pipeline.ksef.crypto import SessionKey, wrap_key
+from pipeline.ksef.limits import limits_for
+from pipeline.ksef.ratelimit import SlidingWindowLimiter
+from pipeline.ksef_api import paging
+from pipeline.ksef_api.auth import (
     SYMMETRIC_KEY_ENCRYPTION,
     ChallengeAuth,
     MfPublicKey,
@@ -33,13 +36,13 @@ from pipeline.ksef.api.auth import (
     TokenAuth,
     XadesAuth,
 )
-from pipeline.ksef.api.bodies import (
+from pipeline.ksef_api.bodies import (
     BatchSpec,
     batch_open_request,
     online_open_request,
     send_invoice_request,
 )
-from pipeline.ksef.api.closing import (
+from pipeline.ksef_api.closing import (
     CLOSE_ATTEMPTS,
     CLOSE_RETRY_FIRST_S,
     CLOSE_RETRY_MAX_S,
@@ -49,15 +52,15 @@ from pipeline.ksef.api.closing import (
     close_failure_kind,
     close_verdict,
 )
-from pipeline.ksef.api.environments import Environment
-from pipeline.ksef.api.errors import (
+from pipeline.ksef_api.environments import Environment
+from pipeline.ksef_api.errors import (
     KsefApiError,
     KsefAuthError,
     KsefProtocolError,
     KsefUnavailable,
 )
-from pipeline.ksef.api.health import HealthObserver
-from pipeline.ksef.api.results import (
+from pipeline.ksef_api.health import HealthObserver
+from pipeline.ksef_api.results import (
     BatchSession,
     InvoicePage,
     InvoiceResult,
@@ -74,12 +77,9 @@ from pipeline.ksef.api.results import (
     session_status_from,
     session_summary_from,
 )
-from pipeline.ksef.api.retry import RetryPolicy
-from pipeline.ksef.api.transport import Transport
-from pipeline.ksef.api.upload import PartUploaded, PartUploader
-from pipeline.ksef.crypto import SessionKey, wrap_key
-from pipeline.ksef.limits import limits_for
-from pipeline.ksef.ratelimit import SlidingWindowLimiter
+from pipeline.ksef_api.retry import RetryPolicy
+from pipeline.ksef_api.transport import Transport
+from pipeline.ksef_api.upload import PartUploaded, PartUploader
 
 if TYPE_CHECKING:
     from pipeline.ksef.credentials import Credential

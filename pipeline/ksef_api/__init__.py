@@ -1,8 +1,10 @@
 """Async client of the KSeF API v2, one instance per seller context.
 
 This package does I/O (HTTP to KSeF or the emulator) and nothing else: no Kafka, no
-Faust. The submit and upo stages call it; the mode-state stream listens to its health
-events.
+Faust. It is the adapter beside the pure domain `pipeline.ksef`, which it uses (crypto,
+limits, packages, credentials) and which never imports it. The submit and upo stages
+call it; the mode-state stream listens to its health events. `link` builds the clients
+per seller context from the settings and the credential store.
 
 What comes from the `ksef-client` SDK (0.20.0) and what is ours, and why:
 - SDK: the async API clients (`AsyncAuthClient`, `AsyncSessionsClient`,
@@ -32,11 +34,11 @@ credential), `environment(name, url)`, `BatchSpec`/`PartSpec` (the open body), t
 errors, `HealthEvent`/`Outcome`.
 """
 
-from pipeline.ksef.api.auth import MfPublicKey, PublicKeys
-from pipeline.ksef.api.bodies import FA3, BatchSpec, FormCode, PartSpec
-from pipeline.ksef.api.client import KsefClient, default_limiter
-from pipeline.ksef.api.environments import Environment, emulator, environment
-from pipeline.ksef.api.errors import (
+from pipeline.ksef_api.auth import MfPublicKey, PublicKeys
+from pipeline.ksef_api.bodies import FA3, BatchSpec, FormCode, PartSpec
+from pipeline.ksef_api.client import KsefClient, default_limiter
+from pipeline.ksef_api.environments import Environment, emulator, environment
+from pipeline.ksef_api.errors import (
     AUTH_FAILURE_REASONS,
     AuthFailureReason,
     KsefApiError,
@@ -48,8 +50,8 @@ from pipeline.ksef.api.errors import (
     KsefUnavailable,
     PartUploadError,
 )
-from pipeline.ksef.api.health import HealthEvent, HealthObserver, Outcome
-from pipeline.ksef.api.results import (
+from pipeline.ksef_api.health import HealthEvent, HealthObserver, Outcome
+from pipeline.ksef_api.results import (
     BatchSession,
     InvoicePage,
     InvoiceResult,
@@ -61,7 +63,7 @@ from pipeline.ksef.api.results import (
     Upo,
     UpoPage,
 )
-from pipeline.ksef.api.retry import NO_RETRY, RetryPolicy
+from pipeline.ksef_api.retry import NO_RETRY, RetryPolicy
 
 __all__ = [
     "AUTH_FAILURE_REASONS",

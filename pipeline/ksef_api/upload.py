@@ -18,10 +18,10 @@ from typing import BinaryIO
 
 import aiohttp
 
-from pipeline.ksef.api.errors import KsefError, KsefUnavailable, PartUploadError
-from pipeline.ksef.api.health import Outcome
-from pipeline.ksef.api.results import PartUpload
-from pipeline.ksef.api.transport import AttemptFailed, Transport, failure_of_status
+from pipeline.ksef_api.errors import KsefError, KsefUnavailable, PartUploadError
+from pipeline.ksef_api.health import Outcome
+from pipeline.ksef_api.results import PartUpload
+from pipeline.ksef_api.transport import AttemptFailed, Transport, failure_of_status
 
 CHUNK_BYTES = 1 << 20
 UPLOADED = frozenset({200, 201})

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from pipeline.ksef.api.errors import AuthFailureReason
+from pipeline.ksef_api.errors import AuthFailureReason
 
 NO_PERMISSION = 415
 AUTH_REVOKED = 425

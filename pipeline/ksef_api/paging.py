@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Protocol, TypeVar
 
-from pipeline.ksef.api.errors import KsefProtocolError
+from pipeline.ksef_api.errors import KsefProtocolError
 
 T = TypeVar("T")
 T_co = TypeVar("T_co", covariant=True)

@@ -18,9 +18,9 @@ from cryptography import x509
 from ksef_client import models as sdk
 from ksef_client.clients.certificates import AsyncCertificatesClient
 
-from pipeline.ksef.api.client import KsefClient
-from pipeline.ksef.api.errors import KsefApiError, KsefProtocolError
-from pipeline.ksef.api.results import required
+from pipeline.ksef_api.client import KsefClient
+from pipeline.ksef_api.errors import KsefApiError, KsefProtocolError
+from pipeline.ksef_api.results import required
 
 ENROLLMENT_IN_PROGRESS = 100
 ENROLLMENT_DONE = 200

@@ -7,7 +7,7 @@ whether the session is closed, must be closed again, or is refused for good.
 
 from __future__ import annotations
 
-from pipeline.ksef.api.results import (
+from pipeline.ksef_api.results import (
     SESSION_CANCELLED,
     SESSION_OPEN,
     SESSION_STATUS_FORBIDS,

@@ -13,9 +13,8 @@ import random
 from decimal import ROUND_HALF_UP, Decimal
 from xml.sax.saxutils import escape
 
+from pipeline.ksef.fa3.schema import FA3_NAMESPACE
 from pipeline.ksef.numbers import nip_with_checksum
-
-from .schema import FA3_NAMESPACE
 
 PROFILES = ("small", "typical", "large")
 KINDS = ("VAT", "KOR", "ZAL", "ROZ", "UPR", "KOR_ZAL", "KOR_ROZ")

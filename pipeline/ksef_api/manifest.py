@@ -6,8 +6,8 @@ import base64
 import binascii
 from pathlib import Path
 
-from pipeline.ksef.api.bodies import BatchSpec, PartSpec
 from pipeline.ksef.package.manifest import PackageManifest
+from pipeline.ksef_api.bodies import BatchSpec, PartSpec
 
 
 def _unb64(value: str, what: str) -> bytes:
