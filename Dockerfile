@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # The pipeline image: `ksef-pipeline worker`, `topics`, `emulator` or any other command
 # (docker-compose.yml runs it). Every Python package comes from requirements-runtime.lock,
 # its sha256 checked (--require-hashes), as a prebuilt wheel (--only-binary): no compiler
