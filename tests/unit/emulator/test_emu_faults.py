@@ -109,7 +109,7 @@ async def test_forced_invoice_and_session_failures(emulator: RunningEmulator,
 async def test_open_batch_limit_gives_429_and_retry_after_works(
         start_emulator: StartEmulator, http: aiohttp.ClientSession) -> None:
     emu = await start_emulator(limits="production", time_scale=60.0)  # a minute lasts 1 s
-    client = ReferenceClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http, emu.admin_token)
     token = await client.authenticate(NIP)
     key = SessionKey.generate()
     package = build_package([("a.xml", invoice("L/1"))])
