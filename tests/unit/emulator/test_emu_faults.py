@@ -37,7 +37,12 @@ async def ctl(emu: RunningEmulator, *argv: str) -> object:
     """Run `ksef-pipeline emulator-ctl` (blocking HTTP) off the event loop; parse its JSON."""
     parser = argparse.ArgumentParser()
     emulator_ctl.configure(parser)
-    args = parser.parse_args(["--url", emu.api_url, *argv])
+    token_file = emu.emulator.config.data_dir / "admin-token"
+    if not token_file.exists():
+        token_file.write_text(f"tests:{emu.admin_token}\n")
+        token_file.chmod(0o600)
+    args = parser.parse_args(["--url", emu.api_url, "--admin-token-file", str(token_file),
+                              *argv])
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = await asyncio.to_thread(emulator_ctl.run, args)
