@@ -15,7 +15,6 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from pipeline.bearer import Caller, TokenFileError, match, read_tokens
 from pipeline.modes.messages import operator_announcement
 from topics.records import Alert, Announcement, ModeState
 
@@ -48,7 +47,7 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     async def keep(record: Any) -> None:
         sent.append(record)
 
-    monkeypatch.setattr(views, "publish_alert", keep)
+    monkeypatch.setattr(views, "publish_alert", keep, raising=False)
     monkeypatch.setattr(views, "publish_announcement", keep)
     monkeypatch.setattr(views.follower, "state", None)
     return sent
@@ -210,6 +209,8 @@ async def test_faust_pages_are_gone(client: TestClient[Any, Any]) -> None:
 
 
 def test_token_file_lines_and_names(tmp_path: Path) -> None:
+    from pipeline.bearer import Caller, TokenFileError, match, read_tokens
+
     path = tmp_path / "t"
     path.write_text("carol:" + "c" * 20 + "\n" + "d" * 24 + "\n")
     os.chmod(path, 0o600)
