@@ -4,6 +4,7 @@ pages are gone."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -227,3 +228,29 @@ def test_token_file_lines_and_names(tmp_path: Path) -> None:
     path.chmod(0o604)
     with pytest.raises(TokenFileError, match="chmod 600"):
         read_tokens(path)
+
+
+async def test_announce_command_posts_to_a_worker_with_the_token(
+        client: TestClient[Any, Any], token_file: Path, published: list[Any], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    mine = tmp_path / "my-token"
+    mine.write_text(f"alice:{TOKEN}\n")
+    mine.chmod(0o600)
+    worker = str(client.make_url("/"))
+    then = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=5)).isoformat(timespec="seconds")
+    argv = ["announce", "failure", "--start", then, "--worker", worker]
+
+    code = await asyncio.to_thread(main, [*argv, "--token-file", str(mine)])
+    assert code == 2 and "HTTP 422" in capsys.readouterr().err
+    code = await asyncio.to_thread(main, [*argv, "--token-file", str(token_file.parent / "x")])
+    assert code == 2 and "No such file" in capsys.readouterr().err
+    assert published == []
+
+    code = await asyncio.to_thread(main, [*argv, "--token-file", str(mine), "--allow-backdate"])
+    assert code == 0, capsys.readouterr().err
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["source"] == "operator" and printed["audit"]["by"] == "alice"
+    audit, record = published
+    assert audit.details["allow_backdate"] is True and record.start == then
