@@ -115,7 +115,8 @@ class AnnouncementsView(View):
             log.warning("operator announcement refused", id=record.id, by=caller.name,
                         reason=refused.message)
             return _refused(self, refused)
-        audit = audit_alert(record, caller, change, allowed, now, request.remote)
+        audit = audit_alert(record, caller, change, allowed, now,
+                            getattr(request, "remote", None))  # aiohttp: the client address
         await publish_alert(audit)  # the audit record goes first: no change without it
         await publish_announcement(record)
         log.info("operator announcement published", id=record.id, version=record.version,
@@ -126,4 +127,4 @@ class AnnouncementsView(View):
 
 def _refused(view: View, refused: Refusal) -> Response:
     return view.json({"error": refused.message}, status=refused.status,
-                     headers=refused.headers)  # type: ignore[arg-type]
+                     headers=refused.headers)

@@ -32,7 +32,7 @@ def _web_app() -> web.Application:
     if not app.web.blueprints.applied:
         app.web.init_server()
     fresh = web.Application()  # the worker's routes on an application of this test's loop
-    for route in app.web.web_app.router.routes():
+    for route in app.web.web_app.router.routes():  # type: ignore[attr-defined]
         if route.method != "HEAD":
             fresh.router.add_route(route.method, route.resource.canonical, route.handler)
     return fresh
