@@ -92,6 +92,8 @@ class AnnouncementsView(View):
     async def post(self, request: Request) -> Response:
         caller = gate(request.headers, request.headers.get("Content-Type"))
         if isinstance(caller, Refusal):
+            log.warning("operator request refused", status=caller.status,
+                        remote=getattr(request, "remote", None), reason=caller.message)
             return _refused(self, caller)
         try:
             body = json.loads(await request.read())
