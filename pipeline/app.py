@@ -19,6 +19,7 @@ from pipeline.faust_fixes import (
     idempotent_producer,
     keep_buffers_on_resume,
     never_commit_past_pending,
+    own_web_routes_only,
     seek_uncommitted_to_beginning,
     short_fetch_wait,
 )
@@ -42,6 +43,13 @@ app = faust.App(
     web_host=worker_settings.web_host,
     web_port=worker_settings.web_port,
     web_bind=worker_settings.web_host,
+    # Faust's own pages are off (`own_web_routes_only` below): /table/<name>/<key>/ served
+    # stored values (invoice ids and hashes of the dedupe table), /router/ the topology.
+    web_router_enabled=False,
+    web_tables_enabled=False,
+    web_stats_enabled=False,
+    web_graph_enabled=False,
+    web_metrics_enabled=False,
     store="memory://",
     topic_partitions=catalog_settings.partitions,
     # `ksef-pipeline worker` resolves `auto` replication from the cluster's size first
@@ -68,6 +76,7 @@ if not keep_buffers_on_resume(app):
     logs.get(__name__).warning(
         "faust runs without its compiled stream iterator: records fetched during a "
         "rebalance may wait for the next restart")
+own_web_routes_only(app)
 never_commit_past_pending(app)
 seek_uncommitted_to_beginning(app)
 short_fetch_wait(app, worker_settings.fetch_max_wait_ms)

@@ -8,10 +8,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipeline.bearer import write_token_file
 from pipeline.stopping import stop_group
+
+ADMIN_TOKEN_FILE = "admin-token"
 
 
 @dataclass
@@ -19,15 +22,25 @@ class EmulatorProcess:
     proc: subprocess.Popen[bytes]
     base_url: str
     data_dir: Path
+    admin_token: str | None = field(default=None, repr=False)
 
     @property
     def api_url(self) -> str:
         return self.base_url + "/v2"
 
+    @property
+    def admin_token_file(self) -> Path:
+        """The token file the emulator was started with (KSEF_EMULATOR_ADMIN_TOKEN_FILE for
+        `emulator-ctl`)."""
+        return self.data_dir / ADMIN_TOKEN_FILE
+
     def admin(self, path: str, body: dict[str, object] | None = None) -> dict[str, object]:
+        headers = {"Content-Type": "application/json"}
+        if self.admin_token:
+            headers["Authorization"] = f"Bearer {self.admin_token}"
         req = urllib.request.Request(
             f"{self.base_url}/_emulator/{path}", method="POST",
-            data=json.dumps(body or {}).encode(), headers={"Content-Type": "application/json"})
+            data=json.dumps(body or {}).encode(), headers=headers)
         with urllib.request.urlopen(req, timeout=30) as resp:
             raw = resp.read()
         return json.loads(raw) if raw else {}
@@ -70,12 +83,16 @@ class EmulatorProcess:
 def start_emulator(data_dir: Path, *args: str, log_path: Path | None = None,
                    cwd: Path | None = None, env: dict[str, str] | None = None,
                    timeout_s: float = 60.0) -> EmulatorProcess:
+    """`ksef-pipeline emulator` on `data_dir`, with a new admin token in
+    `data_dir/admin-token` (0600) that `.admin()` sends."""
     data_dir.mkdir(parents=True, exist_ok=True)
     marker = data_dir / "emulator.json"
     marker.unlink(missing_ok=True)
+    token = write_token_file(data_dir / ADMIN_TOKEN_FILE, "launcher")
     log = (log_path or data_dir / "emulator.log").open("ab")
     proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "emulator", "--data-dir",
-                             str(data_dir), *args], stdout=log, stderr=subprocess.STDOUT,
+                             str(data_dir), "--admin-token-file", str(data_dir / ADMIN_TOKEN_FILE),
+                             *args], stdout=log, stderr=subprocess.STDOUT,
                             cwd=cwd, env=env, start_new_session=True)
     deadline = time.monotonic() + timeout_s
     while not marker.exists():
@@ -86,4 +103,4 @@ def start_emulator(data_dir: Path, *args: str, log_path: Path | None = None,
             raise RuntimeError(f"emulator not ready after {timeout_s:.0f} s; see {log.name}")
         time.sleep(0.1)
     base = str(json.loads(marker.read_text())["baseUrl"])
-    return EmulatorProcess(proc, base, data_dir)
+    return EmulatorProcess(proc, base, data_dir, token)

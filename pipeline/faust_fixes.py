@@ -154,6 +154,21 @@ def short_fetch_wait(app: Any, wait_ms: int) -> None:
     thread._create_worker_consumer = create_with_short_wait
 
 
+def own_web_routes_only(app: Any) -> None:
+    """Serve only the views our stages register (`app.page`) on the worker's web port.
+
+    Faust mounts blueprints of its own: `/router/` (cluster topology), `/table/` (every
+    table's keys *and values*), `/` and, by setting, `/stats`, `/graph`, `/performance`.
+    The app turns their settings off; this drops whatever built-in blueprint is left (the
+    `/` index, or one a later Faust adds), so none of them answers.
+    """
+    blueprints = app.web.blueprints
+    blueprints._enabled = [
+        (prefix, bp) for prefix, bp in blueprints._enabled
+        if not (isinstance(bp, str) and bp.startswith("faust.web.apps"))
+        and not getattr(bp, "__module__", "").startswith("faust.web.apps")]
+
+
 def idempotent_producer(producer: Any) -> None:
     """acks=all and idempotence for every aiokafka producer Faust's `producer` creates."""
     extra = producer._settings_extra  # merged last into AIOKafkaProducer's arguments

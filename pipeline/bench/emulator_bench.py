@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import math
+import secrets
 import tempfile
 import time
 from pathlib import Path
@@ -37,12 +38,13 @@ async def _one_run(package: bytes, parts: list[bytes], key: SessionKey, nip: str
                    workers: int) -> tuple[float, float, int]:
     """(upload seconds, processing seconds, invoices accepted) on a fresh emulator."""
     with tempfile.TemporaryDirectory(prefix="emulator-bench-") as tmp:
-        config = EmulatorConfig(data_dir=Path(tmp), limits="off", validation_workers=workers)
+        config = EmulatorConfig(data_dir=Path(tmp), limits="off", validation_workers=workers,
+                                admin_tokens=(secrets.token_urlsafe(32),))
         running = await RunningEmulator.start(config)
         try:
             await running.emulator.pool.warm_up()
             async with aiohttp.ClientSession() as http:
-                client = ReferenceClient(running.base_url, http)
+                client = ReferenceClient(running.base_url, http, running.admin_token)
                 token = await client.authenticate(nip)
                 opened = await client.open_batch(token, package, parts, key)
                 started = time.perf_counter()

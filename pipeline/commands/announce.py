@@ -9,6 +9,13 @@ Produces a Latarnia-shaped message (source `operator`) to `ksef.announcements`
 (KAFKA_BOOTSTRAP_SERVERS, KSEF_TOPIC_PREFIX). Announcing with the id of a known message,
 or ending one, publishes its next version. Times without an offset are Warsaw time.
 Prints the record as JSON. Exit 2 on bad input, 1 when Kafka fails.
+
+With `--worker URL` the request goes to `POST URL/ksef/announcements` on a worker
+instead, with `Authorization: Bearer <token>` from `--token-file` (default
+KSEF_OPERATOR_TOKEN_FILE, mode 0600, `name:token`): the worker checks the token, refuses
+a backdated start or an ended window without `--allow-backdate` / `--allow-end`, and
+audits the change on `ksef.alerts`. Exit 2 when the worker refuses (4xx), 1 when it
+cannot be reached or fails.
 """
 
 from __future__ import annotations
@@ -16,11 +23,17 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
+import urllib.error
+import urllib.request
 from dataclasses import asdict
+from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Producer
 
+from pipeline.bearer import TokenFileError, read_tokens
 from pipeline.ksef.announcements import AnnouncementError
 from pipeline.modes.messages import OPERATOR_KINDS, from_request, latest_by_id
 from pipeline.modes.topic_reads import catalog_records
@@ -42,21 +55,71 @@ def configure(parser: argparse.ArgumentParser) -> None:
         opening.add_argument("--text", default="")
         opening.add_argument("--dry-run", action="store_true",
                              help="print the record without publishing it")
+        _worker_options(opening)
     end = sub.add_parser("end", help="end (or move the end of) an announced outage")
     end.add_argument("--id", required=True, help="id of the message to end")
     end.add_argument("--at", required=True, help="ISO 8601 end time")
     end.add_argument("--dry-run", action="store_true")
+    _worker_options(end)
+
+
+def _worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--worker", metavar="URL",
+                        help="post to this worker's /ksef/announcements (bearer token, "
+                        "audited) instead of writing to Kafka")
+    parser.add_argument("--token-file",
+                        default=os.environ.get("KSEF_OPERATOR_TOKEN_FILE"),
+                        help="with --worker: the operator token file, 0600 `name:token` "
+                        "(default $KSEF_OPERATOR_TOKEN_FILE)")
+    parser.add_argument("--allow-backdate", action="store_true",
+                        help="with --worker: the start really lies in the past (audited)")
+    parser.add_argument("--allow-end", action="store_true",
+                        help="with --worker: end, move or clear the end of a known message "
+                        "(audited)")
+
+
+def request_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The operator request (`messages.from_request`'s body) the command line asks for."""
+    if args.kind == "end":
+        return {"kind": "end", "id": args.id, "at": args.at}
+    return {"kind": args.kind, "start": args.start, "end": args.end, "id": args.id,
+            "title": args.title, "text": args.text}
 
 
 def build(args: argparse.Namespace, known: dict[str, Announcement],
           now: dt.datetime) -> Announcement:
     """The record the command line asks for (raises AnnouncementError)."""
-    if args.kind == "end":
-        body = {"kind": "end", "id": args.id, "at": args.at}
-    else:
-        body = {"kind": args.kind, "start": args.start, "end": args.end, "id": args.id,
-                "title": args.title, "text": args.text}
-    return from_request(body, known, now)
+    return from_request(request_body(args), known, now)
+
+
+def post_to_worker(args: argparse.Namespace) -> int:
+    """`POST <worker>/ksef/announcements` with the operator's bearer token."""
+    if not args.token_file:
+        print("ksef-pipeline announce: --worker needs --token-file or KSEF_OPERATOR_TOKEN_FILE",
+              file=sys.stderr)
+        return 2
+    try:
+        token = read_tokens(Path(args.token_file))[0].token
+    except TokenFileError as exc:
+        print(f"ksef-pipeline announce: {exc}", file=sys.stderr)
+        return 2
+    body = {k: v for k, v in request_body(args).items() if v not in (None, "")}
+    body.update({"allow_backdate": args.allow_backdate, "allow_end": args.allow_end})
+    url = args.worker.rstrip("/") + "/ksef/announcements"
+    request = urllib.request.Request(
+        url, method="POST", data=json.dumps(body).encode("utf-8"),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            print(response.read().decode("utf-8"))
+            return 0
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")
+        print(f"ksef-pipeline announce: {url}: HTTP {exc.code}: {detail}", file=sys.stderr)
+        return 2 if 400 <= exc.code < 500 else 1
+    except (urllib.error.URLError, OSError) as exc:
+        print(f"ksef-pipeline announce: {url}: {exc}", file=sys.stderr)
+        return 1
 
 
 def publish(record: Announcement) -> None:
@@ -72,6 +135,8 @@ def publish(record: Announcement) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.worker and not args.dry_run:
+        return post_to_worker(args)
     needs_topic = not args.dry_run or args.kind == "end"
     try:
         known = latest_by_id(catalog_records(ANNOUNCEMENTS, Announcement) if needs_topic else [])

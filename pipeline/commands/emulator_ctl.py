@@ -13,6 +13,10 @@ from typing import Any
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--url", default=os.environ.get("KSEF_EMULATOR_URL"),
                         help="emulator base or API URL (default $KSEF_EMULATOR_URL)")
+    parser.add_argument("--admin-token-file",
+                        default=os.environ.get("KSEF_EMULATOR_ADMIN_TOKEN_FILE"),
+                        help="the emulator's admin token file, 0600 (default "
+                        "$KSEF_EMULATOR_ADMIN_TOKEN_FILE)")
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("info", help="show URLs, limits and active faults")
     down = sub.add_parser("down", help="take the KSeF API down")
@@ -122,7 +126,7 @@ def _mint(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.emulator.control import ControlError, call
+    from pipeline.emulator.control import ControlError, admin_token, call
 
     if args.action == "mint-cert":
         return _mint(args)
@@ -131,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     action, body = _request(args)
     try:
-        answer = call(args.url, action, body)
+        answer = call(args.url, action, body, token=admin_token(args.admin_token_file))
     except ControlError as exc:
         print(f"emulator-ctl: {exc}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """Local KSeF API v2 + Latarnia emulator (aiohttp), for the demo, tests and outage drills.
 
-Run it with ``ksef-pipeline emulator --data-dir DIR [--port N] [--limits test]``; it prints
+Run it with ``ksef-pipeline emulator --data-dir DIR --admin-token-file FILE [--port N]
+[--limits test]``; it prints
 its API base (``http://127.0.0.1:PORT/v2``) and writes it to ``DIR/emulator.json``. In
 code: ``running = await RunningEmulator.start(EmulatorConfig(data_dir=...))``.
 
@@ -28,7 +29,12 @@ Operator controls (``/_emulator/...``, see ``emulator-ctl``): ``down`` (503 or r
 connections), ``up``, ``latency``, ``fail-next`` (force an invoice or session status),
 ``lose-response`` (act on a request, then reset the connection instead of answering),
 Latarnia ``announce``/``end``/``latarnia-down``/``latarnia-up``, ``reset``, ``sweep``.
-Latarnia itself: ``GET /latarnia/status`` and ``GET /latarnia/messages``.
+Every ``/_emulator/...`` request needs ``Authorization: Bearer <admin token>`` (the tokens
+of ``--admin-token-file`` / ``EmulatorConfig.admin_tokens``; 401 otherwise) and a POST
+``Content-Type: application/json`` (415); with no token configured they answer 403 unless
+the emulator runs with ``--insecure-admin``. ``emulator_process.start_emulator`` makes a
+token in ``DIR/admin-token`` (0600) and sends it.
+Latarnia itself (public, read-only): ``GET /latarnia/status`` and ``GET /latarnia/messages``.
 
 Certificate login: ``POST /v2/auth/xades-signature`` with a XAdES-signed
 ``AuthTokenRequest``, verified by ``xades_verify`` (signature faults: 400 with 9105 and

@@ -38,6 +38,10 @@ class EmulatorConfig:
     access_token_minutes: float = 15.0
     refresh_token_days: float = 7.0
     certificate_days: float = 730.0  # validity of a KSeF certificate issued on enrollment
+    # `/_emulator/*` needs `Authorization: Bearer <one of these>`; with none the admin
+    # endpoints are refused (403) unless `insecure_admin` (local experiments only)
+    admin_tokens: tuple[str, ...] = field(default=(), repr=False)
+    insecure_admin: bool = False
 
     def __post_init__(self) -> None:
         if self.limits not in ("production", "test", "off"):

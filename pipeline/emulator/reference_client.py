@@ -69,8 +69,10 @@ def split_encrypt(package: bytes, part_size: int, key: SessionKey) -> list[bytes
 
 
 class ReferenceClient:
-    def __init__(self, base_url: str, http: aiohttp.ClientSession) -> None:
+    def __init__(self, base_url: str, http: aiohttp.ClientSession,
+                 admin_token: str | None = None) -> None:
         self.base = base_url.rstrip("/")
+        self.admin_token = admin_token  # bearer token of the emulator's /_emulator calls
         self.api = self.base + "/v2"
         self.http = http
         self._certs: list[dict[str, Any]] | None = None
@@ -94,7 +96,9 @@ class ReferenceClient:
             return body
 
     async def admin(self, action: str, body: dict[str, Any] | None = None) -> Any:
-        return await self.call("POST", f"{self.base}/_emulator/{action}", json=body or {})
+        headers = {"Authorization": f"Bearer {self.admin_token}"} if self.admin_token else {}
+        return await self.call("POST", f"{self.base}/_emulator/{action}", json=body or {},
+                               headers=headers)
 
     async def certificate(self, usage: str) -> str:
         if self._certs is None:

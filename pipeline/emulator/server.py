@@ -21,7 +21,7 @@ from pipeline.emulator import (
     routes_xades,
 )
 from pipeline.emulator.config import EmulatorConfig
-from pipeline.emulator.middleware import emulated_ksef
+from pipeline.emulator.middleware import admin_only, emulated_ksef
 from pipeline.emulator.processing import Processor
 from pipeline.emulator.request_helpers import EMULATOR
 from pipeline.emulator.state import Emulator
@@ -32,7 +32,8 @@ MAX_JSON_BODY = 8 * 1024 * 1024  # an online invoice of 3 MB, encrypted and base
 
 
 def create_app(emu: Emulator) -> web.Application:
-    app = web.Application(middlewares=[emulated_ksef], client_max_size=MAX_JSON_BODY)
+    app = web.Application(middlewares=[admin_only, emulated_ksef],
+                          client_max_size=MAX_JSON_BODY)
     app[EMULATOR] = emu
     for module in (routes_auth, routes_xades, routes_certificates, routes_online, routes_batch,
                    routes_status, routes_testdata, routes_admin, routes_admin_credentials):
@@ -63,6 +64,12 @@ class RunningEmulator:
     @property
     def base_url(self) -> str:
         return self.emulator.base_url
+
+    @property
+    def admin_token(self) -> str | None:
+        """The first admin token (for `/_emulator/*` calls), None when none is set."""
+        tokens = self.emulator.config.admin_tokens
+        return tokens[0] if tokens else None
 
     @property
     def api_url(self) -> str:

@@ -10,16 +10,19 @@ publishes a LATARNIA_UNREACHABLE observation: state UNKNOWN plus an alert.
 Operator endpoint on the worker's web port:
     POST /ksef/announcements  {"kind": "failure", "start": "2026-03-02T08:00+01:00"}
     POST /ksef/announcements  {"kind": "end", "id": "op-failure-20260302T0700Z",
-                               "at": "2026-03-02T15:00+01:00"}
+                               "at": "2026-03-02T15:00+01:00", "allow_end": true}
     GET  /ksef/announcements  every message known (latest versions)
 (`messages.from_request` documents the body; `ksef-pipeline announce` does the same
-from a shell.)
+from a shell.) The POST needs `Authorization: Bearer <token>` (KSEF_OPERATOR_TOKEN_FILE)
+and `Content-Type: application/json`; backdating a start or ending a window needs an
+explicit flag, and every accepted change is audited on `ksef.alerts` (see `operator`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import os
 
 import aiohttp
@@ -27,13 +30,15 @@ from faust.web import Request, Response, View
 
 from pipeline import logs
 from pipeline.app import app
+from pipeline.bearer import Refusal
 from pipeline.clock import now_utc
 from pipeline.ksef.announcements import AnnouncementError
 from pipeline.ksef_api.link import KsefSettings
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.latarnia import LatarniaPoller
 from pipeline.modes.messages import from_request, latest_by_id
-from pipeline.modes.publish import publish_announcement
+from pipeline.modes.operator import assess, audit_alert, flags, gate, operator_tokens, refusal
+from pipeline.modes.publish import publish_alert, publish_announcement
 
 log = logs.get(__name__)
 
@@ -70,6 +75,10 @@ async def poll_latarnia() -> None:
 if POLL_S > 0:
     app.timer(POLL_S, on_leader=True, name="latarnia-poller")(poll_latarnia)
 
+_tokens = operator_tokens()
+if isinstance(_tokens, Refusal):  # said once at start; every POST answers it too
+    log.warning(_tokens.message)
+
 
 @app.page("/ksef/announcements")
 class AnnouncementsView(View):
@@ -81,16 +90,43 @@ class AnnouncementsView(View):
         return self.json([dataclasses.asdict(r) for r in known])
 
     async def post(self, request: Request) -> Response:
+        caller = gate(request.headers, request.headers.get("Content-Type"))
+        if isinstance(caller, Refusal):
+            log.warning("operator request refused", status=caller.status,
+                        remote=getattr(request, "remote", None), reason=caller.message)
+            return _refused(self, caller)
         try:
-            body = await request.json()
-        except ValueError:
+            body = json.loads(await request.read())
+        except (ValueError, UnicodeDecodeError):
             return self.json({"error": "the body must be JSON"}, status=400)
+        if not isinstance(body, dict):
+            return self.json({"error": "the request body must be a JSON object"}, status=400)
+        allowed = flags(body)
+        if isinstance(allowed, Refusal):
+            return _refused(self, allowed)
         state = follower.state
         known = latest_by_id(state.announcements if state else [])
+        now = now_utc()
         try:
-            record = from_request(body, known, now_utc())
+            record = from_request(body, known, now)
         except AnnouncementError as exc:
             return self.json({"error": str(exc)}, status=400)
+        change = assess(record, known.get(record.id), now)
+        refused = refusal(record, change, allowed, now)
+        if refused is not None:
+            log.warning("operator announcement refused", id=record.id, by=caller.name,
+                        reason=refused.message)
+            return _refused(self, refused)
+        audit = audit_alert(record, caller, change, allowed, now,
+                            getattr(request, "remote", None))  # aiohttp: the client address
+        await publish_alert(audit)  # the audit record goes first: no change without it
         await publish_announcement(record)
-        log.info("operator announcement published", id=record.id, version=record.version)
-        return self.json(dataclasses.asdict(record), status=201)
+        log.info("operator announcement published", id=record.id, version=record.version,
+                 by=caller.name, token=caller.fingerprint, backdated=change.backdated,
+                 changes_end=change.changes_end)
+        return self.json({**dataclasses.asdict(record), "audit": audit.details}, status=201)
+
+
+def _refused(view: View, refused: Refusal) -> Response:
+    return view.json({"error": refused.message}, status=refused.status,
+                     headers=refused.headers)

@@ -11,10 +11,14 @@ import pytest
 from pipeline.emulator import EmulatorConfig, RunningEmulator
 from pipeline.ksef_api import Environment, emulator
 
+ADMIN_TOKEN = "emulator-admin-token-for-api-tests"
+ADMIN_HEADERS = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
 
 @pytest.fixture
 async def running_emulator(tmp_path: Path) -> AsyncIterator[RunningEmulator]:
-    config = EmulatorConfig(data_dir=tmp_path / "emulator", validation_workers=0)
+    config = EmulatorConfig(data_dir=tmp_path / "emulator", validation_workers=0,
+                            admin_tokens=(ADMIN_TOKEN,))
     config.data_dir.mkdir()
     running = await RunningEmulator.start(config)
     try:
@@ -32,7 +36,8 @@ def ksef_env(running_emulator: RunningEmulator) -> Environment:
 def token_for(running_emulator: RunningEmulator) -> Callable[[str], Awaitable[str]]:
     async def issue(nip: str) -> str:
         url = f"{running_emulator.base_url}/_emulator/ksef-tokens"
-        async with aiohttp.ClientSession() as http, http.post(url, json={"nip": nip}) as r:
+        async with aiohttp.ClientSession() as http, http.post(
+                url, json={"nip": nip}, headers=ADMIN_HEADERS) as r:
             assert r.status == 201, await r.text()
             token: str = (await r.json())["token"]
             return token

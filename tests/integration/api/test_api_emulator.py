@@ -37,6 +37,7 @@ from pipeline.ksef_api import (
     RetryPolicy,
 )
 from pipeline.ksef_api.manifest import batch_spec, part_files, part_sizes
+from tests.integration.api.conftest import ADMIN_HEADERS
 
 TokenFor = Callable[[str], Awaitable[str]]
 
@@ -181,7 +182,7 @@ async def test_wrong_token_is_an_auth_error(ksef_env: Environment) -> None:
 async def _admin(env: Environment, action: str, body: dict[str, object] | None = None) -> None:
     root = env.api_url.removesuffix("/v2")
     async with aiohttp.ClientSession() as http, http.post(
-            f"{root}/_emulator/{action}", json=body or {}) as response:
+            f"{root}/_emulator/{action}", json=body or {}, headers=ADMIN_HEADERS) as response:
         assert response.status == 200, await response.text()
 
 

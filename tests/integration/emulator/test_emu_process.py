@@ -14,7 +14,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from pipeline.bearer import write_token_file
 from pipeline.demo.samples import make_invoice, seller_nips
+from pipeline.emulator.control import admin_token
 from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.timefmt import polish_day, utcnow
 
@@ -23,8 +25,12 @@ READY = "KSeF emulator ready: "
 
 
 async def spawn(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
+    token_file = data_dir / "admin-token"
+    if not token_file.exists():
+        write_token_file(token_file)
     command = [sys.executable, "-m", "pipeline.cli", "emulator", "--port", "0",
-               "--data-dir", str(data_dir), "--limits", "off", "--workers", "0"]
+               "--data-dir", str(data_dir), "--limits", "off", "--workers", "0",
+               "--admin-token-file", str(token_file)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True)
     assert proc.stdout is not None
@@ -63,7 +69,7 @@ async def test_killed_mid_batch_resumes_and_loses_nothing(
                                              issue_date=day, profile="small", seed=i))
             for i in range(1, 6_001)]
     async with aiohttp.ClientSession() as http:
-        client = ReferenceClient(url, http)
+        client = ReferenceClient(url, http, admin_token(data_dir / "admin-token"))
         token = await client.authenticate(NIP)
         online = await client.open_online(token)
         await client.send(token, online, make_invoice(seller_nip=NIP, number="RESTART/online",
@@ -83,7 +89,7 @@ async def test_killed_mid_batch_resumes_and_loses_nothing(
         first.wait(timeout=30)
     _, url = await processes(data_dir)
     async with aiohttp.ClientSession() as http:
-        client = ReferenceClient(url, http)
+        client = ReferenceClient(url, http, admin_token(data_dir / "admin-token"))
         status = await client.wait_session(token, reference)  # the old JWT still works
         assert status["status"]["code"] == 200
         assert status["successfulInvoiceCount"] == 6_000

@@ -23,9 +23,16 @@ from pipeline.modes.snapshot import history_from_mode_state
 from tests.integration.modes.helpers import Watcher
 from tests.integration.modes.test_mode_state import FAST, SELLER, _latest, _sealed
 from tests.kafka_harness import REPO, KafkaSandbox, Worker, start_worker
-from topics.catalog import DEADLINES, MODE, OUTCOMES, REJECTED, SEALED, SUBMITTED
+from topics.catalog import ALERTS, DEADLINES, MODE, OUTCOMES, REJECTED, SEALED, SUBMITTED
 from topics.codec import encode
-from topics.records import DeadlineRecord, InvoiceOutcome, ModeState, Rejection, SealedInvoice
+from topics.records import (
+    Alert,
+    DeadlineRecord,
+    InvoiceOutcome,
+    ModeState,
+    Rejection,
+    SealedInvoice,
+)
 
 OTHER_SELLER = "1111111111"
 
@@ -43,13 +50,28 @@ def _outcome(invoice_id: str) -> InvoiceOutcome:
                           sha256="aGFzaA==", recorded_at=now)
 
 
-def _web(worker: Worker, path: str, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
+OPERATOR_TOKEN = "integration-operator-token-0123456789"
+
+
+def _token_file(tmp_path: Path) -> dict[str, str]:
+    """The worker's KSEF_OPERATOR_TOKEN_FILE, naming the operator `rehearsal`."""
+    path = tmp_path / "operator-tokens"
+    path.write_text(f"rehearsal:{OPERATOR_TOKEN}\n")
+    path.chmod(0o600)
+    return {"KSEF_OPERATOR_TOKEN_FILE": str(path)}
+
+
+def _web(worker: Worker, path: str, body: dict[str, Any] | None = None,
+         token: str | None = OPERATOR_TOKEN, content_type: str = "application/json",
+         ) -> tuple[int, bytes]:
     args = list(worker.proc.args)  # type: ignore[arg-type]
     port = args[args.index("--web-port") + 1]
+    headers = {"Content-Type": content_type}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}", method="POST" if body is not None else "GET",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"})
+        data=None if body is None else json.dumps(body).encode(), headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, response.read()
@@ -66,7 +88,8 @@ def test_deadlines_command_endpoint_and_status_page(sandbox: KafkaSandbox,
     invoices += [_sealed(f"o-{i}", today.isoformat(), "offline24") for i in range(3)]
     invoices = [s if s.invoice_id.startswith("s") else
                 SealedInvoice(**{**s.__dict__, "seller_nip": OTHER_SELLER}) for s in invoices]
-    worker = start_worker(sandbox, tmp_path, "--stages", "mode", **FAST)
+    alerts = Watcher(sandbox, ALERTS, Alert)
+    worker = start_worker(sandbox, tmp_path, "--stages", "mode", **FAST, **_token_file(tmp_path))
     try:
         sandbox.produce(SEALED, [(s.seller_nip.encode(), encode(s)) for s in invoices])
         deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "records")
@@ -87,11 +110,22 @@ def test_deadlines_command_endpoint_and_status_page(sandbox: KafkaSandbox,
         assert out.returncode == 0, out.stderr
         assert "3 pending invoice(s) (due 3)" in out.stdout and "o-0" not in out.stdout
 
-        status, raw = _web(worker, "/ksef/announcements", {
-            "kind": "failure", "start": f"{today}T00:10", "end": f"{today}T00:20",
-            "id": "http-1"})
+        body: dict[str, Any] = {"kind": "failure", "start": f"{today}T00:10",
+                                "end": f"{today}T00:20", "id": "http-1"}
+        for token, ctype, refused in ((None, "application/json", 401),
+                                      ("wrong-token-0123456789abc", "application/json", 401),
+                                      (OPERATOR_TOKEN, "text/plain", 415),
+                                      (OPERATOR_TOKEN, "application/json", 422)):
+            status, raw = _web(worker, "/ksef/announcements", body, token, ctype)
+            assert status == refused, (token, ctype, status, raw)
+        status, raw = _web(worker, "/ksef/announcements", {**body, "allow_backdate": True})
         assert status == 201, raw
         assert orjson.loads(raw)["source"] == "operator"
+        audit = alerts.first(lambda a: a.kind == "operator-change", 60, "the audit record")
+        assert audit.details["by"] == "rehearsal" and audit.details["id"] == "http-1"
+        assert audit.details["allow_backdate"] is True and audit.details["at"]
+        for faust_page in ("/table/", "/router/", "/router/topics"):
+            assert _web(worker, faust_page)[0] == 404, faust_page
         status, raw = _web(worker, "/ksef/announcements", {"kind": "failure"})
         assert status == 400 and b"needs 'start'" in raw
         state = modes.first(lambda s: any(a.id == "http-1" for a in s.announcements), 60,
@@ -114,6 +148,7 @@ def test_deadlines_command_endpoint_and_status_page(sandbox: KafkaSandbox,
     finally:
         deadlines.close()
         modes.close()
+        alerts.close()
         assert worker.stop() == 0, worker.log()[-3000:]
 
 

@@ -15,6 +15,7 @@ from pipeline.emulator.keys import KeyRing
 from pipeline.emulator.reference_client import ReferenceClient
 
 StartEmulator = Callable[..., Any]
+ADMIN_TOKEN = "emulator-admin-token-for-tests"  # what `/_emulator/*` calls present
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +35,8 @@ async def start_emulator(tmp_path: Path, emulator_keys: Path,
         data_dir = overrides.pop("data_dir", tmp_path / f"emulator-{len(running)}")
         if not (data_dir / "keys").exists():
             shutil.copytree(emulator_keys, data_dir / "keys")
-        settings: dict[str, Any] = {"limits": "off", "validation_workers": 0}
+        settings: dict[str, Any] = {"limits": "off", "validation_workers": 0,
+                                    "admin_tokens": (ADMIN_TOKEN,)}
         settings.update(overrides)
         emu = await RunningEmulator.start(EmulatorConfig(data_dir=data_dir, **settings))
         running.append(emu)
@@ -58,4 +60,4 @@ async def emulator(start_emulator: StartEmulator) -> RunningEmulator:
 
 @pytest.fixture
 def client(emulator: RunningEmulator, http: aiohttp.ClientSession) -> ReferenceClient:
-    return ReferenceClient(emulator.base_url, http)
+    return ReferenceClient(emulator.base_url, http, emulator.admin_token)

@@ -101,7 +101,7 @@ async def test_unwrappable_key_fails_with_415(client: ReferenceClient) -> None:
 async def test_invoice_limit_ends_in_420(start_emulator: StartEmulator,
                                          http: aiohttp.ClientSession) -> None:
     emu: RunningEmulator = await start_emulator(max_invoices=5)
-    client = ReferenceClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http, emu.admin_token)
     token = await client.authenticate(NIP)
     reference, status = await client.batch(token, docs(6, "LIMIT"), part_size=50_000)
     assert status["status"]["code"] == 420
@@ -171,7 +171,7 @@ async def test_late_issue_date_is_marked_offline(client: ReferenceClient) -> Non
 async def test_public_host_names_the_upload_urls(start_emulator: StartEmulator,
                                                  http: aiohttp.ClientSession) -> None:
     emu: RunningEmulator = await start_emulator(public_host="localhost")
-    client = ReferenceClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http, emu.admin_token)
     token = await client.authenticate(NIP)
     reference, status = await client.batch(token, docs(2, "HOST"), part_size=5_000)
     opened = next(x for x in client.exchanges if x.path == "/v2/sessions/batch")

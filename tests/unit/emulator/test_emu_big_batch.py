@@ -28,7 +28,7 @@ def ten_thousand() -> Docs:
 async def test_ten_thousand_invoices_in_parts_then_a_duplicate(
         start_emulator: StartEmulator, http: object, ten_thousand: Docs) -> None:
     emu = await start_emulator(validation_workers=2)
-    client = ReferenceClient(emu.base_url, http)  # type: ignore[arg-type]
+    client = ReferenceClient(emu.base_url, http, emu.admin_token)  # type: ignore[arg-type]
     token = await client.authenticate(NIP)
     package_size = len(build_package(ten_thousand))
     part_size = math.ceil(package_size / 6)
@@ -56,7 +56,7 @@ async def test_ten_thousand_invoices_in_parts_then_a_duplicate(
 async def test_ten_thousand_and_one_invoices_end_in_420(
         start_emulator: StartEmulator, http: object, ten_thousand: Docs) -> None:
     emu = await start_emulator()
-    client = ReferenceClient(emu.base_url, http)  # type: ignore[arg-type]
+    client = ReferenceClient(emu.base_url, http, emu.admin_token)  # type: ignore[arg-type]
     token = await client.authenticate(NIP)
     extra = ("extra.xml", make_invoice(seller_nip=NIP, number="BIG/extra",
                                        issue_date=polish_day(utcnow()), profile="small"))
@@ -68,7 +68,7 @@ async def test_ten_thousand_and_one_invoices_end_in_420(
 async def test_tampered_part_of_a_large_package(start_emulator: StartEmulator, http: object,
                                                 ten_thousand: Docs) -> None:
     emu = await start_emulator()
-    client = ReferenceClient(emu.base_url, http)  # type: ignore[arg-type]
+    client = ReferenceClient(emu.base_url, http, emu.admin_token)  # type: ignore[arg-type]
     token = await client.authenticate(NIP)
     key = SessionKey.generate()
     package = build_package(ten_thousand[:2_000])

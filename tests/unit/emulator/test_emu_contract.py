@@ -109,7 +109,7 @@ async def test_refresh_gives_a_working_access_token(client: ReferenceClient) -> 
 async def test_too_many_requests_answer(start_emulator: StartEmulator,
                                         http: aiohttp.ClientSession) -> None:
     emu = await start_emulator(limits="production")
-    client = ReferenceClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http, emu.admin_token)
     token = await client.authenticate(NIP)
     with pytest.raises(HttpFailure) as refused:
         for _ in range(6):  # GET /sessions: 5 per second

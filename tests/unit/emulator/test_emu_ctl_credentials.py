@@ -20,6 +20,7 @@ from pipeline.demo.samples import seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.reference_client import ReferenceClient
 from pipeline.emulator.selfsigned import MintedCredential
+from tests.unit.emulator.conftest import ADMIN_TOKEN
 from tests.unit.emulator.xades_support import auth_request, challenge, login, sign, submit
 
 NIP, CONTEXT = seller_nips(2, seed=81)
@@ -67,9 +68,13 @@ async def test_grant_revoke_and_clock_drive_a_running_emulator(
         client: ReferenceClient) -> None:
     credential, _ = minted(tmp_path, capsys, "--key-type", "ec")
     url = emulator.base_url
+    token_file = tmp_path / "admin-token"
+    token_file.write_text(f"{ADMIN_TOKEN}\n")
+    token_file.chmod(0o600)
 
     async def run(*argv: str) -> int:
-        code, _ = await asyncio.to_thread(ctl, "--url", url, *argv)
+        code, _ = await asyncio.to_thread(ctl, "--url", url, "--admin-token-file",
+                                          str(token_file), *argv)
         return code
 
     refused = await submit(client, sign(auth_request(await challenge(client), CONTEXT),

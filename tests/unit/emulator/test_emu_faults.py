@@ -37,7 +37,12 @@ async def ctl(emu: RunningEmulator, *argv: str) -> object:
     """Run `ksef-pipeline emulator-ctl` (blocking HTTP) off the event loop; parse its JSON."""
     parser = argparse.ArgumentParser()
     emulator_ctl.configure(parser)
-    args = parser.parse_args(["--url", emu.api_url, *argv])
+    token_file = emu.emulator.config.data_dir / "admin-token"
+    if not token_file.exists():
+        token_file.write_text(f"tests:{emu.admin_token}\n")
+        token_file.chmod(0o600)
+    args = parser.parse_args(["--url", emu.api_url, "--admin-token-file", str(token_file),
+                              *argv])
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         code = await asyncio.to_thread(emulator_ctl.run, args)
@@ -109,7 +114,7 @@ async def test_forced_invoice_and_session_failures(emulator: RunningEmulator,
 async def test_open_batch_limit_gives_429_and_retry_after_works(
         start_emulator: StartEmulator, http: aiohttp.ClientSession) -> None:
     emu = await start_emulator(limits="production", time_scale=60.0)  # a minute lasts 1 s
-    client = ReferenceClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http, emu.admin_token)
     token = await client.authenticate(NIP)
     key = SessionKey.generate()
     package = build_package([("a.xml", invoice("L/1"))])

@@ -118,7 +118,7 @@ async def test_send_checks_sizes_hashes_and_decryption(client: ReferenceClient) 
 async def test_session_states_without_invoices_and_limits(
         start_emulator: StartEmulator, http: aiohttp.ClientSession) -> None:
     emu: RunningEmulator = await start_emulator(max_invoices=1)
-    client = ReferenceClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http, emu.admin_token)
     nip = seller_nips(1, seed=14)[0]
     token = await client.authenticate(nip)
     empty = await client.open_online(token)
@@ -150,7 +150,7 @@ async def test_attachments_are_refused_online(client: ReferenceClient) -> None:
 async def test_expired_sessions_close_or_cancel(start_emulator: StartEmulator,
                                                 http: aiohttp.ClientSession) -> None:
     emu: RunningEmulator = await start_emulator(online_session_hours=1e-9)
-    client = ReferenceClient(emu.base_url, http)
+    client = ReferenceClient(emu.base_url, http, emu.admin_token)
     nip = seller_nips(1, seed=16)[0]
     token = await client.authenticate(nip)
     idle = await client.open_online(token)
