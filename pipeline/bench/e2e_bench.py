@@ -254,10 +254,14 @@ def rss_compare(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ops/bench e2e", description=__doc__.splitlines()[0])
-    parser.add_argument("--invoices", type=int, default=10_000)
-    parser.add_argument("--sellers", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (all stages)")
+    parser = argparse.ArgumentParser(
+        prog="ops/bench e2e", description=__doc__.split("\n\n    python -m")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--invoices", type=int, default=10_000,
+                        help="invoices to generate and ingest (default 10000)")
+    parser.add_argument("--sellers", type=int, default=3, help="seller contexts (default 3)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes, all stages each (default 1)")
     parser.add_argument("--linger", type=float, default=5.0,
                         help="seconds a batch waits for more invoices (the demo's default)")
     parser.add_argument("--timeout", type=float, default=900.0)
