@@ -7,19 +7,33 @@ rejection. The clock runs from the start of ingest to the last invoice accounted
 so it includes the pack linger and KSeF session round trips, as a biller would see it.
 The demo's own progress goes to stderr; stdout gets the summary with the machine load.
 
+Over the same span the demo samples /proc (`pipeline/bench/proc_usage.py`): the CPU
+time of the worker(s), the broker's JVM and the emulator (start-up excluded), and the
+workers' peak RSS (VmHWM) just before they stop. After the run, this process times the
+bare work every invoice needs on the same invoice mix, single-threaded after a warm-up:
+the project's FA(3) check (lxml parse + XSD validation), SHA-256, deflate at the pack
+level and AES-256-GCM with the keyring, and prints (workers + broker CPU) / bare.
+
     python -m pipeline.bench e2e [--invoices 10000] [--sellers 3] [--workers 1]
+                                 [--json-out PATH] [--rss-compare]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import re
 import subprocess
 import sys
 import tempfile
+import time
+import zlib
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 from pipeline.bench.machine import load_note
 
@@ -46,14 +60,17 @@ def parse_summary(lines: list[str]) -> DemoSummary | None:
     return None
 
 
-def run_demo(invoices: int, sellers: int, workers: int, linger: float,
-             timeout: float) -> tuple[int, DemoSummary | None]:
-    """Run the demo to completion, echoing its output to stderr; (exit code, summary)."""
+def run_demo(invoices: int, sellers: int, workers: int, linger: float, timeout: float,
+             usage: Path | None = None) -> tuple[int, DemoSummary | None]:
+    """Run the demo to completion, echoing its output to stderr; (exit code, summary).
+    With `usage`, the demo writes its CPU and peak-RSS samples there (see `read_usage`)."""
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="e2e-bench-") as var:
         cmd = [sys.executable, "-m", "pipeline.demo", "--exit-when-done", "--var", var,
                "--invoices", str(invoices), "--sellers", str(sellers),
                "--workers", str(workers), "--linger", str(linger), "--timeout", str(timeout)]
+        if usage is not None:
+            cmd += ["--usage-out", str(usage)]
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as demo:
             assert demo.stdout is not None
             for line in demo.stdout:
@@ -64,26 +81,211 @@ def run_demo(invoices: int, sellers: int, workers: int, linger: float,
     return code, parse_summary(lines)
 
 
+def read_usage(path: Path) -> dict[str, Any] | None:
+    """The demo's samples (`pipeline.demo --usage-out`); None if it wrote none."""
+    try:
+        return dict(json.loads(path.read_text()))
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def usage_figures(usage: dict[str, Any] | None, invoices: int) -> dict[str, Any]:
+    """CPU ms per invoice and cores used per process group, and the workers' peak RSS."""
+    if usage is None:
+        return {}
+    seconds = max(float(usage["seconds"]), 1e-9)
+    out: dict[str, Any] = {}
+    for group in ("workers", "broker", "emulator"):
+        ms = float(usage["cpu_ms"].get(group, 0.0))
+        out[f"{group}_cpu_ms"] = round(ms / max(invoices, 1), 3)
+        out[f"{group}_cores"] = round(ms / 1000 / seconds, 2)
+    peaks = [kb for kb in usage["peak_rss_kb"].values() if kb is not None]
+    out["worker_peak_rss_mb"] = round(max(peaks) / 1024, 1) if peaks else None
+    out["cpu_span_s"] = usage["seconds"]
+    restarted = [g for g, yes in usage.get("restarted", {}).items() if yes]
+    if restarted:  # a restarted process's CPU before the restart is not counted
+        out["restarted"] = ",".join(restarted)
+    return out
+
+
+def bare_invoices(count: int, sellers: int) -> list[tuple[str, str, bytes]]:
+    """The demo's invoice mix (same profiles and seeds; other NIPs and numbers)."""
+    from pipeline.clock import polish_today
+    from pipeline.demo_run import generate
+    from pipeline.ksef.fa3.samples import seller_nips
+
+    return generate(count, seller_nips(sellers, seed=4242), polish_today(), "bench")
+
+
+def bare_work(items: list[tuple[str, str, bytes]], repeats: int = 2,
+              clock: Callable[[], float] = time.thread_time) -> dict[str, float]:
+    """ms per invoice of each piece of work every invoice needs, in this thread's CPU time
+    (best of `repeats` passes over `items`, after a warm-up pass over a few of them)."""
+    from pipeline.clock import polish_today
+    from pipeline.ksef.fa3 import InvoiceChecker
+    from pipeline.ksef.keyring import Keyring, new_keyring_json
+    from pipeline.ksef.package.writer import DEFAULT_LEVEL
+
+    checker = InvoiceChecker()
+    checker.warm_up()
+    keyring = Keyring.from_json(new_keyring_json())
+    today = polish_today()
+
+    def check(invoice_id: str, xml: bytes) -> None:
+        result = checker.check(xml, today=today)
+        if not result.ok:
+            raise RuntimeError(f"sample invoice {invoice_id} fails the check: {result.finding}")
+
+    work: dict[str, Callable[[str, bytes], object]] = {
+        "check": check,  # lxml parse + FA(3) XSD validation (+ the checker's byte checks)
+        "sha256": lambda _id, xml: hashlib.sha256(xml).digest(),
+        "deflate": lambda _id, xml: zlib.compress(xml, DEFAULT_LEVEL, wbits=-15),
+        "aes_gcm": lambda invoice_id, xml: keyring.seal(xml, invoice_id.encode()),
+    }
+    for run in work.values():
+        for invoice_id, _nip, xml in items[:200]:
+            run(invoice_id, xml)
+    best = dict.fromkeys(work, float("inf"))
+    for _ in range(max(repeats, 1)):
+        for name, run in work.items():
+            started = clock()
+            for invoice_id, _nip, xml in items:
+                run(invoice_id, xml)
+            best[name] = min(best[name], clock() - started)
+    per = {name: 1000 * seconds / max(len(items), 1) for name, seconds in best.items()}
+    return {**per, "total": sum(per.values())}
+
+
+def bare_figures(bare: dict[str, float] | None, cpu: dict[str, Any]) -> dict[str, Any]:
+    if bare is None:
+        return {}
+    out: dict[str, Any] = {f"bare_{name}_ms": round(ms, 4) for name, ms in bare.items()
+                           if name != "total"}
+    out["bare_ms"] = round(bare["total"], 4)
+    if "workers_cpu_ms" in cpu and bare["total"] > 0:
+        pipeline_ms = cpu["workers_cpu_ms"] + cpu["broker_cpu_ms"]
+        out["cpu_over_bare"] = round(pipeline_ms / bare["total"], 2)
+    return out
+
+
+ROWS: tuple[tuple[str, str, str], ...] = (
+    ("invoices_per_s", "invoices/s end to end", ""),
+    ("seconds", "seconds, ingest to last outcome", ""),
+    ("workers_cpu_ms", "CPU ms/invoice, worker(s)", "workers_cores"),
+    ("broker_cpu_ms", "CPU ms/invoice, broker (JVM)", "broker_cores"),
+    ("emulator_cpu_ms", "CPU ms/invoice, KSeF emulator", "emulator_cores"),
+    ("bare_check_ms", "bare ms/invoice, parse + FA(3) XSD", ""),
+    ("bare_sha256_ms", "bare ms/invoice, SHA-256", ""),
+    ("bare_deflate_ms", "bare ms/invoice, deflate", ""),
+    ("bare_aes_gcm_ms", "bare ms/invoice, AES-256-GCM", ""),
+    ("bare_ms", "bare ms/invoice, total", ""),
+    ("cpu_over_bare", "(workers + broker CPU) / bare", ""),
+    ("worker_peak_rss_mb", "worker peak RSS MB (VmHWM)", ""),
+)
+
+
+def table(result: dict[str, Any]) -> str:
+    """The summary as an aligned two-column table (a third with cores where it applies)."""
+    head = (f"e2e: {result['submitted']} invoices, {result['sellers']} sellers, "
+            f"{result['workers']} worker(s); {result['load_before']} -> "
+            f"{result['load_after'].split('load=')[-1]}")
+    lines = [head]
+    width = max(len(label) for _, label, _ in ROWS)
+    for key, label, cores in ROWS:
+        if result.get(key) is None:
+            continue
+        extra = f"  ({result[cores]} cores)" if cores and cores in result else ""
+        lines.append(f"  {label.ljust(width)}  {result[key]:>10}{extra}")
+    return "\n".join(lines)
+
+
+def one_run(args: argparse.Namespace, invoices: int, bare: bool) -> tuple[int, dict[str, Any]]:
+    """One demo run with its figures; (exit code, result) — an empty result if the demo
+    printed no summary."""
+    before = load_note()
+    with tempfile.TemporaryDirectory(prefix="e2e-usage-") as tmp:
+        usage_path = Path(tmp) / "usage.json"
+        code, summary = run_demo(invoices, args.sellers, args.workers, args.linger,
+                                 args.timeout, usage_path)
+        usage = read_usage(usage_path)
+    if summary is None:
+        print(f"e2e: the demo printed no summary (exit {code})", file=sys.stderr)
+        return code or 1, {}
+    after = load_note()
+    cpu = usage_figures(usage, summary.submitted)
+    measured = None
+    if bare:
+        print(f"e2e: timing the bare work on {invoices} invoices ...", file=sys.stderr)
+        measured = bare_work(bare_invoices(invoices, args.sellers), args.bare_repeats)
+    result = {**asdict(summary), "sellers": args.sellers, "workers": args.workers,
+              "linger_s": args.linger, "load_before": before, "load_after": after,
+              "complete": code == 0, **cpu, **bare_figures(measured, cpu)}
+    return code, result
+
+
+def print_result(result: dict[str, Any], as_json: bool) -> None:
+    print(json.dumps(result) if as_json else " ".join(f"{k}={v}" for k, v in result.items()),
+          flush=True)
+
+
+def rss_compare(args: argparse.Namespace) -> int:
+    """1,000 then 10,000 invoices: the worker's peak RSS of each and their ratio."""
+    runs, worst = [], 0
+    for invoices in (1_000, 10_000):
+        code, result = one_run(args, invoices, bare=False)
+        worst = worst or code
+        if not result:
+            return code
+        print_result(result, args.json)
+        runs.append(result)
+    small, large = (run.get("worker_peak_rss_mb") for run in runs)
+    ratio = round(large / small, 3) if small and large else None
+    report = {"runs": runs, "peak_rss_mb_1000": small, "peak_rss_mb_10000": large,
+              "peak_rss_ratio": ratio, "within_20_percent": ratio is not None and ratio <= 1.2}
+    if not args.json:
+        for run in runs:
+            print(table(run))
+        print(f"worker peak RSS: {small} MB at 1,000 invoices, {large} MB at 10,000; "
+              f"ratio {ratio} (goal <= 1.2: "
+              f"{'met' if report['within_20_percent'] else 'not met'})")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
+    return worst
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ops/bench e2e", description=__doc__.splitlines()[0])
-    parser.add_argument("--invoices", type=int, default=10_000)
-    parser.add_argument("--sellers", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (all stages)")
+    parser = argparse.ArgumentParser(
+        prog="ops/bench e2e", description=__doc__.split("\n\n    python -m")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--invoices", type=int, default=10_000,
+                        help="invoices to generate and ingest (default 10000)")
+    parser.add_argument("--sellers", type=int, default=3, help="seller contexts (default 3)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes, all stages each (default 1)")
     parser.add_argument("--linger", type=float, default=5.0,
                         help="seconds a batch waits for more invoices (the demo's default)")
     parser.add_argument("--timeout", type=float, default=900.0)
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as one JSON line instead of the table")
+    parser.add_argument("--json-out", metavar="PATH",
+                        help="also write the result (figures of the table) to PATH as JSON")
+    parser.add_argument("--bare-repeats", type=int, default=2,
+                        help="passes over the invoices timing the bare work; the best counts")
+    parser.add_argument("--no-bare", action="store_true", help="skip timing the bare work")
+    parser.add_argument("--rss-compare", action="store_true",
+                        help="run 1,000 then 10,000 invoices (--invoices is ignored) and "
+                             "compare the worker's peak RSS (goal: within 20%%)")
     args = parser.parse_args(argv)
-    before = load_note()
-    code, summary = run_demo(args.invoices, args.sellers, args.workers, args.linger,
-                             args.timeout)
-    if summary is None:
-        print(f"e2e: the demo printed no summary (exit {code})", file=sys.stderr)
-        return code or 1
-    result = {**asdict(summary), "sellers": args.sellers, "workers": args.workers,
-              "linger_s": args.linger, "load_before": before, "load_after": load_note(),
-              "complete": code == 0}
-    print(json.dumps(result) if args.json else " ".join(f"{k}={v}" for k, v in result.items()))
+    if args.rss_compare:
+        return rss_compare(args)
+    code, result = one_run(args, args.invoices, bare=not args.no_bare)
+    if not result:
+        return code
+    print_result(result, args.json)
+    if not args.json:
+        print(table(result))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(result, indent=2) + "\n")
     return code
 
 

@@ -11,13 +11,14 @@ everything it started, so runs never meet a stale broker or a taken port.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,15 @@ def kafka_broker(run_dir: Path) -> Iterator[str]:
         say("Kafka stopped")
 
 
+def kafka_pids(run_dir: Path) -> list[int]:
+    """The broker JVMs of a run dir, from the pid files ops/kafka/start writes."""
+    out = []
+    for path in [run_dir / "pid", *sorted(run_dir.glob("node-*/pid"))]:
+        with suppress(FileNotFoundError, ValueError):
+            out.append(int(path.read_text().strip()))
+    return out
+
+
 @contextmanager
 def process(name: str, cmd: list[str], env: dict[str, str], log_path: Path
             ) -> Iterator[subprocess.Popen[bytes]]:
@@ -108,6 +118,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--outage", action="store_true",
                    help="rehearse an outage: KSeF down and a failure announced while the "
                         "invoices arrive, then the end announced and the backlog drained")
+    p.add_argument("--usage-out", metavar="PATH",
+                   help="write the CPU ms the workers, the broker and the emulator used from "
+                        "the start of ingest to the last outcome, and the workers' peak RSS "
+                        "then, to PATH as JSON (for ops/bench e2e)")
     return p.parse_args(argv)
 
 
@@ -205,6 +219,14 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     stack.callback(reader.stop)
     counter = StageCounter(kafka, catalog)
     stack.callback(counter.close)
+    usage = None
+    if args.usage_out:
+        from pipeline.bench.proc_usage import RunUsage
+
+        usage = RunUsage(lambda: {"workers": [p.pid for p in procs],
+                                  "broker": kafka_pids(var / "kafka"),
+                                  "emulator": [emulator.proc.pid]})
+        usage.start()
     started = time.monotonic()
     ingest_s = ingest(items, kafka, catalog)
     say(f"ingested {len(items)} invoices in {ingest_s:.1f} s "
@@ -239,6 +261,10 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     with ledger.lock:
         accepted = len(ledger.expected & ledger.accepted.keys())
         rejected = len(ledger.expected & (ledger.rejected.keys() - ledger.accepted.keys()))
+    if usage is not None:  # before anything stops: the workers' peak RSS is read here too
+        report = {**usage.finish(peak_rss_of="workers"), "invoices": len(items),
+                  "settled": accepted + rejected}
+        Path(args.usage_out).write_text(json.dumps(report))
     stopping.say(f"submitted={len(items)} accepted={accepted} rejected={rejected} "
                  f"seconds={seconds:.1f} invoices_per_s={(accepted + rejected) / seconds:.1f}")
     complete = accepted + rejected == len(items)
