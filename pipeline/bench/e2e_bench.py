@@ -111,8 +111,8 @@ def usage_figures(usage: dict[str, Any] | None, invoices: int) -> dict[str, Any]
 def bare_invoices(count: int, sellers: int) -> list[tuple[str, str, bytes]]:
     """The demo's invoice mix (same profiles and seeds; other NIPs and numbers)."""
     from pipeline.clock import polish_today
-    from pipeline.demo_run import generate
-    from pipeline.ksef.fa3.samples import seller_nips
+    from pipeline.demo.samples import seller_nips
+    from pipeline.demo.workload import generate
 
     return generate(count, seller_nips(sellers, seed=4242), polish_today(), "bench")
 
@@ -122,8 +122,9 @@ def bare_work(items: list[tuple[str, str, bytes]], repeats: int = 2,
     """ms per invoice of each piece of work every invoice needs, in this thread's CPU time
     (best of `repeats` passes over `items`, after a warm-up pass over a few of them)."""
     from pipeline.clock import polish_today
+    from pipeline.keyring_file import new_keyring_json
     from pipeline.ksef.fa3 import InvoiceChecker
-    from pipeline.ksef.keyring import Keyring, new_keyring_json
+    from pipeline.ksef.keyring import Keyring
     from pipeline.ksef.package.writer import DEFAULT_LEVEL
 
     checker = InvoiceChecker()
