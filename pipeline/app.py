@@ -79,7 +79,7 @@ if not keep_buffers_on_resume(app):
 own_web_routes_only(app)
 never_commit_past_pending(app)
 seek_uncommitted_to_beginning(app)
-short_fetch_wait(app, worker_settings.fetch_max_wait_ms)
+short_fetch_wait(app, worker_settings.fetch_max_wait_ms, worker_settings.fetch_min_bytes)
 idempotent_producer(app.producer)
 produce_guard = ProduceGuard()
 produce_guard.install(app.producer)

@@ -141,14 +141,16 @@ def seek_uncommitted_to_beginning(app: Any) -> None:
     consumer.seek_to_committed = seek
 
 
-def short_fetch_wait(app: Any, wait_ms: int) -> None:
-    """Make the worker's consumer hold an empty fetch for `wait_ms` instead of 1.5 s."""
+def short_fetch_wait(app: Any, wait_ms: int, min_bytes: int = 1) -> None:
+    """Make the worker's consumer hold an empty fetch for `wait_ms` instead of 1.5 s
+    (waiting for `min_bytes` at most that long)."""
     thread = app.consumer._thread
     create = thread._create_worker_consumer
 
     def create_with_short_wait(transport: Any) -> Any:
         consumer = create(transport)
         consumer._fetch_max_wait_ms = wait_ms  # read by AIOKafkaConsumer.start()
+        consumer._fetch_min_bytes = min_bytes
         return consumer
 
     thread._create_worker_consumer = create_with_short_wait

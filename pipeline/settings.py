@@ -107,6 +107,9 @@ class WorkerSettings:
     # How long the broker may hold an empty fetch (Faust's own 1.5 s stalls stages that
     # read their own output; see pipeline/faust_fixes.py).
     fetch_max_wait_ms: int = 100
+    # How much a fetch waits for (up to fetch_max_wait_ms): under load, a fetch per few
+    # records made the broker answer thousands of fetches a second.
+    fetch_min_bytes: int = 1
     # How long a produce request may go unanswered before its batch expires: Faust's
     # 20 minutes stalls a worker that long; an expired batch fails the next flush
     # (`ProduceGuard`), so the worker stops and handles its inputs again on restart.
@@ -134,6 +137,7 @@ class WorkerSettings:
             log_level=os.environ.get("KSEF_LOG_LEVEL", cls.log_level),
             dedupe_store=_choice("KSEF_DEDUPE_STORE", cls.dedupe_store, ("rocksdb", "memory")),
             fetch_max_wait_ms=_number("KSEF_FETCH_MAX_WAIT_MS", cls.fetch_max_wait_ms),
+            fetch_min_bytes=_number("KSEF_FETCH_MIN_BYTES", cls.fetch_min_bytes),
             producer_request_timeout_s=_number("KSEF_PRODUCER_REQUEST_TIMEOUT_S",
                                                cls.producer_request_timeout_s),
             recovery_stall_s=_number("KSEF_RECOVERY_STALL_S", cls.recovery_stall_s),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from functools import cache
 from typing import Any, TypeVar, Union
 
@@ -21,36 +22,44 @@ def encode(record: object) -> bytes:
     return orjson.dumps(record)
 
 
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _same(value: Any) -> Any:
+    return value
 
 
-def _convert(tp: Any, value: Any) -> Any:
+def _converter(tp: Any) -> Callable[[Any], Any]:
+    """A function turning the JSON value of a field of type `tp` into that type."""
     origin = typing.get_origin(tp)
     if origin in (Union, types.UnionType):
-        if value is None:
-            return None
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _convert(args[0], value)
+        inner = _converter(args[0])
+        if inner is _same:
+            return _same
+        return lambda value: None if value is None else inner(value)
     if origin is list:
-        (item,) = typing.get_args(tp)
-        return [_convert(item, v) for v in value]
+        item = _converter(typing.get_args(tp)[0])
+        if item is _same:
+            return _same
+        return lambda value: [item(v) for v in value]
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
-        return from_dict(tp, value)
-    return value
+        record = tp
+        return lambda value: from_dict(record, value)
+    return _same
+
+
+@cache
+def _plan(cls: type) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+    """Per record type, once: each field and its converter (decoding is per record, and
+    introspecting the type at every record cost more than the JSON parse)."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, _converter(hints[f.name]))
+                 for f in dataclasses.fields(cls))
 
 
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     if not isinstance(data, dict):
         raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
-    hints = _hints(cls)  # type: ignore[arg-type]
-    kwargs = {
-        f.name: _convert(hints[f.name], data[f.name])
-        for f in dataclasses.fields(cls)  # type: ignore[arg-type]
-        if f.name in data
-    }
-    return cls(**kwargs)
+    plan = _plan(cls)  # type: ignore[arg-type]
+    return cls(**{name: convert(data[name]) for name, convert in plan if name in data})
 
 
 def decode(cls: type[T], raw: bytes | str) -> T:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import os
 import sys
@@ -16,6 +17,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--web-port", type=int, help="status/metrics port (KSEF_WEB_PORT)")
     parser.add_argument("--data-dir", help="worker state directory (KSEF_DATA_DIR)")
     parser.add_argument("--loglevel", default=None, help="log level (KSEF_LOG_LEVEL)")
+
+
+GC_YOUNG_THRESHOLD = 20_000  # CPython's 700 collected every ~2 invoices
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
         importlib.import_module(STAGES[name])
     for module in args.module:
         importlib.import_module(module)
+    # Everything loaded so far (modules, compiled schemas, tables) lives as long as the
+    # worker: keep the collector off it, and let young objects (one invoice's worth of
+    # records and events) die by reference counting before a collection runs.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
     sys.argv = ["ksef-pipeline worker", "worker", "--loglevel", worker_settings.log_level,
                 "--web-host", worker_settings.web_host, "--web-port", str(worker_settings.web_port)]
     app.main()

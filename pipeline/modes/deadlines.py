@@ -1,11 +1,9 @@
 """Deadline tracker: pending invoices -> `ksef.deadlines` (compacted) and `ksef.alerts`.
 
 Flow, all keyed by invoice id so each invoice has one owner:
-1. `forward_sealed` (on `ksef.invoices.sealed`, keyed by seller; its own consumer
-   group) computes the first record of each newly sealed invoice and puts it on
-   `ksef.deadlines` (`computed_by: sealed`),
-   which moves it to the partition its invoice id hashes to: that partition's owner
-   keeps the invoice.
+1. The validate stage, as it seals an invoice, puts its first record on
+   `ksef.deadlines` (`computed_by: sealed`), keyed by invoice id: the owner of the
+   partition it hashes to keeps the invoice.
 2. `mode-deadlines` (on `ksef.deadlines`) adds those invoices to the `DeadlineBook` of
    the partition and corrects any record the current history disagrees with.
 3. `mode-outcomes` / `mode-rejected` remove settled invoices and publish tombstones.
@@ -30,7 +28,6 @@ per worker run.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import os
 from typing import Any
 
@@ -39,7 +36,6 @@ import faust
 from pipeline import logs
 from pipeline.app import app, catalog_settings, kafka_settings, topic
 from pipeline.clock import iso, now_utc
-from pipeline.forwarding import forward_forever
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.modes import alerts
 from pipeline.modes.follow import mode_follower
@@ -50,16 +46,13 @@ from pipeline.modes.snapshot import ANNOUNCED_STATES, history_of, legal_content
 from pipeline.modes.topic_reads import read_latest
 from topics import topic_name
 from topics.catalog import DEADLINES, OUTCOMES, REJECTED
-from topics.catalog import SEALED as SEALED_TOPIC
-from topics.codec import decode, encode
+from topics.codec import decode
 from topics.records import DeadlineRecord, InvoiceOutcome, ModeState, Rejection
-from topics.sealed import read_meta
 
 log = logs.get(__name__)
 
 CHECK_S = float(os.environ.get("KSEF_DEADLINE_CHECK_S", "60"))
 SEALED_MARK = b'"computed_by":"sealed"'
-BATCH = 500
 
 outcomes_topic = topic(OUTCOMES)
 rejected_topic = topic(REJECTED)
@@ -217,29 +210,6 @@ async def deadline_publisher() -> None:
         if sent:
             log.info("recomputed deadlines published", records=sent)
         await check_deadlines()
-
-
-def _first_records(messages: list[Any], now: dt.datetime) -> list[tuple[bytes, bytes]]:
-    out = []
-    for message in messages:
-        try:
-            record = book.first_record(read_meta(message.value), now)
-        except (ValueError, TypeError) as exc:
-            log.error("sealed invoice not tracked", partition=message.partition,
-                      offset=message.offset, error=str(exc))
-            continue
-        out.append((record.invoice_id.encode(), encode(record)))
-    return out
-
-
-@app.task
-async def forward_sealed() -> None:
-    """`ksef.invoices.sealed` -> first records on `ksef.deadlines`, in a consumer group of
-    its own: other agents on the sealed topic in this worker (pack holds its events while
-    KSeF is down) must not stall deadline tracking, least of all during an outage."""
-    await follower.wait_ready()
-    await forward_forever(SEALED_TOPIC, f"{app.conf.id}-mode-sealed", DEADLINES,
-                          lambda messages: _first_records(messages, now_utc()), batch=BATCH)
 
 
 # Agents take one event at a time: Faust's take_events acknowledges a whole batch in a

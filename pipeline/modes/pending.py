@@ -53,6 +53,20 @@ def _member_fragment(invoice_id: str, seller_nip: str, invoice_number: str | Non
                          "invoice_number": invoice_number, "sealed_at": sealed_at})[1:-1]
 
 
+def first_record(sealed: SealedInvoice, deadline: Deadline, now: dt.datetime
+                 ) -> DeadlineRecord:
+    """The first `ksef.deadlines` record of a sealed invoice (`computed_by: sealed`): the
+    seal stage publishes it with the deadline it stamped, so tracking needs no second
+    read of the sealed topic."""
+    return DeadlineRecord(
+        invoice_id=sealed.invoice_id, seller_nip=sealed.seller_nip,
+        issue_date=sealed.issue_date, status=deadline.status.value,
+        mode=deadline.mode.value, basis=deadline.basis, computed_at=_iso(now),
+        deadline=None if deadline.due is None else deadline.due.isoformat(),
+        invoice_number=sealed.invoice_number, sealed_at=sealed.sealed_at,
+        computed_by=SEALED)
+
+
 def record_matches(record: DeadlineRecord, deadline: Deadline) -> bool:
     return (record.status == deadline.status.value and record.mode == deadline.mode.value
             and record.deadline == (None if deadline.due is None else deadline.due.isoformat())
@@ -162,13 +176,7 @@ class DeadlineBook:
         """The record announcing a newly sealed invoice (it reaches its partition's owner
         through `ksef.deadlines`, keyed by invoice id)."""
         deadline = self.deadline(dt.date.fromisoformat(sealed.issue_date), Mode(sealed.mode))
-        return DeadlineRecord(
-            invoice_id=sealed.invoice_id, seller_nip=sealed.seller_nip,
-            issue_date=sealed.issue_date, status=deadline.status.value,
-            mode=deadline.mode.value, basis=deadline.basis, computed_at=_iso(now),
-            deadline=None if deadline.due is None else deadline.due.isoformat(),
-            invoice_number=sealed.invoice_number, sealed_at=sealed.sealed_at,
-            computed_by=SEALED)
+        return first_record(sealed, deadline, now)
 
     # ---- membership ----
     def partition(self, number: int) -> PendingPartition:

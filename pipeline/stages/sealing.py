@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pipeline.clock import iso, now_utc
 from pipeline.ksef.announcements import AnnouncementHistory
-from pipeline.ksef.deadlines import compute_deadline
+from pipeline.ksef.deadlines import Deadline, compute_deadline
 from pipeline.ksef.keyring import Keyring
 from pipeline.ksef.modes import mode_for_new_invoice
 from pipeline.ksef.qr import (
@@ -75,9 +75,18 @@ class SealConfig:
         )
 
 
+@dataclass(frozen=True)
+class SealedOutput:
+    """A sealed invoice: its metadata, its record's bytes and the deadline it carries."""
+
+    meta: SealedInvoice
+    value: bytes
+    deadline: Deadline
+
+
 def seal_invoice(inv: CheckedInvoice, config: SealConfig, history: AnnouncementHistory,
                  *, ksef_reachable: bool = True, now: dt.datetime | None = None
-                 ) -> tuple[SealedInvoice, bytes]:
+                 ) -> SealedOutput:
     """The sealed record of a checked invoice: mode, deadline and QR links stamped in its
     metadata, the exact invoice bytes deflated and encrypted under the active key."""
     moment = now or now_utc()
@@ -106,4 +115,4 @@ def seal_invoice(inv: CheckedInvoice, config: SealConfig, history: AnnouncementH
     )
     value = encode_sealed(meta, SealedPrivate(buyer_nip=inv.buyer_nip), payload,
                           config.keyring, config.keyring.nonce())
-    return meta, value
+    return SealedOutput(meta, value, deadline)

@@ -3,8 +3,10 @@
 One agent, one hop: every stateless KSeF pre-check (one lxml parse + XSD validation),
 then at once the seal: issuing mode and deadline stamped from the mode-state stream,
 QR links, and the exact invoice bytes deflated and AES-256-GCM encrypted under the
-keyring's active key. The output is keyed by seller NIP, so the pack stage that owns a
-seller's partition also owns its invoice numbers (the duplicate check). After
+keyring's active key. The invoice's first `ksef.deadlines` record goes out with it, so
+the deadline tracker never reads the sealed topic. The output is keyed by seller NIP,
+so the pack stage that owns a seller's partition also owns its invoice numbers (the
+duplicate check). After
 `.submitted` no topic holds plaintext, and no invoice travels as base64 or JSON.
 
 Any failure of one record becomes a rejection; the agent itself never dies on input.
@@ -20,16 +22,17 @@ import faust
 
 from pipeline import logs
 from pipeline.app import app, produce, topic, worker_settings
-from pipeline.clock import from_timestamp, iso, polish_today
+from pipeline.clock import from_timestamp, iso, now_utc, polish_today
 from pipeline.keyring_file import load_keyring
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.modes.follow import mode_follower
+from pipeline.modes.pending import first_record
 from pipeline.modes.snapshot import history_from_mode_state
 from pipeline.stages.replay_guard import ReplayGuard
-from pipeline.stages.sealing import SealConfig, seal_invoice
+from pipeline.stages.sealing import SealConfig, SealedOutput, seal_invoice
 from pipeline.stages.submission import AttachmentPolicy, Submission, check_submission, reject
-from topics.catalog import REJECTED, SEALED, SUBMITTED
+from topics.catalog import DEADLINES, REJECTED, SEALED, SUBMITTED
 from topics.codec import encode
 from topics.records import KafkaRef, ModeState, Rejection
 
@@ -70,8 +73,8 @@ def _submission(event: faust.EventT[Any, Any]) -> Submission:
     )
 
 
-def validate_and_seal(sub: Submission) -> tuple[str, bytes] | Rejection:
-    """(seller NIP, sealed record) or the rejection; a bug costs one record, not the stage."""
+def validate_and_seal(sub: Submission) -> SealedOutput | Rejection:
+    """The sealed invoice or the rejection; a bug costs one record, not the stage."""
     try:
         checked = check_submission(sub, checker, polish_today(), policy)
     except Exception as exc:  # never lose a record to a bug
@@ -79,14 +82,13 @@ def validate_and_seal(sub: Submission) -> tuple[str, bytes] | Rejection:
     if isinstance(checked, Rejection):
         return checked
     try:
-        meta, value = seal_invoice(checked, config, ModeView.history,
-                                   ksef_reachable=ModeView.ksef_reachable)
+        return seal_invoice(checked, config, ModeView.history,
+                            ksef_reachable=ModeView.ksef_reachable)
     except Exception as exc:
         return Rejection(invoice_id=checked.invoice_id, stage="seal", code=500,
                          reason="unknown", rejected_at=iso(), origin=checked.origin,
                          received_at=checked.received_at, seller_nip=checked.seller_nip,
                          message=f"seal failed: {type(exc).__name__}")
-    return meta.seller_nip, value
 
 
 @app.agent(submitted_topic, name="validate-seal")
@@ -106,5 +108,8 @@ async def validate(stream: faust.StreamT[Any]) -> None:
                      code=result.code)
             await produce(REJECTED, result.invoice_id.encode(), encode(result))
         else:
-            seller_nip, value = result
-            await produce(SEALED, seller_nip.encode(), value)
+            await produce(SEALED, result.meta.seller_nip.encode(), result.value)
+            # The deadline tracker learns of the invoice from its first deadline record,
+            # keyed by invoice id (the partition that tracks it), not from the sealed topic.
+            first = first_record(result.meta, result.deadline, now_utc())
+            await produce(DEADLINES, result.meta.invoice_id.encode(), encode(first))

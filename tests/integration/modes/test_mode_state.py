@@ -10,7 +10,7 @@ import datetime as dt
 import re
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 
 import orjson
@@ -27,6 +27,7 @@ from pipeline.ksef_api.retry import RetryPolicy
 from pipeline.modes.audit import disagreements
 from pipeline.modes.messages import from_latarnia
 from pipeline.modes.observed import HealthReporter
+from pipeline.modes.pending import DeadlineBook
 from pipeline.modes.snapshot import history_from_mode_state
 from tests.integration.modes.helpers import Watcher, latest_values
 from tests.kafka_harness import OWNS_A_SHARE, REPO, KafkaSandbox, Worker, start_worker
@@ -50,6 +51,12 @@ def emu(tmp_path: Path) -> Iterator[EmulatorProcess]:
 def _mode_worker(sandbox: KafkaSandbox, tmp: Path, *stages: str, **env: str) -> Worker:
     return start_worker(sandbox, tmp, "--stages", ",".join(stages or ("mode",)),
                         **{**FAST, **env})
+
+
+def _first_records(invoices: Iterable[SealedInvoice]) -> list[tuple[bytes, bytes]]:
+    """The first `ksef.deadlines` records the validate stage writes as it seals these."""
+    book, now = DeadlineBook(), dt.datetime.now(dt.UTC)
+    return [(s.invoice_id.encode(), encode(book.first_record(s, now))) for s in invoices]
 
 
 def _sealed(invoice_id: str, issue_date: str, mode: str) -> SealedInvoice:
@@ -110,7 +117,7 @@ def test_total_failure_exempts_pending_and_new_invoices(
     invoices = [(f"t-{i}", yesterday, "offline24") for i in range(12)]
     worker = _mode_worker(sandbox, tmp_path)
     try:
-        sandbox.produce(SEALED, [(SELLER.encode(), encode(_sealed(*inv))) for inv in invoices])
+        sandbox.produce(DEADLINES, _first_records(_sealed(*inv) for inv in invoices))
         deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "first records")
         assert {r.status for r in _latest(deadlines.seen).values()} == {"due"}
 
@@ -158,7 +165,7 @@ def test_moving_a_window_end_recalculates_only_the_affected_deadlines(
     try:
         sandbox.produce(ANNOUNCEMENTS, [(r.id.encode(), encode(r)) for r in (f1, f2)])
         modes.first(lambda s: len(s.announcements) == 2, 120, "both failures in ksef.mode")
-        sandbox.produce(SEALED, [(SELLER.encode(), encode(_sealed(*inv))) for inv in invoices])
+        sandbox.produce(DEADLINES, _first_records(_sealed(*inv) for inv in invoices))
         deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "first records")
         assert {r.status for r in _latest(deadlines.seen).values()} == {"due"}
         before = len(deadlines.seen)
@@ -260,10 +267,11 @@ def test_two_workers_share_the_pending_invoices(sandbox: KafkaSandbox, tmp_path:
             worker.wait_for_log(OWNS_A_SHARE, "a share")
         sandbox.produce(ANNOUNCEMENTS, [(open_failure.id.encode(), encode(open_failure))])
         modes.first(lambda s: len(s.announcements) == 1, 120, "the open failure")
-        sandbox.produce(SEALED, [(f"s{i % 7}".encode(), encode(_sealed(*inv)))
-                                 for i, inv in enumerate(invoices)])
-        deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "first records")
-        assert {r.status for r in _latest(deadlines.seen).values()} == {"open"}
+        # first records as the seal stage wrote them before it knew of the failure: the
+        # tracker corrects each one the current history disagrees with
+        sandbox.produce(DEADLINES, _first_records(_sealed(*inv) for inv in invoices))
+        deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices) and {
+            r.status for r in _latest(seen).values()} == {"open"}, 120, "corrected records")
 
         ended = _failure("w1", "2026-03-02T08:00:00+01:00", "2026-03-03T12:00:00+01:00",
                          "2026-03-03T12:05:00+01:00", version=2)

@@ -21,7 +21,13 @@ from pipeline.ksef.deadlines import compute_deadline
 from pipeline.ksef.modes import Mode
 from pipeline.modes.snapshot import history_from_mode_state
 from tests.integration.modes.helpers import Watcher
-from tests.integration.modes.test_mode_state import FAST, SELLER, _latest, _sealed
+from tests.integration.modes.test_mode_state import (
+    FAST,
+    SELLER,
+    _first_records,
+    _latest,
+    _sealed,
+)
 from tests.kafka_harness import REPO, KafkaSandbox, Worker, start_worker
 from topics.catalog import ALERTS, DEADLINES, MODE, OUTCOMES, REJECTED, SEALED, SUBMITTED
 from topics.codec import encode
@@ -91,7 +97,7 @@ def test_deadlines_command_endpoint_and_status_page(sandbox: KafkaSandbox,
     alerts = Watcher(sandbox, ALERTS, Alert)
     worker = start_worker(sandbox, tmp_path, "--stages", "mode", **FAST, **_token_file(tmp_path))
     try:
-        sandbox.produce(SEALED, [(s.seller_nip.encode(), encode(s)) for s in invoices])
+        sandbox.produce(DEADLINES, _first_records(invoices))
         deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "records")
 
         sandbox.produce(OUTCOMES, [(b"s-0", encode(_outcome("s-0")))])

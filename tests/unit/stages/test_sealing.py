@@ -56,7 +56,9 @@ def offline_cert(directory: Path) -> None:
 def test_today_is_online_and_sealed_record_holds_no_plaintext() -> None:
     inv, xml = validated(NOW.date())
     config = SealConfig(RING, QrEnvironment.TEST, {})
-    rec, raw = seal_invoice(inv, config, AnnouncementHistory(), now=NOW)
+    out = seal_invoice(inv, config, AnnouncementHistory(), now=NOW)
+    rec, raw = out.meta, out.value
+    assert out.deadline.due is not None and out.deadline.due.isoformat() == rec.deadline
     assert rec.mode == "online" and rec.deadline == NOW.date().isoformat()
     assert rec.qr_code_2 is None
     opened = open_sealed(raw, RING)
@@ -74,7 +76,7 @@ def test_earlier_issue_date_is_offline24_with_kod2_when_a_certificate_exists(
     offline_cert(tmp_path)
     config = SealConfig(RING, QrEnvironment.TEST, load_offline_certificates(str(tmp_path)))
     inv, _ = validated(NOW.date() - dt.timedelta(days=1))  # Thu -> due Fri
-    rec, _ = seal_invoice(inv, config, AnnouncementHistory(), now=NOW)
+    rec = seal_invoice(inv, config, AnnouncementHistory(), now=NOW).meta
     assert rec.mode == "offline24" and rec.deadline == NOW.date().isoformat()
     assert rec.qr_code_2 is not None
     kod2 = parse_certificate_link(rec.qr_code_2)
