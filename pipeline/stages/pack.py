@@ -296,6 +296,8 @@ async def _tick() -> None:
                     why = batch.due_to_flush(settings, now)
                     if why == "linger" and waiting:
                         continue
+                    if why == "deadline" and batch.still_filling(settings, now):
+                        continue
                     if why and not (holding and why in ("linger", "age")):
                         await _flush(group, why, mf)
             if not open_batches:

@@ -18,6 +18,9 @@ from topics.codec import from_dict
 from topics.records import KafkaRef, PackedBatch, PackedInvoice, SealedInvoice
 
 
+FILLING_S = 1.0  # an invoice added within this long: the batch is still being filled
+
+
 @dataclass(frozen=True)
 class PackSettings:
     spool_dir: Path
@@ -27,6 +30,8 @@ class PackSettings:
     archive_format: PackageFormat = PackageFormat.ZIP
     deflate_level: int = 3
     deadline_safety_s: float = 3600.0  # seal a batch this long before a deadline day ends
+    # ... but while invoices keep streaming into it, let it fill this long (see pack)
+    deadline_fill_s: float = 10.0
 
     @classmethod
     def from_env(cls, data_dir: str) -> PackSettings:
@@ -42,6 +47,7 @@ class PackSettings:
             archive_format=PackageFormat.parse(os.environ.get("KSEF_PACK_FORMAT", "zip")),
             deflate_level=int(os.environ.get("KSEF_PACK_LEVEL", "3")),
             deadline_safety_s=float(os.environ.get("KSEF_DEADLINE_SAFETY_S", "3600")),
+            deadline_fill_s=float(os.environ.get("KSEF_DEADLINE_FILL_S", "10")),
         )
 
 
@@ -93,6 +99,14 @@ class OpenBatch:
             due = dt.date.fromisoformat(inv.deadline)
             if self.earliest_deadline is None or due < self.earliest_deadline:
                 self.earliest_deadline = due
+
+    def still_filling(self, settings: PackSettings, now: float) -> bool:
+        """A deadline-bound batch that invoices still stream into (one came within the
+        last second) gets up to `deadline_fill_s` to fill: sealing at every tick made
+        hundreds of tiny sessions in the last hour of a day, and KSeF's session-open
+        limit then held them back for longer than the filling takes."""
+        return (now - self.last_added < FILLING_S
+                and now - self.opened_at < settings.deadline_fill_s)
 
     def due_to_flush(self, settings: PackSettings, now: float,
                      wall: dt.datetime | None = None) -> str | None:

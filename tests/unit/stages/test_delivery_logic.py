@@ -73,6 +73,22 @@ def test_deadline_and_age_are_never_shadowed_by_a_pending_linger(tmp_path: Path)
     batch.builder.abort()
 
 
+def test_a_deadline_batch_fills_while_invoices_stream_in_then_seals(tmp_path: Path) -> None:
+    """In a day's last hour every batch is deadline-bound: sealed at every tick it made
+    hundreds of tiny sessions (KSeF's open limit then held them back); a batch that
+    invoices still stream into fills for up to deadline_fill_s, a quiet one seals."""
+    settings = PackSettings(spool_dir=tmp_path, deadline_fill_s=10)
+    batch = OpenBatch.start((SELLER, False), settings)
+    xml = make_invoice(seller_nip=SELLER, number="N/0", issue_date=TODAY, seed=0)
+    batch.add(sealed(0, TODAY.isoformat(), xml), xml, KafkaRef("s", 0, 0))
+    streaming = batch.last_added + 0.5
+    assert batch.still_filling(settings, streaming)
+    assert not batch.still_filling(settings, batch.last_added + 1.5)  # quiet: seal now
+    batch.opened_at -= 10  # streaming, but filled long enough
+    assert not batch.still_filling(settings, streaming)
+    batch.builder.abort()
+
+
 def test_deadline_day_ends_at_polish_midnight() -> None:
     end = deadline_end(dt.date(2026, 7, 10))
     assert end.astimezone(dt.UTC) == dt.datetime(2026, 7, 10, 22, 0, tzinfo=dt.UTC)
