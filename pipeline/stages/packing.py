@@ -17,7 +17,6 @@ from pipeline.ksef.package import BatchLimits, PackageBuilder, PackagedBatch, Pa
 from topics.codec import from_dict
 from topics.records import KafkaRef, PackedBatch, PackedInvoice, SealedInvoice
 
-
 FILLING_S = 1.0  # an invoice added within this long: the batch is still being filled
 
 
