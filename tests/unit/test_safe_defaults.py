@@ -274,13 +274,15 @@ def test_secret_named_fields_are_redacted_nested_too(log_lines: Any) -> None:
              api_key="pw-3-value", Authorization="pw-4-value", access_token="pw-5-value",
              config={"ssl": {"private_key": "pw-6-value", "key_password": "pw-7-value"},
                      "tokens": ["pw-8-value"], "host": "broker1"},
-             tokens_file="/run/secrets/tokens.json", key_id="k2", token_fingerprint="sha256:ab")
+             tokens_file="/run/secrets/tokens.json", key_id="k2", token_fingerprint="sha256:ab",
+             token="sha256:0123456789abcdef")  # the audit line names a token so
     line = json.loads(log_lines()[-1])
     assert not any(f"pw-{i}-value" in log_lines()[-1] for i in range(1, 9)), line
     assert line["password"] == "[redacted]" and line["config"]["ssl"]["private_key"] == "[redacted]"
     assert line["config"]["host"] == "broker1"  # what is not secret stays
     assert (line["tokens_file"], line["key_id"], line["token_fingerprint"]) == (
         "/run/secrets/tokens.json", "k2", "sha256:ab")
+    assert line["token"] == "sha256:0123456789abcdef"
 
 
 def test_bearer_credentials_are_scrubbed_from_any_string(log_lines: Any) -> None:
