@@ -233,6 +233,14 @@ def test_no_secret_in_any_repr_or_str(tmp_path: Path) -> None:
     assert not leaks, leaks
 
 
+def test_the_emulators_signing_secret_is_not_in_its_keyrings_repr(tmp_path: Path) -> None:
+    from pipeline.emulator.keys import KeyRing
+
+    ring = KeyRing.load(tmp_path)
+    assert repr(ring.secret)[2:-1] not in repr(ring)
+    assert ring.secret.hex() not in repr(ring)
+
+
 def test_kafka_settings_keeps_the_secrets_it_does_not_print() -> None:
     from pipeline.settings import KafkaSettings
 
