@@ -118,6 +118,8 @@ class CredentialStore:
         self.credentials_file = Path(credentials_file) if credentials_file else None
         self.tokens_file = Path(tokens_file) if tokens_file else None
         self._environ = os.environ if environ is None else environ
+        redaction.register(*(v for k, v in self._environ.items()
+                             if k.startswith(TOKEN_ENV_PREFIX)))
         self._clock = clock
         self._file_stamp: Stamp | object = object()  # never equal: first use reads
         self._file_error: KsefCredentialError | None = None
@@ -147,6 +149,8 @@ class CredentialStore:
         try:
             data = read_file(FILE_CONTEXT, path, "credentials", secret=False)
             self._entries = parse_credentials_file(data, path.parent, str(path))
+            redaction.register(*(e.token for e in self._entries.values()
+                                 if isinstance(e, ContextEntry)))
         except KsefCredentialError as exc:
             self._file_error = exc
 

@@ -324,6 +324,7 @@ def test_configured_secrets_are_scrubbed_wherever_they_appear(
     store = CredentialStore(None, tokens)
     store.get(NIP)
     store.get("1234563218")
+    CredentialStore(None, None, environ={"KSEF_TOKEN_1111111111": "never-asked-token-42"})
     operator = write_token_file(tmp_path / "operator-token", "alice")
     manual = tmp_path / "admin-token"
     manual.write_text("admin:admin-token-written-by-hand-0001\n")
@@ -346,8 +347,8 @@ def test_configured_secrets_are_scrubbed_wherever_they_appear(
         p.chmod(0o600)
     CredentialStore(creds).get("7010002137")
 
-    secrets = [sasl, env_token, file_token, operator, "admin-token-written-by-hand-0001", key,
-               password]
+    secrets = [sasl, env_token, file_token, "never-asked-token-42", operator,
+               "admin-token-written-by-hand-0001", key, password]
     everything = " ".join(secrets)
     structlog.get_logger("t").info(f"event {everything}", detail=everything,
                                    nested={"list": [everything]})
