@@ -57,6 +57,13 @@ def load_offline_certificates(directory: str | None) -> dict[str, OfflineCertifi
     return found
 
 
+def qr_environment_from_env() -> QrEnvironment:
+    """The QR host of the links: KSEF_ENV's (production invoices get production links,
+    the emulator's test ones); an explicit KSEF_QR_ENV that disagrees is refused."""
+    env_name = required_name(os.environ.get("KSEF_ENV"))
+    return QrEnvironment.parse(qr_name(env_name, os.environ.get("KSEF_QR_ENV")))
+
+
 @dataclass(frozen=True)
 class SealConfig:
     keyring: Keyring
@@ -74,13 +81,6 @@ class SealConfig:
             certificates=load_offline_certificates(os.environ.get("KSEF_OFFLINE_CERT_DIR")),
             level=int(os.environ.get("KSEF_PACK_LEVEL", "3")),
         )
-
-
-def qr_environment_from_env() -> QrEnvironment:
-    """The QR host of the links: KSEF_ENV's (production invoices get production links,
-    the emulator's test ones); an explicit KSEF_QR_ENV that disagrees is refused."""
-    env_name = required_name(os.environ.get("KSEF_ENV"))
-    return QrEnvironment.parse(qr_name(env_name, os.environ.get("KSEF_QR_ENV")))
 
 
 def seal_invoice(inv: CheckedInvoice, config: SealConfig, history: AnnouncementHistory,
