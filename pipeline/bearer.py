@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import redaction
+
 MIN_TOKEN_CHARS = 16
 JSON = "application/json"
 
@@ -95,6 +97,7 @@ def read_tokens(path: Path) -> tuple[TokenEntry, ...]:
         if len(token) < MIN_TOKEN_CHARS or any(c.isspace() for c in token):
             raise TokenFileError(f"token file {path}, line {number}: a token must be at least "
                                  f"{MIN_TOKEN_CHARS} characters without spaces")
+        redaction.register(token)
         entries.append(TokenEntry(name or f"token {fingerprint(token)}", token))
     if not entries:
         raise TokenFileError(f"token file {path} holds no token")
@@ -104,6 +107,7 @@ def read_tokens(path: Path) -> tuple[TokenEntry, ...]:
 def write_token_file(path: Path, name: str = "") -> str:
     """A new random token written to `path` (mode 0600, replacing any old file); returns it."""
     token = secrets.token_urlsafe(32)
+    redaction.register(token)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

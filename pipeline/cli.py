@@ -53,7 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"ksef-pipeline {name}", description=COMMANDS[name][1])
     module.configure(parser)
     parsed = parser.parse_args(rest)
-    result: int = module.run(parsed)
+    try:
+        result: int = module.run(parsed)
+    except ValueError as exc:
+        from pipeline.settings import SettingsError
+
+        if not isinstance(exc, SettingsError):
+            raise
+        # a refused setting (KSEF_ENV missing, SASL without TLS, ...): its message is the fix
+        print(f"ksef-pipeline {name}: {exc}", file=sys.stderr)
+        return 2
     return result
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import orjson
 
+from pipeline import redaction
 from pipeline.ksef.keyring import Keyring, KeyringError
 
 
@@ -40,10 +41,10 @@ def load_keyring(default_file: Path | None = None) -> Keyring:
     """
     path = os.environ.get("KSEF_KEYRING_FILE")
     if path:
-        return Keyring.from_json(Path(path).read_bytes())
+        return _keyring(Path(path).read_bytes())
     text = os.environ.get("KSEF_KEYRING")
     if text:
-        return Keyring.from_json(text)
+        return _keyring(text)
     if default_file is None:
         raise KeyringError("no keyring: set KSEF_KEYRING_FILE or KSEF_KEYRING")
     if not default_file.exists():
@@ -51,4 +52,10 @@ def load_keyring(default_file: Path | None = None) -> Keyring:
         fd = os.open(default_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as f:
             f.write(new_keyring_json())
-    return Keyring.from_json(default_file.read_bytes())
+    return _keyring(default_file.read_bytes())
+
+
+def _keyring(data: str | bytes) -> Keyring:
+    """The keyring of `data`, its keys registered so that no log line carries them."""
+    redaction.register_keyring_json(data)
+    return Keyring.from_json(data)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from pipeline import redaction
 
 N = TypeVar("N", int, float)
 
@@ -19,8 +21,22 @@ def _secret(name: str) -> str | None:
     """VAR, or the contents of the file named by VAR_FILE (for mounted secrets)."""
     path = os.environ.get(f"{name}_FILE")
     if path:
-        return Path(path).read_text(encoding="utf-8").strip()
-    return os.environ.get(name)
+        value: str | None = Path(path).read_text(encoding="utf-8").strip()
+    else:
+        value = os.environ.get(name)
+    redaction.register(value)
+    return value
+
+
+ALLOW_PLAINTEXT_SASL = "KSEF_KAFKA_ALLOW_PLAINTEXT_SASL"
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used as given; the CLI prints it without a traceback."""
+
+
+class InsecureSettingsError(SettingsError):
+    """A configuration that would send a secret in the clear; refused at settings time."""
 
 
 @dataclass(frozen=True)
@@ -29,10 +45,25 @@ class KafkaSettings:
     security_protocol: str = "PLAINTEXT"  # PLAINTEXT | SSL | SASL_PLAINTEXT | SASL_SSL
     sasl_mechanism: str | None = None  # PLAIN | SCRAM-SHA-256 | SCRAM-SHA-512
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: str | None = field(default=None, repr=False)
     ssl_cafile: str | None = None
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    ssl_key_password: str | None = field(default=None, repr=False)
+    # SASL credentials over a connection without TLS (PLAINTEXT, SASL_PLAINTEXT) are
+    # refused unless this is set (KSEF_KAFKA_ALLOW_PLAINTEXT_SASL=1: local tests only).
+    allow_plaintext_sasl: bool = False
+
+    def __post_init__(self) -> None:
+        redaction.register(self.sasl_password, self.ssl_key_password)
+        has_sasl = bool(self.sasl_mechanism or self.sasl_username or self.sasl_password)
+        tls = self.security_protocol.upper() in ("SSL", "SASL_SSL")
+        if has_sasl and not tls and not self.allow_plaintext_sasl:
+            raise InsecureSettingsError(
+                f"Kafka SASL credentials with KAFKA_SECURITY_PROTOCOL="
+                f"{self.security_protocol} would cross the network unencrypted: use "
+                f"SASL_SSL (with KAFKA_SSL_CAFILE for a private CA); for a local test broker "
+                f"only, {ALLOW_PLAINTEXT_SASL}=1 allows it")
 
     @classmethod
     def from_env(cls) -> KafkaSettings:
@@ -45,6 +76,9 @@ class KafkaSettings:
             ssl_cafile=os.environ.get("KAFKA_SSL_CAFILE"),
             ssl_certfile=os.environ.get("KAFKA_SSL_CERTFILE"),
             ssl_keyfile=os.environ.get("KAFKA_SSL_KEYFILE"),
+            ssl_key_password=_secret("KAFKA_SSL_KEY_PASSWORD"),
+            allow_plaintext_sasl=os.environ.get(ALLOW_PLAINTEXT_SASL, "").strip().lower()
+            in ("1", "true", "yes"),
         )
 
     def confluent(self, **extra: Any) -> dict[str, Any]:
@@ -63,6 +97,8 @@ class KafkaSettings:
             conf["ssl.certificate.location"] = self.ssl_certfile
         if self.ssl_keyfile:
             conf["ssl.key.location"] = self.ssl_keyfile
+        if self.ssl_key_password:
+            conf["ssl.key.password"] = self.ssl_key_password
         conf.update(extra)
         return conf
 
@@ -71,7 +107,7 @@ class KafkaSettings:
             return None
         ctx = ssl.create_default_context(cafile=self.ssl_cafile)
         if self.ssl_certfile:
-            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+            ctx.load_cert_chain(self.ssl_certfile, self.ssl_keyfile, self.ssl_key_password)
         return ctx
 
     def faust_url(self) -> str:

@@ -257,7 +257,10 @@ def start_worker(sandbox: KafkaSandbox, tmp: Path, *args: str, data_dir: Path | 
     cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--web-port", str(free_port()),
            "--data-dir", str(data_dir), *args]
     with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=sandbox.env(**env), stdout=log,
+        # KSEF_ENV has no default (a worker refuses to start without it): tests talk to the
+        # emulator unless they say otherwise
+        proc = subprocess.Popen(cmd, cwd=REPO, env=sandbox.env(**{"KSEF_ENV": "emulator", **env}),
+                                stdout=log,
                                 stderr=subprocess.STDOUT)
     return Worker(proc, log_path)
 

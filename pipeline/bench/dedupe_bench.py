@@ -112,7 +112,8 @@ def run(numbers: int, timeout_s: float) -> list[StoreRun]:
             env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                    "KSEF_TOPIC_PREFIX": catalog.prefix,
                    "KSEF_TOPIC_PARTITIONS": str(PARTITIONS), "KSEF_APP_ID": app_id,
-                   "KSEF_DEDUPE_STORE": store, "PYTHONUNBUFFERED": "1"}
+                   "KSEF_DEDUPE_STORE": store, "PYTHONUNBUFFERED": "1",
+                   "KSEF_ENV": "emulator"}
             data_dir = Path(tmp) / f"worker-{store}"
             starts = ("first", "restart") if store == "rocksdb" else ("first",)
             for start in starts:

@@ -232,7 +232,8 @@ def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
            "KSEF_TOPIC_PREFIX": catalog.prefix, "KSEF_TOPIC_PARTITIONS": str(PARTITIONS),
            "KSEF_APP_ID": f"bench-{catalog.prefix.rstrip('.')}",
-           "KSEF_KEYRING": json.dumps(keyring), "PYTHONUNBUFFERED": "1", **(extra_env or {})}
+           "KSEF_KEYRING": json.dumps(keyring), "PYTHONUNBUFFERED": "1", "KSEF_ENV": "emulator",
+           **(extra_env or {})}
     output = SEALED
     launched = time.time()
     with contextlib.redirect_stdout(sys.stderr), contextlib.ExitStack() as stack:

@@ -48,6 +48,10 @@ def run(args: argparse.Namespace) -> int:
         # own group (ksef-pipeline-pack-submit-upo, ...).
         base = os.environ.get("KSEF_APP_ID", "ksef-pipeline")
         os.environ["KSEF_APP_ID"] = "-".join([base, *sorted(wanted)])
+    problem = _settings_problem()
+    if problem:
+        print(f"ksef-pipeline worker: {problem}", file=sys.stderr)
+        return 2
     _resolve_replication()
     from pipeline.app import app, worker_settings
     from pipeline.stop_deadline import worker_class
@@ -67,6 +71,22 @@ def run(args: argparse.Namespace) -> int:
                 "--web-host", worker_settings.web_host, "--web-port", str(worker_settings.web_port)]
     app.main()
     return 0
+
+
+def _settings_problem() -> str | None:
+    """Why this worker must not start (no KSEF_ENV, a QR environment that disagrees with
+    it, plain http off this host, SASL without TLS), before anything connects."""
+    from pipeline.ksef_api.link import KsefSettings
+    from pipeline.settings import KafkaSettings, SettingsError
+    from pipeline.stages.sealing import qr_environment_from_env
+
+    try:
+        KsefSettings.from_env()
+        qr_environment_from_env()
+        KafkaSettings.from_env()
+    except SettingsError as exc:
+        return str(exc)
+    return None
 
 
 def _resolve_replication() -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import orjson
 
+from pipeline import redaction
 from pipeline.credentials.config import (
     FILE_CONTEXT,
     NIP,
@@ -66,6 +67,7 @@ class ContextStatus:
 def load_entry(entry: ContextEntry, credentials_file: Path) -> Credential:
     """The credential an entry describes, reading (and permission-checking) its files."""
     nip = entry.nip
+    redaction.register(entry.token)  # from here on no log line carries it
     if entry.method == "token":
         assert entry.token is not None
         mode = credentials_file.stat().st_mode
@@ -78,10 +80,12 @@ def load_entry(entry: ContextEntry, credentials_file: Path) -> Credential:
         return TokenCredential(nip, entry.token, source=f"{credentials_file} (inline)")
     if entry.method == "token_file":
         assert entry.token_file is not None
-        return TokenCredential(nip, read_token(nip, entry.token_file),
-                               source=str(entry.token_file))
+        token = read_token(nip, entry.token_file)
+        redaction.register(token)
+        return TokenCredential(nip, token, source=str(entry.token_file))
     password = (read_password(nip, entry.password_file)
                 if entry.password_file is not None else None)
+    redaction.register(password)
     subject_type = entry.subject_identifier_type
     if entry.method == "pkcs12":
         assert entry.pkcs12 is not None
@@ -114,6 +118,8 @@ class CredentialStore:
         self.credentials_file = Path(credentials_file) if credentials_file else None
         self.tokens_file = Path(tokens_file) if tokens_file else None
         self._environ = os.environ if environ is None else environ
+        redaction.register(*(v for k, v in self._environ.items()
+                             if k.startswith(TOKEN_ENV_PREFIX)))
         self._clock = clock
         self._file_stamp: Stamp | object = object()  # never equal: first use reads
         self._file_error: KsefCredentialError | None = None
@@ -143,6 +149,8 @@ class CredentialStore:
         try:
             data = read_file(FILE_CONTEXT, path, "credentials", secret=False)
             self._entries = parse_credentials_file(data, path.parent, str(path))
+            redaction.register(*(e.token for e in self._entries.values()
+                                 if isinstance(e, ContextEntry)))
         except KsefCredentialError as exc:
             self._file_error = exc
 
@@ -175,6 +183,7 @@ class CredentialStore:
             if not isinstance(doc, dict):
                 raise ValueError("not a JSON object")
             self._tokens = {str(k): str(v) for k, v in doc.items()}
+            redaction.register(*self._tokens.values())
         except KsefCredentialError as exc:
             self._tokens_error = exc
         except ValueError:
@@ -186,6 +195,7 @@ class CredentialStore:
         variable = f"{TOKEN_ENV_PREFIX}{nip}"
         direct = self._environ.get(variable)
         if direct:
+            redaction.register(direct)
             return TokenCredential(nip, direct, source=variable)
         self._refresh_tokens()
         if self._tokens_error is not None:

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
@@ -111,7 +111,7 @@ def _write_private(path: Path, data: bytes) -> None:
 class KeyRing:
     symmetric: PublishedKey
     token: PublishedKey
-    secret: bytes  # signs JWTs and pre-signed URLs
+    secret: bytes = field(repr=False)  # signs JWTs and pre-signed URLs
 
     @classmethod
     def load(cls, data_dir: Path) -> KeyRing:

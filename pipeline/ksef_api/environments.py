@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from pipeline.settings import SettingsError
+
 EMULATOR = "emulator"
 TEST = "test"
 DEMO = "demo"
@@ -75,3 +77,75 @@ def environment(name: str, url: str | None = None) -> Environment:
             raise ValueError(f"the {key} environment has a fixed URL; do not pass one")
         return _MF_ENVIRONMENTS[key]
     raise ValueError(f"unknown KSeF environment {name!r}; expected one of {', '.join(NAMES)}")
+
+
+# --- choosing the environment: explicit, and the same for the API and the QR links -------
+
+ENV_VARIABLE = "KSEF_ENV"
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# QR links a billing system prints for invoices sent to each environment. The emulator's
+# are TEST links (the emulator has no QR host); never production ones.
+QR_FOR = {EMULATOR: TEST, TEST: TEST, DEMO: DEMO, PROD: PROD}
+_QR_ALLOWED = {EMULATOR: (TEST, DEMO), TEST: (TEST,), DEMO: (DEMO,), PROD: (PROD,)}
+_QR_ALIASES = {"te": TEST, "preprod": DEMO, "prd": PROD, "production": PROD}
+
+
+class EnvironmentSettingError(SettingsError):
+    """KSEF_ENV missing or unknown, a QR environment that disagrees with it, or an API URL
+    that would send tokens and invoices unencrypted."""
+
+
+def canonical(name: str) -> str:
+    """`emulator`, `test`, `demo` or `prod` for a name or alias (any case)."""
+    key = name.strip().lower()
+    key = {"production": PROD, "prd": PROD, "preprod": DEMO, "te": TEST}.get(key, key)
+    if key not in NAMES:
+        raise EnvironmentSettingError(
+            f"unknown {ENV_VARIABLE} {name!r}; set it to one of {', '.join(NAMES)} "
+            "(emulator: the local stand-in; test, demo, prod: MF's KSeF)")
+    return key
+
+
+def required_name(value: str | None) -> str:
+    """The KSeF environment named by KSEF_ENV's `value`; there is no default, so that a
+    worker never talks to the wrong KSeF (or prints the wrong QR links) by omission."""
+    if value is None or not value.strip():
+        raise EnvironmentSettingError(
+            f"{ENV_VARIABLE} is not set: set it to one of {', '.join(NAMES)} (emulator: the "
+            "local stand-in; test, demo: MF's test environments; prod: production). The "
+            "QR links of sealed invoices follow it.")
+    return canonical(value)
+
+
+def qr_name(env_name: str, explicit: str | None = None) -> str:
+    """The QR environment (`test`, `demo`, `prod`) of invoices sent to `env_name`;
+    an `explicit` KSEF_QR_ENV must agree with it (prod with prod only)."""
+    env_name = canonical(env_name)
+    if explicit is None or not explicit.strip():
+        return QR_FOR[env_name]
+    key = explicit.strip().lower()
+    key = _QR_ALIASES.get(key, key)
+    if key not in (TEST, DEMO, PROD):
+        raise EnvironmentSettingError(
+            f"unknown KSEF_QR_ENV {explicit!r}; expected test, demo or prod (or leave it "
+            f"unset: it follows {ENV_VARIABLE})")
+    if key not in _QR_ALLOWED[env_name]:
+        raise EnvironmentSettingError(
+            f"KSEF_QR_ENV={explicit} disagrees with {ENV_VARIABLE}={env_name}: invoices sent "
+            f"to {env_name} must carry {QR_FOR[env_name]} QR links; unset KSEF_QR_ENV (it "
+            f"follows {ENV_VARIABLE}) or set it to {QR_FOR[env_name]}")
+    return key
+
+
+def require_tls(url: str, *, allow_http: bool = False, variable: str = "KSEF_API_URL") -> str:
+    """`url`, unless it is plain http to a host other than this machine (tokens and
+    invoices would cross the network unencrypted): then EnvironmentSettingError."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "http" and host not in LOCAL_HOSTS and not allow_http:
+        raise EnvironmentSettingError(
+            f"{variable}={url} is plain http to {host or 'an unnamed host'}: KSeF tokens and "
+            "invoices would cross the network unencrypted. Use https://, or http only to "
+            "127.0.0.1, localhost or ::1 (KSEF_ALLOW_HTTP_API=1 allows it on a private "
+            "test network such as the compose stack's)")
+    return url

@@ -25,6 +25,12 @@ from pipeline.ksef_api import (
     emulator,
     environment,
 )
+from pipeline.ksef_api.environments import (
+    EMULATOR,
+    EnvironmentSettingError,
+    require_tls,
+    required_name,
+)
 
 DEFAULT_EMULATOR_URL = "http://127.0.0.1:8700"
 
@@ -46,9 +52,18 @@ class KsefSettings:
 
     @classmethod
     def from_env(cls) -> KsefSettings:
-        name = os.environ.get("KSEF_ENV", "emulator")
-        url = os.environ.get("KSEF_API_URL") or (DEFAULT_EMULATOR_URL if name == "emulator"
-                                                 else None)
+        """Raises EnvironmentSettingError (a ValueError) when KSEF_ENV is not set or
+        unknown, KSEF_API_URL is given for MF's KSeF, or it is plain http off this host."""
+        name = required_name(os.environ.get("KSEF_ENV"))
+        explicit_url = os.environ.get("KSEF_API_URL")
+        if explicit_url and name != EMULATOR:
+            raise EnvironmentSettingError(
+                f"KSEF_API_URL is for the emulator only; KSEF_ENV={name} has MF's fixed URL: "
+                "unset KSEF_API_URL (or set KSEF_ENV=emulator)")
+        url = explicit_url or (DEFAULT_EMULATOR_URL if name == EMULATOR else None)
+        if url:
+            require_tls(url, allow_http=os.environ.get("KSEF_ALLOW_HTTP_API", "").strip()
+                        in ("1", "true", "yes"))
         return cls(
             env_name=name, api_url=url, tokens_file=os.environ.get("KSEF_TOKENS_FILE"),
             credentials_file=os.environ.get("KSEF_CREDENTIALS_FILE"),

@@ -25,6 +25,7 @@ from pipeline.ksef.qr import (
     check_signing_key,
     invoice_link,
 )
+from pipeline.ksef_api.environments import qr_name, required_name
 from pipeline.stages.submission import CheckedInvoice
 from topics.records import SealedInvoice, SealedPrivate
 from topics.sealed import deflate, encode_sealed
@@ -56,6 +57,13 @@ def load_offline_certificates(directory: str | None) -> dict[str, OfflineCertifi
     return found
 
 
+def qr_environment_from_env() -> QrEnvironment:
+    """The QR host of the links: KSEF_ENV's (production invoices get production links,
+    the emulator's test ones); an explicit KSEF_QR_ENV that disagrees is refused."""
+    env_name = required_name(os.environ.get("KSEF_ENV"))
+    return QrEnvironment.parse(qr_name(env_name, os.environ.get("KSEF_QR_ENV")))
+
+
 @dataclass(frozen=True)
 class SealConfig:
     keyring: Keyring
@@ -69,7 +77,7 @@ class SealConfig:
     def from_env(cls, keyring: Keyring) -> SealConfig:
         return cls(
             keyring=keyring,
-            qr_environment=QrEnvironment.parse(os.environ.get("KSEF_QR_ENV", "test")),
+            qr_environment=qr_environment_from_env(),
             certificates=load_offline_certificates(os.environ.get("KSEF_OFFLINE_CERT_DIR")),
             level=int(os.environ.get("KSEF_PACK_LEVEL", "3")),
         )
