@@ -10,6 +10,12 @@ Produces a Latarnia-shaped message (source `operator`) to `ksef.announcements`
 or ending one, publishes its next version. Times without an offset are Warsaw time.
 Prints the record as JSON. Exit 2 on bad input, 1 when Kafka fails.
 
+Written straight to Kafka, the same rules hold as on a worker: a start more than five
+minutes in the past (earlier than the one known) or an end set, moved or cleared is
+refused (exit 2) without `--allow-backdate` / `--allow-end`, and every change is audited
+on `ksef.alerts` (an `operator-change` record naming the OS user) before it is
+published. Kafka's own ACLs decide who may write `ksef.announcements` this way.
+
 With `--worker URL` the request goes to `POST URL/ksef/announcements` on a worker
 instead, with `Authorization: Bearer <token>` from `--token-file` (default
 KSEF_OPERATOR_TOKEN_FILE, mode 0600, `name:token`): the worker checks the token, refuses
@@ -22,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import getpass
 import json
 import os
 import sys
@@ -33,15 +40,16 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from pipeline.bearer import TokenFileError, read_tokens
+from pipeline.bearer import Caller, TokenFileError, read_tokens
 from pipeline.ksef.announcements import AnnouncementError
 from pipeline.modes.messages import OPERATOR_KINDS, from_request, latest_by_id
+from pipeline.modes.operator import ALLOW_BACKDATE, ALLOW_END, assess, audit_alert, refusal
 from pipeline.modes.topic_reads import catalog_records
 from pipeline.settings import KafkaSettings
 from topics import CatalogSettings, topic_name
-from topics.catalog import ANNOUNCEMENTS
+from topics.catalog import ALERTS, ANNOUNCEMENTS
 from topics.codec import encode
-from topics.records import Announcement
+from topics.records import Alert, Announcement
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -72,10 +80,9 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
                         help="with --worker: the operator token file, 0600 `name:token` "
                         "(default $KSEF_OPERATOR_TOKEN_FILE)")
     parser.add_argument("--allow-backdate", action="store_true",
-                        help="with --worker: the start really lies in the past (audited)")
+                        help="the start really lies in the past (audited)")
     parser.add_argument("--allow-end", action="store_true",
-                        help="with --worker: end, move or clear the end of a known message "
-                        "(audited)")
+                        help="end, move or clear the end of a known message (audited)")
 
 
 def request_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -122,16 +129,40 @@ def post_to_worker(args: argparse.Namespace) -> int:
         return 1
 
 
-def publish(record: Announcement) -> None:
+def publish(record: Announcement, audit: Alert) -> None:
+    """The audit record first, then the announcement (nothing unaudited gets out)."""
     errors: list[str] = []
     producer = Producer(KafkaSettings.from_env().confluent(
         **{"enable.idempotence": True, "acks": "all", "log_level": 2}))
-    producer.produce(topic_name(ANNOUNCEMENTS, CatalogSettings.from_env()),
-                     key=record.id.encode(), value=encode(record),
-                     on_delivery=lambda err, _: errors.append(str(err)) if err else None)
+    catalog = CatalogSettings.from_env()
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err:
+            errors.append(str(err))
+
+    producer.produce(topic_name(ALERTS, catalog), key=audit.alert_id.encode(),
+                     value=encode(audit), on_delivery=delivered)
+    if producer.flush(30) or errors:
+        raise RuntimeError(f"audit record of {record.id} not delivered: "
+                           f"{'; '.join(errors) or 'timed out'}; nothing published")
+    producer.produce(topic_name(ANNOUNCEMENTS, catalog), key=record.id.encode(),
+                     value=encode(record), on_delivery=delivered)
     if producer.flush(30) or errors:
         raise RuntimeError(f"announcement {record.id} not delivered: "
                            f"{'; '.join(errors) or 'timed out'}")
+
+
+def guard(record: Announcement, known: dict[str, Announcement], args: argparse.Namespace,
+          now: dt.datetime) -> Alert | str:
+    """The audit record of a change the flags allow, or why it is refused."""
+    change = assess(record, known.get(record.id), now)
+    allowed = {ALLOW_BACKDATE: args.allow_backdate, ALLOW_END: args.allow_end}
+    refused = refusal(record, change, allowed, now,
+                      hint=lambda name: f"add --{name.replace('_', '-')}")
+    if refused is not None:
+        return refused.message
+    caller = Caller(name=f"{getpass.getuser()}@cli", fingerprint="kafka-write")
+    return audit_alert(record, caller, change, allowed, now, remote=None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -143,14 +174,19 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:
         print(f"ksef-pipeline announce: cannot read ksef.announcements: {exc}", file=sys.stderr)
         return 1
+    now = dt.datetime.now(dt.UTC)
     try:
-        record = build(args, known, dt.datetime.now(dt.UTC))
+        record = build(args, known, now)
     except AnnouncementError as exc:
         print(f"ksef-pipeline announce: {exc}", file=sys.stderr)
         return 2
     if not args.dry_run:
+        audit = guard(record, known, args, now)
+        if isinstance(audit, str):
+            print(f"ksef-pipeline announce: {audit}", file=sys.stderr)
+            return 2
         try:
-            publish(record)
+            publish(record, audit)
         except Exception as exc:
             print(f"ksef-pipeline announce: {exc}", file=sys.stderr)
             return 1

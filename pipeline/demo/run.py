@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import stopping
+from pipeline.bearer import write_token_file
 from pipeline.recovery_watch import RECOVERY_STALLED_EXIT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -183,7 +184,12 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     if not keyring.exists():
         keyring.write_bytes(new_keyring_json())
         keyring.chmod(0o600)
+    # The operator endpoint (POST /ksef/announcements) needs a bearer token: the demo's
+    # own, in a 0600 file of its state dir, so an operator can try it on this stack.
+    operator_tokens = var / "operator-token"
+    write_token_file(operator_tokens, name="demo-operator")
     env.update(KSEF_ENV="emulator", KSEF_API_URL=emulator.base_url,
+               KSEF_OPERATOR_TOKEN_FILE=str(operator_tokens),
                KSEF_CREDENTIALS_FILE=str(credentials), KSEF_KEYRING_FILE=str(keyring),
                KSEF_PACK_LINGER_S=str(args.linger), KSEF_SPOOL_DIR=str(var / "spool"),
                KSEF_LATARNIA_POLL_S="1", KSEF_LATARNIA_UNREACHABLE_AFTER_S="5",
@@ -200,6 +206,8 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         procs.append(stack.enter_context(
             process(f"worker {i}", cmds[i], env, var / f"worker-{i}.log")))
         say(f"worker {i}: http://127.0.0.1:{port}/  log {var / f'worker-{i}.log'}")
+    say(f"operator token (announcements): {operator_tokens}; try `ksef-pipeline announce "
+        f"failure --start <ISO> --worker <worker URL> --token-file {operator_tokens}`")
     if _should_stop(stop):
         return 130
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,21 +104,26 @@ def assess(record: Announcement, previous: Announcement | None, now: dt.datetime
     return Change(backdated, changes_end)
 
 
+def json_flag(name: str) -> str:
+    return f'send "{name}": true'
+
+
 def refusal(record: Announcement, change: Change, allowed: Mapping[str, bool],
-            now: dt.datetime) -> Refusal | None:
-    """422 when the record backdates or ends a window without the matching flag."""
+            now: dt.datetime, hint: Callable[[str], str] = json_flag) -> Refusal | None:
+    """422 when the record backdates or ends a window without the matching flag (`hint`
+    says how to give it: a JSON field on the endpoint, an option on the command line)."""
     minutes = int(BACKDATE_TOLERANCE.total_seconds() // 60)
     problems = []
     if change.backdated and not allowed.get(ALLOW_BACKDATE):
         problems.append(
             f"start {record.start} is more than {minutes} min before now "
             f"({now.isoformat(timespec='seconds')}): a backdated window can reopen deadlines "
-            f"that already passed; send \"{ALLOW_BACKDATE}\": true if it really began then "
+            f"that already passed; {hint(ALLOW_BACKDATE)} if it really began then "
             "(the change is audited)")
     if change.changes_end and not allowed.get(ALLOW_END):
         problems.append(
             f"this ends (or moves or clears the end of) message {record.id!r}: ending a window "
-            f"shortens the deadlines it extended; send \"{ALLOW_END}\": true to do it "
+            f"shortens the deadlines it extended; {hint(ALLOW_END)} to do it "
             "(the change is audited)")
     return Refusal(422, "; ".join(problems)) if problems else None
 

@@ -123,7 +123,8 @@ def test_total_failure_exempts_pending_and_new_invoices(
 
         now = dt.datetime.now(dt.UTC)
         record = _announce(sandbox, "total-failure", "--start",
-                           (now - dt.timedelta(hours=1)).isoformat(), "--id", "media-1")
+                           (now - dt.timedelta(hours=1)).isoformat(), "--id", "media-1",
+                           "--allow-backdate")
         assert record.source == "operator" and record.category == "TOTAL_FAILURE"
         state = modes.first(lambda s: s.state == "TOTAL_FAILURE", 60, "TOTAL_FAILURE")
         deadlines.wait(lambda seen: {r.status for r in _latest(seen).values()} == {"exempt"},

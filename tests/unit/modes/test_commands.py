@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import datetime as dt
 import json
@@ -9,6 +10,7 @@ import json
 import pytest
 
 from pipeline.cli import main
+from pipeline.commands import announce as announce_cmd
 from pipeline.commands import deadlines as deadlines_cmd
 from pipeline.ksef.keyring import Keyring
 from pipeline.modes.replay import from_sealed, from_submitted, plan
@@ -34,6 +36,28 @@ def test_announce_rejects_an_end_before_the_start(capsys: pytest.CaptureFixture[
     code = main(["announce", "maintenance", "--start", "2026-03-02T20:00", "--end",
                  "2026-03-02T19:00", "--dry-run"])
     assert code == 2 and "before start" in capsys.readouterr().err
+
+
+def test_announce_straight_to_kafka_needs_the_flags_and_is_audited() -> None:
+    """The direct Kafka path keeps the endpoint's rules: a backdated start or an ended
+    window only with --allow-backdate / --allow-end, and an audit record names who."""
+    now = dt.datetime(2026, 3, 2, 12, 0, tzinfo=dt.UTC)
+    parser = argparse.ArgumentParser()
+    announce_cmd.configure(parser)
+    args = parser.parse_args(["failure", "--start", "2026-03-02T08:00", "--id", "f-1"])
+    record = announce_cmd.build(args, {}, now)
+    refused = announce_cmd.guard(record, {}, args, now)
+    assert isinstance(refused, str) and "--allow-backdate" in refused
+    allowed = parser.parse_args(["failure", "--start", "2026-03-02T08:00", "--id", "f-1",
+                                 "--allow-backdate"])
+    audit = announce_cmd.guard(record, {}, allowed, now)
+    assert not isinstance(audit, str)
+    assert audit.kind == "operator-change" and audit.details["backdated"] is True
+    assert audit.details["allow_backdate"] is True and audit.details["by"].endswith("@cli")
+    ending = parser.parse_args(["end", "--id", "f-1", "--at", "2026-03-02T13:00"])
+    ended = announce_cmd.build(ending, {"f-1": record}, now)
+    refused = announce_cmd.guard(ended, {"f-1": record}, ending, now)
+    assert isinstance(refused, str) and "--allow-end" in refused
 
 
 RECORDS = [
