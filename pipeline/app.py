@@ -66,6 +66,11 @@ app = faust.App(
     producer_linger_ms=5,
     producer_request_timeout=worker_settings.producer_request_timeout_s,
     broker_max_poll_records=500,
+    # Bounded read-ahead: Faust buffers up to 4,096 events per partition and fetches 1 MB
+    # per partition, so a worker meeting a backlog of invoices held ~120 MB of them;
+    # memory should not grow with the backlog (see ops/bench e2e --rss-compare).
+    stream_buffer_maxsize=256,
+    consumer_max_fetch_size=256 * 1024,
     broker_session_timeout=worker_settings.session_timeout_s,
     broker_heartbeat_interval=min(3.0, worker_settings.session_timeout_s / 3),
     logging_config=logs.logging_config(worker_settings.log_level,
