@@ -131,10 +131,13 @@ PERMANENT = (RecordTooLarge, MessageSizeTooLargeError, RecordTooLargeError)
 
 async def emit(sub: Submission, result: SealedOutput | Rejection) -> None:
     """Produce the record's output; one a topic cannot take becomes a rejection, and a
-    rejection that cannot be written either an alert: the worker goes on in every case."""
+    rejection that cannot be written either an alert: the worker goes on in every case.
+
+    Refused before sending (`RecordTooLarge`), that happens here; refused by the broker
+    (a topic configured below the catalog), before the commit (`ProduceGuard`)."""
     try:
         if isinstance(result, Rejection):
-            await _produce_rejection(result)
+            await _produce_rejection(sub, result)
         else:
             # The deadline tracker learns of the invoice from its first deadline record,
             # keyed by invoice id (the partition that tracks it), not from the sealed topic.
@@ -142,39 +145,56 @@ async def emit(sub: Submission, result: SealedOutput | Rejection) -> None:
             first = encode(first_record(result.meta, result.deadline, now_utc()))
             invoice_key = result.meta.invoice_id.encode()
             check_record_size(DEADLINES, invoice_key, first)
-            await produce(SEALED, result.meta.seller_nip.encode(), result.value)
-            await produce(DEADLINES, invoice_key, first)
+
+            async def sealed_refused(error: BaseException) -> None:
+                await _reject_instead(sub, error)
+
+            async def deadline_refused(error: BaseException) -> None:
+                await _park(sub, error, "its first ksef.deadlines record could not be "
+                            "written (the invoice itself was sealed)")
+
+            await produce(SEALED, result.meta.seller_nip.encode(), result.value,
+                          sealed_refused)
+            await produce(DEADLINES, invoice_key, first, deadline_refused)
         return
     except PERMANENT as exc:
-        failure: Exception = exc
+        failure: BaseException = exc
+    await _reject_instead(sub, failure)
+
+
+async def _reject_instead(sub: Submission, failure: BaseException) -> None:
     log.warning("output refused for good; rejecting the record instead",
                 origin=str(sub.origin), error=cut(str(failure), 300))
     rejection = reject(sub, "too-large", f"its output cannot be written: {failure}",
                        details={"error": type(failure).__name__})
     try:
-        await _produce_rejection(rejection)
+        await _produce_rejection(sub, rejection)
         return
     except PERMANENT as exc:
         failure = exc
     await _park(sub, failure)
 
 
-async def _produce_rejection(rejection: Rejection) -> None:
+async def _produce_rejection(sub: Submission, rejection: Rejection) -> None:
     log.info("rejected", invoice_id=rejection.invoice_id, reason=rejection.reason,
              code=rejection.code)
-    await produce(REJECTED, rejection.invoice_id.encode(), encode(rejection))
+
+    async def refused(error: BaseException) -> None:
+        await _park(sub, error)
+
+    await produce(REJECTED, rejection.invoice_id.encode(), encode(rejection), refused)
 
 
-async def _park(sub: Submission, failure: Exception) -> None:
+async def _park(sub: Submission, failure: BaseException,
+                what: str = "neither its output nor a rejection could be written") -> None:
     """Not even a rejection fits: say so on ksef.alerts and go past the record."""
     ref = sub.origin
     invoice_id = cut(sub.invoice_id() or "", 256) or None
     alert = Alert(
         alert_id=f"record-parked:{ref.topic}/{ref.partition}/{ref.offset}",
         kind="record-parked", severity="critical", at=iso(), invoice_id=invoice_id,
-        message=(f"record {ref.topic}/{ref.partition}/{ref.offset} was skipped: neither its "
-                 f"output nor a rejection could be written ({cut(str(failure), 300)}); "
-                 "read it from the topic and resubmit it fixed"),
+        message=(f"record {ref.topic}/{ref.partition}/{ref.offset} was skipped: {what} "
+                 f"({cut(str(failure), 300)}); read it from the topic and resubmit it fixed"),
         details={"topic": ref.topic, "partition": ref.partition, "offset": ref.offset,
                  "error": type(failure).__name__})
     log.error("record parked", origin=str(ref), error=cut(str(failure), 300))

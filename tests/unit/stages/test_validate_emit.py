@@ -42,7 +42,8 @@ def _run(validate: ModuleType, monkeypatch: pytest.MonkeyPatch,
          refused: set[str]) -> list[tuple[str, bytes, bytes | None]]:
     sent: list[tuple[str, bytes, bytes | None]] = []
 
-    async def produce(spec: TopicSpec, key: bytes, value: bytes | None) -> None:
+    async def produce(spec: TopicSpec, key: bytes, value: bytes | None,
+                      _refused: Any = None) -> None:
         if spec.name in refused:
             raise RecordTooLarge(spec, spec.max_message_bytes + 1)
         sent.append((spec.name, key, value))
@@ -96,10 +97,39 @@ def test_a_deadline_record_too_large_means_no_sealed_record_either(
 
     monkeypatch.setattr(validate, "check_record_size", check)
 
-    async def produce(spec: TopicSpec, key: bytes, value: bytes | None) -> None:
+    async def produce(spec: TopicSpec, key: bytes, value: bytes | None,
+                      _refused: Any = None) -> None:
         sent.append(spec.name)
 
     monkeypatch.setattr(validate, "produce", produce)
     sub = _sub()
     asyncio.run(validate.emit(sub, validate.validate_and_seal(sub)))
     assert sent == [REJECTED.name]
+
+
+def test_a_sealed_record_the_broker_refuses_later_becomes_a_rejection_before_the_commit(
+        validate: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The broker's own refusal (a topic configured below the catalog) arrives at flush
+    time; the guard then runs the fallback each record was produced with."""
+    from aiokafka.errors import MessageSizeTooLargeError  # type: ignore[import-untyped]
+
+    sent: list[str] = []
+    fallbacks: dict[str, Any] = {}
+
+    async def produce(spec: TopicSpec, key: bytes, value: bytes | None,
+                      refused: Any = None) -> None:
+        sent.append(spec.name)
+        fallbacks[spec.name] = refused
+
+    monkeypatch.setattr(validate, "produce", produce)
+    sub = _sub()
+
+    async def scenario() -> None:
+        await validate.emit(sub, validate.validate_and_seal(sub))
+        assert sent == [SEALED.name, DEADLINES.name]
+        await fallbacks[SEALED.name](MessageSizeTooLargeError())
+        assert sent[-1] == REJECTED.name
+        await fallbacks[REJECTED.name](MessageSizeTooLargeError())  # not even that
+        assert sent[-1] == ALERTS.name
+
+    asyncio.run(scenario())
