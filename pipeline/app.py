@@ -16,6 +16,7 @@ import faust
 from pipeline import logs
 from pipeline.faust_fixes import (
     ProduceGuard,
+    Refused,
     idempotent_producer,
     keep_buffers_on_resume,
     never_commit_past_pending,
@@ -26,6 +27,7 @@ from pipeline.faust_fixes import (
 from pipeline.recovery_watch import watch_recovery
 from pipeline.settings import KafkaSettings, WorkerSettings
 from topics import CatalogSettings, TopicSpec, topic_name
+from topics.catalog import check_record_size
 
 kafka_settings = KafkaSettings.from_env()
 worker_settings = WorkerSettings.from_env()
@@ -102,15 +104,20 @@ def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:
     )
 
 
-async def produce(spec: TopicSpec, key: bytes, value: bytes | None) -> None:
+async def produce(spec: TopicSpec, key: bytes, value: bytes | None,
+                  refused: Refused | None = None) -> None:
     """Hand one record to the app's producer directly.
 
     An order of magnitude cheaper per record than `Topic.send` (no Faust message
     envelope, callbacks or sensors), with the same partitioner and ordering. Faust still
     flushes this producer before it commits consumed offsets, so a record produced while
     handling an event is durable before that event counts as done; a record the broker
-    never takes makes that flush fail instead (`ProduceGuard`).
+    never takes makes that flush fail instead (`ProduceGuard`). A record larger than its
+    topic takes raises `RecordTooLarge` here, before anything is sent: the caller turns it
+    into a rejection instead of a flush that fails on every restart. `refused` is what to
+    do when the broker still refuses the record for good (run before the next commit).
     """
+    check_record_size(spec, key, value)
     delivery = await app.producer.send(topic_name(spec, catalog_settings), key, value,
                                        None, None, None)
-    produce_guard.watch(delivery)  # type: ignore[arg-type]
+    produce_guard.watch(delivery, refused)  # type: ignore[arg-type]

@@ -38,6 +38,9 @@ a record the broker never took (its batch expired) is dropped without a word, an
 offsets of the input it came from are committed all the same. `ProduceGuard` remembers
 such failures of the records our stages produce and makes the next flush raise, so the
 commit does not happen and the worker stops; its inputs are handled again on restart.
+Except a record the broker refuses for good (too large, corrupt: the same bytes fail
+after any restart, a crash loop on one record) whose producer said what to do instead
+(`watch(delivery, refused)`): that is done, and flushed, before the commit.
 
 Faust's producer waits for every in-sync replica (acks=-1) but turns idempotence on only
 inside transactions: a batch retried after a broker failover (written, its answer lost)
@@ -47,10 +50,25 @@ is then stored twice. `idempotent_producer` asks for acks=all and idempotence al
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    CorruptRecordException,
+    InvalidTimestampError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from faust import streams
+
+# The broker refuses these records for good: the same bytes fail again after any retry or
+# restart. Errors of the whole producer (authorization, a missing topic) are not here: a
+# misconfiguration stops the worker instead of turning every record into a rejection.
+REFUSED_FOR_GOOD = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError,
+                    CorruptRecordException, InvalidTimestampError)
+
+Refused = Callable[[BaseException], Awaitable[None]]
 
 
 def skipped_records_stay_unacknowledged() -> bool:
@@ -186,23 +204,62 @@ class ProduceFailed(RuntimeError):
 
 
 class ProduceGuard:
-    """Turns a lost delivery into a failed flush (and so a skipped commit)."""
+    """Turns a lost delivery into a failed flush (and so a skipped commit), or, for a
+    record refused for good that has a `refused` fallback, into that fallback."""
 
     def __init__(self) -> None:
         self.failures: list[BaseException] = []
+        self.fallbacks: dict[asyncio.Future[Any], Refused] = {}
+        # refused for good: seen by the done callback first, or by a flush first
+        self._settled_first: set[asyncio.Future[Any]] = set()
+        self._flushed_first: set[asyncio.Future[Any]] = set()
 
-    def watch(self, delivery: asyncio.Future[Any]) -> None:
+    def watch(self, delivery: asyncio.Future[Any], refused: Refused | None = None) -> None:
+        if refused is not None:
+            self.fallbacks[delivery] = refused
         delivery.add_done_callback(self._settled)
 
     def _settled(self, delivery: asyncio.Future[Any]) -> None:
-        if not delivery.cancelled() and delivery.exception() is not None:
-            self.failures.append(delivery.exception())  # type: ignore[arg-type]
+        if delivery.cancelled() or delivery.exception() is None:
+            self.fallbacks.pop(delivery, None)
+            return
+        if isinstance(delivery.exception(), REFUSED_FOR_GOOD):
+            if delivery in self._flushed_first:
+                self._flushed_first.discard(delivery)  # its fallback already ran
+                return
+            if delivery in self.fallbacks:
+                self._settled_first.add(delivery)
+                return  # the next flush runs its fallback
+        self.fallbacks.pop(delivery, None)
+        self.failures.append(delivery.exception())  # type: ignore[arg-type]
+
+    async def _run_fallbacks(self) -> bool:
+        """Run the fallback of every delivery refused for good; True when any ran."""
+        ran = False
+        for delivery, refused in list(self.fallbacks.items()):
+            # a flush leaves every delivery it waited for done (aiokafka resolves them
+            # before its batch), though their done callbacks may not have run yet
+            if not delivery.done() or delivery.cancelled():
+                continue
+            error = delivery.exception()
+            if error is None or not isinstance(error, REFUSED_FOR_GOOD):
+                continue
+            del self.fallbacks[delivery]
+            if delivery in self._settled_first:
+                self._settled_first.discard(delivery)
+            else:
+                self._flushed_first.add(delivery)  # its done callback is still to come
+            await refused(error)
+            ran = True
+        return ran
 
     def install(self, producer: Any) -> None:
         flush = producer.flush
 
         async def flush_or_fail() -> None:
             await flush()
+            while await self._run_fallbacks():
+                await flush()  # what the fallbacks produced is durable before the commit
             if self.failures:
                 first = self.failures[0]
                 raise ProduceFailed(

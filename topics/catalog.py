@@ -182,6 +182,32 @@ CATALOG: tuple[TopicSpec, ...] = (
 BY_NAME: dict[str, TopicSpec] = {t.name: t for t in CATALOG}
 
 
+# What a one-record batch adds to its key and value on the wire (batch header 61 bytes,
+# record framing up to ~20): kept generous, so a record passing `check_record_size` is
+# never one the broker refuses for its size.
+RECORD_OVERHEAD_BYTES = 128
+
+
+class RecordTooLarge(ValueError):
+    """A record larger than its topic's max.message.bytes: the broker would refuse it for
+    good, so it is never sent (a retry or restart cannot help)."""
+
+    def __init__(self, spec: TopicSpec, size: int) -> None:
+        self.spec = spec
+        self.size = size
+        self.limit = spec.max_message_bytes
+        super().__init__(f"a record of {size:,} bytes does not fit {spec.name} "
+                         f"(max.message.bytes {spec.max_message_bytes:,})")
+
+
+def check_record_size(spec: TopicSpec, key: bytes | None, value: bytes | None,
+                      headers_bytes: int = 0) -> None:
+    """Raise `RecordTooLarge` when key + value + headers cannot fit one record of `spec`."""
+    size = len(key or b"") + len(value or b"") + headers_bytes + RECORD_OVERHEAD_BYTES
+    if size > spec.max_message_bytes:
+        raise RecordTooLarge(spec, size)
+
+
 def topic_name(spec: TopicSpec, settings: CatalogSettings | None = None) -> str:
     """The name on the cluster (an optional prefix lets several pipelines share one)."""
     prefix = (settings or CatalogSettings.from_env()).prefix

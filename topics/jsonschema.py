@@ -73,11 +73,17 @@ def _submitted_schema() -> dict[str, Any]:
             "Raw record, not JSON. Kafka key: invoice id (UTF-8, chosen by the producer, "
             "stable across its retries). Kafka value: the FA(3) invoice XML bytes exactly "
             "as issued (the KSeF hash is over these bytes; never re-encode them). "
-            "Optional headers (UTF-8 strings) are described under `headers`."
+            "Optional headers (UTF-8 strings) are described under `headers`; other ksef-* "
+            "headers are refused, and all headers together hold at most 64 headers and "
+            "16 KiB. Over a bound the invoice is rejected (bad-key, bad-header, too-large)."
         ),
         "type": "object",
         "properties": {
-            "key": {"type": "string", "minLength": 1, "description": "invoice id"},
+            "key": {
+                "type": "string", "minLength": 1, "maxLength": 256,
+                "description": "invoice id: at most 256 bytes of UTF-8, printable (no "
+                               "control or format characters)",
+            },
             "value": {
                 "type": "string", "contentMediaType": "application/xml",
                 "description": "invoice XML bytes, UTF-8 without BOM, at most 3,000,000",
@@ -86,10 +92,14 @@ def _submitted_schema() -> dict[str, Any]:
                 "type": "object",
                 "properties": {
                     "ksef-seller-nip": {"type": "string", "pattern": "^[0-9]{10}$"},
-                    "ksef-source": {"type": "string"},
+                    "ksef-source": {
+                        "type": "string", "maxLength": 256,
+                        "description": "billing system: printable UTF-8, no control "
+                                       "characters",
+                    },
                     "ksef-attachments": {"enum": ["0", "1"]},
                     "ksef-technical-correction-of": {
-                        "type": "string",
+                        "type": "string", "minLength": 44, "maxLength": 44,
                         "description": "SHA-256 (base64) of the rejected original",
                     },
                 },

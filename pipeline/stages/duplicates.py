@@ -14,6 +14,7 @@ from pipeline.clock import iso
 from pipeline.ksef.fa3 import INVOICE_KINDS
 from pipeline.stages.submission import ALL_REASONS
 from topics.records import DedupeRelease, KafkaRef, Rejection
+from topics.rejections import build_rejection
 
 STAGE = "dedupe"
 # Rejections from these stages come before the check: their invoices never held a number.
@@ -99,7 +100,7 @@ def dedupe(inv: Numbered, seen: str | None) -> tuple[str | None, Rejection | Non
         why = f"was already submitted as invoice id {original_id}"
     message = (f"invoice {inv.invoice_number} ({inv.kind}) of seller {inv.seller_nip} {why}; "
                "KSeF keeps (seller NIP, RodzajFaktury, P_2) unique for 10 years")
-    rej = Rejection(
+    rej = build_rejection(
         invoice_id=inv.invoice_id, stage=STAGE, code=ALL_REASONS["duplicate"][0],
         reason="duplicate", message=message, rejected_at=iso(),
         details={"original_invoice_id": original_id, "original_sha256": original_hash},

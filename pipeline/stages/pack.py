@@ -55,6 +55,7 @@ from pipeline.stages.replay_guard import ReplayGuard
 from topics.catalog import CORRECTIONS, OUTCOMES, PACKED, REJECTED, RELEASES, SEALED
 from topics.codec import decode, encode
 from topics.records import DedupeRelease, KafkaRef, PackedBatch, Rejection, SealedInvoice
+from topics.rejections import build_rejection
 from topics.sealed import SealedRecordError, open_sealed, read_meta
 
 log = logs.get(__name__)
@@ -108,8 +109,8 @@ async def _reject(inv_id: str, reason: str, code: int, message: str, event: Any,
                   inv: SealedInvoice | None = None) -> None:
     known = {} if inv is None else {"seller_nip": inv.seller_nip, "origin": inv.origin,
                                     "invoice_number": inv.invoice_number, "sha256": inv.sha256}
-    rej = Rejection(invoice_id=inv_id, stage="pack", code=code, reason=reason, message=message,
-                    rejected_at=iso(), **known)
+    rej = build_rejection(invoice_id=inv_id, stage="pack", code=code, reason=reason,
+                          message=message, rejected_at=iso(), **known)
     await produce(REJECTED, inv_id.encode(), encode(rej))
     await _ack([event])
 

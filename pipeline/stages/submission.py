@@ -7,23 +7,42 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import os
+import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from pipeline.clock import iso
 from pipeline.ksef.fa3 import REASONS, Finding, InvoiceChecker
 from topics.records import KafkaRef, Rejection
+from topics.rejections import build_rejection
 
 STAGE = "validate"
 HEADER_SELLER = "ksef-seller-nip"
 HEADER_SOURCE = "ksef-source"
 HEADER_ATTACHMENTS = "ksef-attachments"
 HEADER_CORRECTION = "ksef-technical-correction-of"
+KNOWN_HEADERS = frozenset({HEADER_SELLER, HEADER_SOURCE, HEADER_ATTACHMENTS, HEADER_CORRECTION})
+
+# Input bounds: checked before anything is parsed or produced, so no input field can make
+# a record (sealed or rejection) that a topic refuses. The invoice's own limit is KSeF's
+# (3,000,000 bytes, `too-large`), checked by the FA(3) pre-check before parsing.
+KEY_MAX_BYTES = 256  # the invoice id, UTF-8
+SOURCE_MAX_CHARS = 256  # ksef-source
+HEADERS_MAX_BYTES = 16 * 1024  # every header of the record, names and values
+HEADERS_MAX_COUNT = 64
+# Not printable: controls (C0, DEL, C1), format characters (bidi overrides, zero-width),
+# surrogates, private use, line and paragraph separators.
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
+_NIP = re.compile(rb"[0-9]{10}")
 
 # Reasons this stage adds to the FA(3) vocabulary (code, description).
 STAGE_REASONS: dict[str, tuple[int, str]] = {
     "missing-invoice-id": (430, "the Kafka record has no key (invoice id) or it is not UTF-8"),
-    "bad-header": (430, "a ksef-* header is malformed (e.g. seller NIP not 10 digits)"),
+    "bad-key": (430, f"the record key (invoice id) is over {KEY_MAX_BYTES} bytes or has a "
+                "character that is not printable (a control character)"),
+    "bad-header": (430, "a ksef-* header is malformed or unknown (e.g. seller NIP not 10 "
+                   "digits), or the headers are too large"),
     "seller-mismatch": (450, "ksef-seller-nip header differs from Podmiot1/NIP in the XML"),
 }
 ALL_REASONS: dict[str, tuple[int, str]] = {**REASONS, **STAGE_REASONS}
@@ -98,7 +117,7 @@ def reject(sub: Submission, reason: str, message: str, *, invoice_id: str | None
            invoice_number: str | None = None, sha256: str | None = None) -> Rejection:
     ref = sub.origin
     fallback_id = f"no-id:{ref.topic}/{ref.partition}/{ref.offset}"
-    return Rejection(
+    return build_rejection(
         invoice_id=invoice_id or sub.invoice_id() or fallback_id,
         stage=STAGE, code=ALL_REASONS[reason][0], reason=reason, message=message,
         rejected_at=iso(), details=dict(details or {}), seller_nip=seller_nip,
@@ -106,9 +125,79 @@ def reject(sub: Submission, reason: str, message: str, *, invoice_id: str | None
     )
 
 
+def unprintable(text: str) -> int | None:
+    """Index of the first character of `text` that is not printable, or None."""
+    for index, char in enumerate(text):
+        if (char < " " or "\x7f" <= char <= "\xa0" or char > "~") and \
+                unicodedata.category(char) in _UNPRINTABLE:
+            return index
+    return None
+
+
+def _character(char: str) -> str:
+    return f"U+{ord(char):04X}"
+
+
+def key_problem(key: bytes) -> str | None:
+    """Why a UTF-8 record key is no acceptable invoice id, or None."""
+    if len(key) > KEY_MAX_BYTES:
+        return (f"record key (invoice id) has {len(key):,} bytes; at most {KEY_MAX_BYTES} "
+                "bytes of UTF-8 are accepted")
+    text = key.decode("utf-8")
+    bad = unprintable(text)
+    if bad is not None:
+        return (f"record key (invoice id) has the character {_character(text[bad])} at "
+                f"position {bad}; an invoice id is printable text without control characters")
+    return None
+
+
+def _headers_problem(sub: Submission) -> tuple[str, str] | None:
+    """(header, why) when the headers as a whole are too many or too large, or a ksef-*
+    header is not one of the contract's (a misspelt header is not silently ignored)."""
+    total = sum(len(name.encode("utf-8", "surrogatepass")) + len(value)
+                for name, value in sub.headers.items())
+    if total > HEADERS_MAX_BYTES or len(sub.headers) > HEADERS_MAX_COUNT:
+        return "*", (f"the record has {len(sub.headers)} headers of {total:,} bytes; at most "
+                     f"{HEADERS_MAX_COUNT} headers of {HEADERS_MAX_BYTES:,} bytes in all are "
+                     "accepted")
+    for name in sub.headers:
+        if name.lower().startswith("ksef-") and name not in KNOWN_HEADERS:
+            return name, (f"unknown header {name!r}; the ksef-* headers are "
+                          + ", ".join(sorted(KNOWN_HEADERS)))
+    return None
+
+
+def _source_problem(sub: Submission) -> str | None:
+    raw = sub.headers.get(HEADER_SOURCE)
+    if raw is None:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"{HEADER_SOURCE} must be UTF-8 text"
+    if len(text) > SOURCE_MAX_CHARS:
+        return (f"{HEADER_SOURCE} has {len(text):,} characters; at most {SOURCE_MAX_CHARS} "
+                "are accepted")
+    bad = unprintable(text)
+    if bad is not None:
+        return (f"{HEADER_SOURCE} has the character {_character(text[bad])} at position "
+                f"{bad}; it must be printable text without control characters")
+    return None
+
+
 def _header_problem(sub: Submission) -> tuple[str, str] | None:
     """(header, why) for a malformed optional header: a producer bug is reported, not
     guessed around. The XML, not the header, decides whether attachments are present."""
+    problem = _headers_problem(sub)
+    if problem is not None:
+        return problem
+    raw_nip = sub.headers.get(HEADER_SELLER)
+    if raw_nip is not None and _NIP.fullmatch(raw_nip) is None:
+        return HEADER_SELLER, (f"{HEADER_SELLER} must be exactly 10 ASCII digits, got "
+                               f"{len(raw_nip)} bytes")
+    source = _source_problem(sub)
+    if source is not None:
+        return HEADER_SOURCE, source
     attachments = sub.header(HEADER_ATTACHMENTS)
     if attachments not in (None, "", "0", "1"):
         return HEADER_ATTACHMENTS, (f"{HEADER_ATTACHMENTS} must be 1 (attachments) or 0, "
@@ -136,15 +225,16 @@ def check_submission(sub: Submission, checker: InvoiceChecker, today: dt.date,
         return reject(sub, "missing-invoice-id",
                       "record key must be the invoice id as UTF-8 text; it is "
                       + ("missing" if not sub.key else "not valid UTF-8"))
+    assert sub.key is not None
+    bad_key = key_problem(sub.key)
+    if bad_key is not None:
+        return reject(sub, "bad-key", bad_key, details={"key_bytes": len(sub.key)})
     data = sub.value or b""
-    header_nip = sub.header(HEADER_SELLER)
-    if header_nip is not None and not (len(header_nip) == 10 and header_nip.isdigit()):
-        return reject(sub, "bad-header", f"{HEADER_SELLER} must be 10 digits, got "
-                      f"{len(header_nip)} characters", details={"header": HEADER_SELLER})
     header_problem = _header_problem(sub)
     if header_problem is not None:
         name, message = header_problem
         return reject(sub, "bad-header", message, details={"header": name})
+    header_nip = sub.header(HEADER_SELLER)
     # Attachments depend on the seller's context, known only after parsing: check with
     # attachments allowed, then apply the context's policy (the checker's last rule too).
     result = checker.check(data, today=today, attachments_allowed=True)

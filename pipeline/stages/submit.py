@@ -72,6 +72,7 @@ from pipeline.stages.held_releases import release_book
 from topics.catalog import CORRECTIONS, PACKED, REJECTED, SESSIONS
 from topics.codec import decode, encode, from_dict
 from topics.records import Alert, HeldRelease, PackedBatch, Rejection, SealedInvoice, SessionStep
+from topics.rejections import build_rejection
 from topics.sealed import open_sealed, read_meta
 
 log = logs.get(__name__)
@@ -137,10 +138,10 @@ async def _journal_loaded() -> None:
 async def _reject_all(rec: PackedBatch, code: int, reason: str, message: str,
                       session_ref: str | None = None) -> None:
     for inv in rec.invoices:
-        rej = Rejection(invoice_id=inv.invoice_id, stage="submit", code=code, reason=reason,
-                        message=message, rejected_at=iso(), seller_nip=rec.seller_nip,
-                        invoice_number=inv.invoice_number, sha256=inv.sha256,
-                        session_ref=session_ref, origin=inv.ref)
+        rej = build_rejection(invoice_id=inv.invoice_id, stage="submit", code=code,
+                              reason=reason, message=message, rejected_at=iso(),
+                              seller_nip=rec.seller_nip, invoice_number=inv.invoice_number,
+                              sha256=inv.sha256, session_ref=session_ref, origin=inv.ref)
         await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
 
 
@@ -529,9 +530,10 @@ async def _close_after_send(client: Any, ref: str) -> None:
 
 def _correction_rejection(inv: SealedInvoice, code: int, reason: str, message: str
                           ) -> Rejection:
-    return Rejection(invoice_id=inv.invoice_id, stage="submit", code=code, reason=reason,
-                     message=message, rejected_at=iso(), seller_nip=inv.seller_nip,
-                     invoice_number=inv.invoice_number, sha256=inv.sha256, origin=inv.origin)
+    return build_rejection(invoice_id=inv.invoice_id, stage="submit", code=code,
+                           reason=reason, message=message, rejected_at=iso(),
+                           seller_nip=inv.seller_nip, invoice_number=inv.invoice_number,
+                           sha256=inv.sha256, origin=inv.origin)
 
 
 async def _correction_held(inv: SealedInvoice, decision: Decision) -> bool:

@@ -31,7 +31,8 @@ from pipeline.session_journal import CLOSED, COMPLETED, FAILED, OPENED
 from pipeline.stages.deliveries import Deliveries
 from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO
 from topics.codec import decode, encode
-from topics.records import InvoiceOutcome, Rejection, SessionStep, UpoDocument
+from topics.records import InvoiceOutcome, SessionStep, UpoDocument
+from topics.rejections import build_rejection
 
 log = logs.get(__name__)
 
@@ -140,11 +141,11 @@ async def _refuse(step: SessionStep, inv: _Invoice, code: int, message: str,
                   details: dict[str, Any], reason: str | None = None) -> None:
     if _emitted(step, inv, code=code):
         return
-    rej = Rejection(invoice_id=inv.invoice_id, stage="upo", code=code,
-                    reason=reason or KSEF_REASONS.get(code, f"ksef-{code}"), message=message,
-                    rejected_at=iso(), details=details, seller_nip=step.seller_nip,
-                    invoice_number=inv.invoice_number, sha256=inv.sha256,
-                    session_ref=step.session_ref)
+    rej = build_rejection(invoice_id=inv.invoice_id, stage="upo", code=code,
+                          reason=reason or KSEF_REASONS.get(code, f"ksef-{code}"),
+                          message=message, rejected_at=iso(), details=details,
+                          seller_nip=step.seller_nip, invoice_number=inv.invoice_number,
+                          sha256=inv.sha256, session_ref=step.session_ref)
     await produce(REJECTED, inv.invoice_id.encode(), encode(rej))
 
 

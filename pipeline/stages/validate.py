@@ -10,6 +10,10 @@ duplicate check). After
 `.submitted` no topic holds plaintext, and no invoice travels as base64 or JSON.
 
 Any failure of one record becomes a rejection; the agent itself never dies on input.
+Every input field is bounded before anything is produced (`check_submission`), and an
+output a topic could never take (`RecordTooLarge`) becomes a bounded rejection instead,
+or, if even that cannot be written, an alert on `ksef.alerts` (the record is parked:
+committed past, never retried), so one record can never stop or crash-loop the worker.
 """
 
 from __future__ import annotations
@@ -19,6 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+)
 
 from pipeline import logs
 from pipeline.app import app, produce, topic, worker_settings
@@ -32,9 +40,18 @@ from pipeline.modes.snapshot import history_from_mode_state
 from pipeline.stages.replay_guard import ReplayGuard
 from pipeline.stages.sealing import SealConfig, SealedOutput, seal_invoice
 from pipeline.stages.submission import AttachmentPolicy, Submission, check_submission, reject
-from topics.catalog import DEADLINES, REJECTED, SEALED, SUBMITTED
+from topics.catalog import (
+    ALERTS,
+    DEADLINES,
+    REJECTED,
+    SEALED,
+    SUBMITTED,
+    RecordTooLarge,
+    check_record_size,
+)
 from topics.codec import encode
-from topics.records import KafkaRef, ModeState, Rejection
+from topics.records import Alert, KafkaRef, ModeState, Rejection
+from topics.rejections import build_rejection, cut
 
 log = logs.get(__name__)
 
@@ -85,10 +102,11 @@ def validate_and_seal(sub: Submission) -> SealedOutput | Rejection:
         return seal_invoice(checked, config, ModeView.history,
                             ksef_reachable=ModeView.ksef_reachable)
     except Exception as exc:
-        return Rejection(invoice_id=checked.invoice_id, stage="seal", code=500,
-                         reason="unknown", rejected_at=iso(), origin=checked.origin,
-                         received_at=checked.received_at, seller_nip=checked.seller_nip,
-                         message=f"seal failed: {type(exc).__name__}")
+        return build_rejection(invoice_id=checked.invoice_id, stage="seal", code=500,
+                               reason="unknown", rejected_at=iso(), origin=checked.origin,
+                               received_at=checked.received_at,
+                               seller_nip=checked.seller_nip,
+                               message=f"seal failed: {type(exc).__name__}")
 
 
 @app.agent(submitted_topic, name="validate-seal")
@@ -102,14 +120,85 @@ async def validate(stream: faust.StreamT[Any]) -> None:
     # `finally`, even when the agent is cancelled before handling it (a rebalance or a
     # stop), which would lose those invoices. A typical invoice costs ~0.5 ms here.
     async for event in guard.events(stream):
-        result = validate_and_seal(_submission(event))
+        sub = _submission(event)
+        await emit(sub, validate_and_seal(sub))
+
+
+# Refused for good by the producer itself, before the broker: the same record fails again
+# after any retry or restart. (Our own check, and aiokafka's max_request_size one.)
+PERMANENT = (RecordTooLarge, MessageSizeTooLargeError, RecordTooLargeError)
+
+
+async def emit(sub: Submission, result: SealedOutput | Rejection) -> None:
+    """Produce the record's output; one a topic cannot take becomes a rejection, and a
+    rejection that cannot be written either an alert: the worker goes on in every case.
+
+    Refused before sending (`RecordTooLarge`), that happens here; refused by the broker
+    (a topic configured below the catalog), before the commit (`ProduceGuard`)."""
+    try:
         if isinstance(result, Rejection):
-            log.info("rejected", invoice_id=result.invoice_id, reason=result.reason,
-                     code=result.code)
-            await produce(REJECTED, result.invoice_id.encode(), encode(result))
+            await _produce_rejection(sub, result)
         else:
-            await produce(SEALED, result.meta.seller_nip.encode(), result.value)
             # The deadline tracker learns of the invoice from its first deadline record,
             # keyed by invoice id (the partition that tracks it), not from the sealed topic.
-            first = first_record(result.meta, result.deadline, now_utc())
-            await produce(DEADLINES, result.meta.invoice_id.encode(), encode(first))
+            # Both records fit their topics or neither is produced.
+            first = encode(first_record(result.meta, result.deadline, now_utc()))
+            invoice_key = result.meta.invoice_id.encode()
+            check_record_size(DEADLINES, invoice_key, first)
+
+            async def sealed_refused(error: BaseException) -> None:
+                await _reject_instead(sub, error)
+
+            async def deadline_refused(error: BaseException) -> None:
+                await _park(sub, error, "its first ksef.deadlines record could not be "
+                            "written (the invoice itself was sealed)")
+
+            await produce(SEALED, result.meta.seller_nip.encode(), result.value,
+                          sealed_refused)
+            await produce(DEADLINES, invoice_key, first, deadline_refused)
+        return
+    except PERMANENT as exc:
+        failure: BaseException = exc
+    await _reject_instead(sub, failure)
+
+
+async def _reject_instead(sub: Submission, failure: BaseException) -> None:
+    log.warning("output refused for good; rejecting the record instead",
+                origin=str(sub.origin), error=cut(str(failure), 300))
+    rejection = reject(sub, "too-large", f"its output cannot be written: {failure}",
+                       details={"error": type(failure).__name__})
+    try:
+        await _produce_rejection(sub, rejection)
+        return
+    except PERMANENT as exc:
+        failure = exc
+    await _park(sub, failure)
+
+
+async def _produce_rejection(sub: Submission, rejection: Rejection) -> None:
+    log.info("rejected", invoice_id=rejection.invoice_id, reason=rejection.reason,
+             code=rejection.code)
+
+    async def refused(error: BaseException) -> None:
+        await _park(sub, error)
+
+    await produce(REJECTED, rejection.invoice_id.encode(), encode(rejection), refused)
+
+
+async def _park(sub: Submission, failure: BaseException,
+                what: str = "neither its output nor a rejection could be written") -> None:
+    """Not even a rejection fits: say so on ksef.alerts and go past the record."""
+    ref = sub.origin
+    invoice_id = cut(sub.invoice_id() or "", 256) or None
+    alert = Alert(
+        alert_id=f"record-parked:{ref.topic}/{ref.partition}/{ref.offset}",
+        kind="record-parked", severity="critical", at=iso(), invoice_id=invoice_id,
+        message=(f"record {ref.topic}/{ref.partition}/{ref.offset} was skipped: {what} "
+                 f"({cut(str(failure), 300)}); read it from the topic and resubmit it fixed"),
+        details={"topic": ref.topic, "partition": ref.partition, "offset": ref.offset,
+                 "error": type(failure).__name__})
+    log.error("record parked", origin=str(ref), error=cut(str(failure), 300))
+    try:
+        await produce(ALERTS, alert.alert_id.encode(), encode(alert))
+    except PERMANENT:
+        log.error("record parked without an alert", origin=str(ref))

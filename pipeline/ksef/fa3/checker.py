@@ -27,7 +27,7 @@ from .precheck import (
     too_large_without_attachments,
     utf8_problem,
 )
-from .reasons import Finding, finding
+from .reasons import EXCERPT_MAX, Finding, excerpt, finding
 from .schema import (
     FA3_NAMESPACE,
     FA3_ROOT_TAG,
@@ -39,6 +39,7 @@ from .schema import (
 FA2_NAMESPACE = "http://crd.gov.pl/wzor/2023/06/29/12648/"
 _NS_PREFIX = f"{{{FA3_NAMESPACE}}}"
 _LONG_QUOTED = re.compile(r"'([^']{40})[^']+'")
+_LONG_RUN = re.compile(r"(\S{100})\S+")  # a name or value without spaces, cut
 _LONG_LIST = re.compile(r"([{\[])((?:'[^']*', ){10,}'[^']*')([}\]])")
 _SPACE_BYTES = (b" ", b"\t", b"\r", b"\n")
 # xmlschema reads the whole tree to explain even an early error (about 12 ms for 12 KB,
@@ -167,7 +168,7 @@ def _check_document(
 def _syntax_finding(error: Any) -> Finding:
     line, column = error.position if error.position else (error.lineno, None)
     where = f"line {line}" + (f", column {column}" if column else "")
-    detail = error.msg or "parse error"
+    detail = excerpt(_LONG_RUN.sub(r"\1...", error.msg or "parse error"), 2 * EXCERPT_MAX)
     return finding("not-xml", f"not well-formed XML at {where}: {detail}", line=line)
 
 
@@ -192,7 +193,8 @@ def _structure_problem(data: bytes, root: Any) -> Finding | None:
     where = f" inside {path}" if path else " outside the root element"
     return finding(
         "processing-instruction",
-        f"processing instruction <?{first.target} ...?> at line {first.sourceline}{where}; "
+        f"processing instruction <?{excerpt(first.target, 100)} ...?> at line "
+        f"{first.sourceline}{where}; "
         "KSeF refuses documents with processing instructions",
         line=first.sourceline,
         path=path,
@@ -229,10 +231,12 @@ def _root_problem(root: Any) -> Finding | None:
         )
     else:
         message = (
-            f"root element is <{qname.localname}>; an FA(3) invoice has root <Faktura> "
+            f"root element is <{excerpt(qname.localname, 100)}>; an FA(3) invoice has root "
+            "<Faktura> "
             f"in namespace {FA3_NAMESPACE}"
         )
-    return finding("schema", message, line=root.sourceline, path=f"/{qname.localname}")
+    return finding("schema", message, line=root.sourceline,
+                   path=f"/{excerpt(qname.localname, 100)}")
 
 
 def _size_problem(facts: InvoiceFacts) -> Finding | None:
@@ -256,9 +260,11 @@ def _schema_problem(root: Any, explain: bool) -> Finding | None:
 
 
 def _readable(message: str) -> str:
-    """Names without the FA(3) namespace; long quoted values and value lists cut short."""
+    """Names without the FA(3) namespace; long quoted values, names and value lists cut
+    short, the whole at most 2 * EXCERPT_MAX characters."""
     message = _LONG_QUOTED.sub(r"'\1...'", message.replace(_NS_PREFIX, ""))
-    return _LONG_LIST.sub(_shorten_list, message)
+    message = _LONG_RUN.sub(r"\1...", _LONG_LIST.sub(_shorten_list, message))
+    return excerpt(message, 2 * EXCERPT_MAX)
 
 
 def _shorten_list(match: re.Match[str]) -> str:
@@ -284,7 +290,7 @@ def element_path(element: Any) -> str:
     steps: list[str] = []
     node = element
     while node is not None:
-        name = etree.QName(node).localname
+        name = excerpt(etree.QName(node).localname, 100)
         parent = node.getparent()
         if parent is not None:
             same = list(parent.iterchildren(node.tag))

@@ -53,6 +53,18 @@ REASONS: dict[str, tuple[int, str]] = {
 }
 
 
+# A finding quotes invoice text (element names, values, parser messages) in short
+# excerpts only: rejections are kept 400 days and must not become copies of the input.
+EXCERPT_MAX = 200  # characters of invoice text in one quoted piece
+MESSAGE_MAX = 1000  # characters of a whole message
+PATH_MAX = 300  # characters of an element path
+
+
+def excerpt(text: str, limit: int = EXCERPT_MAX) -> str:
+    """`text` cut to `limit` characters ("..." ends a cut one)."""
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
+
+
 @dataclass(frozen=True)
 class Finding:
     """Why KSeF would refuse the invoice; `message` never quotes invoice contents at length."""
@@ -67,5 +79,7 @@ class Finding:
 def finding(
     reason: str, message: str, *, line: int | None = None, path: str | None = None
 ) -> Finding:
-    """A Finding whose code is the one REASONS gives for `reason`."""
-    return Finding(REASONS[reason][0], reason, message, line, path)
+    """A Finding whose code is the one REASONS gives for `reason`; message and path cut
+    to MESSAGE_MAX / PATH_MAX characters."""
+    return Finding(REASONS[reason][0], reason, excerpt(message, MESSAGE_MAX), line,
+                   None if path is None else excerpt(path, PATH_MAX))

@@ -257,6 +257,63 @@ async def test_a_record_the_broker_did_not_take_fails_the_flush_before_any_commi
     assert producer.flushed == 2  # the real flush still ran first
 
 
+async def test_a_record_refused_for_good_runs_its_fallback_and_flushes_it_first() -> None:
+    """A record the broker will never take (too large) would fail every flush after every
+    restart: with a fallback it is replaced (a rejection), flushed before the commit."""
+    from aiokafka.errors import (  # type: ignore[import-untyped]
+        KafkaTimeoutError,
+        MessageSizeTooLargeError,
+    )
+
+    producer, guard = _FakeProducer(), ProduceGuard()
+    guard.install(producer)
+    loop = asyncio.get_running_loop()
+    ran: list[tuple[str, int]] = []
+
+    def fallback(name: str) -> Any:
+        async def refused(error: BaseException) -> None:
+            ran.append((type(error).__name__, producer.flushed))
+        return refused
+
+    too_large, fine = loop.create_future(), loop.create_future()
+    guard.watch(too_large, fallback("too-large"))
+    guard.watch(fine, fallback("fine"))
+    too_large.set_exception(MessageSizeTooLargeError())
+    fine.set_result("metadata")
+    await producer.flush()  # no ProduceFailed: the fallback stands in for the record
+    assert ran == [("MessageSizeTooLargeError", 1)]
+    assert producer.flushed == 2  # what the fallback produced was flushed too
+    await asyncio.sleep(0)  # done callbacks run on the next loop iteration
+    assert guard.fallbacks == {} and guard.failures == []
+    assert not guard._settled_first and not guard._flushed_first
+
+    settled_first = loop.create_future()  # its done callback before the flush this time
+    guard.watch(settled_first, fallback("settled-first"))
+    settled_first.set_exception(MessageSizeTooLargeError())
+    await asyncio.sleep(0)
+    await producer.flush()
+    assert len(ran) == 2 and guard.failures == [] and not guard.fallbacks
+    assert not guard._settled_first and not guard._flushed_first
+    await producer.flush()
+    assert len(ran) == 2  # once each
+
+    expired = loop.create_future()  # retriable: no fallback, the worker stops as before
+    guard.watch(expired, fallback("expired"))
+    expired.set_exception(KafkaTimeoutError())
+    await asyncio.sleep(0)
+    with pytest.raises(ProduceFailed):
+        await producer.flush()
+    assert len(ran) == 2
+
+    guard.failures.clear()
+    bare = loop.create_future()  # refused for good but nothing to do instead: stop
+    guard.watch(bare)
+    bare.set_exception(MessageSizeTooLargeError())
+    await asyncio.sleep(0)
+    with pytest.raises(ProduceFailed):
+        await producer.flush()
+
+
 async def test_the_workers_producer_is_idempotent_and_waits_for_all_replicas() -> None:
     from aiokafka.producer.transaction_manager import TransactionManager
 
