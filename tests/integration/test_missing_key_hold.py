@@ -34,9 +34,8 @@ def sealed(invoice_id: str, nip: str, number: str, ring: Keyring) -> bytes:
     sub = Submission(invoice_id.encode(), xml, {}, KafkaRef("t", 0, 1), iso())
     checked = check_submission(sub, InvoiceChecker(), polish_today(), AttachmentPolicy())
     assert isinstance(checked, CheckedInvoice), checked
-    _, value = seal_invoice(checked, SealConfig(ring, QrEnvironment.TEST, {}),
-                            AnnouncementHistory())
-    return value
+    return seal_invoice(checked, SealConfig(ring, QrEnvironment.TEST, {}),
+                        AnnouncementHistory()).value
 
 
 def packed_ids(msgs: list[Any]) -> set[str]:
