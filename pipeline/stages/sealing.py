@@ -104,7 +104,7 @@ class SealConfig:
             keyring=keyring,
             qr_environment=qr_environment_from_env(),
             certificates=load_offline_certificates(os.environ.get("KSEF_OFFLINE_CERT_DIR"),
-                                                   os.environ.get(PASSWORD_ENV)),
+                                                   os.environ.get("KSEF_OFFLINE_KEY_PASSWORD")),
             level=int(os.environ.get("KSEF_PACK_LEVEL", "3")),
         )
 
