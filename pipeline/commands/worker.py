@@ -44,16 +44,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"ksef-pipeline worker: unknown stage(s) {', '.join(unknown)}; "
               f"known: {', '.join(STAGES) or 'none'}", file=sys.stderr)
         return 2
-    if KEYRING_STAGES & set(wanted):
-        # Fail closed before Faust starts: no keyring is ever generated here.
-        from pipeline.keyring_file import keyring_source
-        from pipeline.ksef.keyring import KeyringError
-
-        try:
-            keyring_source()
-        except KeyringError as exc:
-            print(f"ksef-pipeline worker: {exc}", file=sys.stderr)
-            return 2
     if HOLDING_STAGES & set(wanted):
         os.environ["KSEF_STREAM_WAIT_EMPTY"] = "0"
     if args.stages != "all" and wanted:
@@ -65,6 +55,16 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"ksef-pipeline worker: {problem}", file=sys.stderr)
         return 2
+    if KEYRING_STAGES & set(wanted):
+        # Fail closed before Faust starts: no keyring is ever generated here.
+        from pipeline.keyring_file import keyring_source
+        from pipeline.ksef.keyring import KeyringError
+
+        try:
+            keyring_source()
+        except KeyringError as exc:
+            print(f"ksef-pipeline worker: {exc}", file=sys.stderr)
+            return 2
     _resolve_replication()
     from pipeline.app import app, worker_settings
     from pipeline.stop_deadline import worker_class

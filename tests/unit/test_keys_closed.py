@@ -66,7 +66,7 @@ def _worker(tmp_path: Path, stages: str, **env: str) -> subprocess.CompletedProc
     base = {k: v for k, v in os.environ.items() if not k.startswith("KSEF_KEYRING")}
     # No broker listens here: a worker that got past the keyring check would hang on it.
     base.update(KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:9", KSEF_TOPIC_REPLICATION="1",
-                KSEF_TOPIC_MIN_ISR="1", PYTHONPATH=str(REPO), **env)
+                KSEF_TOPIC_MIN_ISR="1", KSEF_ENV="emulator", PYTHONPATH=str(REPO), **env)
     data = tmp_path / "data" / "worker-0"
     try:
         return subprocess.run(
