@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import redaction
+from pipeline.private_files import access_problem
 
 MIN_TOKEN_CHARS = 16
 JSON = "application/json"
@@ -72,10 +73,9 @@ def check_private(path: Path) -> None:
         raise TokenFileError(f"token file {path}: {exc.strerror or exc}") from exc
     if not stat.S_ISREG(info.st_mode):
         raise TokenFileError(f"token file {path} is not a regular file")
-    if info.st_mode & 0o077:
-        raise TokenFileError(
-            f"token file {path} is accessible by group or others (mode "
-            f"{stat.S_IMODE(info.st_mode):04o}); run `chmod 600 {path}`")
+    problem = access_problem(path, info.st_mode, "token")
+    if problem is not None:
+        raise TokenFileError(problem)
 
 
 def read_tokens(path: Path) -> tuple[TokenEntry, ...]:

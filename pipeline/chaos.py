@@ -166,7 +166,7 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
     from pipeline.demo.samples import seller_nips
     from pipeline.demo.workload import Ledger, LedgerReader, generate, ingest
     from pipeline.emulator_process import start_emulator
-    from pipeline.keyring_file import new_keyring_json
+    from pipeline.keyring_file import init_keyring
 
     rng = random.Random(seed)
     kafka_dir = var / "kafka"
@@ -178,8 +178,8 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
     certified = dict(zip(sellers[:2], ("rsa", "ec"), strict=False))
     credentials = emulator.write_credentials(sellers, var / "credentials.json", certified)
     keyring = var / "keyring.json"
-    keyring.write_bytes(new_keyring_json())
-    keyring.chmod(0o600)
+    keyring.unlink(missing_ok=True)  # a fresh run, a fresh keyring (`keyring init`)
+    init_keyring(keyring)
     env.update(KSEF_ENV="emulator", KSEF_API_URL=emulator.base_url,
                KSEF_CREDENTIALS_FILE=str(credentials), KSEF_KEYRING_FILE=str(keyring),
                KSEF_PACK_LINGER_S="3", KSEF_SPOOL_DIR=str(var / "spool"),

@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
                     "list, check, enroll or revoke the KSeF credentials of seller contexts"),
     "held": ("pipeline.commands.held",
              "contexts held for credentials; reject their held invoices"),
+    "keyring": ("pipeline.commands.keyring",
+                "create (init) or rotate the at-rest keyring file"),
 }
 
 

@@ -22,6 +22,8 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from pipeline.keyring_file import init_keyring
+from pipeline.private_files import write_private
 from pipeline.topic_admin import reconcile
 from topics import CatalogSettings, TopicSpec, topic_name
 
@@ -247,12 +249,25 @@ OWNS_A_SHARE = r'"partitions": \[\d[^]]*\], "dropped"'
 GAVE_UP_A_SHARE = r'"partitions": \[\d[^]]*\], "dropped": \[\d'
 
 
+def sandbox_keyring(tmp: Path, data: bytes | None = None) -> Path:
+    """`tmp`/keyring.json (0600) shared by the workers of one test: made with
+    `keyring init` unless it exists (or written from `data`). Workers never make one."""
+    path = tmp / "keyring.json"
+    if data is not None:
+        write_private(path, data, overwrite=True)
+    elif not path.exists():
+        init_keyring(path)
+    return path
+
+
 def start_worker(sandbox: KafkaSandbox, tmp: Path, *args: str, data_dir: Path | None = None,
                  **env: str) -> Worker:
     """A worker subprocess; `data_dir` of an earlier worker restarts it on its local state."""
     if data_dir is None:
         data_dir = tmp / f"worker-{uuid.uuid4().hex[:6]}"
         data_dir.mkdir(parents=True)
+    if not ({"KSEF_KEYRING_FILE", "KSEF_KEYRING"} & set(env)):
+        env = {**env, "KSEF_KEYRING_FILE": str(sandbox_keyring(tmp))}
     log_path = data_dir / "worker.log"
     cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--web-port", str(free_port()),
            "--data-dir", str(data_dir), *args]

@@ -32,6 +32,7 @@ from pipeline.bench.kafka_stage_bench import throwaway_broker
 from pipeline.bench.machine import load_note
 from pipeline.demo.run import _free_port, process
 from pipeline.demo.samples import seller_nips
+from pipeline.keyring_file import init_keyring
 from pipeline.settings import KafkaSettings
 from pipeline.stages.submission import uniqueness_key
 from pipeline.topic_admin import reconcile
@@ -114,6 +115,10 @@ def run(numbers: int, timeout_s: float) -> list[StoreRun]:
                    "KSEF_TOPIC_PARTITIONS": str(PARTITIONS), "KSEF_APP_ID": app_id,
                    "KSEF_DEDUPE_STORE": store, "PYTHONUNBUFFERED": "1",
                    "KSEF_ENV": "emulator"}
+            keyring = Path(tmp) / "keyring.json"
+            if not keyring.exists():
+                init_keyring(keyring)  # workers never generate one
+            env["KSEF_KEYRING_FILE"] = str(keyring)
             data_dir = Path(tmp) / f"worker-{store}"
             starts = ("first", "restart") if store == "rocksdb" else ("first",)
             for start in starts:

@@ -234,6 +234,7 @@ def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
            "KSEF_APP_ID": f"bench-{catalog.prefix.rstrip('.')}",
            "KSEF_KEYRING": json.dumps(keyring), "PYTHONUNBUFFERED": "1", "KSEF_ENV": "emulator",
            **(extra_env or {})}
+    env.pop("KSEF_KEYRING_FILE", None)  # the file would win over this run's own keyring
     output = SEALED
     launched = time.time()
     with contextlib.redirect_stdout(sys.stderr), contextlib.ExitStack() as stack:

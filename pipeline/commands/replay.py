@@ -21,7 +21,7 @@ from pathlib import Path
 
 from pipeline.ingest import InvoiceProducer
 from pipeline.kafka_reads import read_all
-from pipeline.keyring_file import load_keyring
+from pipeline.keyring_file import NoKeyringError, load_keyring, read_keyring_file
 from pipeline.ksef.announcements import AnnouncementError, parse_time
 from pipeline.ksef.keyring import Keyring, KeyringError
 from pipeline.modes.replay import Replayable, from_sealed, from_submitted, plan
@@ -66,15 +66,20 @@ def run(args: argparse.Namespace) -> int:
             print(f"{rejection.invoice_id}\t{rejection.rejected_at}\t{rejection.code}\t"
                   f"{rejection.reason}")
         return 0
-    return replay(chosen.chosen, _keyring(args.keyring), kafka, catalog)
+    try:
+        keyring = _keyring(args.keyring)
+    except KeyringError as exc:
+        print(f"ksef-pipeline replay: {exc}", file=sys.stderr)
+        return 2
+    return replay(chosen.chosen, keyring, kafka, catalog)
 
 
 def _keyring(path: str | None) -> Keyring | None:
     if path:
-        return Keyring.from_json(Path(path).read_bytes())
+        return read_keyring_file(Path(path))  # private (0600) or refused
     try:
-        return load_keyring(None)
-    except KeyringError:
+        return load_keyring()
+    except NoKeyringError:
         return None  # only needed for invoices rejected after sealing; they will say so
 
 

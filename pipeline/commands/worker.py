@@ -8,6 +8,9 @@ import importlib
 import os
 import sys
 
+# Stages that seal or open invoices: they need the keyring (KSEF_KEYRING_FILE/KSEF_KEYRING).
+KEYRING_STAGES = frozenset({"validate", "pack", "submit"})
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stages", default="all",
@@ -52,6 +55,16 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         print(f"ksef-pipeline worker: {problem}", file=sys.stderr)
         return 2
+    if KEYRING_STAGES & set(wanted):
+        # Fail closed before Faust starts: no keyring is ever generated here.
+        from pipeline.keyring_file import keyring_source
+        from pipeline.ksef.keyring import KeyringError
+
+        try:
+            keyring_source()
+        except KeyringError as exc:
+            print(f"ksef-pipeline worker: {exc}", file=sys.stderr)
+            return 2
     _resolve_replication()
     from pipeline.app import app, worker_settings
     from pipeline.stop_deadline import worker_class

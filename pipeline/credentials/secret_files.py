@@ -7,12 +7,12 @@ the fix, before a byte of it is read. Nothing read here ever reaches a message.
 
 from __future__ import annotations
 
-import stat
 from pathlib import Path
 
 from pipeline.ksef.errors import KsefCredentialError
+from pipeline.private_files import OTHERS_MAY_ACCESS, access_problem
 
-OTHERS_MAY_ACCESS = stat.S_IRWXG | stat.S_IRWXO
+__all__ = ["OTHERS_MAY_ACCESS", "Stamp", "read_file", "read_password", "read_token", "stamp"]
 
 Stamp = tuple[int, int, int, int] | None  # (mtime_ns, size, inode, mode); None: missing
 
@@ -36,12 +36,9 @@ def read_file(nip: str, path: Path, what: str, *, secret: bool) -> bytes:
     except OSError as exc:
         raise KsefCredentialError(nip, "unreadable", f"{what} file: {exc.strerror}",
                                   path=str(path)) from None
-    if secret and info.st_mode & OTHERS_MAY_ACCESS:
-        raise KsefCredentialError(
-            nip, "permissions",
-            f"{what} file is accessible by group or others (mode "
-            f"{stat.S_IMODE(info.st_mode):04o}); refused: run `chmod 600 {path}`",
-            path=str(path))
+    problem = access_problem(path, info.st_mode, what) if secret else None
+    if problem is not None:
+        raise KsefCredentialError(nip, "permissions", problem, path=str(path))
     try:
         return path.read_bytes()
     except OSError as exc:

@@ -160,7 +160,7 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     from pipeline.demo.samples import seller_nips
     from pipeline.demo.workload import Ledger, LedgerReader, StageCounter, generate, ingest
     from pipeline.emulator_process import start_emulator
-    from pipeline.keyring_file import new_keyring_json
+    from pipeline.keyring_file import init_keyring
 
     bootstrap = stack.enter_context(kafka_broker(var / "kafka"))
     if _should_stop(stop):
@@ -180,10 +180,11 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     # sellers still on a KSeF token.
     certified = dict(zip(sellers[:2], ("rsa", "ec"), strict=False))
     credentials = emulator.write_credentials(sellers, var / "credentials.json", certified)
+    # The demo's own keyring in its state directory, made as an operator would
+    # (`ksef-pipeline keyring init`); workers never generate one.
     keyring = var / "keyring.json"
     if not keyring.exists():
-        keyring.write_bytes(new_keyring_json())
-        keyring.chmod(0o600)
+        init_keyring(keyring)
     # The operator endpoint (POST /ksef/announcements) needs a bearer token: the demo's
     # own, in a 0600 file of its state dir, so an operator can try it on this stack.
     operator_tokens = var / "operator-token"

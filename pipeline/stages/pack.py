@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-from pathlib import Path
 from typing import Any
 
 import faust
@@ -41,15 +40,17 @@ from pipeline.clock import iso, now_utc
 from pipeline.forwarding import forward_forever
 from pipeline.invoice_ledger import PACKED as PACKED_ENTRY
 from pipeline.invoice_ledger import LedgerEntry, invoice_ledger, origin_text, replay_verdict
-from pipeline.keyring_file import load_keyring
+from pipeline.keyring_file import keyring_source
 from pipeline.ksef.crypto import public_key_from_certificate
-from pipeline.ksef.keyring import KeyringError
+from pipeline.ksef.keyring import KeyringError, MissingKeyError
 from pipeline.ksef.package import Fit
 from pipeline.ksef_api import KsefError
 from pipeline.ksef_api.link import KsefClients, KsefSettings
 from pipeline.modes.follow import mode_follower
+from pipeline.modes.publish import publish_alert
 from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.stages.duplicates import dedupe, duplicate_key, held_keys, held_value, release_for
+from pipeline.stages.key_hold import KeyHolds, key_found_alert, missing_key_alert
 from pipeline.stages.packing import OpenBatch, PackSettings, batch_group, manifest_record
 from pipeline.stages.replay_guard import ReplayGuard
 from topics.catalog import CORRECTIONS, OUTCOMES, PACKED, REJECTED, RELEASES, SEALED
@@ -67,7 +68,10 @@ rejected_topic = topic(REJECTED)
 releases_topic = topic(RELEASES)
 
 settings = PackSettings.from_env(worker_settings.data_dir)
-keyring = load_keyring(Path(worker_settings.data_dir).parent / "keyring.json")
+keyrings = keyring_source()  # re-read on change: a rotation needs no restart
+# Invoices sealed under a key the keyring lacks: held unacknowledged, not rejected,
+# and packed once the keyring file brings the key (checked on every tick).
+key_holds = KeyHolds()
 clients = KsefClients(KsefSettings.from_env())
 follower = mode_follower()
 ledger = invoice_ledger()
@@ -197,8 +201,14 @@ async def _add(event: Any) -> None:
         _hold(batch, event)
         return
     try:
-        opened = open_sealed(msg.value, keyring)
+        opened = open_sealed(msg.value, keyrings.get())
         xml = opened.invoice()
+    except MissingKeyError as exc:
+        if keyrings.has(exc.key_id):  # the file brought it just now: open it again
+            await _add(event)
+        else:
+            await _hold_for_key(exc.key_id, inv, event)
+        return
     except (KeyringError, SealedRecordError) as exc:
         await _reject(inv.invoice_id, "decryption", 435, str(exc), event, inv)
         return
@@ -215,6 +225,33 @@ async def _add(event: Any) -> None:
     _hold(batch, event)
     if batch.due_to_flush(settings, time.monotonic()) == "full":
         await _flush(group, "full")
+
+
+async def _hold_for_key(key_id: str, inv: SealedInvoice, event: Any) -> None:
+    if key_holds.hold(key_id, event):
+        log.error("invoice sealed under a key the keyring lacks: held, not rejected",
+                  invoice_id=inv.invoice_id, key_id=key_id)
+        await publish_alert(missing_key_alert(key_id, "pack", now_utc(),
+                                              invoice_id=inv.invoice_id,
+                                              seller_nip=inv.seller_nip,
+                                              keyring_ids=keyrings.get().key_ids))
+
+
+async def _retry_held_keys() -> None:
+    """Pack the held invoices whose key the keyring has now (the file is re-read when
+    it changed, at most every KSEF_KEYRING_CHECK_S)."""
+    for key_id, events in key_holds.ready(keyrings.get().key_ids):
+        log.info("key now in the keyring: held invoices go on", key_id=key_id,
+                 held=len(events))
+        await publish_alert(key_found_alert(key_id, "pack", now_utc(), len(events)))
+        for event in events:
+            try:
+                await _add(event)
+            except Exception as exc:
+                log.exception("pack failed on a held record")
+                await _reject(f"pack-error:{event.message.partition}/{event.message.offset}",
+                              "unknown", 500, f"pack stage failed: {type(exc).__name__}",
+                              event)
 
 
 async def _number_is_free(inv: SealedInvoice, event: Any) -> bool:
@@ -275,6 +312,9 @@ async def _tick() -> None:
     while True:
         await asyncio.sleep(TICK_S)
         try:
+            if key_holds:
+                async with lock:
+                    await _retry_held_keys()
             if open_batches and mf is None:
                 # Fetched outside the lock: while KSeF cannot give the key, records go on
                 # being checked and added (duplicates refused, full batches aside).
@@ -370,6 +410,7 @@ async def _drop_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
     mine = {(tp.topic, tp.partition) for tp in revoked}
     synced.clear()
     async with lock:
+        key_holds.drop(mine)
         for group, batch in list(open_batches.items()):
             if any((ref.topic, ref.partition) in mine for ref in (p.ref for p in batch.invoices)):
                 batch.builder.abort()

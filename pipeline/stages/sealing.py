@@ -26,6 +26,7 @@ from pipeline.ksef.qr import (
     invoice_link,
 )
 from pipeline.ksef_api.environments import qr_name, required_name
+from pipeline.private_files import read_private
 from pipeline.stages.submission import CheckedInvoice
 from topics.records import SealedInvoice, SealedPrivate
 from topics.sealed import deflate, encode_sealed
@@ -42,8 +43,17 @@ class OfflineCertificate:
         return f"OfflineCertificate(serial={self.serial_hex})"
 
 
-def load_offline_certificates(directory: str | None) -> dict[str, OfflineCertificate]:
-    """`{NIP}.crt` + `{NIP}.key` (PEM) per seller from KSEF_OFFLINE_CERT_DIR."""
+PASSWORD_ENV = "KSEF_OFFLINE_KEY_PASSWORD"
+
+
+def load_offline_certificates(directory: str | None, password: str | None = None
+                              ) -> dict[str, OfflineCertificate]:
+    """`{NIP}.crt` + `{NIP}.key` (PEM) per seller from KSEF_OFFLINE_CERT_DIR.
+
+    The key file must be private (0600, else refused naming `chmod 600`). An encrypted
+    key (PKCS#8 `ENCRYPTED PRIVATE KEY` or legacy PEM) is opened with the password in
+    `{NIP}.pass` (0600, one line) or else `password` (KSEF_OFFLINE_KEY_PASSWORD).
+    """
     if not directory:
         return {}
     found: dict[str, OfflineCertificate] = {}
@@ -52,7 +62,22 @@ def load_offline_certificates(directory: str | None) -> dict[str, OfflineCertifi
         if not key_path.exists():
             raise FileNotFoundError(f"offline certificate {crt} has no private key {key_path}")
         cert = x509.load_pem_x509_certificate(crt.read_bytes())
-        key = check_signing_key(serialization.load_pem_private_key(key_path.read_bytes(), None))
+        key_pem = read_private(key_path, "offline certificate key")
+        pass_path = crt.with_suffix(".pass")
+        secret = (read_private(pass_path, "offline key password").rstrip(b"\r\n")
+                  if pass_path.exists() else password.encode() if password else None)
+        try:
+            raw_key = serialization.load_pem_private_key(key_pem, secret)
+        except TypeError:  # encrypted without a password, or a password for a plain key
+            raise ValueError(
+                f"offline certificate key {key_path}: " + (
+                    f"is encrypted; put its password in {pass_path} (chmod 600) or "
+                    f"{PASSWORD_ENV}" if secret is None else
+                    "is not encrypted but a password was given")) from None
+        except ValueError:
+            raise ValueError(f"offline certificate key {key_path} does not open (wrong "
+                             "password or not a PEM private key)") from None
+        key = check_signing_key(raw_key)
         found[crt.stem] = OfflineCertificate(certificate_serial(cert), key)
     return found
 
@@ -78,7 +103,8 @@ class SealConfig:
         return cls(
             keyring=keyring,
             qr_environment=qr_environment_from_env(),
-            certificates=load_offline_certificates(os.environ.get("KSEF_OFFLINE_CERT_DIR")),
+            certificates=load_offline_certificates(os.environ.get("KSEF_OFFLINE_CERT_DIR"),
+                                                   os.environ.get("KSEF_OFFLINE_KEY_PASSWORD")),
             level=int(os.environ.get("KSEF_PACK_LEVEL", "3")),
         )
 

@@ -30,10 +30,11 @@ from typing import Any
 import faust
 
 from pipeline import logs
-from pipeline.app import app, kafka_settings, topic, worker_settings
+from pipeline.app import app, kafka_settings, topic
 from pipeline.clock import iso, now_utc
 from pipeline.kafka_reads import SequentialReader
-from pipeline.keyring_file import load_keyring
+from pipeline.keyring_file import keyring_source
+from pipeline.ksef.keyring import MissingKeyError
 from pipeline.ksef.package import BatchLimits, PackageManifest, RebuildMismatch, rebuild_package
 from pipeline.ksef.package.builder import seal_package
 from pipeline.ksef_api import (
@@ -69,6 +70,7 @@ from pipeline.stages.credential_hold import (
 )
 from pipeline.stages.credential_watch import ExpiryWatch
 from pipeline.stages.held_releases import release_book
+from pipeline.stages.key_hold import missing_key_alert
 from topics.catalog import CORRECTIONS, PACKED, REJECTED, SESSIONS
 from topics.codec import decode, encode, from_dict
 from topics.records import Alert, HeldRelease, PackedBatch, Rejection, SealedInvoice, SessionStep
@@ -87,7 +89,9 @@ UPLOAD_WINDOW_PER_PART = dt.timedelta(minutes=20)
 follower = mode_follower()
 health = HealthReporter(publish_announcement, lambda: follower.state)
 clients = KsefClients(KsefSettings.from_env(), observer=health.observe)
-keyring = load_keyring(Path(worker_settings.data_dir).parent / "keyring.json")
+keyrings = keyring_source()  # re-read on change: a rotation needs no restart
+missing_keys: set[str] = set()  # key ids alerted as missing (once each)
+KEY_RECHECK_S = 5.0
 journal = Journal()
 sessions = sessions_follower()
 sessions.subscribe(journal.apply)
@@ -226,7 +230,7 @@ def _rebuild_sync(manifest: PackageManifest, directory: Path, public_key: Any) -
     reader = SequentialReader(kafka_settings)
 
     def plaintext(ref: Any) -> tuple[bytes, bytes | None]:
-        opened = open_sealed(reader.get(ref), keyring)
+        opened = open_sealed(reader.get(ref), keyrings.get())
         return opened.invoice(), opened.deflated
 
     try:
@@ -265,6 +269,19 @@ async def _alert(alert: Alert | None) -> None:
         await publish_alert(alert)
 
 
+async def _key_missing(key_id: str, seller_nip: str, invoice_id: str | None = None) -> None:
+    """A record to rebuild or correct is sealed under a key the keyring lacks: it waits
+    (retried, the keyring file re-read) with one alert per key id, never rejected."""
+    if key_id in missing_keys:
+        return
+    missing_keys.add(key_id)
+    log.error("invoice sealed under a key the keyring lacks: waits, not rejected",
+              key_id=key_id, seller_nip=seller_nip, invoice_id=invoice_id)
+    await publish_alert(missing_key_alert(key_id, "submit", now_utc(), invoice_id=invoice_id,
+                                          seller_nip=seller_nip,
+                                          keyring_ids=keyrings.get().key_ids))
+
+
 async def _release(rec: PackedBatch, hold_reason: str, release: HeldRelease) -> None:
     """Reject a held batch on an operator's request."""
     reason = release_reason(hold_reason)
@@ -295,6 +312,10 @@ async def _submit_with_policy(rec: PackedBatch) -> str:
     """SETTLED (closed, failed or rejected), RETRY (KSeF trouble) or HELD (credentials)."""
     try:
         await submit_batch(rec)
+    except MissingKeyError as exc:  # a rebuild from Kafka needs a key not here yet
+        keyrings.refresh()
+        await _key_missing(exc.key_id, rec.seller_nip)
+        return RETRY
     except (KsefError, LookupError) as exc:
         decision = decide(exc)
         if decision.action == "hold":
@@ -487,7 +508,7 @@ async def _send_correction(inv: SealedInvoice, record: bytes) -> None:
         await _close_after_send(client, earlier)
         await _journal_correction_closed(inv, batch_id, earlier)
         return
-    xml = open_sealed(record, keyring).invoice()
+    xml = open_sealed(record, keyrings.get()).invoice()
     await _journal_step(batch_id, inv.seller_nip, OPENING, None, "online", {})
     session = await client.open_online_session()
     ref = session.reference_number
@@ -574,6 +595,10 @@ async def interactive(stream: faust.StreamT[Any]) -> None:
                 await _send_correction(inv, event.value)
                 await _alert(holds.ok(inv.seller_nip, now_utc()))
                 break
+            except MissingKeyError as exc:  # waits for the keyring file to bring the key
+                if not keyrings.has(exc.key_id):
+                    await _key_missing(exc.key_id, inv.seller_nip, inv.invoice_id)
+                    await asyncio.sleep(KEY_RECHECK_S)
             except (KsefUnavailable, KsefRateLimited) as exc:
                 log.warning("correction waits for KSeF", invoice_id=inv.invoice_id,
                             error=str(exc), retry_in_s=delay)

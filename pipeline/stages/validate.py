@@ -19,7 +19,7 @@ committed past, never retried), so one record can never stop or crash-loop the w
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import dataclasses
 from typing import Any
 
 import faust
@@ -29,9 +29,9 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 
 from pipeline import logs
-from pipeline.app import app, produce, topic, worker_settings
+from pipeline.app import app, produce, topic
 from pipeline.clock import from_timestamp, iso, now_utc, polish_today
-from pipeline.keyring_file import load_keyring
+from pipeline.keyring_file import keyring_source
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.modes.follow import mode_follower
@@ -60,7 +60,8 @@ submitted_topic = topic(SUBMITTED)
 checker = InvoiceChecker()
 guard = ReplayGuard()
 policy = AttachmentPolicy.from_env()
-config = SealConfig.from_env(load_keyring(Path(worker_settings.data_dir).parent / "keyring.json"))
+keyrings = keyring_source()  # re-read on change: a rotation needs no restart
+config = SealConfig.from_env(keyrings.get())
 READY_WAIT_S = 30.0
 
 
@@ -90,6 +91,15 @@ def _submission(event: faust.EventT[Any, Any]) -> Submission:
     )
 
 
+def _config() -> SealConfig:
+    """The seal settings with the keyring as it is now (the active key may have rotated)."""
+    global config
+    ring = keyrings.get()
+    if ring is not config.keyring:
+        config = dataclasses.replace(config, keyring=ring)
+    return config
+
+
 def validate_and_seal(sub: Submission) -> SealedOutput | Rejection:
     """The sealed invoice or the rejection; a bug costs one record, not the stage."""
     try:
@@ -99,7 +109,7 @@ def validate_and_seal(sub: Submission) -> SealedOutput | Rejection:
     if isinstance(checked, Rejection):
         return checked
     try:
-        return seal_invoice(checked, config, ModeView.history,
+        return seal_invoice(checked, _config(), ModeView.history,
                             ksef_reachable=ModeView.ksef_reachable)
     except Exception as exc:
         return build_rejection(invoice_id=checked.invoice_id, stage="seal", code=500,

@@ -40,6 +40,7 @@ def build_stack(sandbox: KafkaSandbox, tmp: Path, sellers: list[str], **env: str
     tokens = emulator.write_tokens(sellers, tmp / "tokens.json")
     keyring = tmp / "keyring.json"
     keyring.write_bytes(new_keyring_json())
+    keyring.chmod(0o600)  # a keyring others may read is refused
     base = {"KSEF_ENV": "emulator", "KSEF_API_URL": emulator.base_url,
             "KSEF_TOKENS_FILE": str(tokens), "KSEF_KEYRING_FILE": str(keyring),
             "KSEF_SPOOL_DIR": str(tmp / "spool"), "KSEF_PACK_LINGER_S": "3"}

@@ -42,6 +42,7 @@ def _keyring_env(tmp_path: Path, key: bytes) -> dict[str, str]:
     keyring_file = tmp_path / "keyring.json"
     keyring_file.write_bytes(orjson.dumps({"active": "k1", "keys": {
         "k1": base64.b64encode(key).decode()}}))
+    keyring_file.chmod(0o600)  # a keyring others may read is refused
     return {"KSEF_KEYRING_FILE": str(keyring_file)}
 
 

@@ -23,6 +23,7 @@ def test_rotation_keeps_old_records_readable(tmp_path: Path, monkeypatch: Monkey
     assert ring.seal(b"x", b"inv-2").key_id == "k2"
     path = tmp_path / "ring.json"
     path.write_bytes(rotated)
+    path.chmod(0o600)
     monkeypatch.setenv("KSEF_KEYRING_FILE", str(path))
     assert load_keyring().active == "k2"
 
@@ -48,10 +49,10 @@ def test_keys_never_show_in_repr_and_bad_keyrings_are_explained() -> None:
         Keyring.from_json(b"{not json")
 
 
-def test_default_file_is_created_private(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
+def test_no_keyring_is_ever_generated(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:
     monkeypatch.delenv("KSEF_KEYRING_FILE", raising=False)
     monkeypatch.delenv("KSEF_KEYRING", raising=False)
-    path = tmp_path / "state" / "keyring.json"
-    ring = load_keyring(path)
-    assert path.stat().st_mode & 0o777 == 0o600
-    assert load_keyring(path).key_ids == ring.key_ids
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(KeyringError, match="ksef-pipeline keyring init"):
+        load_keyring()
+    assert list(tmp_path.iterdir()) == []

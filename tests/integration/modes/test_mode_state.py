@@ -201,6 +201,7 @@ def test_self_observed_outage_issues_new_invoices_offline24(
     keyring = tmp_path / "keyring.json"
     keyring.write_bytes(orjson.dumps({"active": "k1", "keys": {
         "k1": base64.b64encode(b"\x03" * 32).decode()}}))
+    keyring.chmod(0o600)  # a keyring others may read is refused
     worker = start_worker(sandbox, tmp_path, "--stages", "validate,mode",
                           KSEF_KEYRING_FILE=str(keyring), **FAST)
     try:

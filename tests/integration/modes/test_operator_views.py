@@ -164,6 +164,7 @@ def test_replay_after_the_cause_was_fixed(sandbox: KafkaSandbox, tmp_path: Path)
     keyring = tmp_path / "keyring.json"
     keyring.write_bytes(orjson.dumps({"active": "k1", "keys": {
         "k1": base64.b64encode(b"\x04" * 32).decode()}}))
+    keyring.chmod(0o600)  # a keyring others may read is refused
     env = {"KSEF_KEYRING_FILE": str(keyring), **FAST}
     nip = seller_nips(1, seed=9)[0]
     xml = make_invoice(seller_nip=nip, number="FV/ATT/1", issue_date=polish_today(),

@@ -51,6 +51,7 @@ def offline_cert(directory: Path) -> None:
     (directory / f"{SELLER}.key").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
+    (directory / f"{SELLER}.key").chmod(0o600)  # a key others may read is refused
 
 
 def test_today_is_online_and_sealed_record_holds_no_plaintext() -> None:
