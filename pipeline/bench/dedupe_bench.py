@@ -1,8 +1,8 @@
-"""`ops/bench dedupe`: what the duplicate table costs a validate worker at start.
+"""`ops/bench dedupe`: what the duplicate table costs a pack worker at start.
 
 KSeF keeps invoice numbers unique for ten years, so the table only grows. The benchmark
 fills the table's changelog with `--numbers` records (as years of validated invoices
-would leave it), then starts a `--stages validate` worker with each store and reports
+would leave it), then starts a `--stages pack` worker with each store and reports
 the seconds from process start to Faust's "Recovery complete" and the worker's resident
 memory then; the RocksDB worker is restarted on its data dir once more, as a real
 restart would be.
@@ -34,7 +34,7 @@ from pipeline.demo.run import _free_port, process
 from pipeline.demo.samples import seller_nips
 from pipeline.keyring_file import init_keyring
 from pipeline.settings import KafkaSettings
-from pipeline.stages.submission import uniqueness_key
+from pipeline.stages.duplicates import uniqueness_key
 from pipeline.topic_admin import reconcile
 from topics import CatalogSettings
 
@@ -84,14 +84,14 @@ def rss_mb(pid: int) -> float:
 
 def start_and_measure(env: dict[str, str], data_dir: Path, timeout_s: float
                       ) -> tuple[float, float]:
-    """(seconds to recovery, RSS MB then) of one validate worker, stopped afterwards."""
+    """(seconds to recovery, RSS MB then) of one pack worker, stopped afterwards."""
     log_path = data_dir / "worker.log"
     offset = log_path.stat().st_size if log_path.exists() else 0
-    cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--stages", "validate",
+    cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--stages", "pack",
            "--web-port", str(_free_port()), "--data-dir", str(data_dir)]
     started = time.monotonic()
     with contextlib.redirect_stdout(sys.stderr), \
-            process("validate worker", cmd, env, log_path) as proc:
+            process("pack worker", cmd, env, log_path) as proc:
         while READY.encode() not in log_path.read_bytes()[offset:]:
             if proc.poll() is not None or time.monotonic() - started > timeout_s:
                 raise RuntimeError(f"worker never recovered; see {log_path}")
@@ -108,8 +108,8 @@ def run(numbers: int, timeout_s: float) -> list[StoreRun]:
                                       prefix=f"bench{uuid.uuid4().hex[:6]}.")
             reconcile(AdminClient(kafka.confluent()), catalog, create=True)
             app_id = f"bench-{catalog.prefix.rstrip('.')}"
-            # `worker --stages validate` runs in the group (and app id) APP_ID-validate
-            fill_changelog(kafka, f"{app_id}-validate-ksef-dedupe-changelog", numbers)
+            # `worker --stages pack` runs in the group (and app id) APP_ID-pack
+            fill_changelog(kafka, f"{app_id}-pack-ksef-dedupe-changelog", numbers)
             env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
                    "KSEF_TOPIC_PREFIX": catalog.prefix,
                    "KSEF_TOPIC_PARTITIONS": str(PARTITIONS), "KSEF_APP_ID": app_id,
