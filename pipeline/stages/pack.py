@@ -19,8 +19,9 @@ a crash loses nothing: the invoices come back. Whether one that comes back (or a
 producer's replay) is already on its way is read from the invoice ledger, which follows
 the packed, outcome and rejection topics for the worker's life: an invoice in a
 published batch is not packed again, one with an outcome gets that very outcome record
-once more, without a new KSeF session. Only ciphertext stays in the spool: parts
-encrypted under a session key that only KSeF can unwrap.
+once more, without a new KSeF session. Only ciphertext is ever in the spool: the open
+package under a per-batch key held in memory, then parts under a session key that only
+KSeF can unwrap (docs/security-spool.md).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from pipeline.keyring_file import keyring_source
 from pipeline.ksef.crypto import public_key_from_certificate
 from pipeline.ksef.keyring import KeyringError, MissingKeyError
 from pipeline.ksef.package import Fit
+from pipeline.ksef.package.spool import private_dir, write_private
 from pipeline.ksef_api import KsefError
 from pipeline.ksef_api.link import KsefClients, KsefSettings
 from pipeline.modes.follow import mode_follower
@@ -51,7 +53,13 @@ from pipeline.modes.publish import publish_alert
 from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.stages.duplicates import dedupe, duplicate_key, held_keys, held_value, release_for
 from pipeline.stages.key_hold import KeyHolds, key_found_alert, missing_key_alert
-from pipeline.stages.packing import OpenBatch, PackSettings, batch_group, manifest_record
+from pipeline.stages.packing import (
+    OpenBatch,
+    PackSettings,
+    batch_group,
+    manifest_record,
+    prepare_spool,
+)
 from pipeline.stages.replay_guard import ReplayGuard
 from topics.catalog import CORRECTIONS, OUTCOMES, PACKED, REJECTED, RELEASES, SEALED
 from topics.codec import decode, encode
@@ -134,10 +142,10 @@ async def _mf_key() -> tuple[Any, str | None]:
         if dt.datetime.fromisoformat(saved["valid_to"]) <= now_utc():
             raise
         return public_key_from_certificate(saved["certificate"]), saved["public_key_id"]
-    MF_KEY_FILE.parent.mkdir(parents=True, exist_ok=True)
-    MF_KEY_FILE.write_bytes(orjson.dumps({
+    private_dir(MF_KEY_FILE.parent)
+    write_private(MF_KEY_FILE, orjson.dumps({
         "certificate": key.certificate_b64, "public_key_id": key.public_key_id,
-        "valid_to": key.valid_to.isoformat()}))
+        "valid_to": key.valid_to.isoformat()}), fsync=False)
     return key.key, key.public_key_id
 
 
@@ -352,6 +360,9 @@ async def pack(stream: faust.StreamT[Any]) -> None:
     manual = stream.noack()
     state["stream"] = manual
     if state["ticker"] is None:
+        swept = await asyncio.to_thread(prepare_spool, settings)  # see docs/security-spool.md
+        log.info("spool swept", removed=len(swept.removed), kept=len(swept.kept),
+                 busy=len(swept.busy))
         state["ticker"] = asyncio.ensure_future(_tick())
     async for event in manual.events():
         tp = event.message.tp

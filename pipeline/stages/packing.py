@@ -14,6 +14,14 @@ from typing import Any
 from pipeline.clock import WARSAW, iso, now_utc
 from pipeline.ksef.modes import Mode
 from pipeline.ksef.package import BatchLimits, PackageBuilder, PackagedBatch, PackageFormat
+from pipeline.ksef.package.spool import (
+    SweepReport,
+    batch_dir,
+    check_batch_id,
+    rebuilt_dir,
+    remove_batch_dirs,
+    sweep_spool,
+)
 from topics.codec import from_dict
 from topics.records import KafkaRef, PackedBatch, PackedInvoice, SealedInvoice
 
@@ -31,6 +39,9 @@ class PackSettings:
     deadline_safety_s: float = 3600.0  # seal a batch this long before a deadline day ends
     # ... but while invoices keep streaming into it, let it fill this long (see pack)
     deadline_fill_s: float = 10.0
+    # A sealed batch directory (parts only) untouched this long is swept at start-up; the
+    # submit stage rebuilds it from Kafka should it still need it.
+    sealed_max_age_s: float = 7 * 86400.0
 
     @classmethod
     def from_env(cls, data_dir: str) -> PackSettings:
@@ -39,7 +50,7 @@ class PackSettings:
             max_part_bytes=int(os.environ.get("KSEF_PART_BYTES", "100000000")),
         )
         return cls(
-            spool_dir=Path(os.environ.get("KSEF_SPOOL_DIR", str(Path(data_dir) / "spool"))),
+            spool_dir=spool_root(data_dir),
             linger_s=float(os.environ.get("KSEF_PACK_LINGER_S", "30")),
             max_age_s=float(os.environ.get("KSEF_PACK_MAX_AGE_S", "300")),
             limits=limits,
@@ -48,6 +59,30 @@ class PackSettings:
             deadline_safety_s=float(os.environ.get("KSEF_DEADLINE_SAFETY_S", "3600")),
             deadline_fill_s=float(os.environ.get("KSEF_DEADLINE_FILL_S", "10")),
         )
+
+
+def spool_root(data_dir: str) -> Path:
+    """This worker's spool directory: the only place batch directories are made or removed."""
+    return Path(os.environ.get("KSEF_SPOOL_DIR", str(Path(data_dir) / "spool")))
+
+
+def prepare_spool(settings: PackSettings) -> SweepReport:
+    """At pack start-up: the spool root 0700, orphaned batch directories removed
+    (`sweep_spool`: unsealed ones, and sealed ones older than `sealed_max_age_s`)."""
+    return sweep_spool(settings.spool_dir, sealed_max_age_s=settings.sealed_max_age_s)
+
+
+def batch_spool(root: Path, record: PackedBatch, *, rebuilt: bool = False) -> Path:
+    """Where a published batch's parts are on this worker: derived from its own spool
+    `root` and the (validated) batch id. `record.spool_dir` comes from a topic and is never
+    used as a path; a batch id that is not a plain name raises ValueError."""
+    return (rebuilt_dir if rebuilt else batch_dir)(root, record.batch_id)
+
+
+def drop_batch_spool(root: Path, record: PackedBatch) -> list[Path]:
+    """Remove a closed batch's spool directories (as packed and as rebuilt), under `root`
+    only; an unsafe batch id removes nothing (ValueError)."""
+    return remove_batch_dirs(root, record.batch_id)
 
 
 def deadline_end(day: dt.date) -> dt.datetime:
@@ -75,8 +110,8 @@ class OpenBatch:
 
     @classmethod
     def start(cls, group: tuple[str, bool], settings: PackSettings) -> OpenBatch:
-        batch_id = f"{group[0]}-{uuid.uuid4().hex[:16]}"
-        builder = PackageBuilder(settings.spool_dir / batch_id, batch_id=batch_id,
+        batch_id = check_batch_id(f"{group[0]}-{uuid.uuid4().hex[:16]}")
+        builder = PackageBuilder(batch_dir(settings.spool_dir, batch_id), batch_id=batch_id,
                                  fmt=settings.archive_format, level=settings.deflate_level,
                                  limits=settings.limits)
         return cls(group[0], group[1], builder)

@@ -21,7 +21,6 @@ import dataclasses
 import datetime as dt
 import hashlib
 import os
-import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -30,13 +29,20 @@ from typing import Any
 import faust
 
 from pipeline import logs
-from pipeline.app import app, kafka_settings, topic
+from pipeline.app import app, kafka_settings, topic, worker_settings
 from pipeline.clock import iso, now_utc
 from pipeline.kafka_reads import SequentialReader
 from pipeline.keyring_file import keyring_source
 from pipeline.ksef.keyring import MissingKeyError
-from pipeline.ksef.package import BatchLimits, PackageManifest, RebuildMismatch, rebuild_package
+from pipeline.ksef.package import (
+    BatchLimits,
+    PackageManifest,
+    RebuildMismatch,
+    SpoolKey,
+    rebuild_package,
+)
 from pipeline.ksef.package.builder import seal_package
+from pipeline.ksef.package.spool import BatchLock
 from pipeline.ksef_api import (
     BatchSession,
     KsefError,
@@ -71,6 +77,7 @@ from pipeline.stages.credential_hold import (
 from pipeline.stages.credential_watch import ExpiryWatch
 from pipeline.stages.held_releases import release_book
 from pipeline.stages.key_hold import missing_key_alert
+from pipeline.stages.packing import batch_spool, drop_batch_spool, spool_root
 from topics.catalog import CORRECTIONS, PACKED, REJECTED, SESSIONS
 from topics.codec import decode, encode, from_dict
 from topics.records import Alert, HeldRelease, PackedBatch, Rejection, SealedInvoice, SessionStep
@@ -92,6 +99,8 @@ clients = KsefClients(KsefSettings.from_env(), observer=health.observe)
 keyrings = keyring_source()  # re-read on change: a rotation needs no restart
 missing_keys: set[str] = set()  # key ids alerted as missing (once each)
 KEY_RECHECK_S = 5.0
+# Batch directories are derived from this root and the batch id, never from a record.
+SPOOL_ROOT = spool_root(worker_settings.data_dir)
 journal = Journal()
 sessions = sessions_follower()
 sessions.subscribe(journal.apply)
@@ -185,7 +194,13 @@ async def submit_batch(rec: PackedBatch) -> None:
     progress = journal.get(rec.batch_id)
     if progress is not None and progress.step in FINAL:
         return
-    spool = Path(rec.spool_dir)
+    try:
+        spool = batch_spool(SPOOL_ROOT, rec)  # rec.spool_dir is never trusted as a path
+    except ValueError as exc:
+        await _journal(rec, FAILED, reason="bad-manifest", error=str(exc))
+        await _reject_all(rec, 500, "bad-manifest",
+                          f"batch id {rec.batch_id!r} is not a spool directory name")
+        return
     manifest = _manifest(rec)
     files = part_files(manifest, spool)
     client = clients.client(rec.seller_nip)
@@ -201,7 +216,7 @@ async def submit_batch(rec: PackedBatch) -> None:
                               f"batch {rec.batch_id} cannot be rebuilt from Kafka ({exc}); "
                               "replay these invoices to repack them")
             return
-        spool = Path(rec.spool_dir)
+        spool = batch_spool(SPOOL_ROOT, rec, rebuilt=True)
         files = part_files(manifest, spool)
         session = None
     if session is None:
@@ -220,7 +235,7 @@ async def submit_batch(rec: PackedBatch) -> None:
     await client.close_batch_session(ref)
     await _journal(rec, CLOSED, ref, invoice_count=len(rec.invoices),
                    invoices=[[i.invoice_id, i.sha256, i.invoice_number] for i in rec.invoices])
-    shutil.rmtree(spool, ignore_errors=True)
+    drop_batch_spool(SPOOL_ROOT, rec)  # as packed and as rebuilt, under SPOOL_ROOT only
     log.info("batch session closed", batch_id=rec.batch_id, session_ref=ref,
              seller_nip=rec.seller_nip, invoices=len(rec.invoices), parts=len(rec.parts))
 
@@ -234,14 +249,18 @@ def _rebuild_sync(manifest: PackageManifest, directory: Path, public_key: Any) -
         return opened.invoice(), opened.deflated
 
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / manifest.format.file_name
-        digest = rebuild_package(manifest, plaintext, path)
-        return seal_package(path, digest, batch_id=manifest.batch_id, fmt=manifest.format,
-                            level=manifest.deflate_level, entries=manifest.entries,
-                            public_key=public_key, limits=BatchLimits(max_part_bytes=max(
-                                p.plain_size for p in manifest.parts)),
-                            keep_package=False)
+        # Locked against a spool sweep; the package is written encrypted under a key that
+        # lives only here (docs/security-spool.md).
+        with BatchLock(directory):
+            path = directory / manifest.format.file_name
+            spool_key = SpoolKey.generate()
+            digest = rebuild_package(manifest, plaintext, path, spool_key=spool_key)
+            return seal_package(path, digest, spool_key=spool_key, batch_id=manifest.batch_id,
+                                fmt=manifest.format, level=manifest.deflate_level,
+                                entries=manifest.entries, public_key=public_key,
+                                limits=BatchLimits(max_part_bytes=max(
+                                    p.plain_size for p in manifest.parts)),
+                                keep_package=False)
     finally:
         reader.close()
 
@@ -249,7 +268,7 @@ def _rebuild_sync(manifest: PackageManifest, directory: Path, public_key: Any) -
 async def _rebuild(rec: PackedBatch, manifest: PackageManifest, client: Any
                    ) -> tuple[PackedBatch, PackageManifest]:
     mf_key = await client.encryption_key()
-    directory = Path(rec.spool_dir).with_name(Path(rec.spool_dir).name + "-rebuilt")
+    directory = batch_spool(SPOOL_ROOT, rec, rebuilt=True)
     packaged = await asyncio.to_thread(_rebuild_sync, manifest, directory, mf_key.key)
     data = dataclasses.asdict(rec)
     data.update(packaged.manifest.to_dict())

@@ -19,6 +19,7 @@ from pipeline.ksef.package.manifest import (
 )
 from pipeline.ksef.package.planner import Fit, PackPlanner
 from pipeline.ksef.package.rebuild import RebuildMismatch, rebuild_package
+from pipeline.ksef.package.spool import SpoolKey
 
 __all__ = [
     "FORM_CODE_FA3",
@@ -34,6 +35,7 @@ __all__ = [
     "PartInfo",
     "RebuildMismatch",
     "SourcePosition",
+    "SpoolKey",
     "rebuild_package",
     "seal_package",
 ]

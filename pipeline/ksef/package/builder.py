@@ -2,15 +2,17 @@
 
 `PackageBuilder` takes plaintext invoices one at a time (the caller decrypts each sealed
 record in memory just before `add`), streams them into the archive in the spool directory
-and refuses any invoice that could make the batch break a KSeF limit. `finish` seals it:
-a fresh session key encrypts the parts and is wrapped with the KSeF public key at once;
-only the wrapped key reaches the manifest.
+(encrypted at rest under a per-batch `SpoolKey` held only in memory) and refuses any
+invoice that could make the batch break a KSeF limit. `finish` seals it: a fresh session
+key encrypts the parts and is wrapped with the KSeF public key at once; only the wrapped
+key reaches the manifest.
 """
 
 from __future__ import annotations
 
 import base64
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,7 +26,7 @@ from pipeline.ksef.package.limits import BatchLimits
 from pipeline.ksef.package.manifest import InvoiceEntry, PackageManifest, SourcePosition
 from pipeline.ksef.package.parts import encrypt_parts
 from pipeline.ksef.package.planner import Fit, PackPlanner
-from pipeline.ksef.package.spool import AtomicFile
+from pipeline.ksef.package.spool import AtomicFile, BatchLock, SpoolKey
 from pipeline.ksef.package.writer import (
     DEFAULT_LEVEL,
     ENTRY_NAME_BYTES,
@@ -41,11 +43,23 @@ class PackagedBatch:
 
     manifest: PackageManifest
     directory: Path
-    package_path: Path | None  # None once the plaintext package was removed
+    package_path: Path | None  # None once the (encrypted) package was removed
+    spool_key: SpoolKey | None = None  # what package_path is encrypted under, if kept
 
     @property
     def part_paths(self) -> tuple[Path, ...]:
         return tuple(self.directory / p.file_name for p in self.manifest.parts)
+
+    def package_chunks(self) -> Iterator[bytes]:
+        """The plaintext package, decrypted from the spool chunk by chunk (kept ones only)."""
+        if self.package_path is None:
+            raise FileNotFoundError(f"batch {self.manifest.batch_id} kept no package")
+        if self.spool_key is None:  # a plaintext package sealed from outside the spool
+            return iter([self.package_path.read_bytes()])
+        return self.spool_key.read(self.package_path)
+
+    def read_package(self) -> bytes:
+        return b"".join(self.package_chunks())
 
 
 class PackageBuilder:
@@ -66,8 +80,15 @@ class PackageBuilder:
         self.limits = limits or BatchLimits()
         self.planner = PackPlanner(self.limits, fmt)
         self._fsync = fsync
-        directory.mkdir(parents=True, exist_ok=True)
-        self._file = AtomicFile(directory / fmt.file_name, fsync=fsync)
+        # Held until the parts are sealed (or the batch is dropped): a spool sweep leaves
+        # the directory alone meanwhile.
+        self._lock = BatchLock(directory)
+        self._key = SpoolKey.generate()
+        try:
+            self._file = AtomicFile(directory / fmt.file_name, fsync=fsync, key=self._key)
+        except BaseException:
+            self._lock.release()
+            raise
         self._writer: ArchiveWriter = open_writer(fmt, self._file.stream, level=level)
         self._entries: list[InvoiceEntry] = []
         self._closed = False
@@ -126,8 +147,9 @@ class PackageBuilder:
         """Close the archive, encrypt its parts and build the manifest.
 
         `session` is for tests only; normally a fresh key is drawn here and dropped as soon
-        as the parts are written. With `keep_package=False` the plaintext archive is deleted
-        once the parts exist (the spool then holds only what KSeF alone can decrypt).
+        as the parts are written. With `keep_package=False` the archive (ciphertext under
+        the batch's spool key) is deleted once the parts exist (the spool then holds only
+        what KSeF alone can decrypt); kept, it is readable through the returned batch only.
         """
         if self._closed:
             raise RuntimeError(f"batch {self.batch_id} is already finished")
@@ -135,30 +157,35 @@ class PackageBuilder:
             raise ValueError(f"batch {self.batch_id} is empty: KSeF needs at least one invoice")
         self._closed = True
         try:
-            digest = self._writer.finish()
-            path = self._file.commit()
-        except BaseException:
-            self._file.discard()
-            raise
-        return seal_package(
-            path,
-            digest,
-            batch_id=self.batch_id,
-            fmt=self.format,
-            level=self._writer.level,
-            entries=tuple(self._entries),
-            public_key=public_key,
-            limits=self.limits,
-            keep_package=keep_package,
-            session=session,
-            fsync=self._fsync,
-        )
+            try:
+                digest = self._writer.finish()
+                path = self._file.commit()
+            except BaseException:
+                self._file.discard()
+                raise
+            return seal_package(
+                path,
+                digest,
+                spool_key=self._key,
+                batch_id=self.batch_id,
+                fmt=self.format,
+                level=self._writer.level,
+                entries=tuple(self._entries),
+                public_key=public_key,
+                limits=self.limits,
+                keep_package=keep_package,
+                session=session,
+                fsync=self._fsync,
+            )
+        finally:
+            self._lock.release()
 
     def abort(self) -> None:
         """Drop the unfinished archive (nothing of it stays in the spool)."""
         if not self._closed:
             self._closed = True
             self._file.discard()
+            self._lock.release()
 
     def __enter__(self) -> PackageBuilder:
         return self
@@ -176,6 +203,7 @@ def seal_package(
     package: Path,
     digest: Digest,
     *,
+    spool_key: SpoolKey | None,
     batch_id: str,
     fmt: PackageFormat,
     level: int,
@@ -189,8 +217,10 @@ def seal_package(
 ) -> PackagedBatch:
     """Encrypt an existing package under a fresh key; also the way to repack for a new session.
 
-    Parts go next to the package. `verify` re-hashes the package while splitting (use it
-    when the package was written earlier, e.g. a repack from the spool).
+    `spool_key` is the key the package file is encrypted under (None: a plaintext file,
+    never so in the spool). Parts go next to the package. `verify` re-hashes the package
+    while splitting (use it when the package was written earlier, e.g. a repack from the
+    spool).
     """
     if digest.size > limits.max_archive_bytes:
         raise ValueError(
@@ -202,6 +232,7 @@ def seal_package(
         package,
         package.parent,
         session,
+        spool_key=spool_key,
         max_part_bytes=limits.max_part_bytes,
         max_parts=limits.max_parts,
         fsync=fsync,
@@ -221,4 +252,5 @@ def seal_package(
     )
     if not keep_package:
         package.unlink()
-    return PackagedBatch(manifest, package.parent, package if keep_package else None)
+        return PackagedBatch(manifest, package.parent, None)
+    return PackagedBatch(manifest, package.parent, package, spool_key)

@@ -1,6 +1,7 @@
 """Binary split of a package file into encrypted parts.
 
-Each part is read back from the spool file chunk by chunk and encrypted on its own with
+Each part is read back from the spool file chunk by chunk (through the package's
+`SpoolKey`: the file itself is ciphertext) and encrypted on its own with
 the session key and IV (KSeF decrypts every part separately, then concatenates), so a
 100 MB part never sits in memory. Given the same key and IV the parts are identical.
 """
@@ -20,7 +21,7 @@ from pipeline.ksef.crypto import (
     read_chunks,
 )
 from pipeline.ksef.package.manifest import PartInfo, part_file_name
-from pipeline.ksef.package.spool import AtomicFile
+from pipeline.ksef.package.spool import AtomicFile, SpoolKey
 
 
 def split_ranges(total: int, max_part_bytes: int, max_parts: int) -> list[tuple[int, int]]:
@@ -46,12 +47,17 @@ def encrypt_parts(
     out_dir: Path,
     session: SessionKey,
     *,
+    spool_key: SpoolKey | None,
     max_part_bytes: int,
     max_parts: int,
     fsync: bool = True,
     expected: Digest | None = None,
 ) -> tuple[PartInfo, ...]:
     """Write `part-NN.aes` files to `out_dir`; returns what KSeF is told about each.
+
+    `spool_key` is the key the package file was written under (None: a plaintext file,
+    which the spool never holds; for tests and tools). Offsets, sizes and hashes are those
+    of the plaintext package.
 
     With `expected`, the package is verified while it is read (a spool file kept for a
     later repack may have rotted); a mismatch raises ValueError after the parts are written,
@@ -67,6 +73,8 @@ def encrypt_parts(
         for ordinal, (offset, length) in enumerate(ranges, start=1):
             source.seek(offset)
             plain = read_chunks(source, length)
+            if spool_key is not None:
+                plain = spool_key.decrypt(plain, offset)
             if expected is not None:
                 plain = _hashed(plain, check)
             with AtomicFile(out_dir / part_file_name(ordinal), fsync=fsync) as target:

@@ -15,7 +15,7 @@ from pathlib import Path
 from pipeline.ksef.crypto import Digest
 from pipeline.ksef.numbers import sha256_b64
 from pipeline.ksef.package.manifest import InvoiceSource, PackageManifest
-from pipeline.ksef.package.spool import AtomicFile
+from pipeline.ksef.package.spool import AtomicFile, SpoolKey
 from pipeline.ksef.package.writer import open_writer
 
 # The invoice's exact bytes and, when its record carries one, their DEFLATE stream.
@@ -27,14 +27,16 @@ class RebuildMismatch(ValueError):
 
 
 def rebuild_package(
-    manifest: PackageManifest, fetch: FetchInvoice, path: Path, *, fsync: bool = True
+    manifest: PackageManifest, fetch: FetchInvoice, path: Path, *, spool_key: SpoolKey,
+    fsync: bool = True,
 ) -> Digest:
-    """Write the package described by `manifest` to `path`; `fetch` returns the plaintext
-    XML (and its deflated stream, as the sealed record holds it).
+    """Write the package described by `manifest` to `path`, encrypted under `spool_key`
+    (hash and size are the plaintext archive's); `fetch` returns the plaintext XML (and
+    its deflated stream, as the sealed record holds it).
 
     On any mismatch nothing is left at `path` and RebuildMismatch says what differed.
     """
-    with AtomicFile(path, fsync=fsync) as out:
+    with AtomicFile(path, fsync=fsync, key=spool_key) as out:
         writer = open_writer(manifest.format, out.stream, level=manifest.deflate_level)
         for entry in manifest.entries:
             xml, deflated = fetch(entry.source)

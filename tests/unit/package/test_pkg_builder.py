@@ -82,7 +82,8 @@ def test_parts_decrypt_to_the_declared_package_holding_every_invoice_in_order(
     manifest = batch.manifest
     assert len(manifest.parts) >= 5
     package = decrypt_parts(batch, ksef_private_key)
-    assert batch.package_path is not None and package == batch.package_path.read_bytes()
+    assert batch.package_path is not None and package == batch.read_package()
+    assert package != batch.package_path.read_bytes()  # encrypted at rest
     assert (sha256_b64(package), len(package)) == (manifest.package_hash, manifest.package_size)
     contents = archive_contents(fmt, package)
     assert [c for _, c in contents] == [xml for _, xml in invoices]
@@ -106,10 +107,13 @@ def test_same_invoices_give_the_same_package_hash_under_different_keys(
     fmt: PackageFormat,
 ) -> None:
     invoices = make_invoices(50)
-    one = pack(tmp_path / "one", invoices, ksef_public_key, fmt=fmt).manifest
-    two = pack(tmp_path / "two", invoices, ksef_public_key, fmt=fmt).manifest
+    first = pack(tmp_path / "one", invoices, ksef_public_key, fmt=fmt)
+    second = pack(tmp_path / "two", invoices, ksef_public_key, fmt=fmt)
+    one, two = first.manifest, second.manifest
     assert (one.package_hash, one.package_size) == (two.package_hash, two.package_size)
-    assert (tmp_path / "one" / fmt.file_name).read_bytes() == (
+    assert first.read_package() == second.read_package()
+    # at rest each is under its own spool key
+    assert (tmp_path / "one" / fmt.file_name).read_bytes() != (
         tmp_path / "two" / fmt.file_name
     ).read_bytes()
     assert one.encrypted_key != two.encrypted_key
@@ -191,7 +195,7 @@ def test_builder_refuses_to_pass_limits_and_the_batch_stays_usable(
     assert batch.manifest.package_size <= limits.max_archive_bytes
     assert len(batch.manifest.parts) <= limits.max_parts
     assert all(p.plain_size <= limits.max_part_bytes for p in batch.manifest.parts)
-    assert decrypt_parts(batch, ksef_private_key) == (tmp_path / "package.zip").read_bytes()
+    assert decrypt_parts(batch, ksef_private_key) == batch.read_package()
 
 
 @pytest.mark.parametrize("fmt", FORMATS)

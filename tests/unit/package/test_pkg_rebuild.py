@@ -19,6 +19,7 @@ from pipeline.ksef.package import (
     PackageFormat,
     PackageManifest,
     RebuildMismatch,
+    SpoolKey,
     rebuild_package,
     seal_package,
 )
@@ -63,13 +64,15 @@ def test_lost_spool_is_rebuilt_byte_for_byte_from_the_manifest(
     manifest = PackageManifest.from_dict(json.loads(json.dumps(original.manifest.to_dict())))
     target = tmp_path / "b" / fmt.file_name
     target.parent.mkdir()
-    digest = rebuild_package(manifest, kafka(invoices[::-1]), target, fsync=False)
+    key = SpoolKey.generate()
+    digest = rebuild_package(manifest, kafka(invoices[::-1]), target, spool_key=key,
+                             fsync=False)
     assert (digest.sha256_b64, digest.size) == (manifest.package_hash, manifest.package_size)
     with PackageBuilder(tmp_path / "c", batch_id="b", fmt=fmt, level=level, fsync=False) as b:
         for source, xml in invoices:
             b.add(source, xml)
-        b.finish(ksef_public_key)
-    assert target.read_bytes() == (tmp_path / "c" / fmt.file_name).read_bytes()
+        again = b.finish(ksef_public_key)
+    assert b"".join(key.read(target)) == again.read_package()
 
 
 def test_deflate_streams_from_the_records_give_the_same_package(
@@ -86,10 +89,11 @@ def test_deflate_streams_from_the_records_give_the_same_package(
     plain = pack(tmp_path / "p", invoices, ksef_public_key, PackageFormat.ZIP, 3)
     assert reused.manifest.package_hash == plain.manifest.package_hash
     target = tmp_path / "rebuilt.zip"
-    digest = rebuild_package(reused.manifest, fetch, target, fsync=False)
+    key = SpoolKey.generate()
+    digest = rebuild_package(reused.manifest, fetch, target, spool_key=key, fsync=False)
     assert digest.sha256_b64 == reused.manifest.package_hash
     assert reused.package_path is not None
-    assert target.read_bytes() == reused.package_path.read_bytes()
+    assert b"".join(key.read(target)) == reused.read_package()
 
 
 def test_a_different_invoice_at_an_offset_stops_the_rebuild(
@@ -101,7 +105,8 @@ def test_a_different_invoice_at_an_offset_stops_the_rebuild(
     tampered[invoices[4][0]] = invoices[4][1].replace(b"FV/", b"FX/")
     target = tmp_path / "rebuilt.zip"
     with pytest.raises(RebuildMismatch, match=r"00005-.*\.xml fetched from sealed/1@1004"):
-        rebuild_package(manifest, kafka(list(tampered.items())), target, fsync=False)
+        rebuild_package(manifest, kafka(list(tampered.items())), target,
+                        spool_key=SpoolKey.generate(), fsync=False)
     assert not target.exists() and not list(tmp_path.glob("*.tmp"))
 
 
@@ -114,7 +119,8 @@ def test_a_package_hash_mismatch_is_reported_and_nothing_is_kept(
     other = dataclasses.replace(manifest, deflate_level=9, zlib_version="0.0-other")
     target = tmp_path / "rebuilt.tar.gz"
     with pytest.raises(RebuildMismatch, match=r"packed with zlib 0\.0-other"):
-        rebuild_package(other, kafka(invoices), target, fsync=False)
+        rebuild_package(other, kafka(invoices), target, spool_key=SpoolKey.generate(),
+                        fsync=False)
     assert not target.exists() and not list(tmp_path.glob("*.tmp"))
 
 
@@ -130,9 +136,10 @@ def test_rebuilt_package_can_be_resealed_identically_with_the_same_key(
         first = builder.finish(ksef_public_key, keep_package=False, session=session).manifest
     target = tmp_path / "b" / "package.zip"
     target.parent.mkdir()
-    digest = rebuild_package(first, kafka(invoices), target, fsync=False)
+    key = SpoolKey.generate()
+    digest = rebuild_package(first, kafka(invoices), target, spool_key=key, fsync=False)
     reseal = functools.partial(
-        seal_package, target, digest, batch_id="b", fmt=PackageFormat.ZIP,
+        seal_package, target, digest, spool_key=key, batch_id="b", fmt=PackageFormat.ZIP,
         level=first.deflate_level, entries=first.entries, public_key=ksef_public_key,
         limits=limits, fsync=False, verify=True,
     )
