@@ -263,9 +263,12 @@ class BatchLock:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
-        while True:
-            private_dir(path)
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        for _ in range(100):  # each round lost to a sweep removing the directory
+            try:
+                private_dir(path)
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except FileNotFoundError:  # swept meanwhile
+                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 held = os.fstat(fd)
@@ -280,6 +283,7 @@ class BatchLock:
                 self._fd = fd
                 return
             os.close(fd)  # swept between mkdir and flock: make it again
+        raise OSError(errno.EAGAIN, f"cannot hold batch directory {path}")
 
     def release(self) -> None:
         if self._fd is not None:
