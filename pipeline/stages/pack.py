@@ -361,8 +361,9 @@ async def pack(stream: faust.StreamT[Any]) -> None:
     state["stream"] = manual
     if state["ticker"] is None:
         swept = await asyncio.to_thread(prepare_spool, settings)  # see docs/security-spool.md
-        log.info("spool swept", removed=len(swept.removed), kept=len(swept.kept),
-                 busy=len(swept.busy))
+        (log.warning if swept.error else log.info)(
+            "spool swept", removed=len(swept.removed), kept=len(swept.kept),
+            busy=len(swept.busy), error=swept.error)
         state["ticker"] = asyncio.ensure_future(_tick())
     async for event in manual.events():
         tp = event.message.tp

@@ -69,7 +69,10 @@ def spool_root(data_dir: str) -> Path:
 def prepare_spool(settings: PackSettings) -> SweepReport:
     """At pack start-up: the spool root 0700, orphaned batch directories removed
     (`sweep_spool`: unsealed ones, and sealed ones older than `sealed_max_age_s`)."""
-    return sweep_spool(settings.spool_dir, sealed_max_age_s=settings.sealed_max_age_s)
+    try:
+        return sweep_spool(settings.spool_dir, sealed_max_age_s=settings.sealed_max_age_s)
+    except OSError as exc:  # packing goes on; the next start-up sweeps again
+        return SweepReport(error=f"{type(exc).__name__}: {exc}")
 
 
 def batch_spool(root: Path, record: PackedBatch, *, rebuilt: bool = False) -> Path:

@@ -305,6 +305,7 @@ class SweepReport:
     removed: list[Path] = field(default_factory=list)  # unsealed or expired batch dirs
     kept: list[Path] = field(default_factory=list)  # sealed parts, maybe not sent yet
     busy: list[Path] = field(default_factory=list)  # locked: a batch in work
+    error: str | None = None  # the sweep stopped (e.g. a spool root this user cannot chmod)
 
 
 def sweep_spool(root: Path, *, sealed_max_age_s: float, now: float | None = None

@@ -275,3 +275,13 @@ def test_spool_key_reads_back_from_any_offset(tmp_path: Path) -> None:
         assert got == data[offset:None if length is None else offset + length]
     assert b"".join(SpoolKey.generate().read(tmp_path / "f")) != data
     assert "redacted" in repr(key)
+
+
+def test_a_spool_that_cannot_be_swept_does_not_stop_packing(tmp_path: Path) -> None:
+    from pipeline.stages.packing import PackSettings, prepare_spool
+
+    (tmp_path / "spool").write_bytes(b"not a directory")
+    report = prepare_spool(PackSettings(spool_dir=tmp_path / "spool"))
+    assert report.error is not None and report.removed == []
+    assert prepare_spool(PackSettings(spool_dir=tmp_path / "fresh")).error is None
+    assert stat.S_IMODE((tmp_path / "fresh").stat().st_mode) == 0o700
