@@ -43,6 +43,7 @@ def _keyring(tmp_path: Path, byte: bytes) -> str:
     keyring_file = tmp_path / "keyring.json"
     keyring_file.write_bytes(orjson.dumps({"active": "k1", "keys": {
         "k1": base64.b64encode(byte * 32).decode()}}))
+    keyring_file.chmod(0o600)  # a keyring others may read is refused
     return str(keyring_file)
 
 
