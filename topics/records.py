@@ -200,6 +200,9 @@ class Announcement:
     text: str = ""
     end: str | None = None
     first_published: str | None = None  # when version 1 came out (kept across versions)
+    # An operator's version: who published it (name and token fingerprint, or the OS user
+    # for `announce` straight to Kafka); `published` says when. None for Latarnia's.
+    changed_by: str | None = None
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,14 @@ from confluent_kafka import Producer
 from pipeline.bearer import Caller, TokenFileError, read_tokens
 from pipeline.ksef.announcements import AnnouncementError
 from pipeline.modes.messages import OPERATOR_KINDS, from_request, latest_by_id
-from pipeline.modes.operator import ALLOW_BACKDATE, ALLOW_END, assess, audit_alert, refusal
+from pipeline.modes.operator import (
+    ALLOW_BACKDATE,
+    ALLOW_END,
+    assess,
+    audit_alert,
+    refusal,
+    signed,
+)
 from pipeline.modes.topic_reads import catalog_records
 from pipeline.settings import KafkaSettings
 from topics import CatalogSettings, topic_name
@@ -153,8 +160,9 @@ def publish(record: Announcement, audit: Alert) -> None:
 
 
 def guard(record: Announcement, known: dict[str, Announcement], args: argparse.Namespace,
-          now: dt.datetime) -> Alert | str:
-    """The audit record of a change the flags allow, or why it is refused."""
+          now: dt.datetime) -> tuple[Announcement, Alert] | str:
+    """The record signed with who publishes it and its audit record, when the flags allow
+    the change, or why it is refused."""
     change = assess(record, known.get(record.id), now)
     allowed = {ALLOW_BACKDATE: args.allow_backdate, ALLOW_END: args.allow_end}
     refused = refusal(record, change, allowed, now,
@@ -162,7 +170,8 @@ def guard(record: Announcement, known: dict[str, Announcement], args: argparse.N
     if refused is not None:
         return refused.message
     caller = Caller(name=f"{getpass.getuser()}@cli", fingerprint="kafka-write")
-    return audit_alert(record, caller, change, allowed, now, remote=None)
+    record = signed(record, caller)
+    return record, audit_alert(record, caller, change, allowed, now, remote=None)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,10 +190,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"ksef-pipeline announce: {exc}", file=sys.stderr)
         return 2
     if not args.dry_run:
-        audit = guard(record, known, args, now)
-        if isinstance(audit, str):
-            print(f"ksef-pipeline announce: {audit}", file=sys.stderr)
+        guarded = guard(record, known, args, now)
+        if isinstance(guarded, str):
+            print(f"ksef-pipeline announce: {guarded}", file=sys.stderr)
             return 2
+        record, audit = guarded
         try:
             publish(record, audit)
         except Exception as exc:

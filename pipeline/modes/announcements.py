@@ -37,7 +37,15 @@ from pipeline.ksef_api.link import KsefSettings
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.latarnia import LatarniaPoller
 from pipeline.modes.messages import from_request, latest_by_id
-from pipeline.modes.operator import assess, audit_alert, flags, gate, operator_tokens, refusal
+from pipeline.modes.operator import (
+    assess,
+    audit_alert,
+    flags,
+    gate,
+    operator_tokens,
+    refusal,
+    signed,
+)
 from pipeline.modes.publish import publish_alert, publish_announcement
 
 log = logs.get(__name__)
@@ -117,6 +125,7 @@ class AnnouncementsView(View):
             log.warning("operator announcement refused", id=record.id, by=caller.name,
                         reason=refused.message)
             return _refused(self, refused)
+        record = signed(record, caller)
         audit = audit_alert(record, caller, change, allowed, now,
                             getattr(request, "remote", None))  # aiohttp: the client address
         await publish_alert(audit)  # the audit record goes first: no change without it

@@ -19,6 +19,7 @@ name and fingerprint), when and with which flags, before the announcement itself
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Callable, Mapping
@@ -126,6 +127,11 @@ def refusal(record: Announcement, change: Change, allowed: Mapping[str, bool],
             f"shortens the deadlines it extended; {hint(ALLOW_END)} to do it "
             "(the change is audited)")
     return Refusal(422, "; ".join(problems)) if problems else None
+
+
+def signed(record: Announcement, caller: Caller) -> Announcement:
+    """The record as published: it names who changed it (the audit trail on the topic)."""
+    return dataclasses.replace(record, changed_by=f"{caller.name} ({caller.fingerprint})")
 
 
 def audit_alert(record: Announcement, caller: Caller, change: Change,

@@ -50,8 +50,10 @@ def test_announce_straight_to_kafka_needs_the_flags_and_is_audited() -> None:
     assert isinstance(refused, str) and "--allow-backdate" in refused
     allowed = parser.parse_args(["failure", "--start", "2026-03-02T08:00", "--id", "f-1",
                                  "--allow-backdate"])
-    audit = announce_cmd.guard(record, {}, allowed, now)
-    assert not isinstance(audit, str)
+    guarded = announce_cmd.guard(record, {}, allowed, now)
+    assert not isinstance(guarded, str)
+    published, audit = guarded
+    assert published.changed_by is not None and published.changed_by.endswith("@cli (kafka-write)")
     assert audit.kind == "operator-change" and audit.details["backdated"] is True
     assert audit.details["allow_backdate"] is True and audit.details["by"].endswith("@cli")
     ending = parser.parse_args(["end", "--id", "f-1", "--at", "2026-03-02T13:00"])

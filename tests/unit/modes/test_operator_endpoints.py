@@ -141,6 +141,8 @@ async def test_accepted_announcement_is_audited_before_it_is_published(
     assert record.source == "operator" and audit.kind == "operator-change"
     assert audit.details["by"] == "bob" and audit.details["id"] == record.id
     assert audit.details["token_fingerprint"].startswith("sha256:")
+    # who, on the announcements topic itself (when: its `published`)
+    assert record.changed_by == f"bob ({audit.details['token_fingerprint']})"
     assert "bob-token" not in json.dumps(audit.details)  # the secret never travels
     assert (await answer.json())["audit"]["by"] == "bob"
 
