@@ -116,13 +116,18 @@ def test_deadlines_command_endpoint_and_status_page(sandbox: KafkaSandbox,
         assert out.returncode == 0, out.stderr
         assert "3 pending invoice(s) (due 3)" in out.stdout and "o-0" not in out.stdout
 
-        body: dict[str, Any] = {"kind": "failure", "start": f"{today}T00:10",
-                                "end": f"{today}T00:20", "id": "http-1"}
+        # a window early today (it moves the deadlines of today's invoices); the refusals
+        # are checked on one that began an hour ago, backdated whatever the time of day
+        body: dict[str, Any] = {"kind": "failure", "start": f"{today}T00:00",
+                                "end": f"{today}T00:10", "id": "http-1"}
+        hour_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+        backdated = {**body, "start": hour_ago.isoformat(),
+                     "end": (hour_ago + dt.timedelta(minutes=10)).isoformat()}
         for token, ctype, refused in ((None, "application/json", 401),
                                       ("wrong-token-0123456789abc", "application/json", 401),
                                       (OPERATOR_TOKEN, "text/plain", 415),
                                       (OPERATOR_TOKEN, "application/json", 422)):
-            status, raw = _web(worker, "/ksef/announcements", body, token, ctype)
+            status, raw = _web(worker, "/ksef/announcements", backdated, token, ctype)
             assert status == refused, (token, ctype, status, raw)
         status, raw = _web(worker, "/ksef/announcements", {**body, "allow_backdate": True})
         assert status == 201, raw
