@@ -53,10 +53,23 @@ def _mode_worker(sandbox: KafkaSandbox, tmp: Path, *stages: str, **env: str) -> 
                         **{**FAST, **env})
 
 
-def _first_records(invoices: Iterable[SealedInvoice]) -> list[tuple[bytes, bytes]]:
-    """The first `ksef.deadlines` records the validate stage writes as it seals these."""
-    book, now = DeadlineBook(), dt.datetime.now(dt.UTC)
+def _first_records(invoices: Iterable[SealedInvoice], state: ModeState | None = None
+                   ) -> list[tuple[bytes, bytes]]:
+    """The first `ksef.deadlines` records the validate stage writes as it seals these,
+    with the history of `state` (the mode state a validate worker follows)."""
+    book = DeadlineBook(None if state is None else history_from_mode_state(state))
+    now = dt.datetime.now(dt.UTC)
     return [(s.invoice_id.encode(), encode(book.first_record(s, now))) for s in invoices]
+
+
+def _produce_first(sandbox: KafkaSandbox, records: list[tuple[bytes, bytes]]) -> None:
+    """Onto `ksef.deadlines` partitioned as the pipeline's producers do (murmur2, like
+    Java's): the tracker owns an invoice by the partition its id hashes to, and a record
+    in another partition (librdkafka's default CRC32) is a second, stale copy."""
+    producer = sandbox.producer(partitioner="murmur2_random")
+    for key, value in records:
+        producer.produce(sandbox.name(DEADLINES), key=key, value=value)
+    assert producer.flush(30) == 0
 
 
 def _sealed(invoice_id: str, issue_date: str, mode: str) -> SealedInvoice:
@@ -117,7 +130,7 @@ def test_total_failure_exempts_pending_and_new_invoices(
     invoices = [(f"t-{i}", yesterday, "offline24") for i in range(12)]
     worker = _mode_worker(sandbox, tmp_path)
     try:
-        sandbox.produce(DEADLINES, _first_records(_sealed(*inv) for inv in invoices))
+        _produce_first(sandbox, _first_records(_sealed(*inv) for inv in invoices))
         deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "first records")
         assert {r.status for r in _latest(deadlines.seen).values()} == {"due"}
 
@@ -166,7 +179,7 @@ def test_moving_a_window_end_recalculates_only_the_affected_deadlines(
     try:
         sandbox.produce(ANNOUNCEMENTS, [(r.id.encode(), encode(r)) for r in (f1, f2)])
         modes.first(lambda s: len(s.announcements) == 2, 120, "both failures in ksef.mode")
-        sandbox.produce(DEADLINES, _first_records(_sealed(*inv) for inv in invoices))
+        _produce_first(sandbox, _first_records(_sealed(*inv) for inv in invoices))
         deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "first records")
         assert {r.status for r in _latest(deadlines.seen).values()} == {"due"}
         before = len(deadlines.seen)
@@ -271,7 +284,7 @@ def test_two_workers_share_the_pending_invoices(sandbox: KafkaSandbox, tmp_path:
         modes.first(lambda s: len(s.announcements) == 1, 120, "the open failure")
         # first records as the seal stage wrote them before it knew of the failure: the
         # tracker corrects each one the current history disagrees with
-        sandbox.produce(DEADLINES, _first_records(_sealed(*inv) for inv in invoices))
+        _produce_first(sandbox, _first_records(_sealed(*inv) for inv in invoices))
         deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices) and {
             r.status for r in _latest(seen).values()} == {"open"}, 120, "corrected records")
 

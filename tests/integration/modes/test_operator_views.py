@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,12 @@ from tests.integration.modes.test_mode_state import (
     SELLER,
     _first_records,
     _latest,
+    _produce_first,
     _sealed,
 )
 from tests.kafka_harness import REPO, KafkaSandbox, Worker, start_worker
 from topics.catalog import ALERTS, DEADLINES, MODE, OUTCOMES, REJECTED, SEALED, SUBMITTED
-from topics.codec import encode
+from topics.codec import encode, from_dict
 from topics.records import (
     Alert,
     DeadlineRecord,
@@ -67,6 +69,40 @@ def _token_file(tmp_path: Path) -> dict[str, str]:
     return {"KSEF_OPERATOR_TOKEN_FILE": str(path)}
 
 
+def _get_json(worker: Worker, path: str) -> Any:
+    try:
+        status, raw = _web(worker, path)
+    except OSError:  # the web server is not up yet (urllib's URLError is an OSError)
+        return None
+    return orjson.loads(raw) if status == 200 else None
+
+
+def _worker_ready(worker: Worker, partitions: int, timeout_s: float = 120
+                  ) -> ModeState | None:
+    """The worker's mode state once its tracker holds every partition of ksef.deadlines."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        pending, mode = _get_json(worker, "/ksef/pending"), _get_json(worker, "/ksef/mode")
+        if pending and len(pending["partitions"]) == partitions and mode is not None:
+            return from_dict(ModeState, mode)
+        assert time.monotonic() < deadline, f"worker not ready: {pending!r}"
+        time.sleep(0.2)  # the worker's readiness has no event to await from outside
+
+
+def _wait_until_pending(worker: Worker, count: int, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    raw: bytes = b"no answer yet"
+    while True:
+        try:
+            status, raw = _web(worker, "/ksef/pending")
+        except OSError:  # the web server is not up yet (urllib's URLError is an OSError)
+            status = 0
+        if status == 200 and orjson.loads(raw)["pending"] >= count:
+            return
+        assert time.monotonic() < deadline, f"the tracker holds {raw!r}, not {count} invoices"
+        time.sleep(0.2)  # the worker's book has no event to await from outside
+
+
 def _web(worker: Worker, path: str, body: dict[str, Any] | None = None,
          token: str | None = OPERATOR_TOKEN, content_type: str = "application/json",
          ) -> tuple[int, bytes]:
@@ -97,8 +133,13 @@ def test_deadlines_command_endpoint_and_status_page(sandbox: KafkaSandbox,
     alerts = Watcher(sandbox, ALERTS, Alert)
     worker = start_worker(sandbox, tmp_path, "--stages", "mode", **FAST, **_token_file(tmp_path))
     try:
-        sandbox.produce(DEADLINES, _first_records(invoices))
+        # First records as a validate worker writes them: with the mode state it follows
+        # (the same as the tracker's, so the tracker has nothing to correct), once the
+        # tracker holds its partitions.
+        state = _worker_ready(worker, sandbox.partitions)
+        _produce_first(sandbox, _first_records(invoices, state))
         deadlines.wait(lambda seen: len(_latest(seen)) == len(invoices), 120, "records")
+        _wait_until_pending(worker, len(invoices))
 
         sandbox.produce(OUTCOMES, [(b"s-0", encode(_outcome("s-0")))])
         sandbox.produce(REJECTED, [(b"s-1", encode(Rejection(
