@@ -72,7 +72,6 @@ TICK_S = 0.5
 
 sealed_topic = topic(SEALED)
 packed_topic = topic(PACKED)
-rejected_topic = topic(REJECTED)
 releases_topic = topic(RELEASES)
 
 settings = PackSettings.from_env(worker_settings.data_dir)
@@ -316,7 +315,7 @@ def _backlog() -> bool:
 async def _tick() -> None:
     mf: tuple[Any, str | None] | None = None
     with contextlib.suppress(KsefError):  # remember the MF key while KSeF answers
-        await _mf_key()
+        mf = await _mf_key()
     while True:
         await asyncio.sleep(TICK_S)
         try:
