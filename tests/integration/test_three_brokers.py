@@ -66,6 +66,11 @@ def test_sigkill_of_one_of_three_brokers_loses_and_doubles_nothing(
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     box = KafkaSandbox(cluster.bootstrap, partitions=PARTITIONS)
     box.create_topics()  # the pipeline's catalog, replication `auto`
+    # Creation is acknowledged before every broker has the metadata, and this admin may
+    # ask another broker than the one that created them: wait until it sees them all.
+    _wait("the catalog visible to this client",
+          lambda: all(r.status != "missing"
+                      for r in reconcile(admin, box.settings, create=False)))
     for report in reconcile(admin, box.settings, create=False):
         assert report.replication == 3, report
         assert report.configs["min.insync.replicas"] == "2", report
