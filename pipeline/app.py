@@ -24,6 +24,7 @@ from pipeline.faust_fixes import (
     seek_uncommitted_to_beginning,
     short_fetch_wait,
 )
+from pipeline.metrics import Metrics
 from pipeline.recovery_watch import watch_recovery
 from pipeline.settings import KafkaSettings, WorkerSettings
 from topics import CatalogSettings, TopicSpec, topic_name
@@ -91,6 +92,8 @@ idempotent_producer(app.producer)
 produce_guard = ProduceGuard()
 produce_guard.install(app.producer)
 watch_recovery(app, worker_settings.recovery_stall_s)
+# The worker's Prometheus families (`/metrics`, registered by `ksef-pipeline worker`).
+metrics = Metrics()
 
 
 def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:
@@ -121,3 +124,4 @@ async def produce(spec: TopicSpec, key: bytes, value: bytes | None,
     delivery = await app.producer.send(topic_name(spec, catalog_settings), key, value,
                                        None, None, None)
     produce_guard.watch(delivery, refused)  # type: ignore[arg-type]
+    metrics.records_produced.labels(spec.name).inc()

@@ -66,10 +66,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"ksef-pipeline worker: {exc}", file=sys.stderr)
             return 2
     _resolve_replication()
-    from pipeline.app import app, worker_settings
+    from pipeline.app import app, metrics, worker_settings
+    from pipeline.metrics.page import serve_metrics
+    from pipeline.metrics.worker import watch_worker
+    from pipeline.stages.packing import spool_root
     from pipeline.stop_deadline import worker_class
 
     app.conf.Worker = worker_class(worker_settings.stop_deadline_s)
+    serve_metrics(app, metrics)
+    watch_worker(app, metrics, spool_root(worker_settings.data_dir))
     for name in wanted:
         importlib.import_module(STAGES[name])
     for module in args.module:
