@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -151,7 +152,7 @@ class Metrics:
 
     # ---- helpers for labelled gauges that describe a whole set at once ----
     @staticmethod
-    def set_all(gauge: Gauge, values: Mapping[tuple[str, ...], float],
+    def set_all(gauge: Gauge, values: Mapping[Any, float],
                 every: Iterable[tuple[str, ...]] = ()) -> None:
         """Replace every series of `gauge` with `values`; `every` label sets are
         published as 0 when absent (so a bucket that emptied reads 0, not stale)."""
