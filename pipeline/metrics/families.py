@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from pipeline import logs
+from pipeline.metrics.recent import RecentCounts
 
 log = logs.get(__name__)
 
@@ -65,9 +66,13 @@ def status_class(status: int | None, outcome: str) -> str:
 class Metrics:
     """The families, their registry, and the scrape-time refresh callbacks."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
         self._refresh: list[tuple[str, Refresh]] = []
+        # For the status page: what happened lately, not since the worker started.
+        kw = {} if clock is None else {"clock": clock}
+        self.recent_out = RecentCounts(60.0, 5.0, **kw)  # stage -> invoices, last minute
+        self.recent_rejections = RecentCounts(3600.0, 60.0, **kw)  # (stage, reason), 1 h
         # ---- flow ----
         self.stage_in = Counter(
             "ksef_stage_invoices_in", "Invoices a stage took from its input topic.",
@@ -134,6 +139,23 @@ class Metrics:
         self.recovery = Gauge(
             "ksef_table_recovery", "1 for the worker's table recovery state now.",
             ["state"], registry=r)
+
+    # ---- counting (one call per event; also feeds the status page's recent views) ----
+    def count_in(self, stage: str, n: int = 1) -> None:
+        self.stage_in.labels(stage).inc(n)
+
+    def count_out(self, stage: str, n: int = 1) -> None:
+        self.stage_out.labels(stage).inc(n)
+        self.recent_out.add(stage, n)
+
+    def rejected(self, stage: str, reason: str) -> None:
+        """A rejection record seen once (by the deadline tracker that settles it)."""
+        self.rejections.labels(stage, reason).inc()
+        self.outcomes.labels("rejected").inc()
+        self.recent_rejections.add((stage, reason))
+
+    def accepted(self) -> None:
+        self.outcomes.labels("accepted").inc()
 
     # ---- scrape ----
     def on_scrape(self, name: str, refresh: Refresh) -> None:
