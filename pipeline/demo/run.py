@@ -107,6 +107,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--invoices", type=int, default=2000, help="sample invoices (default 2000)")
     p.add_argument("--sellers", type=int, default=3, help="seller contexts (default 3)")
+    p.add_argument("--bad", type=int, default=0, metavar="N",
+                   help="also send N defective invoices (broken XML, schema errors, wrong "
+                        "NIPs, duplicate numbers ...): each must end with a rejection")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--exit-when-done", action="store_true",
                    help="stop once every invoice has an outcome or a rejection; exit 0 only "
@@ -218,8 +221,9 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         stack.callback(rehearsal.close)
         rehearsal.begin()
     run_id = time.strftime("%H%M%S")
-    say(f"generating {args.invoices} FA(3) invoices for {len(sellers)} sellers ...")
-    items = generate(args.invoices, sellers, _polish_today(), run_id)
+    say(f"generating {args.invoices} FA(3) invoices for {len(sellers)} sellers"
+        + (f" and {args.bad} defective ones" if args.bad else "") + " ...")
+    items = generate(args.invoices, sellers, _polish_today(), run_id, bad=args.bad)
     if rehearsal is not None:
         rehearsal.narrate(len(items))
     ledger = Ledger({i for i, _, _ in items})
@@ -276,6 +280,9 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         Path(args.usage_out).write_text(json.dumps(report))
     stopping.say(f"submitted={len(items)} accepted={accepted} rejected={rejected} "
                  f"seconds={seconds:.1f} invoices_per_s={(accepted + rejected) / seconds:.1f}")
+    if rejected:
+        stopping.say("rejected by reason: " + " ".join(
+            f"{reason}={n}" for reason, n in sorted(ledger.rejection_reasons().items())))
     complete = accepted + rejected == len(items)
     if args.exit_when_done:
         return 0 if complete else 1

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, TopicPartition
 
-from pipeline.demo.samples import make_invoice, seller_nips
+from pipeline.demo.samples import bad_invoices, make_invoice, seller_nips
 from pipeline.ingest import InvoiceProducer
 from pipeline.settings import KafkaSettings
 from topics import CatalogSettings, topic_name
@@ -23,10 +23,15 @@ from topics.catalog import OUTCOMES, PACKED, REJECTED, SEALED, SUBMITTED, TopicS
 from topics.codec import decode
 from topics.records import InvoiceOutcome, Rejection
 
+# Defects `--bad` mixes in: every reason the checks give except those that depend on
+# settings (attachments) or need megabytes (too-large), and a duplicate invoice number.
+BAD_SKIPPED = frozenset({"too-large", "attachments-not-allowed"})
 
-def generate(count: int, sellers: list[str], today: dt.date, run: str
+
+def generate(count: int, sellers: list[str], today: dt.date, run: str, bad: int = 0
              ) -> list[tuple[str, str, bytes]]:
-    """(invoice id, seller NIP, XML) for `count` invoices spread over `sellers`."""
+    """(invoice id, seller NIP, XML) for `count` invoices spread over `sellers`, then
+    `bad` defective ones (each must end with a rejection)."""
     profiles = ("typical", "typical", "small", "typical")
     out = []
     for i in range(count):
@@ -35,6 +40,15 @@ def generate(count: int, sellers: list[str], today: dt.date, run: str
         xml = make_invoice(seller_nip=nip, number=number, issue_date=today,
                            profile=profiles[i % len(profiles)], seed=i)
         out.append((f"{run}-{i + 1:06d}", nip, xml))
+    defects = [data for reason, data in bad_invoices(today) if reason not in BAD_SKIPPED]
+    for j in range(bad):
+        invoice_id = f"{run}-bad-{j + 1:04d}"
+        kind = j % (len(defects) + 1)
+        if kind == 0 and out:
+            _, nip, xml = out[0]  # the same seller and number again: a duplicate
+            out.append((invoice_id, nip, xml))
+        else:
+            out.append((invoice_id, sellers[j % len(sellers)], defects[kind - 1]))
     return out
 
 
@@ -54,6 +68,15 @@ class Ledger:
 
     def done(self) -> bool:
         return self.settled >= len(self.expected)
+
+    def rejection_reasons(self) -> dict[str, int]:
+        """reason -> invoices of this run rejected (and never accepted) for it."""
+        with self.lock:
+            counts: dict[str, int] = {}
+            for invoice_id, reason in self.rejected.items():
+                if invoice_id in self.expected and invoice_id not in self.accepted:
+                    counts[reason] = counts.get(reason, 0) + 1
+            return counts
 
 
 class LedgerReader(threading.Thread):

@@ -130,6 +130,23 @@ class SlidingWindowLimiter:
         for k in idle:
             del self._stamps[k]
 
+    def headroom(self) -> dict[tuple[Hashable, str], float]:
+        """(key, category) -> share of its tightest window still free now, for every
+        counter with requests on record (1.0 = nothing used, 0.0 = the next one waits)."""
+        out: dict[tuple[Hashable, str], float] = {}
+        with self._lock:
+            now = self._clock() * self._scale
+            for (key, category), stamps in self._stamps.items():
+                limit = self.limit(category)
+                if limit is None:
+                    continue
+                free = 1.0
+                for span, cap in limit.windows():
+                    first = bisect_right(stamps.times, now - span, lo=stamps.start)
+                    free = min(free, max(0.0, 1.0 - (len(stamps.times) - first) / cap))
+                out[(key, category)] = free
+        return out
+
     def reset(self) -> None:
         """Forget every recorded request."""
         with self._lock:

@@ -13,6 +13,7 @@ token is used from the next call on, without a restart.
 from __future__ import annotations
 
 import os
+from collections.abc import Hashable
 from dataclasses import dataclass
 
 from pipeline.credentials import CredentialStore
@@ -128,6 +129,10 @@ class KsefClients:
             if self._public_keys is None:
                 self._public_keys = self._public.public_keys
         return self._public
+
+    def headroom(self) -> dict[tuple[Hashable, str], float]:
+        """The shared limiter's headroom per (context, category); see `SlidingWindowLimiter`."""
+        return self._limiter.headroom()
 
     async def aclose(self) -> None:
         for client in [*self._clients.values(), *([self._public] if self._public else [])]:

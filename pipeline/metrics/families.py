@@ -15,6 +15,7 @@ tests build their own).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -37,6 +38,10 @@ LATENCY_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600,
                    24 * 3600, 7 * 24 * 3600)
 UPO_WAIT_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600)
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+# Labels from records (a rejection's stage and reason) stay bounded whatever a producer
+# wrote: a short slug, and at most this many distinct pairs; anything else is "other".
+_SLUG = re.compile(r"[a-z0-9][a-z0-9._-]{0,47}")
+MAX_REJECTION_LABELS = 200
 
 Refresh = Callable[["Metrics"], None]
 
@@ -57,6 +62,10 @@ def deadline_bucket(status: str, due: dt.datetime | None, now: dt.datetime) -> s
     return "later"
 
 
+def _slug(value: str) -> str:
+    return value if _SLUG.fullmatch(value) else "other"
+
+
 def status_class(status: int | None, outcome: str) -> str:
     """The `status` label of a KSeF request: the HTTP code when there is one (a few
     dozen at most), else what happened (`unavailable`: no answer at all)."""
@@ -73,6 +82,7 @@ class Metrics:
         kw = {} if clock is None else {"clock": clock}
         self.recent_out = RecentCounts(60.0, 5.0, **kw)  # stage -> invoices, last minute
         self.recent_rejections = RecentCounts(3600.0, 60.0, **kw)  # (stage, reason), 1 h
+        self._rejection_labels: set[tuple[str, str]] = set()
         # ---- flow ----
         self.stage_in = Counter(
             "ksef_stage_invoices_in", "Invoices a stage took from its input topic.",
@@ -150,9 +160,14 @@ class Metrics:
 
     def rejected(self, stage: str, reason: str) -> None:
         """A rejection record seen once (by the deadline tracker that settles it)."""
-        self.rejections.labels(stage, reason).inc()
+        labels = (_slug(stage), _slug(reason))
+        if labels not in self._rejection_labels:
+            if len(self._rejection_labels) >= MAX_REJECTION_LABELS:
+                labels = ("other", "other")
+            self._rejection_labels.add(labels)
+        self.rejections.labels(*labels).inc()
         self.outcomes.labels("rejected").inc()
-        self.recent_rejections.add((stage, reason))
+        self.recent_rejections.add(labels)
 
     def accepted(self) -> None:
         self.outcomes.labels("accepted").inc()

@@ -28,20 +28,23 @@ per worker run.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 from typing import Any
 
 import faust
 
 from pipeline import logs
-from pipeline.app import app, catalog_settings, kafka_settings, topic
+from pipeline.app import app, catalog_settings, kafka_settings, metrics, topic
 from pipeline.clock import iso, now_utc
 from pipeline.ksef.announcements import AnnouncementHistory
+from pipeline.ksef.modes import Mode
+from pipeline.metrics import DEADLINE_BUCKETS, Metrics, deadline_bucket
 from pipeline.modes import alerts
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.pending import SEALED, Change, DeadlineBook, parse_moment
 from pipeline.modes.publish import publish_alert
-from pipeline.modes.risk import PaceMeter, RiskSettings, assess, pace
+from pipeline.modes.risk import PaceMeter, RiskSettings, assess, end_of_day, pace
 from pipeline.modes.snapshot import ANNOUNCED_STATES, history_of, legal_content
 from pipeline.modes.topic_reads import read_latest
 from topics import topic_name
@@ -246,11 +249,17 @@ async def _settle(value: bytes, record: type[InvoiceOutcome] | type[Rejection]) 
         return  # not ours to judge: the stage that wrote it reports its own junk
     if isinstance(settled, InvoiceOutcome):
         meter.accepted(settled.seller_nip, now)
+        metrics.accepted()
         at = settled.recorded_at
     else:
+        metrics.rejected(settled.stage, settled.reason)
         at = settled.rejected_at
+    moment = parse_moment(at) or now
+    since = book.pending_since(settled.invoice_id)
+    if since is not None:  # held here: how long it took from sealing to its final record
+        metrics.latency.observe(max(0.0, (moment - since).total_seconds()))
     forward = len(gate.loaded) < (deadlines_topic.partitions or 1)
-    await _send(book.settle(settled.invoice_id, parse_moment(at) or now, forward=forward))
+    await _send(book.settle(settled.invoice_id, moment, forward=forward))
 
 
 @app.agent(outcomes_topic, name="mode-outcomes")
@@ -265,6 +274,26 @@ async def track_rejected(stream: faust.StreamT[Any]) -> None:
         await _settle(event.value, Rejection)
 
 
+def pending_by_bucket(now: dt.datetime) -> dict[tuple[str, str], int]:
+    """(mode, deadline bucket) -> pending invoices of the partitions held here."""
+    out: dict[tuple[str, str], int] = {}
+    for group in book.groups():
+        d = group.deadline
+        due = None if d.due is None else end_of_day(d.due)
+        key = (d.mode.value, deadline_bucket(d.status.value, due, now))
+        out[key] = out.get(key, 0) + len(group.members)
+    return out
+
+
+def _refresh_pending(m: Metrics) -> None:
+    counts = pending_by_bucket(now_utc())
+    # every (mode, bucket) pair, 0 when empty: a bucket that emptied must read 0
+    m.set_all(m.pending, counts, [(mode.value, b) for mode in Mode for b in DEADLINE_BUCKETS])
+
+
+metrics.on_scrape("deadlines", _refresh_pending)
+
+
 async def check_deadlines() -> None:
     """Raise an alert for each newly passed or at-risk deadline."""
     if not gate.loaded:
@@ -276,7 +305,9 @@ async def check_deadlines() -> None:
     share = len(gate.loaded) / max(1, deadlines_topic.partitions or 1)
     speeds = pace(list(due), meter.per_hour(now), reachable, risk_settings.nominal_per_hour,
                   share)
-    for risk in assess(due, now, speeds, risk_settings):
+    risks = assess(due, now, speeds, risk_settings)
+    metrics.at_risk.set(sum(r.count for r in risks if r.kind == "deadline-at-risk"))
+    for risk in risks:
         if risk.alert_id in raised:
             continue
         raised.add(risk.alert_id)

@@ -250,6 +250,16 @@ class DeadlineBook:
                 return [Change(invoice_id, None)]
         return [Change(invoice_id, None)] if forward else []
 
+    def pending_since(self, invoice_id: str) -> dt.datetime | None:
+        """When a pending invoice held here was sealed (None: not held, or unknown)."""
+        for part in self.partitions.values():
+            group = part.where.get(invoice_id)
+            if group is not None:
+                _, fragment = group.members[invoice_id]
+                sealed_at = orjson.loads(b"{" + fragment + b"}").get("sealed_at")
+                return parse_moment(sealed_at) if sealed_at else None
+        return None
+
     def forget(self, partition: int, invoice_id: str, now: dt.datetime) -> None:
         """A tombstone read back from `ksef.deadlines` (our own, or forwarded)."""
         self.done.add_if_absent(invoice_id, now)

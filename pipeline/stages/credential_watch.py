@@ -14,10 +14,14 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from pipeline.clock import WARSAW
 from pipeline.credentials import ContextStatus
 from pipeline.ksef.credentials import LAST_TOKEN_DAY, CertificateCredential, TokenCredential
 from pipeline.stages.credential_hold import AuthResult
 from topics.records import Alert
+
+# Tokens authenticate until the end of LAST_TOKEN_DAY, Polish time.
+TOKENS_END = dt.datetime.combine(LAST_TOKEN_DAY + dt.timedelta(days=1), dt.time(), WARSAW)
 
 EXPIRY_WARNING_DAYS = 30
 TOKEN_WARNING_FROM = dt.date(2026, 12, 1)
@@ -100,6 +104,7 @@ class HealthRow:
     days_to_expiry: int | None
     problem: str
     last_auth: str
+    expires_at: dt.datetime | None = None  # when the credential stops authenticating
 
 
 def health_rows(statuses: Iterable[ContextStatus], last: Mapping[str, AuthResult],
@@ -111,16 +116,18 @@ def health_rows(statuses: Iterable[ContextStatus], last: Mapping[str, AuthResult
     for status in statuses:
         seen.add(status.nip)
         credential = status.credential
-        subject, days = "", None
+        subject, days, expires = "", None, None
         if isinstance(credential, CertificateCredential):
             subject, days = credential.info.subject, credential.info.days_to_expiry(now)
+            expires = credential.info.not_after
         elif isinstance(credential, TokenCredential):
             days = (LAST_TOKEN_DAY - now.date()).days
+            expires = TOKENS_END
         problem = str(status.problem.problem) if status.problem else ""
         if status.nip in held:
             problem = ", ".join(p for p in (problem, f"held: {held[status.nip]}") if p)
         rows.append(HealthRow(status.nip, status.method, subject, days, problem,
-                              _last(last.get(status.nip))))
+                              _last(last.get(status.nip)), expires))
     for nip, reason in sorted(held.items()):
         if nip not in seen:
             rows.append(HealthRow(nip, "none", "", None, f"held: {reason}", _last(last.get(nip))))

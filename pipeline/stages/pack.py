@@ -36,7 +36,7 @@ import faust
 import orjson
 
 from pipeline import logs
-from pipeline.app import app, produce, topic, worker_settings
+from pipeline.app import app, metrics, produce, topic, worker_settings
 from pipeline.clock import iso, now_utc
 from pipeline.forwarding import forward_forever
 from pipeline.invoice_ledger import PACKED as PACKED_ENTRY
@@ -48,6 +48,7 @@ from pipeline.ksef.package import Fit
 from pipeline.ksef.package.spool import private_dir, write_private
 from pipeline.ksef_api import KsefError
 from pipeline.ksef_api.link import KsefClients, KsefSettings
+from pipeline.metrics.ksef import request_observer
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.publish import publish_alert
 from pipeline.modes.snapshot import should_hold_sessions
@@ -79,7 +80,7 @@ keyrings = keyring_source()  # re-read on change: a rotation needs no restart
 # Invoices sealed under a key the keyring lacks: held unacknowledged, not rejected,
 # and packed once the keyring file brings the key (checked on every tick).
 key_holds = KeyHolds()
-clients = KsefClients(KsefSettings.from_env())
+clients = KsefClients(KsefSettings.from_env(), observer=request_observer(metrics))
 follower = mode_follower()
 ledger = invoice_ledger()
 DEDUPE_TABLE = "ksef-dedupe"
@@ -170,6 +171,7 @@ async def _flush(group: tuple[str, bool], why: str,
     packaged = await asyncio.to_thread(batch.builder.finish, mf_key, keep_package=False)
     record = manifest_record(batch, packaged, key_id)
     await packed_topic.send(key=batch.seller_nip.encode(), value=encode(record))
+    metrics.count_out("pack", len(batch.invoices))
     _note_packed(record)
     del open_batches[group]
     log.info("batch packed", batch_id=batch.batch_id, seller_nip=batch.seller_nip,
@@ -370,6 +372,7 @@ async def pack(stream: faust.StreamT[Any]) -> None:
             await ledger.caught_up()
             synced.add(tp)
         last_seen[tp] = event.message.offset
+        metrics.count_in("pack")
         async with lock:
             try:
                 await _add(event)

@@ -29,7 +29,7 @@ from typing import Any
 import faust
 
 from pipeline import logs
-from pipeline.app import app, kafka_settings, topic, worker_settings
+from pipeline.app import app, kafka_settings, metrics, topic, worker_settings
 from pipeline.clock import iso, now_utc
 from pipeline.kafka_reads import SequentialReader
 from pipeline.keyring_file import keyring_source
@@ -52,6 +52,7 @@ from pipeline.ksef_api import (
 )
 from pipeline.ksef_api.link import KsefClients, KsefSettings
 from pipeline.ksef_api.manifest import batch_spec, part_files, part_sizes
+from pipeline.metrics.ksef import request_observer, watch_headroom
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.observed import HealthReporter
 from pipeline.modes.publish import publish_alert, publish_announcement
@@ -95,7 +96,9 @@ UPLOAD_WINDOW_PER_PART = dt.timedelta(minutes=20)
 
 follower = mode_follower()
 health = HealthReporter(publish_announcement, lambda: follower.state)
-clients = KsefClients(KsefSettings.from_env(), observer=health.observe)
+clients = KsefClients(KsefSettings.from_env(),
+                      observer=request_observer(metrics, health.observe))
+watch_headroom(metrics, clients.headroom)
 keyrings = keyring_source()  # re-read on change: a rotation needs no restart
 missing_keys: set[str] = set()  # key ids alerted as missing (once each)
 KEY_RECHECK_S = 5.0
@@ -111,6 +114,8 @@ RECHECK_S = float(os.environ.get("KSEF_CREDENTIAL_RECHECK_S", "30"))
 CREDENTIAL_CHECK_S = float(os.environ.get("KSEF_CREDENTIAL_CHECK_S", "3600"))
 FILES_POLL_S = 1.0
 holds = Holds(dt.timedelta(seconds=RECHECK_S))
+opened_here: set[str] = set()  # batch sessions this worker opened and has not closed yet
+metrics.on_scrape("submit", lambda m: m.sessions_open.set(len(opened_here)))
 expiry = ExpiryWatch()
 releases = release_book()
 SETTLED, RETRY, HELD = "settled", "retry", "held"
@@ -228,11 +233,15 @@ async def submit_batch(rec: PackedBatch) -> None:
 
     async def uploaded(ordinal: int) -> None:
         await _journal(rec, PART_UPLOADED, ref, ordinal=ordinal)
+        metrics.parts_uploaded.inc()
 
+    opened_here.add(ref)  # open in KSeF until closed (a failed upload keeps it open)
     if todo:
         await client.upload_parts(session, files, only=todo, sizes=part_sizes(manifest),
                                   on_uploaded=uploaded)
     await client.close_batch_session(ref)
+    opened_here.discard(ref)
+    metrics.count_out("submit", len(rec.invoices))
     await _journal(rec, CLOSED, ref, invoice_count=len(rec.invoices),
                    invoices=[[i.invoice_id, i.sha256, i.invoice_number] for i in rec.invoices])
     drop_batch_spool(SPOOL_ROOT, rec)  # as packed and as rebuilt, under SPOOL_ROOT only
@@ -469,6 +478,7 @@ async def submit(stream: faust.StreamT[Any]) -> None:
         if progress is not None and progress.step in FINAL:
             await manual.ack(event)
             continue
+        metrics.count_in("submit", len(rec.invoices))
         waiting.offer(rec, event)  # a repeat waits with its batch's first delivery
 
 
@@ -541,6 +551,7 @@ async def _send_correction(inv: SealedInvoice, record: bytes) -> None:
         raise
     await _close_after_send(client, ref)
     await _journal_correction_closed(inv, batch_id, ref)
+    metrics.count_out("submit-interactive")
     log.info("technical correction sent", invoice_id=inv.invoice_id, session_ref=ref)
 
 
@@ -607,6 +618,7 @@ async def interactive(stream: faust.StreamT[Any]) -> None:
             continue  # the pack stage forwards only records it could read
         if not inv.technical_correction_of:
             continue
+        metrics.count_in("submit-interactive")
         delay = 1.0
         while True:
             try:

@@ -13,19 +13,21 @@ keyed by invoice id on a compacted topic, so a re-read replaces, not doubles).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 from typing import Any
 
 import faust
 
 from pipeline import logs
-from pipeline.app import app, produce, topic
-from pipeline.clock import iso
+from pipeline.app import app, metrics, produce, topic
+from pipeline.clock import iso, now_utc
 from pipeline.invoice_ledger import already_final, invoice_ledger
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from pipeline.ksef.upo import UpoEntry, UpoError, parse_upo
 from pipeline.ksef_api import InvoiceResult, KsefApiError, KsefClient, KsefError, SessionStatus
 from pipeline.ksef_api.link import KsefClients, KsefSettings
+from pipeline.metrics.ksef import request_observer
 from pipeline.session_follow import sessions_follower
 from pipeline.session_journal import CLOSED, COMPLETED, FAILED, OPENED
 from pipeline.stages.deliveries import Deliveries
@@ -45,7 +47,7 @@ DUPLICATE = 440
 KSEF_REASONS = {410: "permissions", 415: "attachments-not-allowed", 430: "schema",
                 435: "decryption", 440: "duplicate", 450: "semantic", 500: "unknown"}
 
-clients = KsefClients(KsefSettings.from_env())
+clients = KsefClients(KsefSettings.from_env(), observer=request_observer(metrics))
 done_batches: set[str] = set()
 following: set[asyncio.Future[None]] = set()
 followed = Deliveries()  # of the `closed` steps being followed, by batch id
@@ -190,6 +192,7 @@ async def _upo_entries(step: SessionStep, client: KsefClient, status: SessionSta
 async def _settle(step: SessionStep, client: KsefClient, status: SessionStatus) -> None:
     ref = step.session_ref or ""
     invoices = {row[1]: _Invoice(row) for row in step.details.get("invoices", [])}
+    metrics.count_in("upo", len(invoices))
     accepted_upo, upo_ref = await _upo_entries(step, client, status)
     accepted = 0
     for sha, entry in accepted_upo.items():
@@ -221,6 +224,10 @@ async def _settle(step: SessionStep, client: KsefClient, status: SessionStatus) 
                                 "rejected": len(invoices) - accepted})
     await sessions_topic.send(key=step.batch_id.encode(), value=encode(done))
     done_batches.add(step.batch_id)
+    metrics.count_out("upo", len(invoices))
+    closed_at = dt.datetime.fromisoformat(step.at) if step.at else None
+    if closed_at is not None and closed_at.tzinfo is not None:
+        metrics.upo_wait.observe(max(0.0, (now_utc() - closed_at).total_seconds()))
     log.info("session settled", batch_id=step.batch_id, session_ref=ref, status=status.code,
              accepted=accepted, rejected=len(invoices) - accepted)
 

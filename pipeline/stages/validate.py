@@ -29,7 +29,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 
 from pipeline import logs
-from pipeline.app import app, produce, topic
+from pipeline.app import app, metrics, produce, topic
 from pipeline.clock import from_timestamp, iso, now_utc, polish_today
 from pipeline.keyring_file import keyring_source
 from pipeline.ksef.announcements import AnnouncementHistory
@@ -39,7 +39,13 @@ from pipeline.modes.pending import first_record
 from pipeline.modes.snapshot import history_from_mode_state
 from pipeline.stages.replay_guard import ReplayGuard
 from pipeline.stages.sealing import SealConfig, SealedOutput, seal_invoice
-from pipeline.stages.submission import AttachmentPolicy, Submission, check_submission, reject
+from pipeline.stages.submission import (
+    STAGE,
+    AttachmentPolicy,
+    Submission,
+    check_submission,
+    reject,
+)
 from topics.catalog import (
     ALERTS,
     DEADLINES,
@@ -131,6 +137,7 @@ async def validate(stream: faust.StreamT[Any]) -> None:
     # stop), which would lose those invoices. A typical invoice costs ~0.5 ms here.
     async for event in guard.events(stream):
         sub = _submission(event)
+        metrics.count_in(STAGE)
         await emit(sub, validate_and_seal(sub))
 
 
@@ -166,6 +173,7 @@ async def emit(sub: Submission, result: SealedOutput | Rejection) -> None:
             await produce(SEALED, result.meta.seller_nip.encode(), result.value,
                           sealed_refused)
             await produce(DEADLINES, invoice_key, first, deadline_refused)
+            metrics.count_out(STAGE)
         return
     except PERMANENT as exc:
         failure: BaseException = exc
