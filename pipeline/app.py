@@ -17,6 +17,7 @@ from pipeline import logs
 from pipeline.faust_fixes import (
     ProduceGuard,
     Refused,
+    commit_before_revoke,
     idempotent_producer,
     keep_buffers_on_resume,
     never_commit_past_pending,
@@ -86,6 +87,7 @@ if not keep_buffers_on_resume(app):
         "rebalance may wait for the next restart")
 own_web_routes_only(app)
 never_commit_past_pending(app)
+commit_before_revoke(app)
 seek_uncommitted_to_beginning(app)
 short_fetch_wait(app, worker_settings.fetch_max_wait_ms, worker_settings.fetch_min_bytes)
 idempotent_producer(app.producer)

@@ -62,6 +62,8 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 from faust import streams
 
+from pipeline import logs
+
 # The broker refuses these records for good: the same bytes fail again after any retry or
 # restart. Errors of the whole producer (authorization, a missing topic) are not here: a
 # misconfiguration stops the worker instead of turning every record into a rejection.
@@ -141,6 +143,32 @@ def never_commit_past_pending(app: Any) -> None:
         return offsets
 
     consumer._filter_committable_offsets = committable
+
+
+def commit_before_revoke(app: Any) -> None:
+    """Commit what was handled on partitions being revoked, before they are given away.
+
+    Faust forgets the acknowledged offsets of revoked partitions first and commits only
+    later (and only with `stream_wait_empty`, which the holding stages turn off), so
+    the next owner read again everything handled since the last periodic commit: every
+    worker joining or leaving the group repeated seconds of work, and the validate stage
+    wrote a second rejection for invoices it had already rejected. Committed here, with
+    the producer flushed first and capped below any record still held
+    (`never_commit_past_pending`), a rebalance repeats nothing that was finished.
+    """
+    consumer = app.consumer
+    forget_revoked = consumer.on_partitions_revoked
+
+    async def on_partitions_revoked(revoked: set[Any]) -> None:
+        if revoked and not app.should_stop:
+            try:
+                await consumer.commit(revoked)
+            except Exception as exc:  # the next owner repeats that work: at least once
+                logs.get(__name__).warning("commit before revocation failed",
+                                           error=str(exc), partitions=len(revoked))
+        await forget_revoked(revoked)
+
+    consumer.on_partitions_revoked = on_partitions_revoked
 
 
 def seek_uncommitted_to_beginning(app: Any) -> None:

@@ -227,7 +227,9 @@ async def track_new(stream: faust.StreamT[Any]) -> None:
         if not await gate.wait(partition) or event.message.offset < gate.loaded[partition]:
             continue
         if value is None:  # ours (applied already) or forwarded by another worker
-            book.forget(partition, (event.message.key or b"").decode(), now)
+            invoice_id = (event.message.key or b"").decode()
+            _observe_latency(book.pending_since(invoice_id), now)  # forwarded: still held
+            book.forget(partition, invoice_id, now)
             continue
         try:
             record = decode(DeadlineRecord, value)
@@ -237,6 +239,13 @@ async def track_new(stream: faust.StreamT[Any]) -> None:
             continue
         if record.computed_by == SEALED:
             await _send(book.add(partition, record, now))
+
+
+def _observe_latency(sealed_at: dt.datetime | None, final_at: dt.datetime) -> None:
+    """Sealing to final record, once per invoice: by the worker that holds it, when it
+    settles it itself or when another worker's tombstone reaches it."""
+    if sealed_at is not None:
+        metrics.latency.observe(max(0.0, (final_at - sealed_at).total_seconds()))
 
 
 async def _settle(value: bytes, record: type[InvoiceOutcome] | type[Rejection]) -> None:
@@ -255,9 +264,7 @@ async def _settle(value: bytes, record: type[InvoiceOutcome] | type[Rejection]) 
         metrics.rejected(settled.stage, settled.reason)
         at = settled.rejected_at
     moment = parse_moment(at) or now
-    since = book.pending_since(settled.invoice_id)
-    if since is not None:  # held here: how long it took from sealing to its final record
-        metrics.latency.observe(max(0.0, (moment - since).total_seconds()))
+    _observe_latency(book.pending_since(settled.invoice_id), moment)
     forward = len(gate.loaded) < (deadlines_topic.partitions or 1)
     await _send(book.settle(settled.invoice_id, moment, forward=forward))
 
