@@ -24,7 +24,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKED_IN = REPO / "ops/observability"
-BIN_ENV = "KSEF_PROMETHEUS_BIN"
 JOB = "ksef-pipeline"
 INSTALL_HINT = ("--observe needs Prometheus: install the Debian package "
                 "(`sudo apt-get install prometheus`) or point KSEF_PROMETHEUS_BIN at a "
@@ -50,7 +49,7 @@ scrape_configs:
 def prometheus_binary() -> str | None:
     """`$KSEF_PROMETHEUS_BIN` if set (None when it is not executable), else `prometheus`
     on PATH."""
-    chosen = os.environ.get(BIN_ENV)
+    chosen = os.environ.get("KSEF_PROMETHEUS_BIN")
     if chosen:
         return chosen if os.access(chosen, os.X_OK) and Path(chosen).is_file() else None
     return shutil.which("prometheus")
