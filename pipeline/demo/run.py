@@ -226,8 +226,12 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     if args.observe:
         from pipeline.demo.observe import prometheus, prometheus_binary
 
-        prom = stack.enter_context(prometheus(prometheus_binary() or "prometheus", var, ports,
-                                              env))
+        try:
+            prom = stack.enter_context(prometheus(prometheus_binary() or "prometheus", var,
+                                                  ports, env))
+        except RuntimeError as exc:  # it exited, or never answered /-/ready
+            say(str(exc))
+            return 1
         say(f"Prometheus at {prom.url} (config {prom.config}, log {prom.log})")
     if _should_stop(stop):
         return 130
