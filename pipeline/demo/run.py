@@ -122,6 +122,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--outage", action="store_true",
                    help="rehearse an outage: KSeF down and a failure announced while the "
                         "invoices arrive, then the end announced and the backlog drained")
+    p.add_argument("--observe", action="store_true",
+                   help="also start Prometheus (Debian package `prometheus`) on 127.0.0.1, "
+                        "scraping every worker's /metrics, and print its URL; state in "
+                        "<var>/prometheus/, log <var>/prometheus.log")
     p.add_argument("--usage-out", metavar="PATH",
                    help="write the CPU ms the workers, the broker and the emulator used from "
                         "the start of ingest to the last outcome, and the workers' peak RSS "
@@ -144,6 +148,12 @@ def _progress_line(counts: dict[str, int], settled: int, total: int, seconds: fl
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     var = Path(args.var)
+    if args.observe:
+        from pipeline.demo.observe import INSTALL_HINT, prometheus_binary
+
+        if prometheus_binary() is None:
+            print(f"ops/demo: {INSTALL_HINT}", file=sys.stderr)
+            return 2
     stop = {"requested": False}
 
     def on_signal(_signum: int) -> None:
@@ -202,9 +212,10 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         f"{len(certified)} with a certificate (XAdES), {len(sellers) - len(certified)} "
         "with a KSeF token")
 
-    procs, cmds = [], []
+    procs, cmds, ports = [], [], []
     for i in range(args.workers):
         port = _free_port()
+        ports.append(port)
         cmds.append([sys.executable, "-m", "pipeline.cli", "worker", "--web-port", str(port),
                      "--data-dir", str(var / f"worker-{i}")])
         procs.append(stack.enter_context(
@@ -212,6 +223,16 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         say(f"worker {i}: http://127.0.0.1:{port}/  log {var / f'worker-{i}.log'}")
     say(f"operator token (announcements): {operator_tokens}; try `ksef-pipeline announce "
         f"failure --start <ISO> --worker <worker URL> --token-file {operator_tokens}`")
+    if args.observe:
+        from pipeline.demo.observe import prometheus, prometheus_binary
+
+        try:
+            prom = stack.enter_context(prometheus(prometheus_binary() or "prometheus", var,
+                                                  ports, env))
+        except RuntimeError as exc:  # it exited, or never answered /-/ready
+            say(str(exc))
+            return 1
+        say(f"Prometheus at {prom.url} (config {prom.config}, log {prom.log})")
     if _should_stop(stop):
         return 130
 
