@@ -143,6 +143,10 @@ class Metrics:
         self.latarnia_reachable = Gauge(
             "ksef_latarnia_reachable", "1 while Latarnia (MF's status service) answers.",
             registry=r)
+        # Unknown until the first `ksef.mode` record: NaN, so that "unreachable" (0)
+        # alerts do not fire on a worker that has not read the state yet.
+        self.ksef_reachable.set(float("nan"))
+        self.latarnia_reachable.set(float("nan"))
         self.credential_expiry = Gauge(
             "ksef_credential_expiry_seconds", "Seconds until a seller context's credential "
             "expires (only credentials that carry an expiry).", ["context"], registry=r)
