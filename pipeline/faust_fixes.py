@@ -145,6 +145,27 @@ def never_commit_past_pending(app: Any) -> None:
     consumer._filter_committable_offsets = committable
 
 
+IN_FLIGHT_WAIT_S = 1.0  # an event being handled when a rebalance starts may finish
+IN_FLIGHT_QUIET_TICKS = 3  # ... unacknowledged count unchanged this many ticks: settled
+IN_FLIGHT_TICK_S = 0.01
+
+
+async def settle_in_flight(unacked: Callable[[], int], *, limit_s: float = IN_FLIGHT_WAIT_S,
+                           quiet_ticks: int = IN_FLIGHT_QUIET_TICKS,
+                           tick_s: float = IN_FLIGHT_TICK_S) -> None:
+    """Give events being handled the time to be acknowledged: until the count of
+    unacknowledged events has not moved for `quiet_ticks` ticks, at most `limit_s`.
+    Events the holding stages keep unacknowledged (open batches and sessions) never
+    settle and need not: the commit stays below them and their owner reads them again."""
+    deadline = asyncio.get_running_loop().time() + limit_s
+    last, quiet = unacked(), 0
+    while quiet < quiet_ticks and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(tick_s)  # the agents run meanwhile: no event tells us they did
+        now = unacked()
+        quiet = quiet + 1 if now == last else 0
+        last = now
+
+
 def commit_before_revoke(app: Any) -> None:
     """Commit what was handled on partitions being revoked, before they are given away.
 
@@ -152,9 +173,10 @@ def commit_before_revoke(app: Any) -> None:
     later (and only with `stream_wait_empty`, which the holding stages turn off), so
     the next owner read again everything handled since the last periodic commit: every
     worker joining or leaving the group repeated seconds of work, and the validate stage
-    wrote a second rejection for invoices it had already rejected. Committed here, with
-    the producer flushed first and capped below any record still held
-    (`never_commit_past_pending`), a rebalance repeats nothing that was finished.
+    wrote a second rejection for invoices it had already rejected. Here the streams stop
+    taking events first (as Faust's own revocation does next), an event being handled
+    gets a moment to finish, and what was acknowledged is committed (the producer flushed
+    first, capped below any record still held by `never_commit_past_pending`).
     """
     consumer = app.consumer
     forget_revoked = consumer.on_partitions_revoked
@@ -162,7 +184,12 @@ def commit_before_revoke(app: Any) -> None:
     async def on_partitions_revoked(revoked: set[Any]) -> None:
         if revoked and not app.should_stop:
             try:
-                await consumer.commit(revoked)
+                consumer.stop_flow()
+                app.flow_control.suspend()
+                await settle_in_flight(lambda: sum(
+                    1 for m in list(consumer._unacked_messages) if not m.acked))
+                await consumer.maybe_wait_for_commit_to_finish()  # a periodic one
+                await consumer.force_commit(revoked)
             except Exception as exc:  # the next owner repeats that work: at least once
                 logs.get(__name__).warning("commit before revocation failed",
                                            error=str(exc), partitions=len(revoked))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -226,3 +227,57 @@ def test_a_number_refused_after_validation_is_free_for_a_corrected_invoice(
     assert dup.reason == "duplicate" and dup.details["original_invoice_id"] == "inv-2"
     released = [line for line in worker.log().splitlines() if "dedupe release applied" in line]
     assert sorted(orjson.loads(line)["released"] for line in released) == [False, True]
+
+
+def test_a_worker_joining_mid_stream_repeats_nothing_the_first_one_finished(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """A rebalance is not a crash: a second worker joining while the first is busy takes
+    partitions over from their committed offsets, and what the first finished before
+    giving them away is committed then (Faust alone forgot it: the newcomer rejected
+    invoices a second time). Every input comes out once, rejections included."""
+    today = polish_today()
+    defects = [data for reason, data in bad_invoices(today)
+               if reason not in ("too-large", "attachments-not-allowed")]
+    env = _keyring_env(tmp_path, b"\x03" * 32)
+    first = start_worker(sandbox, tmp_path, "--stages", "validate", **env)
+    second = None
+    sent: list[bytes] = []
+    joined = threading.Event()
+
+    def feed() -> None:  # a steady stream until the second worker holds partitions
+        i = 0
+        while not joined.is_set() or i < len(sent) + 200:
+            chunk = [(f"join-bad-{j}".encode(), defects[j % len(defects)])
+                     for j in range(i, i + 50)]
+            sandbox.produce(SUBMITTED, chunk)
+            sent.extend(k for k, _ in chunk)
+            i += 50
+            if joined.is_set():
+                break
+            time.sleep(0.05)  # pacing the load itself, not waiting for anything
+
+    feeder = threading.Thread(target=feed)
+    try:
+        feeder.start()
+        assert len(sandbox.consume(REJECTED, 100, timeout_s=120)) >= 100, first.log()[-3000:]
+        second = start_worker(sandbox, tmp_path, "--stages", "validate", **env)
+        deadline = time.monotonic() + 120
+        while "Executing _on_partitions_assigned" not in second.log():
+            assert time.monotonic() < deadline, second.log()[-3000:]
+            time.sleep(0.1)  # the worker's log is the only sign of its assignment
+        joined.set()
+        feeder.join(timeout=60)
+        wanted = set(sent)
+        sandbox.consume_until(REJECTED, lambda msgs: {m.key() for m in msgs} >= wanted,
+                              timeout_s=240)
+    finally:
+        joined.set()
+        for worker in (first, second):
+            if worker is not None:
+                assert worker.stop() == 0, worker.log()[-3000:]
+    # Both stopped: the topic holds all they ever wrote; read it whole (a few idle seconds).
+    got = sandbox.consume_until(REJECTED, lambda msgs: False, timeout_s=5)
+    assert {m.key() for m in got} >= wanted
+    repeated = {k: n for k, n in Counter(m.key() for m in got).items() if n > 1}
+    print(f"{len(wanted)} rejected, {len(repeated)} of them twice")
+    assert not repeated, f"{len(repeated)} rejected twice: {sorted(repeated)[:5]}"
