@@ -4,53 +4,23 @@ the headline) from made-up numbers, and how they are read from a worker's metric
 from __future__ import annotations
 
 import re
-from html.parser import HTMLParser
 
 from pipeline.metrics import Metrics
 from pipeline.modes.snapshot import build_mode_state
 from pipeline.modes.status_page import Activity, activity, render
+from tests.html_text import text_runs, tile
 from tests.unit.modes.builders import announcement, at
 
 NOW = at("2026-03-02 12:00")
 
 
-class _Text(HTMLParser):
-    """Visible text, and the class of the element each text run sits in."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.runs: list[tuple[str, str]] = []
-        self._classes: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in ("style", "title"):
-            self._skip += 1
-        if tag not in ("meta", "br"):
-            self._classes.append(dict(attrs).get("class") or "")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("style", "title"):
-            self._skip -= 1
-        if tag not in ("meta", "br") and self._classes:
-            self._classes.pop()
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip and data.strip():
-            self.runs.append((data.strip(), self._classes[-1] if self._classes else ""))
-
-
 def _runs(page: str) -> list[tuple[str, str]]:
-    parser = _Text()
-    parser.feed(page)
-    return parser.runs
+    return text_runs(page)
 
 
 def _tile(page: str, label: str) -> tuple[str, str]:
     """(value, class) of a headline figure."""
-    runs = _runs(page)
-    i = next(i for i, (text, _) in enumerate(runs) if text == label)
-    return runs[i + 1]
+    return tile(text_runs(page), label)
 
 
 LIVE = Activity(
