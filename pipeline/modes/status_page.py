@@ -31,8 +31,9 @@ h1{margin:.2em 0 .4em}h2{margin:1.4em 0 .3em;font-size:1.25em}
 table{border-collapse:collapse;margin:.4em 0 1em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f3f3f3}.num{text-align:right;font-variant-numeric:tabular-nums}
-td.big{font-size:1.5em;font-weight:bold}
-.state{font-size:1.6em;font-weight:bold}
+td.big{font-size:1.3em;font-weight:bold;padding:.1em .6em}
+.state{font-size:1.4em;font-weight:bold;margin:.2em 0}
+.cols{display:flex;flex-wrap:wrap;gap:0 3em;align-items:flex-start}
 dl.summary{display:flex;flex-wrap:wrap;gap:.8em;margin:0 0 1em;padding:0}
 dl.summary div{border:1px solid #ccc;border-radius:.4em;padding:.5em .9em;min-width:9em;
 background:#fafafa}
@@ -202,14 +203,20 @@ def render(state: ModeState | None, by_deadline: Sequence[tuple[str, str, str, i
         f"<h2>KSeF mode</h2>{mode}"
         "<h2>Announcements and observed outages</h2>"
         + _table(["category", "event", "start", "end", "announced", "source"], windows)
-        + "<h2>Throughput (invoices/s, last minute)</h2>"
+        + "<div class='cols'><section><h2>Throughput (invoices/s, last minute)</h2>"
         + _table(["stage", "invoices/s"], throughput, [1])
-        + f"<h2>Consumer lag ({lag_total:,} records behind)</h2>"
-        + _table(["topic", "records behind"], lags, [1])
         + f"<h2>Rejections in the last hour ({rejected_total:,})</h2>"
         + _table(["stage", "reason", "invoices"], rejections, [2])
+        + f"</section><section><h2>Consumer lag ({lag_total:,} records behind)</h2>"
+        + _table(["topic", "records behind"], lags, [1])
+        + "</section></div>"
         + f"<h2>Pending invoices by deadline ({total:,}; {escape(scope)})</h2>"
         + _table(["deadline", "status", "mode", "invoices"], pending, [3])
+        + "<h2>Rate-limit headroom of seller contexts</h2>"
+        "<p>Share of the tightest KSeF request-limit window still free, per endpoint group; "
+        "the lowest per context first.</p>"
+        + _table(["context", "lowest", "tightest endpoint group", "all endpoint groups"],
+                 headroom_rows, [1])
         + "<h2>Credentials of seller contexts</h2>"
         + _table(["context", "method", "subject", "days to expiry", "problem",
                   "last authentication"],
@@ -217,10 +224,5 @@ def render(state: ModeState | None, by_deadline: Sequence[tuple[str, str, str, i
                        + _cell("-" if r.days_to_expiry is None else r.days_to_expiry, "num")
                        + _cell(r.problem or "-", "bad" if r.problem else "")
                        + _cell(r.last_auth)) for r in credentials], [3])
-        + "<h2>Rate-limit headroom of seller contexts</h2>"
-        "<p>Share of the tightest KSeF request-limit window still free, per endpoint group; "
-        "the lowest per context first.</p>"
-        + _table(["context", "lowest", "tightest endpoint group", "all endpoint groups"],
-                 headroom_rows, [1])
         + f"<p><small>rendered {escape(now.isoformat(timespec='seconds'))}; refreshes every "
         f"{REFRESH_S} s</small></p></body></html>")

@@ -128,8 +128,7 @@ def test_status_page_in_chromium(sandbox: KafkaSandbox, tmp_path: Path) -> None:
         # throughput: the stages this worker runs, as its counters say (all within the
         # last minute); the stages it does not run are not listed
         start = text.index("Throughput (invoices/s, last minute)")
-        table = text[start + 1: text.index(next(t for t in text[start:] if t.startswith(
-            "Consumer lag")))]
+        table = text[start + 1: text.index(f"Rejections in the last hour ({seen.rejected})")]
         validated = seen.out.get("validate", 0)
         assert table[:4] == ["stage", "invoices/s", "validate", f"{validated / 60:,.1f}"]
         assert "pack" not in table and "upo" not in table
