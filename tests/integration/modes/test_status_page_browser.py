@@ -113,6 +113,8 @@ def test_status_page_in_chromium(sandbox: KafkaSandbox, tmp_path: Path) -> None:
         for heading in SECTIONS:
             assert heading in text, (heading, text)
         assert seen.pending == VALID
+        # the worker counted them (so the figures compared below are not all zero)
+        assert seen.out.get("validate") == VALID and seen.rejected == 1, seen
         assert f"Pending invoices by deadline ({VALID}; partitions 0, 1, 2, 3 of 4)" in text
 
         # the headline
