@@ -21,7 +21,8 @@ from pipeline.stages.credential_watch import HealthRow
 from topics.records import ModeState
 
 # Colour thresholds (the number is always shown; colour only draws the eye).
-LAG_WARN, LAG_BAD = 1_000, 10_000  # records behind on one topic
+# records behind on one topic: a burst (a 10,000-invoice batch) passes through quickly
+LAG_WARN, LAG_BAD = 10_000, 100_000
 HEADROOM_WARN, HEADROOM_BAD = 0.25, 0.10  # free share of the tightest request window
 REFRESH_S = 10
 
@@ -33,12 +34,12 @@ td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
 th{background:#f3f3f3}.num{text-align:right;font-variant-numeric:tabular-nums}
 td.big{font-size:1.3em;font-weight:bold;padding:.1em .6em}
 .state{font-size:1.4em;font-weight:bold;margin:.2em 0}
-.cols{display:flex;flex-wrap:wrap;gap:0 3em;align-items:flex-start}
-dl.summary{display:flex;flex-wrap:wrap;gap:.8em;margin:0 0 1em;padding:0}
-dl.summary div{border:1px solid #ccc;border-radius:.4em;padding:.5em .9em;min-width:9em;
+.cols{display:flex;flex-wrap:wrap;gap:0 2.5em;align-items:flex-start}.cols>section{max-width:36em}
+dl.summary{display:flex;flex-wrap:wrap;gap:.7em;margin:0 0 1em;padding:0}
+dl.summary div{border:1px solid #ccc;border-radius:.4em;padding:.4em .8em;min-width:8em;
 background:#fafafa}
 dl.summary dt{font-size:.9em;color:#555}
-dl.summary dd{margin:0;font-size:2.2em;font-weight:bold;text-align:right;
+dl.summary dd{margin:0;font-size:2em;font-weight:bold;text-align:right;
 font-variant-numeric:tabular-nums}
 .ok,.AVAILABLE{color:#176b2c}.warn,.UNKNOWN,.MAINTENANCE{color:#8a5a00}
 .bad,.FAILURE,.TOTAL_FAILURE,.OBSERVED_OUTAGE{color:#a30000}
@@ -149,7 +150,8 @@ def render(state: ModeState | None, by_deadline: Sequence[tuple[str, str, str, i
                for due, status, mode_, n in by_deadline]
     total = sum(n for *_, n in by_deadline)
     late = sum(n for due, status, _, n in by_deadline if overdue(due, status))
-    scope = (f"partitions {', '.join(map(str, sorted(partitions)))} of {total_partitions}"
+    scope = (f"ksef.deadlines partitions {', '.join(map(str, sorted(partitions)))} of "
+             f"{total_partitions} on this worker"
              if partitions else "no ksef.deadlines partitions on this worker")
 
     # ---- throughput and lag ----
@@ -191,7 +193,7 @@ def render(state: ModeState | None, by_deadline: Sequence[tuple[str, str, str, i
         _tile("rejected, last hour", f"{rejected_total:,}", "warn" if rejected_total else "ok"),
     ]
     if lowest_overall is not None:
-        tiles.append(_tile("lowest rate-limit headroom", _percent(lowest_overall),
+        tiles.append(_tile("lowest headroom", _percent(lowest_overall),
                            _headroom_class(lowest_overall)))
 
     return (
@@ -210,13 +212,15 @@ def render(state: ModeState | None, by_deadline: Sequence[tuple[str, str, str, i
         + f"</section><section><h2>Consumer lag ({lag_total:,} records behind)</h2>"
         + _table(["topic", "records behind"], lags, [1])
         + "</section></div>"
-        + f"<h2>Pending invoices by deadline ({total:,}; {escape(scope)})</h2>"
+        + "<div class='cols'><section>"
+        f"<h2>Pending invoices by deadline ({total:,})</h2><p>{escape(scope)}</p>"
         + _table(["deadline", "status", "mode", "invoices"], pending, [3])
-        + "<h2>Rate-limit headroom of seller contexts</h2>"
-        "<p>Share of the tightest KSeF request-limit window still free, per endpoint group; "
-        "the lowest per context first.</p>"
+        + "</section><section><h2>Rate-limit headroom of seller contexts</h2>"
+        "<p>Share of the tightest KSeF request-limit window still free, per endpoint "
+        "group.</p>"
         + _table(["context", "lowest", "tightest endpoint group", "all endpoint groups"],
                  headroom_rows, [1])
+        + "</section></div>"
         + "<h2>Credentials of seller contexts</h2>"
         + _table(["context", "method", "subject", "days to expiry", "problem",
                   "last authentication"],
