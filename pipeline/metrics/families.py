@@ -181,15 +181,30 @@ class Metrics:
         """Run `refresh(self)` before every scrape (it sets gauges from live state)."""
         self._refresh.append((name, refresh))
 
-    def exposition(self) -> bytes:
-        """The text format of every family, after refreshing the gauges. A failing
-        refresh is logged and leaves its gauges as they were: the scrape still answers."""
+    def refresh(self) -> None:
+        """Run the scrape-time callbacks, so the gauges describe the worker now (a scrape
+        does this first; so does the status page). A failing callback is logged and
+        leaves its gauges as they were."""
         for name, refresh in self._refresh:
             try:
                 refresh(self)
             except Exception as exc:  # a scrape must never fail the worker
                 log.warning("metrics refresh failed", source=name, error=str(exc))
+
+    def exposition(self) -> bytes:
+        """The text format of every family, after refreshing the gauges."""
+        self.refresh()
         return generate_latest(self.registry)
+
+    @staticmethod
+    def read(gauge: Gauge) -> dict[tuple[str, ...], float]:
+        """Label values (in the gauge's label order) -> value, for every series of
+        `gauge` as last set; call `refresh()` first for the scrape-time ones."""
+        out: dict[tuple[str, ...], float] = {}
+        for family in gauge.collect():
+            for sample in family.samples:
+                out[tuple(sample.labels.values())] = sample.value
+        return out
 
     # ---- helpers for labelled gauges that describe a whole set at once ----
     @staticmethod

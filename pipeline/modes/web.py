@@ -10,11 +10,12 @@ import sys
 
 from faust.web import Request, Response, View
 
-from pipeline.app import app
+from pipeline.app import app, metrics
 from pipeline.clock import now_utc
 from pipeline.modes.deadlines import book, deadlines_topic, gate
 from pipeline.modes.follow import mode_follower
-from pipeline.modes.status_page import render
+from pipeline.modes.status_page import activity, render
+from pipeline.stages import STAGES
 from pipeline.stages.credential_watch import HealthRow, health_rows
 
 follower = mode_follower()
@@ -36,11 +37,20 @@ def credential_health() -> list[HealthRow]:
     return health_rows(store.contexts(), {}, {}, now_utc())
 
 
+def running_stages() -> list[str]:
+    """The pipeline stages this worker runs (their modules are loaded), as the metrics
+    name them: listed on the page even while idle."""
+    names = [name for name, module in STAGES.items()
+             if name != "mode" and module in sys.modules]
+    return [*names, "submit-interactive"] if "submit" in names else names
+
+
 @app.page("/ksef/status")
 class StatusPage(View):
     async def get(self, request: Request) -> Response:
         page = render(follower.state, book.by_deadline(), sorted(gate.loaded),
-                      deadlines_topic.partitions or 0, now_utc(), credential_health())
+                      deadlines_topic.partitions or 0, now_utc(), credential_health(),
+                      activity(metrics, running_stages()))
         return self.html(page)
 
 
