@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.demo.run import REPO, _free_port, kafka_broker, topic_catalog
+from pipeline.demo.processes import free_port
+from pipeline.demo.run import REPO, kafka_broker, topic_catalog
 
 EVENT_POLL_S = 0.25
 
@@ -185,7 +186,7 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
                KSEF_PACK_LINGER_S="3", KSEF_SPOOL_DIR=str(var / "spool"),
                KSEF_LATARNIA_POLL_S="2", KSEF_MODE_TICK_S="1", KSEF_HOLD_PROBE_S="1")
     workers = [Worker(i, [sys.executable, "-m", "pipeline.cli", "worker", "--web-port",
-                          str(_free_port()), "--data-dir", str(var / f"worker-{i}")],
+                          str(free_port()), "--data-dir", str(var / f"worker-{i}")],
                       env, var / f"worker-{i}.log") for i in range(args.workers)]
     for w in workers:
         w.start()

@@ -30,7 +30,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipeline.bench.kafka_stage_bench import throwaway_broker
 from pipeline.bench.machine import load_note
-from pipeline.demo.run import _free_port, process
+from pipeline.demo.processes import free_port, process
 from pipeline.demo.samples import seller_nips
 from pipeline.keyring_file import init_keyring
 from pipeline.settings import KafkaSettings
@@ -88,7 +88,7 @@ def start_and_measure(env: dict[str, str], data_dir: Path, timeout_s: float
     log_path = data_dir / "worker.log"
     offset = log_path.stat().st_size if log_path.exists() else 0
     cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--stages", "pack",
-           "--web-port", str(_free_port()), "--data-dir", str(data_dir)]
+           "--web-port", str(free_port()), "--data-dir", str(data_dir)]
     started = time.monotonic()
     with contextlib.redirect_stdout(sys.stderr), \
             process("pack worker", cmd, env, log_path) as proc:

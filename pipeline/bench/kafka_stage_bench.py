@@ -39,7 +39,8 @@ from confluent_kafka.admin import AdminClient
 from pipeline.bench.machine import exit_on_sigterm
 from pipeline.bench.validate_bench import corpus
 from pipeline.clock import polish_today
-from pipeline.demo.run import _free_port, kafka_broker, process
+from pipeline.demo.processes import free_port, process
+from pipeline.demo.run import kafka_broker
 from pipeline.ingest import InvoiceProducer
 from pipeline.settings import KafkaSettings
 from pipeline.topic_admin import reconcile
@@ -242,7 +243,7 @@ def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
         for n in range(workers):
             worker_dir = workdir / f"worker-{catalog.prefix.rstrip('.')}-{n}"
             cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--stages", stages,
-                   "--web-port", str(_free_port()), "--data-dir", str(worker_dir),
+                   "--web-port", str(free_port()), "--data-dir", str(worker_dir),
                    *(f"--module={module}" for module in modules)]
             pids.append(stack.enter_context(process(
                 f"{stages} worker {n}", cmd, env, worker_dir / "worker.log")).pid)

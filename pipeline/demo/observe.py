@@ -22,6 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.demo.processes import free_port, process
+
 REPO = Path(__file__).resolve().parents[2]
 CHECKED_IN = REPO / "ops/observability"
 JOB = "ksef-pipeline"
@@ -108,12 +110,11 @@ class Prometheus:
 def prometheus(binary: str, var: Path, worker_ports: Sequence[int],
                env: dict[str, str]) -> Iterator[Prometheus]:
     """Prometheus scraping `worker_ports`, ready when entered, stopped (group) on exit."""
-    from pipeline.demo.run import _free_port, process
 
     home = var / "prometheus"
     config = write_config(home, worker_ports)
     log = var / "prometheus.log"
-    port = _free_port()
+    port = free_port()
     cmd = command(binary, config, home / "data", port)
     with process("Prometheus", cmd, env, log) as proc:
         url = f"http://127.0.0.1:{port}/"

@@ -24,22 +24,10 @@ from typing import Any
 
 from pipeline import stopping
 from pipeline.bearer import write_token_file
+from pipeline.demo.processes import free_port, process, say
 from pipeline.recovery_watch import RECOVERY_STALLED_EXIT
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def say(message: str) -> bool:
-    """Print a demo line; False once nobody reads the output any more (never raises)."""
-    return stopping.say(f"[demo] {message}")
 
 
 def _kafka_script(name: str, env: dict[str, str], *args: str, **kwargs: Any
@@ -85,21 +73,6 @@ def kafka_pids(run_dir: Path) -> list[int]:
         with suppress(FileNotFoundError, ValueError):
             out.append(int(path.read_text().strip()))
     return out
-
-
-@contextmanager
-def process(name: str, cmd: list[str], env: dict[str, str], log_path: Path
-            ) -> Iterator[subprocess.Popen[bytes]]:
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            code = stopping.stop_group(proc, 30)
-            say(f"{name} stopped (exit code {code})")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -214,7 +187,7 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
 
     procs, cmds, ports = [], [], []
     for i in range(args.workers):
-        port = _free_port()
+        port = free_port()
         ports.append(port)
         cmds.append([sys.executable, "-m", "pipeline.cli", "worker", "--web-port", str(port),
                      "--data-dir", str(var / f"worker-{i}")])
