@@ -27,7 +27,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from pipeline import logs
-from pipeline.settings import KafkaSettings
+from pipeline.settings import ROCKSDB_MEMORY, KafkaSettings
 from pipeline.topic_follower import TopicFollower
 
 log = logs.get(__name__)
@@ -111,7 +111,10 @@ class InvoiceLedger:
                 if old != path:
                     shutil.rmtree(old, ignore_errors=True)
         path.mkdir(parents=True, exist_ok=True)
-        self._db = Rdict(str(path), options=Options(raw_mode=True))
+        options = Options(raw_mode=True)
+        options.set_write_buffer_size(ROCKSDB_MEMORY["write_buffer_size"])
+        options.set_max_write_buffer_number(ROCKSDB_MEMORY["max_write_buffer_number"])
+        self._db = Rdict(str(path), options=options)
         log.info("invoice ledger opened", path=str(path))
 
     def close(self) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import gc
 import importlib
 import os
@@ -82,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
     # Everything loaded so far (modules, compiled schemas, tables) lives as long as the
     # worker: keep the collector off it, and let young objects (one invoice's worth of
     # records and events) die by reference counting before a collection runs.
+    fixed_mmap_threshold()
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
@@ -89,6 +92,23 @@ def run(args: argparse.Namespace) -> int:
                 "--web-host", worker_settings.web_host, "--web-port", str(worker_settings.web_port)]
     app.main()
     return 0
+
+
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD_BYTES = 128 * 1024
+
+
+def fixed_mmap_threshold() -> bool:
+    """Keep glibc's mmap threshold at 128 KiB. glibc raises it each time a big block is
+    freed (up to 32 MiB); after that, buffers the size of a batch's manifest or UPO come
+    from the heap and stay in the worker's resident memory once freed, so its peak grew
+    with the size of the batches. Mapped, they are given back. False where the C library
+    is not glibc (nothing to tune there)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+    except (OSError, AttributeError):
+        return False
 
 
 def _settings_problem() -> str | None:

@@ -52,6 +52,7 @@ from pipeline.metrics.ksef import request_observer
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.publish import publish_alert
 from pipeline.modes.snapshot import should_hold_sessions
+from pipeline.settings import ROCKSDB_MEMORY
 from pipeline.stages.duplicates import dedupe, duplicate_key, held_keys, held_value, release_for
 from pipeline.stages.key_hold import KeyHolds, key_found_alert, missing_key_alert
 from pipeline.stages.packing import (
@@ -86,7 +87,8 @@ ledger = invoice_ledger()
 DEDUPE_TABLE = "ksef-dedupe"
 seen_keys = app.Table(DEDUPE_TABLE, key_type=bytes, value_type=bytes,
                       partitions=sealed_topic.partitions,
-                      store=f"{worker_settings.dedupe_store}:{DEDUPE_TABLE}")
+                      store=f"{worker_settings.dedupe_store}:{DEDUPE_TABLE}",
+                      options=dict(ROCKSDB_MEMORY))
 release_guard = ReplayGuard()
 open_batches: dict[tuple[str, bool], OpenBatch] = {}
 lock = asyncio.Lock()

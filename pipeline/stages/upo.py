@@ -52,6 +52,10 @@ done_batches: set[str] = set()
 following: set[asyncio.Future[None]] = set()
 followed = Deliveries()  # of the `closed` steps being followed, by batch id
 slots = asyncio.Semaphore(CONCURRENCY)
+# One session's UPO pages in memory at a time: a 10,000-invoice UPO is ~25 MB of XML,
+# held as bytes, as text and as the JSON record being produced; sessions settling side by
+# side made the worker's peak memory grow with the batch size times the sellers.
+one_upo = asyncio.Lock()
 state: dict[str, Any] = {"stream": None}
 ledger = invoice_ledger()
 sessions = sessions_follower()
@@ -193,7 +197,8 @@ async def _settle(step: SessionStep, client: KsefClient, status: SessionStatus) 
     ref = step.session_ref or ""
     invoices = {row[1]: _Invoice(row) for row in step.details.get("invoices", [])}
     metrics.count_in("upo", len(invoices))
-    accepted_upo, upo_ref = await _upo_entries(step, client, status)
+    async with one_upo:
+        accepted_upo, upo_ref = await _upo_entries(step, client, status)
     accepted = 0
     for sha, entry in accepted_upo.items():
         inv = invoices.get(sha)

@@ -64,6 +64,22 @@ RULES: tuple[Rule, ...] = (
         allowed=("pipeline.ksef",),
         environment=False,
     ),
+    Rule(
+        "topics is the contract every stage and outside producer shares: no Kafka client, "
+        "Faust, HTTP, KSeF SDK, nor any part of the pipeline",
+        scope=("topics",),
+        forbidden=(*KAFKA_CLIENTS, *STREAM_FRAMEWORKS, *HTTP_CLIENTS, *KSEF_SDK, *PROCESSES,
+                   "pipeline"),
+    ),
+    Rule(
+        "the metric families and the readings are plain code over live state: no Kafka "
+        "client, Faust, HTTP or environment (only the /metrics page touches the web)",
+        scope=("pipeline/metrics",),
+        exempt=("pipeline/metrics/page.py",),
+        forbidden=(*KAFKA_CLIENTS, *STREAM_FRAMEWORKS, *HTTP_CLIENTS, *PROCESSES,
+                   "pipeline.app", "pipeline.stages", "pipeline.modes"),
+        environment=False,
+    ),
 )
 
 
