@@ -281,3 +281,54 @@ def test_a_worker_joining_mid_stream_repeats_nothing_the_first_one_finished(
     repeated = {k: n for k, n in Counter(m.key() for m in got).items() if n > 1}
     print(f"{len(wanted)} rejected, {len(repeated)} of them twice")
     assert not repeated, f"{len(repeated)} rejected twice: {sorted(repeated)[:5]}"
+
+
+def test_a_worker_leaving_mid_stream_repeats_nothing_it_finished(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """A rolling restart: one of two busy workers stopped with SIGTERM hands its
+    partitions over without the other one doing any of its finished work again."""
+    today = polish_today()
+    defects = [data for reason, data in bad_invoices(today)
+               if reason not in ("too-large", "attachments-not-allowed")]
+    env = _keyring_env(tmp_path, b"\x04" * 32)
+    staying = start_worker(sandbox, tmp_path, "--stages", "validate", **env)
+    leaving = start_worker(sandbox, tmp_path, "--stages", "validate", **env)
+    sent: list[bytes] = []
+    left = threading.Event()
+
+    def feed() -> None:  # a steady stream until the leaving worker is gone, and after
+        i, after = 0, 0
+        while after < 4:
+            chunk = [(f"leave-bad-{j}".encode(), defects[j % len(defects)])
+                     for j in range(i, i + 50)]
+            sandbox.produce(SUBMITTED, chunk)
+            sent.extend(k for k, _ in chunk)
+            i += 50
+            after += left.is_set()
+            time.sleep(0.05)  # pacing the load itself, not waiting for anything
+
+    feeder = threading.Thread(target=feed)
+    try:
+        deadline = time.monotonic() + 120
+        while not all("Executing _on_partitions_assigned" in w.log()
+                      for w in (staying, leaving)):
+            assert time.monotonic() < deadline, leaving.log()[-3000:]
+            time.sleep(0.1)  # the workers' logs are the only sign of their assignment
+        feeder.start()
+        assert len(sandbox.consume(REJECTED, 200, timeout_s=120)) >= 200
+        assert leaving.stop(signal.SIGTERM) == 0, leaving.log()[-3000:]
+        left.set()
+        feeder.join(timeout=60)
+        wanted = set(sent)
+        sandbox.consume_until(REJECTED, lambda msgs: {m.key() for m in msgs} >= wanted,
+                              timeout_s=240)
+    finally:
+        left.set()
+        assert staying.stop() == 0, staying.log()[-3000:]
+        if leaving.proc.poll() is None:
+            leaving.stop()
+    got = sandbox.consume_until(REJECTED, lambda msgs: False, timeout_s=5)
+    assert {m.key() for m in got} >= wanted
+    repeated = {k: n for k, n in Counter(m.key() for m in got).items() if n > 1}
+    print(f"{len(wanted)} rejected, {len(repeated)} of them twice")
+    assert not repeated, f"{len(repeated)} rejected twice: {sorted(repeated)[:5]}"
