@@ -37,6 +37,7 @@ import orjson
 
 from pipeline import logs
 from pipeline.app import app, metrics, produce, topic, worker_settings
+from pipeline.backoff import Backoff
 from pipeline.clock import iso, now_utc
 from pipeline.forwarding import forward_forever
 from pipeline.invoice_ledger import PACKED as PACKED_ENTRY
@@ -153,15 +154,14 @@ async def _mf_key() -> tuple[Any, str | None]:
 
 async def _mf_key_waiting(batch_id: str) -> tuple[Any, str | None]:
     """The MF key, waiting out a KSeF outage (a full batch cannot be sealed without it)."""
-    delay = 1.0
+    backoff = Backoff(1.0, 30.0)
     while True:
         try:
             return await _mf_key()
         except KsefError as exc:
             log.warning("MF public key unavailable; batch stays open", error=str(exc),
-                        batch_id=batch_id, retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+                        batch_id=batch_id, retry_in_s=backoff.next_s)
+            await backoff.wait()
 
 
 async def _flush(group: tuple[str, bool], why: str,

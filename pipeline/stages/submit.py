@@ -30,6 +30,7 @@ import faust
 
 from pipeline import logs
 from pipeline.app import app, kafka_settings, metrics, topic, worker_settings
+from pipeline.backoff import Backoff
 from pipeline.clock import iso, now_utc
 from pipeline.kafka_reads import SequentialReader
 from pipeline.keyring_file import keyring_source
@@ -390,7 +391,7 @@ def _not_held() -> Callable[[PackedBatch], bool]:
 
 
 async def _dispatcher() -> None:
-    backoff = 1.0
+    backoff = Backoff(1.0, 30.0)
     while True:
         await waiting.not_empty()
         await _hold_while_announced()
@@ -413,7 +414,7 @@ async def _dispatcher() -> None:
             log.exception("submit failed unexpectedly; retrying", batch_id=rec.batch_id)
             outcome = RETRY
         if outcome == SETTLED:
-            backoff = 1.0
+            backoff.reset()
             stream = state["stream"]
             for done in waiting.settled(rec.batch_id):
                 if stream is not None:
@@ -422,8 +423,7 @@ async def _dispatcher() -> None:
             waiting.put_back(item)  # skipped until its context's recheck; others go on
         else:
             waiting.put_back(item)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 30.0)
+            await backoff.wait()
 
 
 @app.task
@@ -567,16 +567,15 @@ async def _journal_correction_closed(inv: SealedInvoice, batch_id: str, ref: str
 async def _close_after_send(client: Any, ref: str) -> None:
     """KSeF has the correction once it was sent: a close that fails is tried again (it is
     idempotent), never the correction, which KSeF would refuse the second time."""
-    delay = 1.0
+    backoff = Backoff(1.0, 60.0)
     while True:
         try:
             await client.close_online_session(ref)
             return
         except (KsefUnavailable, KsefRateLimited) as exc:
             log.warning("correction sent; closing its session waits for KSeF",
-                        session_ref=ref, error=str(exc), retry_in_s=delay)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 60.0)
+                        session_ref=ref, error=str(exc), retry_in_s=backoff.next_s)
+            await backoff.wait()
 
 
 def _correction_rejection(inv: SealedInvoice, code: int, reason: str, message: str
@@ -619,7 +618,7 @@ async def interactive(stream: faust.StreamT[Any]) -> None:
         if not inv.technical_correction_of:
             continue
         metrics.count_in("submit-interactive")
-        delay = 1.0
+        backoff = Backoff(1.0, 60.0)
         while True:
             try:
                 await _journal_loaded()
@@ -632,9 +631,8 @@ async def interactive(stream: faust.StreamT[Any]) -> None:
                     await asyncio.sleep(KEY_RECHECK_S)
             except (KsefUnavailable, KsefRateLimited) as exc:
                 log.warning("correction waits for KSeF", invoice_id=inv.invoice_id,
-                            error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+                            error=str(exc), retry_in_s=backoff.next_s)
+                await backoff.wait()
             except (KsefError, LookupError) as exc:
                 decision = decide(exc)
                 if decision.action == "hold":

@@ -21,6 +21,7 @@ import faust
 
 from pipeline import logs
 from pipeline.app import app, metrics, produce, topic
+from pipeline.backoff import Backoff
 from pipeline.clock import iso, now_utc
 from pipeline.invoice_ledger import already_final, invoice_ledger
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
@@ -239,7 +240,7 @@ async def _settle(step: SessionStep, client: KsefClient, status: SessionStatus) 
 
 async def _follow(step: SessionStep) -> None:
     async with slots:
-        delay = 1.0
+        backoff = Backoff(1.0, 60.0)
         while step.batch_id not in done_batches:
             try:
                 client = clients.client(step.seller_nip)
@@ -249,13 +250,12 @@ async def _follow(step: SessionStep) -> None:
                 await _settle(step, client, status)
             except KsefError as exc:
                 log.warning("session result not readable yet; retrying",
-                            session_ref=step.session_ref, error=str(exc), retry_in_s=delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+                            session_ref=step.session_ref, error=str(exc),
+                            retry_in_s=backoff.next_s)
+                await backoff.wait()
             except Exception:
                 log.exception("upo failed unexpectedly; retrying", batch_id=step.batch_id)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 60.0)
+                await backoff.wait()
     stream = state["stream"]
     for done in followed.settled(step.batch_id):
         if stream is not None:
