@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "emulator-ctl": ("pipeline.commands.emulator_ctl", "control a running emulator (faults)"),
     "ingest": ("pipeline.commands.ingest", "push invoice XML files into the pipeline"),
     "announce": ("pipeline.commands.announce", "enter or end a KSeF outage by hand"),
-    "deadlines": ("pipeline.commands.deadlines", "list pending invoices by legal deadline"),
+    "deadlines": ("pipeline.commands.deadline_list", "list pending invoices by legal deadline"),
     "replay": ("pipeline.commands.replay", "send rejected invoices through the pipeline again"),
     "credentials": ("pipeline.commands.credentials",
                     "list, check, enroll or revoke the KSeF credentials of seller contexts"),

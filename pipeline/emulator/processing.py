@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
-from pipeline.emulator import statuses, upo
+from pipeline.emulator import statuses, upo_render
 from pipeline.emulator.archive import (
     Entry,
     PackageError,
@@ -236,8 +236,8 @@ class Processor:
         invoices = self.emu.store.accepted_invoices(reference)
         directory = self.emu.upo_dir(reference)
         rows = []
-        for chunk, page in upo.pages(invoices, self.emu.config.upo_page_size):
-            body = upo.render(session, chunk, page)
+        for chunk, page in upo_render.pages(invoices, self.emu.config.upo_page_size):
+            body = upo_render.render(session, chunk, page)
             upo_ref = reference_number(UPO, utcnow())
             path = directory / f"{upo_ref}.xml"
             path.write_bytes(body)

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from pipeline.emulator import statuses, upo
+from pipeline.emulator import statuses, upo_render
 from pipeline.emulator.errors import INVOICE_NOT_FOUND, UPO_NOT_FOUND, VALIDATION, bad_request
 from pipeline.emulator.request_helpers import (
     continuation_offset,
@@ -205,7 +205,7 @@ def _invoice_upo(emu: Emulator, session: Row, row: Row | None, what: str) -> web
     if row is None or row["status_code"] != 200:
         raise bad_request(UPO_NOT_FOUND, f"UPO dla {what} i numeru referencyjnego sesji "
                           f"{session['reference']} nie zostało znalezione.")
-    return _xml(upo.render(session, [row]))
+    return _xml(upo_render.render(session, [row]))
 
 
 async def invoice_upo(request: web.Request) -> web.Response:

@@ -5,6 +5,6 @@ poller, the operator endpoint, the mode-state agent and table, the deadline trac
 the status page. Environment: see `pipeline.modes` (package docstring).
 """
 
-from pipeline.modes import announcements, deadlines, readings, state, web
+from pipeline.modes import announcements, deadline_tracker, readings, state, web
 
-__all__ = ["announcements", "deadlines", "readings", "state", "web"]
+__all__ = ["announcements", "deadline_tracker", "readings", "state", "web"]

@@ -12,7 +12,7 @@ from faust.web import Request, Response, View
 
 from pipeline.app import app, metrics
 from pipeline.clock import now_utc
-from pipeline.modes.deadlines import book, deadlines_topic, gate
+from pipeline.modes.deadline_tracker import book, deadlines_topic, gate
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.status_page import activity, render
 from pipeline.stages import STAGES

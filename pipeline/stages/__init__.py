@@ -8,7 +8,7 @@ STAGES: dict[str, str] = {
     "validate": "pipeline.stages.validate",  # validates and seals, one hop
     "pack": "pipeline.stages.pack",
     "submit": "pipeline.stages.submit",
-    "upo": "pipeline.stages.upo",
+    "upo": "pipeline.stages.settle",  # UPOs and per-invoice results of closed sessions
     "mode": "pipeline.modes.stage",
 }
 # Former stage names: `seal` became part of `validate` (stage layer v2).

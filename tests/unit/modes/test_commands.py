@@ -11,7 +11,7 @@ import pytest
 
 from pipeline.cli import main
 from pipeline.commands import announce as announce_cmd
-from pipeline.commands import deadlines as deadlines_cmd
+from pipeline.commands import deadline_list as deadlines_cmd
 from pipeline.ksef.keyring import Keyring
 from pipeline.modes.replay import from_sealed, from_submitted, plan
 from pipeline.modes.snapshot import build_mode_state

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pipeline.clock import WARSAW
 from pipeline.demo.samples import make_invoice, seller_nips
-from pipeline.emulator import upo as emulator_upo
+from pipeline.emulator import upo_render as emulator_upo
 from pipeline.ksef.package import BatchLimits, PackageManifest
 from pipeline.ksef.upo import UpoError, parse_upo
 from pipeline.session_journal import CLOSED, COMPLETED, OPENED, OPENING, PART_UPLOADED, Journal
