@@ -15,6 +15,7 @@ import faust
 
 from pipeline import logs
 from pipeline.faust_fixes import (
+    InFlight,
     ProduceGuard,
     Refused,
     commit_before_revoke,
@@ -87,7 +88,8 @@ if not keep_buffers_on_resume(app):
         "rebalance may wait for the next restart")
 own_web_routes_only(app)
 never_commit_past_pending(app)
-commit_before_revoke(app)
+in_flight = InFlight()  # see ReplayGuard: the agents that acknowledge as they go
+commit_before_revoke(app, in_flight)
 seek_uncommitted_to_beginning(app)
 short_fetch_wait(app, worker_settings.fetch_max_wait_ms, worker_settings.fetch_min_bytes)
 idempotent_producer(app.producer)

@@ -145,28 +145,39 @@ def never_commit_past_pending(app: Any) -> None:
     consumer._filter_committable_offsets = committable
 
 
-IN_FLIGHT_WAIT_S = 1.0  # an event being handled when a rebalance starts may finish
-IN_FLIGHT_QUIET_TICKS = 3  # ... unacknowledged count unchanged this many ticks: settled
-IN_FLIGHT_TICK_S = 0.01
+IN_FLIGHT_WAIT_S = 10.0  # an event being handled when a rebalance starts may finish
 
 
-async def settle_in_flight(unacked: Callable[[], int], *, limit_s: float = IN_FLIGHT_WAIT_S,
-                           quiet_ticks: int = IN_FLIGHT_QUIET_TICKS,
-                           tick_s: float = IN_FLIGHT_TICK_S) -> None:
-    """Give events being handled the time to be acknowledged: until the count of
-    unacknowledged events has not moved for `quiet_ticks` ticks, at most `limit_s`.
-    Events the holding stages keep unacknowledged (open batches and sessions) never
-    settle and need not: the commit stays below them and their owner reads them again."""
-    deadline = asyncio.get_running_loop().time() + limit_s
-    last, quiet = unacked(), 0
-    while quiet < quiet_ticks and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(tick_s)  # the agents run meanwhile: no event tells us they did
-        now = unacked()
-        quiet = quiet + 1 if now == last else 0
-        last = now
+class InFlight:
+    """Events the acknowledge-as-they-go agents are handling right now (entered when an
+    agent gets an event, left when it asks for the next one, which acknowledges it in
+    the same step), so a rebalance can let them finish before it commits."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def enter(self) -> None:
+        self.count += 1
+        self._idle.clear()
+
+    def leave(self) -> None:
+        self.count -= 1
+        if self.count <= 0:
+            self.count = 0
+            self._idle.set()
+
+    async def idle(self, limit_s: float = IN_FLIGHT_WAIT_S) -> bool:
+        """True once nothing is in flight; False after `limit_s` (a stuck handler)."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), limit_s)
+            return True
+        except TimeoutError:
+            return False
 
 
-def commit_before_revoke(app: Any) -> None:
+def commit_before_revoke(app: Any, in_flight: InFlight) -> None:
     """Commit what was handled on partitions being revoked, before they are given away.
 
     Faust forgets the acknowledged offsets of revoked partitions first and commits only
@@ -174,9 +185,10 @@ def commit_before_revoke(app: Any) -> None:
     the next owner read again everything handled since the last periodic commit: every
     worker joining or leaving the group repeated seconds of work, and the validate stage
     wrote a second rejection for invoices it had already rejected. Here the streams stop
-    taking events first (as Faust's own revocation does next), an event being handled
-    gets a moment to finish, and what was acknowledged is committed (the producer flushed
-    first, capped below any record still held by `never_commit_past_pending`).
+    taking events first and their buffers are dropped (as Faust's own revocation does
+    next), the events the acknowledge-as-they-go agents are handling finish (`in_flight`),
+    and what was acknowledged is committed (the producer flushed first, capped below any
+    record still held by `never_commit_past_pending`).
     """
     consumer = app.consumer
     forget_revoked = consumer.on_partitions_revoked
@@ -186,8 +198,10 @@ def commit_before_revoke(app: Any) -> None:
             try:
                 consumer.stop_flow()
                 app.flow_control.suspend()
-                await settle_in_flight(lambda: sum(
-                    1 for m in list(consumer._unacked_messages) if not m.acked))
+                app.flow_control.clear()  # buffered, never handled: read again later
+                if not await in_flight.idle():
+                    logs.get(__name__).warning("an event still in flight at revocation",
+                                               in_flight=in_flight.count)
                 await consumer.maybe_wait_for_commit_to_finish()  # a periodic one
                 await consumer.force_commit(revoked)
             except Exception as exc:  # the next owner repeats that work: at least once

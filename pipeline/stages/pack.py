@@ -36,7 +36,7 @@ import faust
 import orjson
 
 from pipeline import logs
-from pipeline.app import app, metrics, produce, topic, worker_settings
+from pipeline.app import app, in_flight, metrics, produce, topic, worker_settings
 from pipeline.backoff import Backoff
 from pipeline.clock import iso, now_utc
 from pipeline.forwarding import forward_forever
@@ -90,7 +90,7 @@ seen_keys = app.Table(DEDUPE_TABLE, key_type=bytes, value_type=bytes,
                       partitions=sealed_topic.partitions,
                       store=f"{worker_settings.dedupe_store}:{DEDUPE_TABLE}",
                       options=dict(ROCKSDB_MEMORY))
-release_guard = ReplayGuard()
+release_guard = ReplayGuard(in_flight)
 open_batches: dict[tuple[str, bool], OpenBatch] = {}
 lock = asyncio.Lock()
 state: dict[str, Any] = {"stream": None, "ticker": None}

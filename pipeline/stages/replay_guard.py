@@ -13,10 +13,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from pipeline.faust_fixes import InFlight
+
 
 class ReplayGuard:
-    def __init__(self) -> None:
+    def __init__(self, in_flight: InFlight | None = None) -> None:
         self._handled: dict[tuple[str, int], int] = {}
+        self._in_flight = in_flight
 
     def fresh(self, message: Any) -> bool:
         """False when this process already handled the record's offset."""
@@ -28,8 +31,17 @@ class ReplayGuard:
             self._handled[tp] = message.offset
 
     async def events(self, stream: Any) -> AsyncIterator[Any]:
-        """The stream's events, each offset once; marked handled when the body is done."""
+        """The stream's events, each offset once; marked handled when the body is done,
+        and counted `in_flight` (see `faust_fixes.commit_before_revoke`) meanwhile."""
         async for event in stream.events():
             if self.fresh(event.message):
-                yield event
-                self.handled(event.message)
+                if self._in_flight is not None:
+                    self._in_flight.enter()
+                try:
+                    yield event
+                    self.handled(event.message)
+                finally:
+                    # Left just before the loop asks for the next event, which is when
+                    # Faust acknowledges this one: no other task runs in between.
+                    if self._in_flight is not None:
+                        self._in_flight.leave()

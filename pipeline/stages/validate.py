@@ -29,7 +29,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 
 from pipeline import logs
-from pipeline.app import app, metrics, produce, topic
+from pipeline.app import app, in_flight, metrics, produce, topic
 from pipeline.clock import from_timestamp, iso, now_utc, polish_today
 from pipeline.keyring_file import keyring_source
 from pipeline.ksef.announcements import AnnouncementHistory
@@ -64,7 +64,7 @@ log = logs.get(__name__)
 submitted_topic = topic(SUBMITTED)
 
 checker = InvoiceChecker()
-guard = ReplayGuard()
+guard = ReplayGuard(in_flight)
 policy = AttachmentPolicy.from_env()
 keyrings = keyring_source()  # re-read on change: a rotation needs no restart
 config = SealConfig.from_env(keyrings.get())
