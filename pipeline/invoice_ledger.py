@@ -33,20 +33,25 @@ from pipeline.topic_follower import TopicFollower
 log = logs.get(__name__)
 
 PACKED, OUTCOME, REJECTED = "packed", "outcome", "rejected"
+# A duplicate refused by the pack stage's number check (stage "dedupe"), kept apart from
+# the final records: it names the `.submitted` record it answered, so a redelivery of
+# that record (a rebalance, a takeover) is not refused a second time.
+REFUSED = "refused"
+DUPLICATE_CHECK = "dedupe"
 # Stages whose rejections come after packing: the only ones that end a packed invoice.
 AFTER_PACKING = frozenset({"pack", "submit", "upo"})
 
 
 @dataclass(frozen=True)
 class LedgerEntry:
-    kind: str  # packed | outcome | rejected
+    kind: str  # packed | outcome | rejected | refused
     sha256: str
     at_ms: int  # the Kafka timestamp of the record
     batch_id: str | None = None  # packed
     code: int | None = None  # rejected
     ksef_number: str | None = None  # outcome
     record: bytes | None = None  # outcome: the record's value as published
-    origin: str | None = None  # packed: "topic/partition/offset" of its `.submitted` record
+    origin: str | None = None  # packed, refused: "topic/partition/offset" of its `.submitted`
 
 
 def origin_text(ref: Any) -> str | None:
@@ -135,6 +140,10 @@ class InvoiceLedger:
     def final(self, invoice_id: str) -> LedgerEntry | None:
         return self._get(b"f\0" + invoice_id.encode())
 
+    def refused(self, invoice_id: str) -> LedgerEntry | None:
+        """The last duplicate refusal of this id by the pack stage (see REFUSED)."""
+        return self._get(b"d\0" + invoice_id.encode())
+
     def _get(self, key: bytes) -> LedgerEntry | None:
         raw = None if self._db is None else self._db.get(key)
         return None if raw is None else _decode(raw)
@@ -153,7 +162,7 @@ class InvoiceLedger:
         """Record an entry (a later one of the same slot replaces an earlier one)."""
         if self._db is None:
             return
-        slot = b"p\0" if entry.kind == PACKED else b"f\0"
+        slot = {PACKED: b"p\0", REFUSED: b"d\0"}.get(entry.kind, b"f\0")
         key = slot + invoice_id.encode()
         old = self._get(key)
         if old is None or old.at_ms <= entry.at_ms:
@@ -207,6 +216,9 @@ def entries(kind: str, value: bytes, at_ms: int) -> list[tuple[str, LedgerEntry]
             "ksef_number"), record=value))]
     if kind == REJECTED and data.get("stage") in AFTER_PACKING:
         return [(invoice_id, LedgerEntry(REJECTED, sha, at_ms, code=data.get("code")))]
+    if kind == REJECTED and data.get("stage") == DUPLICATE_CHECK:
+        return [(invoice_id, LedgerEntry(REFUSED, sha, at_ms, code=data.get("code"),
+                                         origin=origin_text(data.get("origin"))))]
     return []
 
 

@@ -272,6 +272,11 @@ async def _number_is_free(inv: SealedInvoice, event: Any) -> bool:
     seen = seen_keys.get(key)
     store, rej = dedupe(inv, seen.decode() if seen is not None else None)
     if rej is not None:
+        earlier = ledger.refused(inv.invoice_id)
+        if (earlier is not None and earlier.sha256 == inv.sha256
+                and earlier.origin is not None and earlier.origin == origin_text(inv.origin)):
+            await _ack([event])  # this very submission was refused already: redelivered
+            return False
         log.info("rejected", invoice_id=rej.invoice_id, reason=rej.reason, code=rej.code)
         await produce(REJECTED, rej.invoice_id.encode(), encode(rej))
         await _ack([event])

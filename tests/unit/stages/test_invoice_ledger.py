@@ -96,3 +96,15 @@ def test_entries_of_each_topic_and_foreign_junk() -> None:
 def test_entries_survive_the_store_encoding() -> None:
     for entry in (packed(1), outcome(2), rejected(3)):
         assert _decode(_encode(entry)) == entry
+
+
+def test_a_duplicate_refusal_is_kept_apart_with_the_submission_it_answered() -> None:
+    from pipeline.invoice_ledger import DUPLICATE_CHECK, REFUSED
+    from pipeline.stages.duplicates import STAGE
+
+    assert DUPLICATE_CHECK == STAGE  # the stage name the pack stage's refusals carry
+    value = orjson.dumps({"invoice_id": "i1", "sha256": SHA, "stage": STAGE, "code": 440,
+                          "origin": {"topic": "s", "partition": 0, "offset": 10}})
+    ((invoice_id, entry),) = entries(REJECTED, value, 7)
+    assert (invoice_id, entry.kind, entry.origin, entry.code) == ("i1", REFUSED, FIRST, 440)
+    assert _decode(_encode(entry)) == entry
