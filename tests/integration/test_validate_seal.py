@@ -232,6 +232,15 @@ def test_a_number_refused_after_validation_is_free_for_a_corrected_invoice(
     assert sorted(orjson.loads(line)["released"] for line in released) == [False, True]
 
 
+def _await_assignment(*workers: Any, timeout_s: float = 120) -> None:
+    """Until every worker has partitions (its log is the only sign of that)."""
+    deadline = time.monotonic() + timeout_s
+    for worker in workers:
+        while "Executing _on_partitions_assigned" not in worker.log():
+            assert time.monotonic() < deadline, worker.log()[-3000:]
+            time.sleep(0.1)
+
+
 def test_a_worker_joining_mid_stream_repeats_nothing_the_first_one_finished(
         sandbox: KafkaSandbox, tmp_path: Path) -> None:
     """A rebalance is not a crash: a second worker joining while the first is busy takes
@@ -264,10 +273,7 @@ def test_a_worker_joining_mid_stream_repeats_nothing_the_first_one_finished(
         feeder.start()
         assert len(sandbox.consume(REJECTED, 100, timeout_s=120)) >= 100, first.log()[-3000:]
         second = start_worker(sandbox, tmp_path, "--stages", "validate", **env)
-        deadline = time.monotonic() + 120
-        while "Executing _on_partitions_assigned" not in second.log():
-            assert time.monotonic() < deadline, second.log()[-3000:]
-            time.sleep(0.1)  # the worker's log is the only sign of its assignment
+        _await_assignment(second)
         joined.set()
         feeder.join(timeout=60)
         wanted = set(sent)
@@ -312,11 +318,7 @@ def test_a_worker_leaving_mid_stream_repeats_nothing_it_finished(
 
     feeder = threading.Thread(target=feed)
     try:
-        deadline = time.monotonic() + 120
-        while not all("Executing _on_partitions_assigned" in w.log()
-                      for w in (staying, leaving)):
-            assert time.monotonic() < deadline, leaving.log()[-3000:]
-            time.sleep(0.1)  # the workers' logs are the only sign of their assignment
+        _await_assignment(staying, leaving)
         feeder.start()
         assert len(sandbox.consume(REJECTED, 200, timeout_s=120)) >= 200
         assert leaving.stop(signal.SIGTERM) == 0, leaving.log()[-3000:]
