@@ -16,6 +16,7 @@ from confluent_kafka import KafkaError, Producer
 from pipeline.settings import KafkaSettings
 from topics import CatalogSettings, topic_name
 from topics.catalog import SUBMITTED
+from topics.headers import HEADER_ATTACHMENTS, HEADER_CORRECTION, HEADER_SELLER, HEADER_SOURCE
 
 MAX_INVOICE_BYTES = 8 * 1024 * 1024
 
@@ -54,9 +55,9 @@ class InvoiceProducer:
     def send(self, invoice_id: str, xml: bytes, *, seller_nip: str | None = None,
              source: str | None = None, attachments: bool = False,
              technical_correction_of: str | None = None) -> None:
-        headers = {"ksef-seller-nip": seller_nip, "ksef-source": source,
-                   "ksef-attachments": "1" if attachments else None,
-                   "ksef-technical-correction-of": technical_correction_of}
+        headers = {HEADER_SELLER: seller_nip, HEADER_SOURCE: source,
+                   HEADER_ATTACHMENTS: "1" if attachments else None,
+                   HEADER_CORRECTION: technical_correction_of}
         items = [(k, v.encode()) for k, v in headers.items() if v]
         while True:
             try:

@@ -18,6 +18,14 @@ import orjson
 
 from topics import records
 from topics.catalog import CATALOG, SUBMITTED, TopicSpec
+from topics.headers import (
+    HEADER_ATTACHMENTS,
+    HEADER_CORRECTION,
+    HEADER_SELLER,
+    HEADER_SOURCE,
+    KEY_MAX_BYTES,
+    SOURCE_MAX_CHARS,
+)
 from topics.sealed import FRAMING
 
 _SCALARS: dict[Any, dict[str, Any]] = {
@@ -80,8 +88,8 @@ def _submitted_schema() -> dict[str, Any]:
         "type": "object",
         "properties": {
             "key": {
-                "type": "string", "minLength": 1, "maxLength": 256,
-                "description": "invoice id: at most 256 bytes of UTF-8, printable (no "
+                "type": "string", "minLength": 1, "maxLength": KEY_MAX_BYTES,
+                "description": f"invoice id: at most {KEY_MAX_BYTES} bytes of UTF-8, printable (no "
                                "control or format characters)",
             },
             "value": {
@@ -91,14 +99,14 @@ def _submitted_schema() -> dict[str, Any]:
             "headers": {
                 "type": "object",
                 "properties": {
-                    "ksef-seller-nip": {"type": "string", "pattern": "^[0-9]{10}$"},
-                    "ksef-source": {
-                        "type": "string", "maxLength": 256,
+                    HEADER_SELLER: {"type": "string", "pattern": "^[0-9]{10}$"},
+                    HEADER_SOURCE: {
+                        "type": "string", "maxLength": SOURCE_MAX_CHARS,
                         "description": "billing system: printable UTF-8, no control "
                                        "characters",
                     },
-                    "ksef-attachments": {"enum": ["0", "1"]},
-                    "ksef-technical-correction-of": {
+                    HEADER_ATTACHMENTS: {"enum": ["0", "1"]},
+                    HEADER_CORRECTION: {
                         "type": "string", "minLength": 44, "maxLength": 44,
                         "description": "SHA-256 (base64) of the rejected original",
                     },

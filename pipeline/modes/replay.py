@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pipeline.ksef.keyring import Keyring
 from pipeline.modes.pending import parse_moment
 from pipeline.modes.topic_reads import RawRecord
-from pipeline.stages.submission import (
+from topics.headers import (
     HEADER_ATTACHMENTS,
     HEADER_CORRECTION,
     HEADER_SELLER,

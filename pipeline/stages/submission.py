@@ -14,23 +14,21 @@ from dataclasses import dataclass, replace
 
 from pipeline.clock import iso
 from pipeline.ksef.fa3 import REASONS, Finding, InvoiceChecker
+from topics.headers import (
+    HEADER_ATTACHMENTS,
+    HEADER_CORRECTION,
+    HEADER_SELLER,
+    HEADER_SOURCE,
+    HEADERS_MAX_BYTES,
+    HEADERS_MAX_COUNT,
+    KEY_MAX_BYTES,
+    KNOWN_HEADERS,
+    SOURCE_MAX_CHARS,
+)
 from topics.records import KafkaRef, Rejection
 from topics.rejections import build_rejection
 
 STAGE = "validate"
-HEADER_SELLER = "ksef-seller-nip"
-HEADER_SOURCE = "ksef-source"
-HEADER_ATTACHMENTS = "ksef-attachments"
-HEADER_CORRECTION = "ksef-technical-correction-of"
-KNOWN_HEADERS = frozenset({HEADER_SELLER, HEADER_SOURCE, HEADER_ATTACHMENTS, HEADER_CORRECTION})
-
-# Input bounds: checked before anything is parsed or produced, so no input field can make
-# a record (sealed or rejection) that a topic refuses. The invoice's own limit is KSeF's
-# (3,000,000 bytes, `too-large`), checked by the FA(3) pre-check before parsing.
-KEY_MAX_BYTES = 256  # the invoice id, UTF-8
-SOURCE_MAX_CHARS = 256  # ksef-source
-HEADERS_MAX_BYTES = 16 * 1024  # every header of the record, names and values
-HEADERS_MAX_COUNT = 64
 # Not printable: controls (C0, DEL, C1), format characters (bidi overrides, zero-width),
 # surrogates, private use, line and paragraph separators.
 _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Co", "Zl", "Zp"})
