@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import redaction
-from pipeline.private_files import access_problem
+from pipeline.runtime import redaction
+from pipeline.runtime.private_files import access_problem
 
 MIN_TOKEN_CHARS = 16
 JSON = "application/json"

@@ -167,7 +167,7 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
     from pipeline.demo.samples import seller_nips
     from pipeline.demo.workload import Ledger, LedgerReader, generate, ingest
     from pipeline.emulator_process import start_emulator
-    from pipeline.keyring_file import init_keyring
+    from pipeline.runtime.keyring_file import init_keyring
 
     rng = random.Random(seed)
     kafka_dir = var / "kafka"
@@ -292,7 +292,7 @@ def _storm(emulator: Any, kind: str, stop: threading.Event) -> None:
 def _count(report: Report, ledger: Any, kafka: Any, catalog: Any, emulator_dir: Path) -> None:
     import asyncio
 
-    from pipeline.kafka_reads import read_all
+    from pipeline.runtime.kafka_reads import read_all
     from topics import topic_name
     from topics.catalog import OUTCOMES, SESSIONS
     from topics.records import InvoiceOutcome, SessionStep

@@ -58,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         result: int = module.run(parsed)
     except ValueError as exc:
-        from pipeline.settings import SettingsError
+        from pipeline.runtime.settings import SettingsError
 
         if not isinstance(exc, SettingsError):
             raise

@@ -22,9 +22,9 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from pipeline.keyring_file import init_keyring
-from pipeline.private_files import write_private
-from pipeline.topic_admin import reconcile
+from pipeline.runtime.keyring_file import init_keyring
+from pipeline.runtime.private_files import write_private
+from pipeline.runtime.topic_admin import reconcile
 from topics import CatalogSettings, TopicSpec, topic_name
 
 REPO = Path(__file__).resolve().parents[1]

@@ -32,10 +32,10 @@ from pipeline.bench.kafka_stage_bench import throwaway_broker
 from pipeline.bench.machine import load_note
 from pipeline.demo.processes import free_port, process
 from pipeline.demo.samples import seller_nips
-from pipeline.keyring_file import init_keyring
-from pipeline.settings import KafkaSettings
+from pipeline.runtime.keyring_file import init_keyring
+from pipeline.runtime.settings import KafkaSettings
+from pipeline.runtime.topic_admin import reconcile
 from pipeline.stages.duplicates import uniqueness_key
-from pipeline.topic_admin import reconcile
 from topics import CatalogSettings
 
 PARTITIONS = 8

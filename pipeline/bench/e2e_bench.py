@@ -122,10 +122,10 @@ def bare_work(items: list[tuple[str, str, bytes]], repeats: int = 2,
     """ms per invoice of each piece of work every invoice needs, in this thread's CPU time
     (best of `repeats` passes over `items`, after a warm-up pass over a few of them)."""
     from pipeline.clock import polish_today
-    from pipeline.keyring_file import new_keyring_json
     from pipeline.ksef.fa3 import InvoiceChecker
     from pipeline.ksef.keyring import Keyring
     from pipeline.ksef.package.writer import DEFAULT_LEVEL
+    from pipeline.runtime.keyring_file import new_keyring_json
 
     checker = InvoiceChecker()
     checker.warm_up()

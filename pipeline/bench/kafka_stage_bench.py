@@ -9,7 +9,7 @@ too): records between the first and the last one, divided by that interval.
 Worker start-up (Faust, group join, schema compile) is reported apart.
 
 Faust reads every setting from an environment variable of the same name in capitals,
-which wins over `pipeline/app.py` (PRODUCER_LINGER, PRODUCER_MAX_BATCH_SIZE,
+which wins over `pipeline/runtime/app.py` (PRODUCER_LINGER, PRODUCER_MAX_BATCH_SIZE,
 BROKER_MAX_POLL_RECORDS, ...), so `--env NAME=VALUE` tries a setting without editing code.
 
     python -m pipeline.bench.kafka_stage_bench [--profile typical] [--count 4000]
@@ -41,9 +41,9 @@ from pipeline.bench.validate_bench import corpus
 from pipeline.clock import polish_today
 from pipeline.demo.processes import free_port, process
 from pipeline.demo.run import kafka_broker
-from pipeline.ingest import InvoiceProducer
-from pipeline.settings import KafkaSettings
-from pipeline.topic_admin import reconcile
+from pipeline.runtime.ingest import InvoiceProducer
+from pipeline.runtime.settings import KafkaSettings
+from pipeline.runtime.topic_admin import reconcile
 from topics import CatalogSettings, TopicSpec, topic_name
 from topics.catalog import REJECTED, SEALED
 from topics.sealed import read_meta

@@ -51,8 +51,8 @@ from pipeline.modes.operator import (
     refusal,
     signed,
 )
-from pipeline.modes.topic_reads import catalog_records
-from pipeline.settings import KafkaSettings
+from pipeline.runtime.settings import KafkaSettings
+from pipeline.runtime.topic_reads import catalog_records
 from topics import CatalogSettings, topic_name
 from topics.catalog import ALERTS, ANNOUNCEMENTS
 from topics.codec import encode

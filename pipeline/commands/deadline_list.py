@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict
 
 from pipeline.modes.audit import disagreements
-from pipeline.modes.topic_reads import catalog_records
+from pipeline.runtime.topic_reads import catalog_records
 from pipeline.stages.credential_hold import held_contexts
 from topics.catalog import ALERTS, DEADLINES, MODE
 from topics.records import Alert, DeadlineRecord, ModeState

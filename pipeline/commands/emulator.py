@@ -40,7 +40,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pipeline.bearer import TokenFileError, read_tokens
     from pipeline.emulator import EmulatorConfig, serve
-    from pipeline.logs import RedactFilter
+    from pipeline.runtime.logs import RedactFilter
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     for handler in logging.getLogger().handlers:  # the admin token, bearer credentials

@@ -25,8 +25,8 @@ from dataclasses import asdict
 
 from confluent_kafka import Producer
 
-from pipeline.modes.topic_reads import catalog_records
-from pipeline.settings import KafkaSettings
+from pipeline.runtime.settings import KafkaSettings
+from pipeline.runtime.topic_reads import catalog_records
 from pipeline.stages.credential_hold import held_contexts, new_release
 from pipeline.stages.held_releases import release_key
 from topics import CatalogSettings, topic_name

@@ -20,15 +20,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from pipeline.ingest import (
+    from pipeline.progress import Progress
+    from pipeline.runtime.ingest import (
         IngestError,
         InvoiceProducer,
         colliding_ids,
         invoice_files,
         invoice_id,
     )
-    from pipeline.progress import Progress
-    from pipeline.settings import KafkaSettings
+    from pipeline.runtime.settings import KafkaSettings
 
     try:
         files = list(invoice_files(args.paths))

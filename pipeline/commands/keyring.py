@@ -20,15 +20,15 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.keyring_file import (
+from pipeline.ksef.keyring import KeyringError
+from pipeline.runtime.keyring_file import (
     ENV_FILE,
     activate_key,
     init_keyring,
     read_keyring_file,
     rotate_keyring,
 )
-from pipeline.ksef.keyring import KeyringError
-from pipeline.private_files import PrivateFileError
+from pipeline.runtime.private_files import PrivateFileError
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

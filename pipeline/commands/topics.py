@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
 
     from confluent_kafka.admin import AdminClient
 
-    from pipeline.settings import KafkaSettings
-    from pipeline.topic_admin import reconcile
+    from pipeline.runtime.settings import KafkaSettings
+    from pipeline.runtime.topic_admin import reconcile
     from topics import CatalogSettings
 
     kafka = KafkaSettings.from_env()

@@ -28,7 +28,7 @@ GC_YOUNG_THRESHOLD = 20_000  # CPython's 700 collected every ~2 invoices
 
 
 def run(args: argparse.Namespace) -> int:
-    # Settings are read from the environment when pipeline.app is imported.
+    # Settings are read from the environment when pipeline.runtime.app is imported.
     if args.web_port is not None:
         os.environ["KSEF_WEB_PORT"] = str(args.web_port)
     if args.data_dir:
@@ -59,8 +59,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if KEYRING_STAGES & set(wanted):
         # Fail closed before Faust starts: no keyring is ever generated here.
-        from pipeline.keyring_file import keyring_source
         from pipeline.ksef.keyring import KeyringError
+        from pipeline.runtime.keyring_file import keyring_source
 
         try:
             keyring_source()
@@ -68,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"ksef-pipeline worker: {exc}", file=sys.stderr)
             return 2
     _resolve_replication()
-    from pipeline.app import app, metrics, worker_settings
     from pipeline.metrics.page import serve_metrics
     from pipeline.metrics.worker import watch_worker
+    from pipeline.runtime.app import app, metrics, worker_settings
+    from pipeline.runtime.stop_deadline import worker_class
     from pipeline.stages.packing import spool_root
-    from pipeline.stop_deadline import worker_class
 
     app.conf.Worker = worker_class(worker_settings.stop_deadline_s)
     serve_metrics(app, metrics)
@@ -115,7 +115,7 @@ def _settings_problem() -> str | None:
     """Why this worker must not start (no KSEF_ENV, a QR environment that disagrees with
     it, plain http off this host, SASL without TLS), before anything connects."""
     from pipeline.ksef_api.link import KsefSettings
-    from pipeline.settings import KafkaSettings, SettingsError
+    from pipeline.runtime.settings import KafkaSettings, SettingsError
     from pipeline.stages.sealing import qr_environment_from_env
 
     try:
@@ -132,8 +132,8 @@ def _resolve_replication() -> None:
 
     Faust creates the tables' changelog topics with this replication factor.
     """
-    from pipeline.settings import KafkaSettings
-    from pipeline.topic_admin import resolve_for_cluster
+    from pipeline.runtime.settings import KafkaSettings
+    from pipeline.runtime.topic_admin import resolve_for_cluster
     from topics import CatalogSettings
 
     settings = CatalogSettings.from_env()

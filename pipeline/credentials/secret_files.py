@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.ksef.errors import KsefCredentialError
-from pipeline.private_files import OTHERS_MAY_ACCESS, access_problem
+from pipeline.runtime.private_files import OTHERS_MAY_ACCESS, access_problem
 
 __all__ = ["OTHERS_MAY_ACCESS", "Stamp", "read_file", "read_password", "read_token", "stamp"]
 

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import orjson
 
-from pipeline import redaction
 from pipeline.credentials.config import (
     FILE_CONTEXT,
     NIP,
@@ -45,6 +44,7 @@ from pipeline.ksef.credentials import (
     parse_private_key,
 )
 from pipeline.ksef.errors import KsefCredentialError
+from pipeline.runtime import redaction
 
 TOKEN_ENV_PREFIX = "KSEF_TOKEN_"
 

@@ -25,7 +25,7 @@ from typing import Any
 from pipeline import stopping
 from pipeline.bearer import write_token_file
 from pipeline.demo.processes import free_port, process, say
-from pipeline.recovery_watch import RECOVERY_STALLED_EXIT
+from pipeline.runtime.recovery_watch import RECOVERY_STALLED_EXIT
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,7 +41,7 @@ def _kafka_script(name: str, env: dict[str, str], *args: str, **kwargs: Any
 def topic_catalog(bootstrap: str) -> tuple[Any, Any, dict[str, str]]:
     """Create the topic catalog (8 partitions, no prefix) on a local cluster; its Kafka
     and catalog settings and the environment the run's processes get."""
-    from pipeline.settings import KafkaSettings
+    from pipeline.runtime.settings import KafkaSettings
     from topics import CatalogSettings
 
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1",
@@ -146,7 +146,7 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     from pipeline.demo.samples import seller_nips
     from pipeline.demo.workload import Ledger, LedgerReader, StageCounter, generate, ingest
     from pipeline.emulator_process import start_emulator
-    from pipeline.keyring_file import init_keyring
+    from pipeline.runtime.keyring_file import init_keyring
 
     bootstrap = stack.enter_context(kafka_broker(var / "kafka"))
     if _should_stop(stop):
@@ -255,7 +255,7 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         exited = next(((i, p.returncode) for i, p in enumerate(procs) if p.poll() is not None),
                       None)
         if exited is not None and exited[1] == RECOVERY_STALLED_EXIT:
-            i = exited[0]  # it asks to be started again (see pipeline/recovery_watch.py)
+            i = exited[0]  # it asks to be started again (see pipeline/runtime/recovery_watch.py)
             say(f"worker {i} exited with {RECOVERY_STALLED_EXIT} (its table recovery "
                 "stalled); starting it again")
             procs[i] = stack.enter_context(

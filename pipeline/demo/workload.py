@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.demo.samples import bad_invoices, make_invoice, seller_nips
-from pipeline.ingest import InvoiceProducer
-from pipeline.settings import KafkaSettings
+from pipeline.runtime.ingest import InvoiceProducer
+from pipeline.runtime.settings import KafkaSettings
 from topics import CatalogSettings, topic_name
 from topics.catalog import OUTCOMES, PACKED, REJECTED, SEALED, SUBMITTED, TopicSpec
 from topics.codec import decode

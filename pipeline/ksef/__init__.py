@@ -2,7 +2,7 @@
 
 No Kafka, no Faust, no network, no KSeF SDK, no `topics`, nothing else of the project, and
 no environment: `tests/unit/test_import_rules.py` checks it on the source. Beside it, the
-adapters: `pipeline.ksef_api` (the HTTP client), `pipeline.keyring_file` (where the keyring
+adapters: `pipeline.ksef_api` (the HTTP client), `pipeline.runtime.keyring_file` (where the keyring
 comes from), `pipeline.credentials` (credential files), `pipeline.demo` (sample invoices).
 
 File I/O left here, on purpose: a batch package is built and encrypted on disk, streamed

@@ -6,7 +6,7 @@ associated data, so a ciphertext moved onto another invoice's record fails to op
 
 Keyring JSON: `{"active": "k2", "keys": {"k1": "<base64 32 bytes>", "k2": "..."}}`.
 Pure: `Keyring.from_json` takes the text; finding it (KSEF_KEYRING_FILE, KSEF_KEYRING, a
-default file) and generating keys is `pipeline.keyring_file`'s job.
+default file) and generating keys is `pipeline.runtime.keyring_file`'s job.
 """
 
 from __future__ import annotations

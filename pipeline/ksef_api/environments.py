@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from pipeline.settings import SettingsError
+from pipeline.runtime.settings import SettingsError
 
 EMULATOR = "emulator"
 TEST = "test"

@@ -22,8 +22,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from pipeline import logs
 from pipeline.metrics.recent import RecentCounts
+from pipeline.runtime import logs
 
 log = logs.get(__name__)
 

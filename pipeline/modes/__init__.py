@@ -8,7 +8,7 @@ Modules without Faust (safe for commands and tests): `messages` (records, operat
 observation builders), `snapshot` (state, `history_from_mode_state`,
 `should_hold_sessions`), `observed` (`OutageWatch`, `HealthReporter`), `pending`
 (`DeadlineBook`), `risk`, `alerts`, `latarnia`, `status_page`, `topic_reads`, `replay`.
-Worker modules (import `pipeline.app`): `follow`, `publish`, `state`, `announcements`,
+Worker modules (import `pipeline.runtime.app`): `follow`, `publish`, `state`, `announcements`,
 `deadlines`, `web`, and `stage` (the `mode` stage, which registers them all).
 
 Environment (besides KAFKA_* / KSEF_TOPIC_* / KSEF_ENV / KSEF_API_URL):

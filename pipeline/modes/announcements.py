@@ -28,8 +28,6 @@ import os
 import aiohttp
 from faust.web import Request, Response, View
 
-from pipeline import logs
-from pipeline.app import app
 from pipeline.bearer import Refusal
 from pipeline.clock import now_utc
 from pipeline.ksef.announcements import AnnouncementError
@@ -47,6 +45,8 @@ from pipeline.modes.operator import (
     signed,
 )
 from pipeline.modes.publish import publish_alert, publish_announcement
+from pipeline.runtime import logs
+from pipeline.runtime.app import app
 
 log = logs.get(__name__)
 

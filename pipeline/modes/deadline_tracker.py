@@ -34,8 +34,6 @@ from typing import Any
 
 import faust
 
-from pipeline import logs
-from pipeline.app import app, catalog_settings, kafka_settings, metrics, topic
 from pipeline.clock import iso, now_utc
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.modes import Mode
@@ -46,7 +44,9 @@ from pipeline.modes.pending import SEALED, Change, DeadlineBook, parse_moment
 from pipeline.modes.publish import publish_alert
 from pipeline.modes.risk import PaceMeter, RiskSettings, assess, end_of_day, pace
 from pipeline.modes.snapshot import ANNOUNCED_STATES, history_of, legal_content
-from pipeline.modes.topic_reads import read_latest
+from pipeline.runtime import logs
+from pipeline.runtime.app import app, catalog_settings, kafka_settings, metrics, topic
+from pipeline.runtime.topic_reads import read_latest
 from topics import topic_name
 from topics.catalog import DEADLINES, OUTCOMES, REJECTED
 from topics.codec import decode

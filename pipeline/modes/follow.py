@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from pipeline import logs
-from pipeline.settings import KafkaSettings, aiokafka_options
-from pipeline.topic_follower import follow_forever
+from pipeline.runtime import logs
+from pipeline.runtime.settings import KafkaSettings, aiokafka_options
+from pipeline.runtime.topic_follower import follow_forever
 from topics.codec import decode
 from topics.records import ModeState
 
@@ -112,7 +112,7 @@ def mode_follower() -> ModeFollower:
     """This worker's follower (created and registered as an app task on first call)."""
     global _follower
     if _follower is None:
-        from pipeline.app import app, catalog_settings, kafka_settings
+        from pipeline.runtime.app import app, catalog_settings, kafka_settings
         from topics import topic_name
         from topics.catalog import MODE
 

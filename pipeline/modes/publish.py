@@ -5,7 +5,7 @@ Import-safe for any stage: it declares topic handles, no agents or timers.
 
 from __future__ import annotations
 
-from pipeline.app import topic
+from pipeline.runtime.app import topic
 from topics.catalog import ALERTS, ANNOUNCEMENTS
 from topics.codec import encode
 from topics.records import Alert, Announcement

@@ -3,10 +3,10 @@ KSeF and Latarnia answer, and how long each context's credential still works."""
 
 from __future__ import annotations
 
-from pipeline.app import metrics
 from pipeline.clock import now_utc
 from pipeline.metrics import Metrics
 from pipeline.modes.web import credential_health, follower
+from pipeline.runtime.app import metrics
 
 
 def _refresh(m: Metrics) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pipeline.ksef.keyring import Keyring
 from pipeline.modes.pending import parse_moment
-from pipeline.modes.topic_reads import RawRecord
+from pipeline.runtime.topic_reads import RawRecord
 from topics.headers import (
     HEADER_ATTACHMENTS,
     HEADER_CORRECTION,

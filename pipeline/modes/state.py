@@ -20,8 +20,6 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from pipeline import logs
-from pipeline.app import app, catalog_settings, topic
 from pipeline.clock import now_utc
 from pipeline.ksef.announcements import AnnouncementError
 from pipeline.modes import alerts
@@ -34,6 +32,8 @@ from pipeline.modes.snapshot import (
     kept_observations,
     same_state,
 )
+from pipeline.runtime import logs
+from pipeline.runtime.app import app, catalog_settings, topic
 from topics import topic_name
 from topics.catalog import ANNOUNCEMENTS, MODE
 from topics.codec import decode, encode

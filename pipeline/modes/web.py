@@ -10,11 +10,11 @@ import sys
 
 from faust.web import Request, Response, View
 
-from pipeline.app import app, metrics
 from pipeline.clock import now_utc
 from pipeline.modes.deadline_tracker import book, deadlines_topic, gate
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.status_page import activity, render
+from pipeline.runtime.app import app, metrics
 from pipeline.stages import STAGES
 from pipeline.stages.credential_watch import HealthRow, health_rows
 

@@ -1,4 +1,4 @@
-"""Pipeline stages: each module registers Faust agents on `pipeline.app.app`.
+"""Pipeline stages: each module registers Faust agents on `pipeline.runtime.app.app`.
 
 Stages never import each other; they meet only through catalog topics. A worker runs
 any subset (`ksef-pipeline worker --stages validate,pack`), so stages scale apart.

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.stages.deliveries import Deliveries
+from pipeline.runtime.deliveries import Deliveries
 from topics.records import PackedBatch
 
 NO_DEADLINE = "9999-12-31"

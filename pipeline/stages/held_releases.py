@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 from aiokafka import ConsumerRecord
 
-from pipeline import logs
-from pipeline.topic_follower import TopicFollower
+from pipeline.runtime import logs
+from pipeline.runtime.topic_follower import TopicFollower
 from topics.codec import decode
 from topics.records import HeldRelease
 
@@ -62,7 +62,7 @@ def release_book() -> ReleaseBook:
     """This worker's book (its follower registered as an app task on first call)."""
     global _book
     if _book is None:
-        from pipeline.app import app, catalog_settings, kafka_settings
+        from pipeline.runtime.app import app, catalog_settings, kafka_settings
         from topics import topic_name
         from topics.catalog import CONTROL
 

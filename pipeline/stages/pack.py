@@ -35,14 +35,7 @@ from typing import Any
 import faust
 import orjson
 
-from pipeline import logs
-from pipeline.app import app, in_flight, metrics, produce, topic, worker_settings
-from pipeline.backoff import Backoff
 from pipeline.clock import iso, now_utc
-from pipeline.forwarding import forward_forever
-from pipeline.invoice_ledger import PACKED as PACKED_ENTRY
-from pipeline.invoice_ledger import LedgerEntry, invoice_ledger, origin_text, replay_verdict
-from pipeline.keyring_file import keyring_source
 from pipeline.ksef.crypto import public_key_from_certificate
 from pipeline.ksef.keyring import KeyringError, MissingKeyError
 from pipeline.ksef.package import Fit
@@ -53,9 +46,17 @@ from pipeline.metrics.ksef import request_observer
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.publish import publish_alert
 from pipeline.modes.snapshot import should_hold_sessions
-from pipeline.settings import ROCKSDB_MEMORY
+from pipeline.runtime import logs
+from pipeline.runtime.app import app, in_flight, metrics, produce, topic, worker_settings
+from pipeline.runtime.backoff import Backoff
+from pipeline.runtime.forwarding import forward_forever
+from pipeline.runtime.invoice_ledger import PACKED as PACKED_ENTRY
+from pipeline.runtime.invoice_ledger import LedgerEntry, invoice_ledger, origin_text, replay_verdict
+from pipeline.runtime.key_hold import KeyHolds, key_found_alert, missing_key_alert
+from pipeline.runtime.keyring_file import keyring_source
+from pipeline.runtime.replay_guard import ReplayGuard
+from pipeline.runtime.settings import ROCKSDB_MEMORY
 from pipeline.stages.duplicates import dedupe, duplicate_key, held_keys, held_value, release_for
-from pipeline.stages.key_hold import KeyHolds, key_found_alert, missing_key_alert
 from pipeline.stages.packing import (
     OpenBatch,
     PackSettings,
@@ -63,7 +64,6 @@ from pipeline.stages.packing import (
     manifest_record,
     prepare_spool,
 )
-from pipeline.stages.replay_guard import ReplayGuard
 from topics.catalog import CORRECTIONS, OUTCOMES, PACKED, REJECTED, RELEASES, SEALED
 from topics.codec import decode, encode
 from topics.records import DedupeRelease, KafkaRef, PackedBatch, Rejection, SealedInvoice

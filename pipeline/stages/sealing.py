@@ -26,7 +26,7 @@ from pipeline.ksef.qr import (
     invoice_link,
 )
 from pipeline.ksef_api.environments import qr_name, required_name
-from pipeline.private_files import read_private
+from pipeline.runtime.private_files import read_private
 from pipeline.stages.submission import CheckedInvoice
 from topics.records import SealedInvoice, SealedPrivate
 from topics.sealed import deflate, encode_sealed

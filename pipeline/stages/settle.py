@@ -19,23 +19,23 @@ from typing import Any
 
 import faust
 
-from pipeline import logs
-from pipeline.app import app, metrics, produce, topic
-from pipeline.backoff import Backoff
 from pipeline.clock import iso, now_utc
-from pipeline.invoice_ledger import already_final, invoice_ledger
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from pipeline.ksef.upo import UpoEntry, UpoError, parse_upo
 from pipeline.ksef_api import InvoiceResult, KsefApiError, KsefClient, KsefError, SessionStatus
 from pipeline.ksef_api.link import KsefClients, KsefSettings
 from pipeline.metrics.ksef import request_observer
-from pipeline.session_follow import sessions_follower
-from pipeline.session_journal import CLOSED, COMPLETED, FAILED, OPENED
-from pipeline.stages.deliveries import Deliveries
+from pipeline.runtime import logs
+from pipeline.runtime.app import app, metrics, produce, topic
+from pipeline.runtime.backoff import Backoff
+from pipeline.runtime.deliveries import Deliveries
+from pipeline.runtime.invoice_ledger import already_final, invoice_ledger
+from pipeline.runtime.session_follow import sessions_follower
 from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO
 from topics.codec import decode, encode
 from topics.records import InvoiceOutcome, SessionStep, UpoDocument
 from topics.rejections import build_rejection
+from topics.session_journal import CLOSED, COMPLETED, FAILED, OPENED
 
 log = logs.get(__name__)
 

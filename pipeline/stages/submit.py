@@ -28,12 +28,7 @@ from typing import Any
 
 import faust
 
-from pipeline import logs
-from pipeline.app import app, kafka_settings, metrics, topic, worker_settings
-from pipeline.backoff import Backoff
 from pipeline.clock import iso, now_utc
-from pipeline.kafka_reads import SequentialReader
-from pipeline.keyring_file import keyring_source
 from pipeline.ksef.keyring import MissingKeyError
 from pipeline.ksef.package import (
     BatchLimits,
@@ -58,16 +53,13 @@ from pipeline.modes.follow import mode_follower
 from pipeline.modes.observed import HealthReporter
 from pipeline.modes.publish import publish_alert, publish_announcement
 from pipeline.modes.snapshot import should_hold_sessions
-from pipeline.session_follow import sessions_follower
-from pipeline.session_journal import (
-    CLOSED,
-    FAILED,
-    FINAL,
-    OPENED,
-    OPENING,
-    PART_UPLOADED,
-    Journal,
-)
+from pipeline.runtime import logs
+from pipeline.runtime.app import app, kafka_settings, metrics, topic, worker_settings
+from pipeline.runtime.backoff import Backoff
+from pipeline.runtime.kafka_reads import SequentialReader
+from pipeline.runtime.key_hold import missing_key_alert
+from pipeline.runtime.keyring_file import keyring_source
+from pipeline.runtime.session_follow import sessions_follower
 from pipeline.stages.batch_queue import BatchQueue
 from pipeline.stages.credential_hold import (
     Decision,
@@ -78,13 +70,21 @@ from pipeline.stages.credential_hold import (
 )
 from pipeline.stages.credential_watch import ExpiryWatch
 from pipeline.stages.held_releases import release_book
-from pipeline.stages.key_hold import missing_key_alert
 from pipeline.stages.packing import batch_spool, drop_batch_spool, spool_root
 from topics.catalog import CORRECTIONS, PACKED, REJECTED, SESSIONS
 from topics.codec import decode, encode, from_dict
 from topics.records import Alert, HeldRelease, PackedBatch, Rejection, SealedInvoice, SessionStep
 from topics.rejections import build_rejection
 from topics.sealed import open_sealed, read_meta
+from topics.session_journal import (
+    CLOSED,
+    FAILED,
+    FINAL,
+    OPENED,
+    OPENING,
+    PART_UPLOADED,
+    Journal,
+)
 
 log = logs.get(__name__)
 

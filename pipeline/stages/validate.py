@@ -28,16 +28,16 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     RecordTooLargeError,
 )
 
-from pipeline import logs
-from pipeline.app import app, in_flight, metrics, produce, topic
 from pipeline.clock import from_timestamp, iso, now_utc, polish_today
-from pipeline.keyring_file import keyring_source
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.pending import first_record
 from pipeline.modes.snapshot import history_from_mode_state
-from pipeline.stages.replay_guard import ReplayGuard
+from pipeline.runtime import logs
+from pipeline.runtime.app import app, in_flight, metrics, produce, topic
+from pipeline.runtime.keyring_file import keyring_source
+from pipeline.runtime.replay_guard import ReplayGuard
 from pipeline.stages.sealing import SealConfig, SealedOutput, seal_invoice
 from pipeline.stages.submission import (
     STAGE,

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.emulator_process import EmulatorProcess, start_emulator
-from pipeline.keyring_file import new_keyring_json
+from pipeline.runtime.keyring_file import new_keyring_json
 from tests.kafka_harness import REPO, KafkaSandbox, Worker, start_worker
 from topics.catalog import OUTCOMES, REJECTED, SESSIONS, SUBMITTED
 from topics.codec import decode

@@ -1,6 +1,6 @@
 """A minimal agent for the foundation test: moves records submitted -> corrections as they are."""
 
-from pipeline.app import app, topic
+from pipeline.runtime.app import app, topic
 from topics.catalog import CORRECTIONS, SUBMITTED
 
 source = topic(SUBMITTED)

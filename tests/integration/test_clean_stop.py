@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.stop_deadline import STOP_DEADLINE_EXIT
+from pipeline.runtime.stop_deadline import STOP_DEADLINE_EXIT
 from tests.kafka_harness import REPO, KafkaSandbox, start_worker
 
 

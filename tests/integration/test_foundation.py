@@ -8,7 +8,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from confluent_kafka.admin import AdminClient
 
-from pipeline.topic_admin import reconcile
+from pipeline.runtime.topic_admin import reconcile
 from tests.kafka_harness import KafkaSandbox, start_worker
 from topics import CATALOG
 from topics.catalog import CORRECTIONS, SEALED, SUBMITTED

@@ -10,11 +10,11 @@ import orjson
 
 from pipeline.clock import iso, polish_today
 from pipeline.demo.samples import make_invoice, seller_nips
-from pipeline.keyring_file import new_keyring_json
 from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.ksef.keyring import Keyring
 from pipeline.ksef.qr import QrEnvironment
+from pipeline.runtime.keyring_file import new_keyring_json
 from pipeline.stages.sealing import SealConfig, seal_invoice
 from pipeline.stages.submission import (
     AttachmentPolicy,

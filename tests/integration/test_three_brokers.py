@@ -30,7 +30,7 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, ConfigResource
 
-from pipeline.topic_admin import reconcile
+from pipeline.runtime.topic_admin import reconcile
 from tests.kafka_harness import KafkaCluster, KafkaSandbox, own_cluster, start_worker
 from topics.catalog import SUBMITTED
 

@@ -2,7 +2,7 @@ import asyncio
 
 import pytest
 
-from pipeline.backoff import Backoff
+from pipeline.runtime.backoff import Backoff
 
 
 def test_pauses_double_up_to_the_cap_and_reset_starts_over() -> None:

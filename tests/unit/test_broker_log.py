@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from pipeline.broker_log import STATE_LOGGER, BrokerStateFilter, is_broker_failure
+from pipeline.runtime.broker_log import STATE_LOGGER, BrokerStateFilter, is_broker_failure
 
 
 class Clock:
@@ -99,8 +99,8 @@ def test_the_watch_thread_says_reachable_again() -> None:
 def test_the_group_less_readers_librdkafka_lines_go_through_the_same_filter() -> None:
     import time
 
-    from pipeline.kafka_reads import _consumer
-    from pipeline.settings import KafkaSettings
+    from pipeline.runtime.kafka_reads import _consumer
+    from pipeline.runtime.settings import KafkaSettings
 
     lines: list[str] = []
 

@@ -52,8 +52,7 @@ def test_a_worker_asks_the_cluster_only_for_auto_replication(
 
     from confluent_kafka import KafkaException
 
-    from pipeline import topic_admin
-
+    from pipeline.runtime import topic_admin
     asked: list[float] = []
 
     class ThreeBrokers:

@@ -9,8 +9,8 @@ import orjson
 import pytest
 from pytest import MonkeyPatch
 
-from pipeline.keyring_file import load_keyring, new_keyring_json
 from pipeline.ksef.keyring import Keyring, KeyringError
+from pipeline.runtime.keyring_file import load_keyring, new_keyring_json
 
 
 def test_rotation_keeps_old_records_readable(tmp_path: Path, monkeypatch: MonkeyPatch) -> None:

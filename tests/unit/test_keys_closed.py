@@ -21,8 +21,8 @@ from cryptography.x509.oid import NameOID
 from pytest import MonkeyPatch
 
 from pipeline.cli import main
-from pipeline.keyring_file import load_keyring, new_keyring_json
 from pipeline.ksef.keyring import Keyring, KeyringError, MissingKeyError
+from pipeline.runtime.keyring_file import load_keyring, new_keyring_json
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -170,7 +170,7 @@ class Clock:
 
 
 def test_source_rereads_a_rotated_file_without_restart(tmp_path: Path) -> None:
-    from pipeline.keyring_file import KeyringSource, rotate_keyring
+    from pipeline.runtime.keyring_file import KeyringSource, rotate_keyring
 
     path = tmp_path / "keyring.json"
     path.write_bytes(new_keyring_json("k1"))
@@ -191,7 +191,7 @@ def test_source_rereads_a_rotated_file_without_restart(tmp_path: Path) -> None:
 
 
 def test_source_keeps_its_keys_when_the_file_turns_unusable(tmp_path: Path) -> None:
-    from pipeline.keyring_file import KeyringSource, rotate_keyring
+    from pipeline.runtime.keyring_file import KeyringSource, rotate_keyring
 
     path = tmp_path / "keyring.json"
     path.write_bytes(new_keyring_json("k1"))
@@ -209,7 +209,7 @@ def test_source_keeps_its_keys_when_the_file_turns_unusable(tmp_path: Path) -> N
 
 
 def test_source_from_the_environment_text_and_none(monkeypatch: MonkeyPatch) -> None:
-    from pipeline.keyring_file import KeyringSource
+    from pipeline.runtime.keyring_file import KeyringSource
 
     assert KeyringSource.from_env({"KSEF_KEYRING": new_keyring_json("kx").decode()}
                                   ).get().active == "kx"
@@ -226,7 +226,7 @@ def event(topic: str, partition: int, offset: int) -> SimpleNamespace:
 
 
 def test_key_holds_alert_once_per_key_and_release_when_the_key_comes() -> None:
-    from pipeline.stages.key_hold import KeyHolds, missing_key_alert
+    from pipeline.runtime.key_hold import KeyHolds, missing_key_alert
 
     holds = KeyHolds()
     a, b, c = event("sealed", 0, 1), event("sealed", 0, 2), event("sealed", 1, 5)

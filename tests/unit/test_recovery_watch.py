@@ -10,7 +10,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from pipeline.recovery_watch import RECOVERY_STALLED_EXIT, stalled, watch_recovery
+from pipeline.runtime.recovery_watch import RECOVERY_STALLED_EXIT, stalled, watch_recovery
 
 MODE = TP("app-ksef-mode-messages-changelog", 0)
 DEDUPE = TP("app-ksef-dedupe-changelog", 3)

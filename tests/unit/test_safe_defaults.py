@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 import structlog
 
-from pipeline.keyring_file import new_keyring_json
 from pipeline.ksef.keyring import Keyring
 from pipeline.ksef.qr import QrEnvironment
 from pipeline.ksef.selfsigned import mint_test_certificate
+from pipeline.runtime.keyring_file import new_keyring_json
 
 REPO = Path(__file__).resolve().parents[2]
 NIP = "5265877635"
@@ -150,7 +150,7 @@ def test_an_api_url_with_mf_ksef_is_refused(env: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT"])
 def test_sasl_without_tls_is_refused(protocol: str) -> None:
-    from pipeline.settings import KafkaSettings
+    from pipeline.runtime.settings import KafkaSettings
 
     with pytest.raises(ValueError) as raised:
         KafkaSettings(security_protocol=protocol, sasl_mechanism="SCRAM-SHA-512",
@@ -161,7 +161,7 @@ def test_sasl_without_tls_is_refused(protocol: str) -> None:
 
 
 def test_sasl_over_tls_and_the_local_opt_out_are_taken(env: pytest.MonkeyPatch) -> None:
-    from pipeline.settings import KafkaSettings
+    from pipeline.runtime.settings import KafkaSettings
 
     KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN", sasl_username="u",
                   sasl_password=SECRET)
@@ -202,7 +202,7 @@ def _objects_holding(secret: str, tmp: Path) -> dict[str, Any]:
     from pipeline.emulator_process import EmulatorProcess
     from pipeline.ksef.credentials import CertificateCredential, TokenCredential
     from pipeline.ksef_api.link import KsefSettings
-    from pipeline.settings import KafkaSettings
+    from pipeline.runtime.settings import KafkaSettings
 
     cert = mint_test_certificate(NIP, key="ec")
     key_b64 = base64.b64encode(secret.encode().ljust(32, b"x")[:32]).decode()
@@ -242,7 +242,7 @@ def test_the_emulators_signing_secret_is_not_in_its_keyrings_repr(tmp_path: Path
 
 
 def test_kafka_settings_keeps_the_secrets_it_does_not_print() -> None:
-    from pipeline.settings import KafkaSettings
+    from pipeline.runtime.settings import KafkaSettings
 
     kafka = KafkaSettings(security_protocol="SASL_SSL", sasl_mechanism="PLAIN",
                           sasl_username="ksef", sasl_password=SECRET, ssl_key_password=SECRET)
@@ -256,9 +256,8 @@ def test_kafka_settings_keeps_the_secrets_it_does_not_print() -> None:
 
 @pytest.fixture
 def log_lines() -> Any:
-    """The JSON lines of `pipeline.logs` (structlog and stdlib) written to a buffer."""
-    from pipeline import logs
-
+    """The JSON lines of `pipeline.runtime.logs` (structlog and stdlib) written to a buffer."""
+    from pipeline.runtime import logs
     buffer = io.StringIO()
     config = logs.logging_config("DEBUG")
     config["handlers"]["stderr"]["stream"] = buffer
@@ -308,8 +307,8 @@ def test_configured_secrets_are_scrubbed_wherever_they_appear(
     records, messages, fields and tracebacks alike."""
     from pipeline.bearer import read_tokens, write_token_file
     from pipeline.credentials import CredentialStore
-    from pipeline.keyring_file import load_keyring
-    from pipeline.settings import KafkaSettings
+    from pipeline.runtime.keyring_file import load_keyring
+    from pipeline.runtime.settings import KafkaSettings
 
     sasl, env_token, file_token = "sasl-PW-7781xx", "ksef-token-env-5512", "ksef-token-file-8833"
     env.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
@@ -367,8 +366,8 @@ def test_configured_secrets_are_scrubbed_wherever_they_appear(
 
 
 def test_the_emulator_log_filter_scrubs_its_plain_text_lines(env: pytest.MonkeyPatch) -> None:
-    from pipeline.logs import RedactFilter
-    from pipeline.redaction import register
+    from pipeline.runtime.logs import RedactFilter
+    from pipeline.runtime.redaction import register
 
     register("emulator-admin-token-000111")
     buffer = io.StringIO()
@@ -387,7 +386,7 @@ def test_the_emulator_log_filter_scrubs_its_plain_text_lines(env: pytest.MonkeyP
 
 
 def test_short_values_are_not_registered_so_text_stays_readable() -> None:
-    from pipeline.redaction import register, scrub_text
+    from pipeline.runtime.redaction import register, scrub_text
 
     register("abc", "", None)
     assert scrub_text("abc abc") == "abc abc"

@@ -7,13 +7,13 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.stop_deadline import STOP_DEADLINE_EXIT
+from pipeline.runtime.stop_deadline import STOP_DEADLINE_EXIT
 
 REPO = Path(__file__).resolve().parents[2]
 STUCK = """
 import logging, time
-from pipeline import logs
-from pipeline.stop_deadline import exit_after
+from pipeline.runtime import logs
+from pipeline.runtime.stop_deadline import exit_after
 logs.configure("info")
 exit_after(0.5, "SIGTERM")
 while True:

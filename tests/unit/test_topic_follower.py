@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import topic_follower
+from pipeline.runtime import topic_follower
 
 
 class Lines:

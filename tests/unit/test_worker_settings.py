@@ -5,7 +5,7 @@ from __future__ import annotations
 import faust
 import pytest
 
-from pipeline.settings import WorkerSettings
+from pipeline.runtime.settings import WorkerSettings
 
 
 def test_produce_request_timeout_is_bounded_by_default_and_settable(

@@ -16,7 +16,7 @@ from pipeline.ksef.keyring import Keyring
 from pipeline.modes.replay import from_sealed, from_submitted, plan
 from pipeline.modes.snapshot import build_mode_state
 from pipeline.modes.status_page import render
-from pipeline.modes.topic_reads import RawRecord
+from pipeline.runtime.topic_reads import RawRecord
 from tests.unit.modes.builders import announcement, at, deadline_record, sealed
 from topics.records import KafkaRef, Rejection, SealedPrivate
 from topics.sealed import encode_sealed

@@ -27,7 +27,7 @@ JSON = {"Content-Type": "application/json"}
 def _web_app() -> web.Application:
     import pipeline.modes.announcements  # registers the views
     import pipeline.modes.web  # noqa: F401
-    from pipeline.app import app
+    from pipeline.runtime.app import app
 
     if not app.web.blueprints.applied:
         app.web.init_server()

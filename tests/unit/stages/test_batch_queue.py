@@ -7,8 +7,8 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+from pipeline.runtime.deliveries import Deliveries
 from pipeline.stages.batch_queue import BatchQueue
-from pipeline.stages.deliveries import Deliveries
 from topics.records import PackedBatch
 
 

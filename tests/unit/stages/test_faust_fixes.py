@@ -14,7 +14,7 @@ from faust.types import TP
 from faust.types.tuples import Message
 from mode.utils.queues import FlowControlEvent, FlowControlQueue
 
-from pipeline.faust_fixes import (
+from pipeline.runtime.faust_fixes import (
     ProduceFailed,
     ProduceGuard,
     idempotent_producer,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import orjson
 
-from pipeline.invoice_ledger import (
+from pipeline.runtime.invoice_ledger import (
     OUTCOME,
     PACKED,
     REJECTED,
@@ -99,7 +99,7 @@ def test_entries_survive_the_store_encoding() -> None:
 
 
 def test_a_duplicate_refusal_is_kept_apart_with_the_submission_it_answered() -> None:
-    from pipeline.invoice_ledger import DUPLICATE_CHECK, REFUSED
+    from pipeline.runtime.invoice_ledger import DUPLICATE_CHECK, REFUSED
     from pipeline.stages.duplicates import STAGE
 
     assert DUPLICATE_CHECK == STAGE  # the stage name the pack stage's refusals carry

@@ -6,7 +6,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
-from pipeline.stages.replay_guard import ReplayGuard
+from pipeline.runtime.replay_guard import ReplayGuard
 
 
 class FakeStream:
@@ -48,7 +48,7 @@ def test_a_record_cut_short_is_delivered_again() -> None:
 
 
 def test_an_event_counts_in_flight_while_its_body_runs_and_a_revocation_waits_for_it() -> None:
-    from pipeline.faust_fixes import InFlight
+    from pipeline.runtime.faust_fixes import InFlight
 
     async def run() -> list[str]:
         in_flight = InFlight()

@@ -15,9 +15,9 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 
-from pipeline import logs
-from pipeline.app import app, catalog_settings, kafka_settings
-from pipeline.settings import aiokafka_options
+from pipeline.runtime import logs
+from pipeline.runtime.app import app, catalog_settings, kafka_settings
+from pipeline.runtime.settings import aiokafka_options
 from topics import TopicSpec, topic_name
 
 log = logs.get(__name__)

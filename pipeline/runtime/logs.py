@@ -4,7 +4,7 @@ Standard-library records (Faust, aiokafka, aiohttp) go through the same structlo
 renderer, so one JSON line per event regardless of who logged it. Never pass invoice
 contents, tokens or keys as log fields; should one slip through anyway, `redact` (and
 `scrub_rendered` after the renderer) replace secret-named fields and every configured
-secret value (`pipeline.redaction`) with `[redacted]`, for structlog and stdlib records.
+secret value (`pipeline.runtime.redaction`) with `[redacted]`, for structlog and stdlib records.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from pipeline import redaction
+from pipeline.runtime import redaction
 
 _SHARED: list[Any] = [
     structlog.contextvars.merge_contextvars,
@@ -64,13 +64,13 @@ def logging_config(level: str = "INFO", broker_reminder_s: float = 30.0) -> dict
     """A dictConfig routing stdlib logging through structlog's JSON renderer.
 
     The handler's filter turns the Kafka clients' per-request errors about a lost broker
-    into one line per state change (`pipeline.broker_log`).
+    into one line per state change (`pipeline.runtime.broker_log`).
     """
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "filters": {
-            "broker_state": {"()": "pipeline.broker_log.BrokerStateFilter",
+            "broker_state": {"()": "pipeline.runtime.broker_log.BrokerStateFilter",
                              "reminder_s": broker_reminder_s},
         },
         "formatters": {

@@ -1,4 +1,4 @@
-"""Group-less reads the mode-state stream needs beyond `pipeline.kafka_reads`:
+"""Group-less reads the mode-state stream needs beyond `pipeline.runtime.kafka_reads`:
 the latest value per key of compacted topics (tombstones honoured), and records by
 coordinates with their headers, read sequentially when they lie close together.
 
@@ -16,7 +16,7 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
-from pipeline.settings import KafkaSettings
+from pipeline.runtime.settings import KafkaSettings
 from topics import CatalogSettings, TopicSpec, topic_name
 from topics.codec import decode
 from topics.records import KafkaRef
@@ -34,7 +34,7 @@ def _consumer(kafka: KafkaSettings) -> Consumer:
         "enable.partition.eof": True, "fetch.max.bytes": 32 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024, "auto.offset.reset": "earliest",
         "log_level": 2,
-        # through Python logging, so a lost broker is logged once (pipeline.broker_log)
+        # through Python logging, so a lost broker is logged once (pipeline.runtime.broker_log)
         "logger": logging.getLogger("librdkafka")}))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
-from pipeline.settings import KafkaSettings
+from pipeline.runtime.settings import KafkaSettings
 from topics import CatalogSettings, topic_name
 from topics.catalog import SUBMITTED
 from topics.headers import HEADER_ATTACHMENTS, HEADER_CORRECTION, HEADER_SELLER, HEADER_SOURCE

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pipeline.faust_fixes import InFlight
+from pipeline.runtime.faust_fixes import InFlight
 
 
 class ReplayGuard:

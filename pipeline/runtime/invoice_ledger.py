@@ -26,9 +26,9 @@ from typing import Any
 import orjson
 from aiokafka import ConsumerRecord
 
-from pipeline import logs
-from pipeline.settings import ROCKSDB_MEMORY, KafkaSettings
-from pipeline.topic_follower import TopicFollower
+from pipeline.runtime import logs
+from pipeline.runtime.settings import ROCKSDB_MEMORY, KafkaSettings
+from pipeline.runtime.topic_follower import TopicFollower
 
 log = logs.get(__name__)
 
@@ -264,7 +264,7 @@ def invoice_ledger() -> InvoiceLedger:
     """This worker's ledger (created and registered as an app task on first call)."""
     global _ledger
     if _ledger is None:
-        from pipeline.app import app, catalog_settings, kafka_settings, worker_settings
+        from pipeline.runtime.app import app, catalog_settings, kafka_settings, worker_settings
         from topics import topic_name
         from topics.catalog import OUTCOMES
         from topics.catalog import PACKED as PACKED_TOPIC

@@ -13,8 +13,9 @@ from typing import Any
 
 import faust
 
-from pipeline import logs
-from pipeline.faust_fixes import (
+from pipeline.metrics import Metrics
+from pipeline.runtime import logs
+from pipeline.runtime.faust_fixes import (
     InFlight,
     ProduceGuard,
     Refused,
@@ -26,9 +27,8 @@ from pipeline.faust_fixes import (
     seek_uncommitted_to_beginning,
     short_fetch_wait,
 )
-from pipeline.metrics import Metrics
-from pipeline.recovery_watch import watch_recovery
-from pipeline.settings import KafkaSettings, WorkerSettings
+from pipeline.runtime.recovery_watch import watch_recovery
+from pipeline.runtime.settings import KafkaSettings, WorkerSettings
 from topics import CatalogSettings, TopicSpec, topic_name
 from topics.catalog import check_record_size
 

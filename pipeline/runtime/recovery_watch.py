@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pipeline import logs
+from pipeline.runtime import logs
 
 log = logs.get(__name__)
 

@@ -17,8 +17,8 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
-from pipeline import logs
-from pipeline.settings import KafkaSettings, aiokafka_options
+from pipeline.runtime import logs
+from pipeline.runtime.settings import KafkaSettings, aiokafka_options
 
 log = logs.get(__name__)
 

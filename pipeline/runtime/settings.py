@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline import redaction
+from pipeline.runtime import redaction
 
 N = TypeVar("N", int, float)
 
@@ -154,7 +154,7 @@ class WorkerSettings:
     # data dir) it costs no memory and a restart reads only the changelog's tail.
     dedupe_store: str = "rocksdb"  # or "memory"
     # How long the broker may hold an empty fetch (Faust's own 1.5 s stalls stages that
-    # read their own output; see pipeline/faust_fixes.py).
+    # read their own output; see pipeline/runtime/faust_fixes.py).
     fetch_max_wait_ms: int = 100
     # How much a fetch waits for (up to fetch_max_wait_ms): under load, a fetch per few
     # records made the broker answer thousands of fetches a second.
@@ -164,7 +164,7 @@ class WorkerSettings:
     # (`ProduceGuard`), so the worker stops and handles its inputs again on restart.
     producer_request_timeout_s: float = 120.0
     # A table recovery that got no changelog record for this long ends the worker so that
-    # it is restarted (see pipeline/recovery_watch.py); 0 turns the watch off.
+    # it is restarted (see pipeline/runtime/recovery_watch.py); 0 turns the watch off.
     recovery_stall_s: float = 120.0
     # How long the group coordinator waits for a silent member before it hands that
     # member's partitions to the others: Faust's 60 s held a killed worker's invoices a

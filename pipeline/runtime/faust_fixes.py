@@ -62,7 +62,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 from faust import streams
 
-from pipeline import logs
+from pipeline.runtime import logs
 
 # The broker refuses these records for good: the same bytes fail again after any retry or
 # restart. Errors of the whole producer (authorization, a missing topic) are not here: a

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from aiokafka import ConsumerRecord
 
-from pipeline import logs
-from pipeline.topic_follower import TopicFollower
+from pipeline.runtime import logs
+from pipeline.runtime.topic_follower import TopicFollower
 from topics.codec import decode
 from topics.records import SessionStep
 
@@ -53,7 +53,7 @@ def sessions_follower() -> SessionsFollower:
     """This worker's follower (created and registered as an app task on first call)."""
     global _follower
     if _follower is None:
-        from pipeline.app import app, catalog_settings, kafka_settings
+        from pipeline.runtime.app import app, catalog_settings, kafka_settings
         from topics import topic_name
         from topics.catalog import SESSIONS
 

@@ -1,5 +1,5 @@
 """Secrets kept out of logs: a registry of configured secret values and the scrubbing
-that `pipeline.logs` applies to every event (structlog and stdlib records alike).
+that `pipeline.runtime.logs` applies to every event (structlog and stdlib records alike).
 
 Two nets, because neither alone is enough:
 - by name: the value of a field whose name says secret (`password`, `token`,

@@ -15,7 +15,7 @@ from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
-from pipeline.settings import KafkaSettings
+from pipeline.runtime.settings import KafkaSettings
 from topics.codec import decode
 from topics.records import KafkaRef
 
@@ -28,7 +28,7 @@ def _consumer(kafka: KafkaSettings) -> Consumer:
         "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.partition.eof": True, "fetch.max.bytes": 32 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024, "log_level": 3,
-        # through Python logging, so a lost broker is logged once (pipeline.broker_log)
+        # through Python logging, so a lost broker is logged once (pipeline.runtime.broker_log)
         "logger": logging.getLogger("librdkafka")}))
 
 

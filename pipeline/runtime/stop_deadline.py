@@ -23,7 +23,7 @@ from typing import Any
 import faust
 
 STOP_DEADLINE_EXIT = 124  # like timeout(1): the process was ended by its time limit
-LOG = "pipeline.stop_deadline"
+LOG = "pipeline.runtime.stop_deadline"
 
 
 def exit_after(deadline_s: float, why: str) -> threading.Timer:
