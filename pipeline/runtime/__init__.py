@@ -10,7 +10,7 @@ everything that touches a broker, a consumer group, a table or the process lives
 - readers and writers outside Faust: `kafka_reads`, `topic_reads`, `topic_follower`,
   `session_follow`, `forwarding`, `ingest` (billing systems' producer), `topic_admin`;
 - state beside the tables: `invoice_ledger`;
-- the process: `settings` (every environment variable, read in one place), `logs`,
+- the process: `settings` (the worker's and the Kafka client's settings), `logs`,
   `broker_log`, `redaction` (the log processor that masks secrets), `private_files`
   and `keyring_file` (secret files, 0600), `backoff`.
 
