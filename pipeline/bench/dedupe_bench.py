@@ -35,7 +35,7 @@ from pipeline.demo.samples import seller_nips
 from pipeline.runtime.keyring_file import init_keyring
 from pipeline.runtime.settings import KafkaSettings
 from pipeline.runtime.topic_admin import reconcile
-from pipeline.stages.duplicates import uniqueness_key
+from pipeline.stages.s2_pack.duplicates import uniqueness_key
 from topics import CatalogSettings
 
 PARTITIONS = 8

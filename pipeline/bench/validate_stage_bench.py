@@ -38,7 +38,7 @@ from pipeline.clock import polish_today
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.ksef.fa3.checker import invoice_parser
 from pipeline.ksef.fa3.schema import compile_lxml_schema
-from pipeline.stages.submission import (
+from pipeline.stages.s1_validate_seal.submission import (
     AttachmentPolicy,
     CheckedInvoice,
     Submission,

@@ -23,7 +23,7 @@ from dataclasses import asdict
 
 from pipeline.modes.audit import disagreements
 from pipeline.runtime.topic_reads import catalog_records
-from pipeline.stages.credential_hold import held_contexts
+from pipeline.stages.s3_submit.credential_hold import held_contexts
 from topics.catalog import ALERTS, DEADLINES, MODE
 from topics.records import Alert, DeadlineRecord, ModeState
 

@@ -27,8 +27,8 @@ from confluent_kafka import Producer
 
 from pipeline.runtime.settings import KafkaSettings
 from pipeline.runtime.topic_reads import catalog_records
-from pipeline.stages.credential_hold import held_contexts, new_release
-from pipeline.stages.held_releases import release_key
+from pipeline.stages.s3_submit.credential_hold import held_contexts, new_release
+from pipeline.stages.s3_submit.held_releases import release_key
 from topics import CatalogSettings, topic_name
 from topics.catalog import ALERTS, CONTROL
 from topics.codec import encode

@@ -71,8 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.metrics.page import serve_metrics
     from pipeline.metrics.worker import watch_worker
     from pipeline.runtime.app import app, metrics, worker_settings
+    from pipeline.runtime.spool import spool_root
     from pipeline.runtime.stop_deadline import worker_class
-    from pipeline.stages.packing import spool_root
 
     app.conf.Worker = worker_class(worker_settings.stop_deadline_s)
     serve_metrics(app, metrics)
@@ -116,7 +116,7 @@ def _settings_problem() -> str | None:
     it, plain http off this host, SASL without TLS), before anything connects."""
     from pipeline.ksef_api.link import KsefSettings
     from pipeline.runtime.settings import KafkaSettings, SettingsError
-    from pipeline.stages.sealing import qr_environment_from_env
+    from pipeline.stages.s1_validate_seal.sealing import qr_environment_from_env
 
     try:
         KsefSettings.from_env()

@@ -17,7 +17,7 @@ from html import escape
 
 from pipeline.clock import polish_today
 from pipeline.metrics.families import STAGES, Metrics
-from pipeline.stages.credential_watch import HealthRow
+from pipeline.stages.s3_submit.credential_watch import HealthRow
 from topics.records import ModeState
 
 # Colour thresholds (the number is always shown; colour only draws the eye).

@@ -16,7 +16,7 @@ from pipeline.modes.follow import mode_follower
 from pipeline.modes.status_page import activity, render
 from pipeline.runtime.app import app, metrics
 from pipeline.stages import STAGES
-from pipeline.stages.credential_watch import HealthRow, health_rows
+from pipeline.stages.s3_submit.credential_watch import HealthRow, health_rows
 
 follower = mode_follower()
 
@@ -24,7 +24,7 @@ follower = mode_follower()
 def credential_health() -> list[HealthRow]:
     """From this worker's submit stage when it runs here (with the last authentication
     of each context), else from the credential files alone."""
-    submit = sys.modules.get("pipeline.stages.submit")
+    submit = sys.modules.get("pipeline.stages.s3_submit.submit")
     if submit is not None:
         holds = submit.holds
         return health_rows(submit.clients.credentials.contexts(), holds.last,

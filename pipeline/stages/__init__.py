@@ -1,14 +1,18 @@
-"""Pipeline stages: each module registers Faust agents on `pipeline.runtime.app.app`.
+"""Pipeline stages, one package each, in flow order: s1_validate_seal, s2_pack,
+s3_submit, s4_upo. Each holds its agent module (which registers Faust agents on
+`pipeline.runtime.app.app` when imported) and its plain decision functions.
 
-Stages never import each other; they meet only through catalog topics. A worker runs
-any subset (`ksef-pipeline worker --stages validate,pack`), so stages scale apart.
+Stages never import each other (`tests/unit/test_import_rules.py`); they meet only
+through catalog topics (`topics/`), and what they share at run time lives in
+`pipeline.runtime`. A worker runs any subset (`ksef-pipeline worker --stages
+validate,pack`), so stages scale apart.
 """
 
 STAGES: dict[str, str] = {
-    "validate": "pipeline.stages.validate",  # validates and seals, one hop
-    "pack": "pipeline.stages.pack",
-    "submit": "pipeline.stages.submit",
-    "upo": "pipeline.stages.settle",  # UPOs and per-invoice results of closed sessions
+    "validate": "pipeline.stages.s1_validate_seal.validate",  # validates and seals, one hop
+    "pack": "pipeline.stages.s2_pack.pack",
+    "submit": "pipeline.stages.s3_submit.submit",
+    "upo": "pipeline.stages.s4_upo.settle",  # UPOs and per-invoice results of closed sessions
     "mode": "pipeline.modes.stage",
 }
 # Former stage names: `seal` became part of `validate` (stage layer v2).

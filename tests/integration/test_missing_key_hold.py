@@ -15,8 +15,8 @@ from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.ksef.keyring import Keyring
 from pipeline.ksef.qr import QrEnvironment
 from pipeline.runtime.keyring_file import new_keyring_json
-from pipeline.stages.sealing import SealConfig, seal_invoice
-from pipeline.stages.submission import (
+from pipeline.stages.s1_validate_seal.sealing import SealConfig, seal_invoice
+from pipeline.stages.s1_validate_seal.submission import (
     AttachmentPolicy,
     CheckedInvoice,
     Submission,

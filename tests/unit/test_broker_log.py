@@ -33,7 +33,7 @@ def test_recognises_the_clients_connection_errors_and_nothing_else() -> None:
                       ("aiokafka.consumer.group_coordinator",
                        "Group Coordinator Request failed: NodeNotReadyError: not ready")):
         assert is_broker_failure(record(name, msg)), msg
-    assert not is_broker_failure(record("pipeline.stages.pack", "Unable connect to KSeF"))
+    assert not is_broker_failure(record("pipeline.stages.s2_pack.pack", "Unable connect to KSeF"))
     assert not is_broker_failure(record("aiokafka", "Unable connect", logging.INFO))
     assert not is_broker_failure(record("aiokafka", "OffsetCommit failed for group x"))
 
@@ -58,7 +58,7 @@ def test_one_line_when_lost_then_reminders_with_the_count_then_one_when_back() -
     assert reminder.getMessage().startswith(
         "broker still unreachable after 30 s; 2999 similar lines suppressed (latest "
         "aiokafka.consumer.fetcher: Failed fetch")
-    other = record("pipeline.stages.pack", "batch sealed", logging.INFO)
+    other = record("pipeline.stages.s2_pack.pack", "batch sealed", logging.INFO)
     assert gate.filter(other) and other.getMessage() == "batch sealed"
 
     clock.now = 1034.0

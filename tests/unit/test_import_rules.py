@@ -7,11 +7,7 @@ directory covers everything below it, minus `exempt`), the modules that code mus
 import (`forbidden`, each covering its submodules, minus `allowed`), and whether that code
 may read or change the process environment.
 
-To add a rule, add a `Rule` to RULES. Shapes planned next:
-- "only pipeline/runtime builds Kafka clients": scope=("pipeline",),
-  exempt=("pipeline/runtime",), forbidden=KAFKA_CLIENTS;
-- "no stage package imports another": one rule per stage package, built in a loop, each
-  with scope=(its path,) and forbidden=(every other stage package's module name).
+To add a rule, add a `Rule` to RULES.
 """
 
 from __future__ import annotations
@@ -30,6 +26,9 @@ STREAM_FRAMEWORKS = ("faust", "mode")
 HTTP_CLIENTS = ("aiohttp", "httpx", "requests", "urllib.request", "http.client", "socket", "ssl")
 KSEF_SDK = ("ksef_client",)
 PROCESSES = ("subprocess",)
+
+# The stage packages, in flow order.
+STAGE_PACKAGES = ("s1_validate_seal", "s2_pack", "s3_submit", "s4_upo")
 
 # Names of the `os` module that read or change the environment.
 ENVIRONMENT_NAMES = frozenset({"environ", "environb", "getenv", "getenvb", "putenv",
@@ -80,6 +79,12 @@ RULES: tuple[Rule, ...] = (
                    "pipeline.runtime.app", "pipeline.stages", "pipeline.modes"),
         environment=False,
     ),
+    *(Rule(f"stage package {stage} meets the other stages only through topics: it "
+           "imports none of them",
+           scope=(f"pipeline/stages/{stage}",),
+           forbidden=tuple(f"pipeline.stages.{other}" for other in STAGE_PACKAGES
+                           if other != stage))
+      for stage in STAGE_PACKAGES),
 )
 
 

@@ -273,7 +273,7 @@ def offline_pair(directory: Path, encryption: serialization.KeySerializationEncr
 
 
 def test_encrypted_offline_key_opens_with_its_password_file(tmp_path: Path) -> None:
-    from pipeline.stages.sealing import load_offline_certificates
+    from pipeline.stages.s1_validate_seal.sealing import load_offline_certificates
 
     offline_pair(tmp_path, serialization.BestAvailableEncryption(b"s3cret pass"))
     with pytest.raises(ValueError, match="is encrypted"):
@@ -291,14 +291,14 @@ def test_encrypted_offline_key_opens_with_its_password_file(tmp_path: Path) -> N
 
 
 def test_encrypted_offline_key_opens_with_the_environment_password(tmp_path: Path) -> None:
-    from pipeline.stages.sealing import load_offline_certificates
+    from pipeline.stages.s1_validate_seal.sealing import load_offline_certificates
 
     offline_pair(tmp_path, serialization.BestAvailableEncryption(b"from-env"))
     assert SELLER in load_offline_certificates(str(tmp_path), "from-env")
 
 
 def test_offline_key_others_may_read_is_refused(tmp_path: Path) -> None:
-    from pipeline.stages.sealing import load_offline_certificates
+    from pipeline.stages.s1_validate_seal.sealing import load_offline_certificates
 
     offline_pair(tmp_path, serialization.NoEncryption())
     key_path = tmp_path / f"{SELLER}.key"

@@ -46,7 +46,7 @@ def _ksef_settings() -> Any:
 
 
 def _qr(env: pytest.MonkeyPatch) -> QrEnvironment:
-    from pipeline.stages.sealing import SealConfig
+    from pipeline.stages.s1_validate_seal.sealing import SealConfig
 
     return SealConfig.from_env(Keyring.from_json(new_keyring_json())).qr_environment
 

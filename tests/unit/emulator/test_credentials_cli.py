@@ -25,7 +25,7 @@ from pipeline.emulator.routes_auth import issue_ksef_token
 from pipeline.emulator.routes_certificates import revoke_certificate
 from pipeline.ksef.credentials import CertificateCredential
 from pipeline.ksef.selfsigned import TestCertificate, mint_test_certificate
-from pipeline.stages.sealing import load_offline_certificates
+from pipeline.stages.s1_validate_seal.sealing import load_offline_certificates
 
 GOOD, SHORT, TOKEN, OTHER = seller_nips(4, seed=131)
 

@@ -156,7 +156,7 @@ def test_deadlines_mark_invoices_of_held_contexts() -> None:
     import datetime as dt_
 
     from pipeline.ksef_api.link import NoCredentialsError
-    from pipeline.stages.credential_hold import Holds, decide
+    from pipeline.stages.s3_submit.credential_hold import Holds, decide
 
     holds = Holds(dt_.timedelta(seconds=30))
     alert = holds.hold("5265877635", decide(NoCredentialsError("none")),
@@ -173,7 +173,7 @@ def test_deadlines_mark_invoices_of_held_contexts() -> None:
 
 
 def test_status_page_shows_credential_health() -> None:
-    from pipeline.stages.credential_watch import HealthRow
+    from pipeline.stages.s3_submit.credential_watch import HealthRow
 
     now = at("2026-03-02 12:00")
     rows = [HealthRow("5265877635", "certificate", "CN=<Seller>", 12, "held: revoked",

@@ -225,7 +225,7 @@ def test_a_batch_swept_while_its_builder_starts_is_made_again(tmp_path: Path) ->
 def test_a_record_never_names_what_the_submit_stage_deletes(
     tmp_path: Path, batch_id: str,
 ) -> None:
-    from pipeline.stages.packing import batch_spool, drop_batch_spool
+    from pipeline.runtime.spool import batch_spool, drop_batch_spool
     from topics.records import PackedBatch
 
     victim = tmp_path / "victim"
@@ -278,7 +278,7 @@ def test_spool_key_reads_back_from_any_offset(tmp_path: Path) -> None:
 
 
 def test_a_spool_that_cannot_be_swept_does_not_stop_packing(tmp_path: Path) -> None:
-    from pipeline.stages.packing import PackSettings, prepare_spool
+    from pipeline.stages.s2_pack.packing import PackSettings, prepare_spool
 
     (tmp_path / "spool").write_bytes(b"not a directory")
     report = prepare_spool(PackSettings(spool_dir=tmp_path / "spool"))

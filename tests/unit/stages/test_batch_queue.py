@@ -8,7 +8,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from pipeline.runtime.deliveries import Deliveries
-from pipeline.stages.batch_queue import BatchQueue
+from pipeline.stages.s3_submit.batch_queue import BatchQueue
 from topics.records import PackedBatch
 
 

@@ -18,7 +18,7 @@ from pipeline.ksef_api.errors import (
     PartUploadError,
 )
 from pipeline.ksef_api.link import NoCredentialsError
-from pipeline.stages.credential_hold import (
+from pipeline.stages.s3_submit.credential_hold import (
     HOLD_REASONS,
     RELEASE_REASONS,
     Decision,

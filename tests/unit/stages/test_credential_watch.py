@@ -10,8 +10,8 @@ from pipeline.credentials import ContextStatus
 from pipeline.ksef.credentials import CertificateCredential, TokenCredential
 from pipeline.ksef.selfsigned import TestCertificate, mint_test_certificate
 from pipeline.ksef_api.errors import KsefCredentialError
-from pipeline.stages.credential_hold import AuthResult
-from pipeline.stages.credential_watch import ExpiryWatch, expiry_alert, health_rows
+from pipeline.stages.s3_submit.credential_hold import AuthResult
+from pipeline.stages.s3_submit.credential_watch import ExpiryWatch, expiry_alert, health_rows
 
 NIP = "5265877635"
 NOON = dt.time(12, tzinfo=dt.UTC)

@@ -13,7 +13,7 @@ from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator import upo_render as emulator_upo
 from pipeline.ksef.package import BatchLimits, PackageManifest
 from pipeline.ksef.upo import UpoError, parse_upo
-from pipeline.stages.packing import OpenBatch, PackSettings, deadline_end, manifest_record
+from pipeline.stages.s2_pack.packing import OpenBatch, PackSettings, deadline_end, manifest_record
 from topics.codec import decode, encode
 from topics.records import KafkaRef, PackedBatch, SealedInvoice, SessionStep
 from topics.session_journal import CLOSED, COMPLETED, OPENED, OPENING, PART_UPLOADED, Journal

@@ -10,18 +10,18 @@ import pytest
 from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.ksef.numbers import sha256_b64
-from pipeline.stages.duplicates import (
+from pipeline.stages.s1_validate_seal.submission import (
+    AttachmentPolicy,
+    CheckedInvoice,
+    Submission,
+    check_submission,
+)
+from pipeline.stages.s2_pack.duplicates import (
     dedupe,
     duplicate_key,
     held_keys,
     held_value,
     release_for,
-)
-from pipeline.stages.submission import (
-    AttachmentPolicy,
-    CheckedInvoice,
-    Submission,
-    check_submission,
 )
 from topics.records import KafkaRef, Rejection
 

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ksef.fa3 import InvoiceChecker
-from pipeline.stages.submission import (
+from pipeline.stages.s1_validate_seal.submission import (
     ALL_REASONS,
     KEY_MAX_BYTES,
     SOURCE_MAX_CHARS,

@@ -100,7 +100,7 @@ def test_entries_survive_the_store_encoding() -> None:
 
 def test_a_duplicate_refusal_is_kept_apart_with_the_submission_it_answered() -> None:
     from pipeline.runtime.invoice_ledger import DUPLICATE_CHECK, REFUSED
-    from pipeline.stages.duplicates import STAGE
+    from pipeline.stages.s2_pack.duplicates import STAGE
 
     assert DUPLICATE_CHECK == STAGE  # the stage name the pack stage's refusals carry
     value = orjson.dumps({"invoice_id": "i1", "sha256": SHA, "stage": STAGE, "code": 440,

@@ -17,8 +17,12 @@ from pipeline.ksef.announcements import AnnouncementHistory
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.ksef.keyring import Keyring
 from pipeline.ksef.qr import QrEnvironment, parse_certificate_link, parse_invoice_link
-from pipeline.stages.sealing import SealConfig, load_offline_certificates, seal_invoice
-from pipeline.stages.submission import (
+from pipeline.stages.s1_validate_seal.sealing import (
+    SealConfig,
+    load_offline_certificates,
+    seal_invoice,
+)
+from pipeline.stages.s1_validate_seal.submission import (
     AttachmentPolicy,
     CheckedInvoice,
     Submission,

@@ -10,7 +10,7 @@ import pytest
 from pipeline.demo.samples import bad_invoices, make_invoice, seller_nips
 from pipeline.ksef.fa3 import InvoiceChecker
 from pipeline.ksef.numbers import sha256_b64
-from pipeline.stages.submission import (
+from pipeline.stages.s1_validate_seal.submission import (
     ALL_REASONS,
     AttachmentPolicy,
     CheckedInvoice,

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from pipeline.demo.samples import make_invoice, seller_nips
-from pipeline.stages.submission import Submission
+from pipeline.stages.s1_validate_seal.submission import Submission
 from topics.catalog import ALERTS, DEADLINES, REJECTED, SEALED, RecordTooLarge, TopicSpec
 from topics.codec import decode
 from topics.records import Alert, KafkaRef, Rejection
@@ -27,7 +27,7 @@ ORIGIN = KafkaRef("ksef.invoices.submitted", 2, 99)
 def validate(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setenv("KSEF_KEYRING", orjson.dumps(
         {"active": "k1", "keys": {"k1": base64.b64encode(b"\x61" * 32).decode()}}).decode())
-    import pipeline.stages.validate as module
+    import pipeline.stages.s1_validate_seal.validate as module
 
     return module
 

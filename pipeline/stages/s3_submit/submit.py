@@ -60,17 +60,17 @@ from pipeline.runtime.kafka_reads import SequentialReader
 from pipeline.runtime.key_hold import missing_key_alert
 from pipeline.runtime.keyring_file import keyring_source
 from pipeline.runtime.session_follow import sessions_follower
-from pipeline.stages.batch_queue import BatchQueue
-from pipeline.stages.credential_hold import (
+from pipeline.runtime.spool import batch_spool, drop_batch_spool, spool_root
+from pipeline.stages.s3_submit.batch_queue import BatchQueue
+from pipeline.stages.s3_submit.credential_hold import (
     Decision,
     Holds,
     decide,
     release_covers,
     release_reason,
 )
-from pipeline.stages.credential_watch import ExpiryWatch
-from pipeline.stages.held_releases import release_book
-from pipeline.stages.packing import batch_spool, drop_batch_spool, spool_root
+from pipeline.stages.s3_submit.credential_watch import ExpiryWatch
+from pipeline.stages.s3_submit.held_releases import release_book
 from topics.catalog import CORRECTIONS, PACKED, REJECTED, SESSIONS
 from topics.codec import decode, encode, from_dict
 from topics.records import Alert, HeldRelease, PackedBatch, Rejection, SealedInvoice, SessionStep

@@ -38,8 +38,8 @@ from pipeline.runtime import logs
 from pipeline.runtime.app import app, in_flight, metrics, produce, topic
 from pipeline.runtime.keyring_file import keyring_source
 from pipeline.runtime.replay_guard import ReplayGuard
-from pipeline.stages.sealing import SealConfig, SealedOutput, seal_invoice
-from pipeline.stages.submission import (
+from pipeline.stages.s1_validate_seal.sealing import SealConfig, SealedOutput, seal_invoice
+from pipeline.stages.s1_validate_seal.submission import (
     STAGE,
     AttachmentPolicy,
     Submission,

@@ -27,7 +27,7 @@ from pipeline.ksef.qr import (
 )
 from pipeline.ksef_api.environments import qr_name, required_name
 from pipeline.runtime.private_files import read_private
-from pipeline.stages.submission import CheckedInvoice
+from pipeline.stages.s1_validate_seal.submission import CheckedInvoice
 from topics.records import SealedInvoice, SealedPrivate
 from topics.sealed import deflate, encode_sealed
 

@@ -56,8 +56,14 @@ from pipeline.runtime.key_hold import KeyHolds, key_found_alert, missing_key_ale
 from pipeline.runtime.keyring_file import keyring_source
 from pipeline.runtime.replay_guard import ReplayGuard
 from pipeline.runtime.settings import ROCKSDB_MEMORY
-from pipeline.stages.duplicates import dedupe, duplicate_key, held_keys, held_value, release_for
-from pipeline.stages.packing import (
+from pipeline.stages.s2_pack.duplicates import (
+    dedupe,
+    duplicate_key,
+    held_keys,
+    held_value,
+    release_for,
+)
+from pipeline.stages.s2_pack.packing import (
     OpenBatch,
     PackSettings,
     batch_group,

@@ -11,8 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from pipeline.clock import iso
-from pipeline.ksef.fa3 import INVOICE_KINDS
-from pipeline.stages.submission import ALL_REASONS
+from pipeline.ksef.fa3 import INVOICE_KINDS, REASONS
 from topics.records import DedupeRelease, KafkaRef, Rejection
 from topics.rejections import build_rejection
 
@@ -101,7 +100,7 @@ def dedupe(inv: Numbered, seen: str | None) -> tuple[str | None, Rejection | Non
     message = (f"invoice {inv.invoice_number} ({inv.kind}) of seller {inv.seller_nip} {why}; "
                "KSeF keeps (seller NIP, RodzajFaktury, P_2) unique for 10 years")
     rej = build_rejection(
-        invoice_id=inv.invoice_id, stage=STAGE, code=ALL_REASONS["duplicate"][0],
+        invoice_id=inv.invoice_id, stage=STAGE, code=REASONS["duplicate"][0],
         reason="duplicate", message=message, rejected_at=iso(),
         details={"original_invoice_id": original_id, "original_sha256": original_hash},
         seller_nip=inv.seller_nip, invoice_number=inv.invoice_number, sha256=inv.sha256,

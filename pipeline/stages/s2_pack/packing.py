@@ -18,10 +18,9 @@ from pipeline.ksef.package.spool import (
     SweepReport,
     batch_dir,
     check_batch_id,
-    rebuilt_dir,
-    remove_batch_dirs,
     sweep_spool,
 )
+from pipeline.runtime.spool import spool_root
 from topics.codec import from_dict
 from topics.records import KafkaRef, PackedBatch, PackedInvoice, SealedInvoice
 
@@ -61,11 +60,6 @@ class PackSettings:
         )
 
 
-def spool_root(data_dir: str) -> Path:
-    """This worker's spool directory: the only place batch directories are made or removed."""
-    return Path(os.environ.get("KSEF_SPOOL_DIR", str(Path(data_dir) / "spool")))
-
-
 def prepare_spool(settings: PackSettings) -> SweepReport:
     """At pack start-up: the spool root 0700, orphaned batch directories removed
     (`sweep_spool`: unsealed ones, and sealed ones older than `sealed_max_age_s`)."""
@@ -73,19 +67,6 @@ def prepare_spool(settings: PackSettings) -> SweepReport:
         return sweep_spool(settings.spool_dir, sealed_max_age_s=settings.sealed_max_age_s)
     except OSError as exc:  # packing goes on; the next start-up sweeps again
         return SweepReport(error=f"{type(exc).__name__}: {exc}")
-
-
-def batch_spool(root: Path, record: PackedBatch, *, rebuilt: bool = False) -> Path:
-    """Where a published batch's parts are on this worker: derived from its own spool
-    `root` and the (validated) batch id. `record.spool_dir` comes from a topic and is never
-    used as a path; a batch id that is not a plain name raises ValueError."""
-    return (rebuilt_dir if rebuilt else batch_dir)(root, record.batch_id)
-
-
-def drop_batch_spool(root: Path, record: PackedBatch) -> list[Path]:
-    """Remove a closed batch's spool directories (as packed and as rebuilt), under `root`
-    only; an unsafe batch id removes nothing (ValueError)."""
-    return remove_batch_dirs(root, record.batch_id)
 
 
 def deadline_end(day: dt.date) -> dt.datetime:

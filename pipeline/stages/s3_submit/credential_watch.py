@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pipeline.clock import WARSAW
 from pipeline.credentials import ContextStatus
 from pipeline.ksef.credentials import LAST_TOKEN_DAY, CertificateCredential, TokenCredential
-from pipeline.stages.credential_hold import AuthResult
+from pipeline.stages.s3_submit.credential_hold import AuthResult
 from topics.records import Alert
 
 # Tokens authenticate until the end of LAST_TOKEN_DAY, Polish time.
