@@ -38,8 +38,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
 from pipeline.bearer import Caller, TokenFileError, read_tokens
 from pipeline.ksef.announcements import AnnouncementError
 from pipeline.modes.messages import OPERATOR_KINDS, from_request, latest_by_id
@@ -51,6 +49,7 @@ from pipeline.modes.operator import (
     refusal,
     signed,
 )
+from pipeline.runtime.clients import kafka_producer
 from pipeline.runtime.settings import KafkaSettings
 from pipeline.runtime.topic_reads import catalog_records
 from topics import CatalogSettings, topic_name
@@ -139,8 +138,8 @@ def post_to_worker(args: argparse.Namespace) -> int:
 def publish(record: Announcement, audit: Alert) -> None:
     """The audit record first, then the announcement (nothing unaudited gets out)."""
     errors: list[str] = []
-    producer = Producer(KafkaSettings.from_env().confluent(
-        **{"enable.idempotence": True, "acks": "all", "log_level": 2}))
+    producer = kafka_producer(KafkaSettings.from_env(), **{
+        "enable.idempotence": True, "acks": "all", "log_level": 2})
     catalog = CatalogSettings.from_env()
 
     def delivered(err: Any, _msg: Any) -> None:

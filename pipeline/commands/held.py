@@ -23,8 +23,7 @@ import os
 import sys
 from dataclasses import asdict
 
-from confluent_kafka import Producer
-
+from pipeline.runtime.clients import kafka_producer
 from pipeline.runtime.settings import KafkaSettings
 from pipeline.runtime.topic_reads import catalog_records
 from pipeline.stages.s3_submit.credential_hold import held_contexts, new_release
@@ -53,8 +52,8 @@ def operator() -> str:
 
 def publish(record: HeldRelease) -> None:
     errors: list[str] = []
-    producer = Producer(KafkaSettings.from_env().confluent(
-        **{"enable.idempotence": True, "acks": "all", "log_level": 2}))
+    producer = kafka_producer(KafkaSettings.from_env(), **{
+        "enable.idempotence": True, "acks": "all", "log_level": 2})
     producer.produce(topic_name(CONTROL, CatalogSettings.from_env()),
                      key=release_key(record.seller_nip).encode(), value=encode(record),
                      on_delivery=lambda err, _: errors.append(str(err)) if err else None)

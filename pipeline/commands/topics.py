@@ -7,6 +7,8 @@ import sys
 
 import orjson
 
+from pipeline.runtime.clients import kafka_admin
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=["create", "describe"])
@@ -27,8 +29,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict, replace
 
-    from confluent_kafka.admin import AdminClient
-
     from pipeline.runtime.settings import KafkaSettings
     from pipeline.runtime.topic_admin import reconcile
     from topics import CatalogSettings
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
                         ("min_insync_replicas", args.min_isr)):
         if value is not None:
             settings = replace(settings, **{attr: value})
-    admin = AdminClient(kafka.confluent(log_level=4))
+    admin = kafka_admin(kafka, log_level=4)
     try:
         reports = reconcile(admin, settings, create=args.action == "create", fix=args.fix)
     except Exception as exc:

@@ -13,9 +13,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from pipeline.demo.samples import bad_invoices, make_invoice, seller_nips
+from pipeline.runtime.clients import kafka_consumer
 from pipeline.runtime.ingest import InvoiceProducer
 from pipeline.runtime.settings import KafkaSettings
 from topics import CatalogSettings, topic_name
@@ -86,9 +87,9 @@ class LedgerReader(threading.Thread):
         super().__init__(daemon=True, name="ledger")
         self.ledger = ledger
         self._halt = threading.Event()
-        self._consumer = Consumer(kafka.confluent(**{
+        self._consumer = kafka_consumer(kafka, **{
             "group.id": f"demo-ledger-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
-            "enable.auto.commit": False, "log_level": 3}))
+            "enable.auto.commit": False, "log_level": 3})
         self._names = {topic_name(OUTCOMES, catalog): OUTCOMES,
                        topic_name(REJECTED, catalog): REJECTED}
         self._consumer.subscribe(list(self._names))
@@ -128,8 +129,8 @@ class StageCounter:
               ("batches", PACKED), ("outcomes", OUTCOMES), ("rejected", REJECTED))
 
     def __init__(self, kafka: KafkaSettings, catalog: CatalogSettings) -> None:
-        self._consumer = Consumer(kafka.confluent(**{"group.id": "demo-counter",
-                                                      "log_level": 3}))
+        self._consumer = kafka_consumer(kafka, **{"group.id": "demo-counter",
+                                                      "log_level": 3})
         self._catalog = catalog
         self._partitions: dict[str, list[int]] = {}
 
@@ -178,9 +179,9 @@ class DeadlineView(threading.Thread):
         self.latest: dict[str, tuple[str, str | None]] = {}
         self.lock = threading.Lock()
         self._halt = threading.Event()
-        self._consumer = Consumer(kafka.confluent(**{
+        self._consumer = kafka_consumer(kafka, **{
             "group.id": f"demo-deadlines-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
-            "enable.auto.commit": False, "log_level": 3}))
+            "enable.auto.commit": False, "log_level": 3})
         self._consumer.subscribe([topic_name(DEADLINES, catalog)])
 
     def run(self) -> None:

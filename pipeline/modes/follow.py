@@ -18,10 +18,11 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from pipeline.runtime import logs
-from pipeline.runtime.settings import KafkaSettings, aiokafka_options
+from pipeline.runtime.clients import stream_consumer
+from pipeline.runtime.settings import KafkaSettings
 from pipeline.runtime.topic_follower import follow_forever
 from topics.codec import decode
 from topics.records import ModeState
@@ -65,9 +66,8 @@ class ModeFollower:
         await follow_forever(self._follow, self.topic)
 
     async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest",
-                                    **aiokafka_options(self.kafka))
+        consumer = stream_consumer(self.kafka, group_id=None, enable_auto_commit=False,
+                                   auto_offset_reset="earliest")
         await consumer.start()
         try:
             tp = TopicPartition(self.topic, 0)

@@ -13,11 +13,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-
 from pipeline.runtime import logs
 from pipeline.runtime.app import app, catalog_settings, kafka_settings
-from pipeline.runtime.settings import aiokafka_options
+from pipeline.runtime.clients import stream_consumer
 from topics import TopicSpec, topic_name
 
 log = logs.get(__name__)
@@ -44,10 +42,9 @@ async def forward_forever(source: TopicSpec, group: str, target: TopicSpec,
 async def forward(source: TopicSpec, group: str, target: TopicSpec,
                   records: Callable[[list[Any]], Forwarded], *, batch: int = 500) -> None:
     """Send `records(messages)` of each polled batch to `target`, then commit the batch."""
-    consumer = AIOKafkaConsumer(
-        topic_name(source, catalog_settings), group_id=group, enable_auto_commit=False,
-        auto_offset_reset="earliest", max_poll_records=batch,
-        **aiokafka_options(kafka_settings))
+    consumer = stream_consumer(
+        kafka_settings, topic_name(source, catalog_settings), group_id=group,
+        enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=batch)
     target_name = topic_name(target, catalog_settings)
     await consumer.start()
     try:

@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError
 
+from pipeline.runtime.clients import kafka_producer
 from pipeline.runtime.settings import KafkaSettings
 from topics import CatalogSettings, topic_name
 from topics.catalog import SUBMITTED
@@ -34,7 +35,7 @@ class InvoiceProducer:
         self.topic = topic_name(SUBMITTED, catalog or CatalogSettings.from_env())
         self._errors: list[str] = []
         self.delivered = 0
-        self._producer = Producer(kafka.confluent(**{
+        self._producer = kafka_producer(kafka, **{
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 20,
@@ -43,7 +44,7 @@ class InvoiceProducer:
             "message.max.bytes": MAX_INVOICE_BYTES + 64 * 1024,
             "queue.buffering.max.kbytes": 256 * 1024,
             **overrides,
-        }))
+        })
 
     def _on_delivery(self, err: KafkaError | None, msg: Any) -> None:
         if err is not None:

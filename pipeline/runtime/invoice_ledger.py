@@ -27,6 +27,7 @@ import orjson
 from aiokafka import ConsumerRecord
 
 from pipeline.runtime import logs
+from pipeline.runtime.clients import kafka_consumer
 from pipeline.runtime.settings import ROCKSDB_MEMORY, KafkaSettings
 from pipeline.runtime.topic_follower import TopicFollower
 
@@ -102,10 +103,9 @@ class InvoiceLedger:
         return self._opened
 
     def _open(self) -> None:
-        from confluent_kafka import Consumer
         from rocksdict import Options, Rdict
 
-        probe = Consumer(self.kafka.confluent(**{"group.id": "ledger-probe", "log_level": 3}))
+        probe = kafka_consumer(self.kafka, **{"group.id": "ledger-probe", "log_level": 3})
         try:
             cluster = probe.list_topics(timeout=30).cluster_id or "unknown"
         finally:

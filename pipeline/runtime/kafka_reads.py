@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from pipeline.runtime.clients import kafka_consumer
 from pipeline.runtime.settings import KafkaSettings
 from topics.codec import decode
 from topics.records import KafkaRef
@@ -24,12 +25,12 @@ POLL_S = 1.0
 
 
 def _consumer(kafka: KafkaSettings) -> Consumer:
-    return Consumer(kafka.confluent(**{
+    return kafka_consumer(kafka, **{
         "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.partition.eof": True, "fetch.max.bytes": 32 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024, "log_level": 3,
         # through Python logging, so a lost broker is logged once (pipeline.runtime.broker_log)
-        "logger": logging.getLogger("librdkafka")}))
+        "logger": logging.getLogger("librdkafka")})
 
 
 def _read_all(kafka: KafkaSettings, topic: str, record: type[T],

@@ -18,7 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from pipeline.runtime import logs
-from pipeline.runtime.settings import KafkaSettings, aiokafka_options
+from pipeline.runtime.clients import stream_consumer
+from pipeline.runtime.settings import KafkaSettings
 
 log = logs.get(__name__)
 
@@ -85,10 +86,9 @@ class TopicFollower:
                 self._positions.get(p, 0) >= end for p, end in ends.items()))
 
     async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest",
-                                    max_partition_fetch_bytes=8 * 1024 * 1024,
-                                    **aiokafka_options(self.kafka))
+        consumer = stream_consumer(self.kafka, group_id=None, enable_auto_commit=False,
+                                   auto_offset_reset="earliest",
+                                   max_partition_fetch_bytes=8 * 1024 * 1024)
         await consumer.start()
         try:
             if self.topic not in await consumer.topics():

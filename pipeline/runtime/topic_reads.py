@@ -16,6 +16,7 @@ from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from pipeline.runtime.clients import kafka_consumer
 from pipeline.runtime.settings import KafkaSettings
 from topics import CatalogSettings, TopicSpec, topic_name
 from topics.codec import decode
@@ -29,13 +30,13 @@ SEEK_GAP = 5_000  # farther apart than this, seek instead of reading through
 
 
 def _consumer(kafka: KafkaSettings) -> Consumer:
-    return Consumer(kafka.confluent(**{
+    return kafka_consumer(kafka, **{
         "group.id": f"mode-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.partition.eof": True, "fetch.max.bytes": 32 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024, "auto.offset.reset": "earliest",
         "log_level": 2,
         # through Python logging, so a lost broker is logged once (pipeline.runtime.broker_log)
-        "logger": logging.getLogger("librdkafka")}))
+        "logger": logging.getLogger("librdkafka")})
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,11 @@ HTTP_CLIENTS = ("aiohttp", "httpx", "requests", "urllib.request", "http.client",
 KSEF_SDK = ("ksef_client",)
 PROCESSES = ("subprocess",)
 
+# What builds a Kafka client (or a Faust app, which builds its own).
+CLIENT_CLASSES = ("confluent_kafka.Producer", "confluent_kafka.Consumer",
+                  "confluent_kafka.admin.AdminClient", "confluent_kafka.cimpl",
+                  "aiokafka.AIOKafkaConsumer", "aiokafka.AIOKafkaProducer",
+                  "aiokafka.consumer", "aiokafka.producer", "faust.App")
 # The stage packages, in flow order.
 STAGE_PACKAGES = ("s1_validate_seal", "s2_pack", "s3_submit", "s4_upo")
 
@@ -78,6 +83,13 @@ RULES: tuple[Rule, ...] = (
         forbidden=(*KAFKA_CLIENTS, *STREAM_FRAMEWORKS, *HTTP_CLIENTS, *PROCESSES,
                    "pipeline.runtime.app", "pipeline.stages", "pipeline.modes"),
         environment=False,
+    ),
+    Rule(
+        "Kafka clients are built in one place, pipeline/runtime (the benchmarks measure "
+        "raw clients on purpose)",
+        scope=("pipeline", "topics"),
+        exempt=("pipeline/runtime", "pipeline/bench"),
+        forbidden=CLIENT_CLASSES,
     ),
     *(Rule(f"stage package {stage} meets the other stages only through topics: it "
            "imports none of them",
