@@ -41,7 +41,7 @@ from pipeline.bench.validate_bench import corpus
 from pipeline.clock import polish_today
 from pipeline.demo.processes import free_port, process
 from pipeline.demo.run import kafka_broker
-from pipeline.runtime.ingest import InvoiceProducer
+from pipeline.runtime.invoice_producer import InvoiceProducer
 from pipeline.runtime.settings import KafkaSettings
 from pipeline.runtime.topic_admin import reconcile
 from topics import CatalogSettings, TopicSpec, topic_name

@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from pipeline.progress import Progress
-    from pipeline.runtime.ingest import (
+    from pipeline.runtime.invoice_producer import (
         IngestError,
         InvoiceProducer,
         colliding_ids,

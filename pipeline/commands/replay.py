@@ -23,7 +23,7 @@ from pipeline.ksef.announcements import AnnouncementError, parse_time
 from pipeline.ksef.keyring import Keyring, KeyringError
 from pipeline.modes.replay import Replayable, from_sealed, from_submitted, plan
 from pipeline.progress import Progress
-from pipeline.runtime.ingest import InvoiceProducer
+from pipeline.runtime.invoice_producer import InvoiceProducer
 from pipeline.runtime.kafka_reads import read_all
 from pipeline.runtime.keyring_file import NoKeyringError, load_keyring, read_keyring_file
 from pipeline.runtime.settings import KafkaSettings

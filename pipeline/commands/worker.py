@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.metrics.page import serve_metrics
     from pipeline.metrics.worker import watch_worker
     from pipeline.runtime.app import app, metrics, worker_settings
-    from pipeline.runtime.spool import spool_root
+    from pipeline.runtime.spool_paths import spool_root
     from pipeline.runtime.stop_deadline import worker_class
 
     app.conf.Worker = worker_class(worker_settings.stop_deadline_s)

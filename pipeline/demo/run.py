@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, bool]) -> int:
     from pipeline.demo.samples import seller_nips
     from pipeline.demo.workload import Ledger, LedgerReader, StageCounter, generate, ingest
-    from pipeline.emulator_process import start_emulator
+    from pipeline.emulator.process import start_emulator
     from pipeline.runtime.keyring_file import init_keyring
 
     bootstrap = stack.enter_context(kafka_broker(var / "kafka"))

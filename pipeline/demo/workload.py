@@ -17,7 +17,7 @@ from confluent_kafka import TopicPartition
 
 from pipeline.demo.samples import bad_invoices, make_invoice, seller_nips
 from pipeline.runtime.clients import kafka_consumer
-from pipeline.runtime.ingest import InvoiceProducer
+from pipeline.runtime.invoice_producer import InvoiceProducer
 from pipeline.runtime.settings import KafkaSettings
 from topics import CatalogSettings, topic_name
 from topics.catalog import OUTCOMES, PACKED, REJECTED, SEALED, SUBMITTED, TopicSpec

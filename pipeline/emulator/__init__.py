@@ -32,7 +32,7 @@ Latarnia ``announce``/``end``/``latarnia-down``/``latarnia-up``, ``reset``, ``sw
 Every ``/_emulator/...`` request needs ``Authorization: Bearer <admin token>`` (the tokens
 of ``--admin-token-file`` / ``EmulatorConfig.admin_tokens``; 401 otherwise) and a POST
 ``Content-Type: application/json`` (415); with no token configured they answer 403 unless
-the emulator runs with ``--insecure-admin``. ``emulator_process.start_emulator`` makes a
+the emulator runs with ``--insecure-admin``. ``pipeline.emulator.process.start_emulator`` makes a
 token in ``DIR/admin-token`` (0600) and sends it.
 Latarnia itself (public, read-only): ``GET /latarnia/status`` and ``GET /latarnia/messages``.
 

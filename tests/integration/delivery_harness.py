@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.emulator_process import EmulatorProcess, start_emulator
+from pipeline.emulator.process import EmulatorProcess, start_emulator
 from pipeline.runtime.keyring_file import new_keyring_json
 from tests.kafka_harness import REPO, KafkaSandbox, Worker, start_worker
 from topics.catalog import OUTCOMES, REJECTED, SESSIONS, SUBMITTED

@@ -199,7 +199,7 @@ def _objects_holding(secret: str, tmp: Path) -> dict[str, Any]:
     from pipeline.credentials import CredentialStore
     from pipeline.credentials.config import ContextEntry
     from pipeline.emulator.config import EmulatorConfig
-    from pipeline.emulator_process import EmulatorProcess
+    from pipeline.emulator.process import EmulatorProcess
     from pipeline.ksef.credentials import CertificateCredential, TokenCredential
     from pipeline.ksef_api.link import KsefSettings
     from pipeline.runtime.settings import KafkaSettings

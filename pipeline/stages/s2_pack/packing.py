@@ -20,7 +20,7 @@ from pipeline.ksef.package.spool import (
     check_batch_id,
     sweep_spool,
 )
-from pipeline.runtime.spool import spool_root
+from pipeline.runtime.spool_paths import spool_root
 from topics.codec import from_dict
 from topics.records import KafkaRef, PackedBatch, PackedInvoice, SealedInvoice
 

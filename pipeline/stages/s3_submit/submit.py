@@ -60,7 +60,7 @@ from pipeline.runtime.kafka_reads import SequentialReader
 from pipeline.runtime.key_hold import missing_key_alert
 from pipeline.runtime.keyring_file import keyring_source
 from pipeline.runtime.session_follow import sessions_follower
-from pipeline.runtime.spool import batch_spool, drop_batch_spool, spool_root
+from pipeline.runtime.spool_paths import batch_spool, drop_batch_spool, spool_root
 from pipeline.stages.s3_submit.batch_queue import BatchQueue
 from pipeline.stages.s3_submit.credential_hold import (
     Decision,

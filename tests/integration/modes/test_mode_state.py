@@ -18,7 +18,7 @@ import pytest
 
 from pipeline.clock import polish_today
 from pipeline.demo.samples import make_invoice, seller_nips
-from pipeline.emulator_process import EmulatorProcess, start_emulator
+from pipeline.emulator.process import EmulatorProcess, start_emulator
 from pipeline.ksef.deadlines import compute_deadline
 from pipeline.ksef.modes import Mode, mode_for_new_invoice
 from pipeline.ksef_api import KsefError, emulator

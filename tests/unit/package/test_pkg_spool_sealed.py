@@ -225,7 +225,7 @@ def test_a_batch_swept_while_its_builder_starts_is_made_again(tmp_path: Path) ->
 def test_a_record_never_names_what_the_submit_stage_deletes(
     tmp_path: Path, batch_id: str,
 ) -> None:
-    from pipeline.runtime.spool import batch_spool, drop_batch_spool
+    from pipeline.runtime.spool_paths import batch_spool, drop_batch_spool
     from topics.records import PackedBatch
 
     victim = tmp_path / "victim"

@@ -166,7 +166,7 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
     from pipeline.clock import polish_today
     from pipeline.demo.samples import seller_nips
     from pipeline.demo.workload import Ledger, LedgerReader, generate, ingest
-    from pipeline.emulator_process import start_emulator
+    from pipeline.emulator.process import start_emulator
     from pipeline.runtime.keyring_file import init_keyring
 
     rng = random.Random(seed)
