@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.clock import polish_today
 from pipeline.demo.samples import make_invoice, seller_nips
 from tests.integration.delivery_harness import build_stack, ingest

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from tests.unit.announcement_builders import maintenance, outage
 
 OFFICIAL = outage("AW-1", "2025-07-09T09:00:00+02:00", "2025-07-12T15:00:00+02:00")
@@ -187,14 +187,14 @@ def test_malformed_events_files_exit_2(
 def test_console_script_end_to_end(tmp_path: Path) -> None:
     events = events_file(tmp_path, OFFICIAL)
     ok = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "deadline", "--mode", "offline24",
+        [sys.executable, "-m", "pipeline.cli.main", "deadline", "--mode", "offline24",
          "--issued", "2025-07-08", "--events", events],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert ok.returncode == 0 and ok.stderr == ""
     assert json.loads(ok.stdout)["deadline"] == "2025-07-22"
     bad = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli", "deadline", "--mode", "sometimes",
+        [sys.executable, "-m", "pipeline.cli.main", "deadline", "--mode", "sometimes",
          "--issued", "2025-07-08"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip

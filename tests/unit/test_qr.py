@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 from PIL import Image
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.ksef.qr import (
     CertificateLink,
     QrEnvironment,

@@ -68,7 +68,7 @@ def test_a_worker_without_ksef_env_refuses_to_start() -> None:
                    KSEF_TOPIC_MIN_ISR="1", PYTHONPATH=str(REPO))
     started = time.monotonic()
     try:
-        out = subprocess.run([sys.executable, "-m", "pipeline.cli", "worker",
+        out = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "worker",
                               "--web-port", "0"], cwd=REPO, env=environ,
                              capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
@@ -177,7 +177,7 @@ def test_sasl_over_tls_and_the_local_opt_out_are_taken(env: pytest.MonkeyPatch) 
 
 def test_topics_describe_refuses_sasl_without_tls(env: pytest.MonkeyPatch,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     env.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
     env.setenv("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")

@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from pipeline.cli import main
+from pipeline.cli.main import main
 from pipeline.credentials import CredentialStore
 from pipeline.demo.samples import seller_nips
 from pipeline.emulator import RunningEmulator
@@ -251,7 +251,7 @@ async def test_check_broken_file_or_nothing_configured_exits_1(
 async def test_refused_enrollment_drops_its_key_and_keeps_the_entry(
         setup: Setup, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.commands import credentials_enroll
+    from pipeline.cli import credentials_enroll
     from pipeline.ksef.enrollment import new_key
 
     setup.certificate(GOOD)

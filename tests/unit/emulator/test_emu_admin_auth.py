@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from pipeline.commands import emulator as emulator_command
+from pipeline.cli import emulator_command
 from pipeline.emulator import RunningEmulator
 from tests.unit.emulator.conftest import ADMIN_TOKEN, StartEmulator
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from cryptography.x509.oid import NameOID
 
-from pipeline.commands import emulator_ctl
+from pipeline.cli import emulator_ctl
 from pipeline.demo.samples import seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.reference_client import ReferenceClient

@@ -12,7 +12,7 @@ import time
 import aiohttp
 import pytest
 
-from pipeline.commands import emulator_ctl
+from pipeline.cli import emulator_ctl
 from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator import RunningEmulator
 from pipeline.emulator.reference_client import (

@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from pipeline.cli import main
-from pipeline.commands import announce as announce_cmd
-from pipeline.commands import deadline_list as deadlines_cmd
+from pipeline.cli import announce as announce_cmd
+from pipeline.cli import deadline_list as deadlines_cmd
+from pipeline.cli.main import main
 from pipeline.ksef.keyring import Keyring
 from pipeline.modes.replay import from_sealed, from_submitted, plan
 from pipeline.modes.snapshot import build_mode_state
@@ -141,7 +141,7 @@ def test_status_page_shows_state_history_and_escapes_text() -> None:
 
 
 def test_held_reject_dry_run_prints_the_request(capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     assert main(["held", "reject", "--nip", "5265877635", "--note", "closed",
                  "--dry-run"]) == 0

@@ -235,7 +235,7 @@ def test_token_file_lines_and_names(tmp_path: Path) -> None:
 async def test_announce_command_posts_to_a_worker_with_the_token(
         client: TestClient[Any, Any], token_file: Path, published: list[Any], tmp_path: Path,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from pipeline.cli import main
+    from pipeline.cli.main import main
 
     mine = tmp_path / "my-token"
     mine.write_text(f"alice:{TOKEN}\n")

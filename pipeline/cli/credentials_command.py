@@ -216,8 +216,7 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a bad KSEF_ENV / KSEF_API_URL and the like
         print(f"credentials {args.action}: {exc}", file=sys.stderr)
         return 1
-    from pipeline.commands import credentials_enroll
-
+    from pipeline.cli import credentials_enroll
     if args.action == "enroll":
         return asyncio.run(credentials_enroll.enroll(args))
     return asyncio.run(credentials_enroll.revoke(args))

@@ -1,6 +1,6 @@
 """`ksef-pipeline` command.
 
-Each subcommand lives in its own module under `pipeline.commands` exposing
+Each subcommand lives in its own module of this package exposing
 `configure(parser)` and `run(args) -> int`. Modules are imported only when their
 command runs, so quick commands (deadline, ksef-number) never pay for importing Faust.
 """
@@ -14,22 +14,22 @@ from collections.abc import Sequence
 
 # command name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "worker": ("pipeline.commands.worker", "run a Faust worker (stages + mode-state)"),
-    "topics": ("pipeline.commands.topics", "create or describe the topic catalog on a cluster"),
-    "deadline": ("pipeline.commands.deadline", "compute an invoice's KSeF submission deadline"),
-    "ksef-number": ("pipeline.commands.ksef_number", "check a KSeF number"),
-    "qr": ("pipeline.commands.qr", "write KOD I / KOD II links and images for an invoice"),
-    "emulator": ("pipeline.commands.emulator", "run the local KSeF API + Latarnia emulator"),
-    "emulator-ctl": ("pipeline.commands.emulator_ctl", "control a running emulator (faults)"),
-    "ingest": ("pipeline.commands.ingest", "push invoice XML files into the pipeline"),
-    "announce": ("pipeline.commands.announce", "enter or end a KSeF outage by hand"),
-    "deadlines": ("pipeline.commands.deadline_list", "list pending invoices by legal deadline"),
-    "replay": ("pipeline.commands.replay", "send rejected invoices through the pipeline again"),
-    "credentials": ("pipeline.commands.credentials",
+    "worker": ("pipeline.cli.worker_command", "run a Faust worker (stages + mode-state)"),
+    "topics": ("pipeline.cli.topics_command", "create or describe the topic catalog on a cluster"),
+    "deadline": ("pipeline.cli.deadline", "compute an invoice's KSeF submission deadline"),
+    "ksef-number": ("pipeline.cli.ksef_number", "check a KSeF number"),
+    "qr": ("pipeline.cli.qr_command", "write KOD I / KOD II links and images for an invoice"),
+    "emulator": ("pipeline.cli.emulator_command", "run the local KSeF API + Latarnia emulator"),
+    "emulator-ctl": ("pipeline.cli.emulator_ctl", "control a running emulator (faults)"),
+    "ingest": ("pipeline.cli.ingest", "push invoice XML files into the pipeline"),
+    "announce": ("pipeline.cli.announce", "enter or end a KSeF outage by hand"),
+    "deadlines": ("pipeline.cli.deadline_list", "list pending invoices by legal deadline"),
+    "replay": ("pipeline.cli.replay_command", "send rejected invoices through the pipeline again"),
+    "credentials": ("pipeline.cli.credentials_command",
                     "list, check, enroll or revoke the KSeF credentials of seller contexts"),
-    "held": ("pipeline.commands.held",
+    "held": ("pipeline.cli.held",
              "contexts held for credentials; reject their held invoices"),
-    "keyring": ("pipeline.commands.keyring",
+    "keyring": ("pipeline.cli.keyring_command",
                 "create (init) or rotate the at-rest keyring file"),
 }
 

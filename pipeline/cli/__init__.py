@@ -1,0 +1,1 @@
+"""The `ksef-pipeline` command: `main.py` dispatches, each subcommand is a module here."""
