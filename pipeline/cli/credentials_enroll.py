@@ -16,7 +16,6 @@ import os
 import sys
 from pathlib import Path
 
-from pipeline.credentials.secret_files import read_file, read_password
 from pipeline.credentials.writing import set_certificate_entry, write_atomic, write_secret
 from pipeline.ksef.credentials import (
     CertificateCredential,
@@ -28,6 +27,7 @@ from pipeline.ksef.enrollment import build_csr, csr_base64, key_pem, new_key
 from pipeline.ksef_api import KsefApiError, KsefClient, KsefError, default_limiter
 from pipeline.ksef_api.certificates import CertificatesApi, EnrollmentStatus
 from pipeline.ksef_api.link import KsefSettings
+from pipeline.runtime.secret_files import read_file, read_password
 
 
 class CommandError(Exception):

@@ -27,14 +27,6 @@ from pipeline.credentials.config import (
     ContextEntry,
     parse_credentials_file,
 )
-from pipeline.credentials.secret_files import (
-    OTHERS_MAY_ACCESS,
-    Stamp,
-    read_file,
-    read_password,
-    read_token,
-    stamp,
-)
 from pipeline.ksef.credentials import (
     CertificateCredential,
     Credential,
@@ -45,6 +37,14 @@ from pipeline.ksef.credentials import (
 )
 from pipeline.ksef.errors import KsefCredentialError
 from pipeline.runtime import redaction
+from pipeline.runtime.secret_files import (
+    OTHERS_MAY_ACCESS,
+    Stamp,
+    read_file,
+    read_password,
+    read_token,
+    stamp,
+)
 
 TOKEN_ENV_PREFIX = "KSEF_TOKEN_"
 

@@ -11,7 +11,8 @@ everything that touches a broker, a consumer group, a table or the process lives
   `session_follow`, `forwarding`, `ingest` (billing systems' producer), `topic_admin`;
 - state beside the tables: `invoice_ledger`;
 - the process: `settings` (the worker's and the Kafka client's settings), `logs`,
-  `broker_log`, `redaction` (the log processor that masks secrets), `private_files`
+  `broker_log`, `redaction` (the log processor that masks secrets), `private_files`,
+  `secret_files`
   and `keyring_file` (secret files, 0600), `backoff`.
 
 Importing this package does nothing; `app` builds the Faust app when it is imported.

@@ -32,10 +32,10 @@ from pathlib import Path
 
 import orjson
 
-from pipeline.credentials.secret_files import Stamp, stamp
 from pipeline.ksef.keyring import Keyring, KeyringError
 from pipeline.runtime import logs, redaction
 from pipeline.runtime.private_files import PrivateFileError, read_private, write_private
+from pipeline.runtime.secret_files import Stamp, stamp
 
 log = logs.get(__name__)
 
