@@ -63,7 +63,7 @@ def test_held_contexts_wait_then_deliver_after_a_token_is_added_or_are_released(
             if name.startswith(("KAFKA_", "KSEF_TOPIC_")):
                 monkeypatch.setenv(name, value)
         assert main(["held", "reject", "--nip", released, "--note", "test"]) == 0
-        (control,) = sandbox.consume(CONTROL, 1, timeout_s=10)
+        (control,) = sandbox.consume(CONTROL, 1, timeout_s=60)  # a loaded machine
         assert control.key() == f"release:{released}".encode()
         assert decode(HeldRelease, control.value()).note == "test"
         rejected = [decode(Rejection, m.value()) for m in sandbox.consume(

@@ -197,6 +197,9 @@ def test_a_batch_settled_first_never_commits_past_one_still_uploading(
                                                                               "closed"))
         assert not any((s.batch_id, s.step) == (slow.batch_id, "closed") for _, s in steps), \
             "the 1000-invoice batch closed first: the test did not hold it back"
+        # Keep it uploading while the commit is awaited and checked below: at 500 ms a part
+        # it could finish (and be committed, rightly) first on a slow run.
+        stack.emulator.admin("latency", {"ms": 3000})
         # The upo stage acknowledges the fast `closed` step after the submit stage
         # acknowledged the fast manifest: once it is committed, so would be the manifest.
         deadline = time.monotonic() + 60

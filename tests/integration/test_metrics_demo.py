@@ -87,7 +87,24 @@ def test_metrics_during_a_demo_match_its_summary(tmp_path: Path) -> None:
         assert (submitted, accepted + rejected) == (GOOD + BAD, GOOD + BAD), summary
         assert sum(reasons.values()) == rejected
 
-        scrape = _scrape(list(urls.values()))
+        # The outcome and rejection counters are counted by each worker's deadline tracker
+        # as it reads the outcome topics, beside the demo's own reader of the same topics:
+        # the summary line can come first. Scrape until they caught up (or the deadline).
+        def counted(scrape: dict[str, Counter[tuple[tuple[str, str], ...]]]
+                    ) -> tuple[float, float, dict[str, int]]:
+            by_reason = Counter[str]()
+            for labels, value in scrape.get("ksef_rejections_total", Counter()).items():
+                by_reason[dict(labels)["reason"]] += int(value)
+            return (_total(scrape, "ksef_outcomes_total", result="accepted"),
+                    _total(scrape, "ksef_outcomes_total", result="rejected"), dict(by_reason))
+
+        deadline = time.monotonic() + SETTLE_S
+        while True:
+            scrape = _scrape(list(urls.values()))
+            if (counted(scrape) == (accepted, rejected, reasons)
+                    or time.monotonic() > deadline):
+                break
+            time.sleep(0.5)  # the trackers read Kafka; there is no event here to await
         # every family on every worker
         declared = _families()
         for url in urls.values():

@@ -91,6 +91,9 @@ def test_outage_backlog_drains_in_full_batches_on_time(sandbox: KafkaSandbox,
     closed = [s for s in steps if s.step == "closed" and s.kind == "batch"]
     assert sum(s.details["invoice_count"] for s in closed) / len(closed) >= 9_500
     by_id = {b.batch_id: b for b in batches}
-    opened = [by_id[s.batch_id].earliest_deadline or "9999" for s in steps
+    # ksef.sessions is keyed by batch id: the steps of different batches are on different
+    # partitions, read in no particular order; their times say which session opened first
+    opened = [by_id[s.batch_id].earliest_deadline or "9999"
+              for s in sorted(steps, key=lambda s: dt.datetime.fromisoformat(s.at))
               if s.step == "opening"]
     assert opened == sorted(opened), "sessions not opened earliest deadline first"

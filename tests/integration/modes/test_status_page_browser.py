@@ -107,6 +107,13 @@ def test_status_page_in_chromium(sandbox: KafkaSandbox, tmp_path: Path) -> None:
         rejection = rejected.first(lambda r: r.invoice_id == "page-att", 120, "the rejection")
         assert rejection.reason == "attachments-not-allowed"
         _wait_until_pending(worker, VALID)
+        # the worker counts the rejection when its own reader of the rejected topic gets
+        # to it, at its own pace (the watcher above may be first, and a lag gauge that
+        # has not seen the new end yet reads 0): wait for what is asserted below
+        deadline = time.monotonic() + 120
+        while _readings(worker).rejected < 1:
+            assert time.monotonic() < deadline, f"the rejection never counted: {_readings(worker)}"
+            time.sleep(0.5)  # nothing to await from outside the worker
 
         runs, seen = _settled_page(worker, tmp_path / "chromium-profile")
         text = [t for t, _ in runs]
