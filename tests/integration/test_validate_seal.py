@@ -234,6 +234,48 @@ def test_a_number_refused_after_validation_is_free_for_a_corrected_invoice(
     assert sorted(orjson.loads(line)["released"] for line in released) == [False, True]
 
 
+def test_a_duplicate_delivered_again_at_once_is_refused_once(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """Copies of one sealed duplicate right behind it (as a rebalance redelivers records
+    held uncommitted) get no second refusal, though the first has not been read back
+    from the rejected topic yet."""
+    today = polish_today()
+    (seller,) = seller_nips(1, seed=31)
+    first = make_invoice(seller_nip=seller, number="FV/D/1", issue_date=today, seed=1)
+    dup = make_invoice(seller_nip=seller, number="FV/D/1", issue_date=today, seed=2)
+    env = _keyring_env(tmp_path, b"\x03" * 32)
+    sealer = start_worker(sandbox, tmp_path, "--stages", "validate", **env)
+    try:
+        # one after the other: sealed in this order, the first holds the number
+        sandbox.produce(SUBMITTED, [(b"inv-first", first)])
+        sandbox.consume(SEALED, 1, timeout_s=120)
+        sandbox.produce(SUBMITTED, [(b"inv-dup", dup)])
+        sealed = sandbox.consume_until(
+            SEALED, lambda got: {read_meta(m.value()).invoice_id for m in got}
+            >= {"inv-first", "inv-dup"}, timeout_s=120)
+    finally:
+        assert sealer.stop() == 0, sealer.log()[-3000:]
+    copy = next(m for m in sealed if read_meta(m.value()).invoice_id == "inv-dup")
+    # the same sealed record twice more, right behind it in its own partition
+    producer = sandbox.producer()
+    for _ in range(2):
+        producer.produce(copy.topic(), key=copy.key(), value=copy.value(),
+                         partition=copy.partition())
+    assert producer.flush(30) == 0
+
+    packer = start_worker(sandbox, tmp_path, "--stages", "pack", **env)
+    try:
+        handled = r'(delivered again; its refusal stands|"event": "rejected")'
+        packer.wait_for_log(rf"(?s){handled}.*{handled}.*{handled}",
+                            "the duplicate and both copies handled")
+    finally:
+        assert packer.stop() == 0, packer.log()[-3000:]
+    refusals = [decode(Rejection, m.value()) for m in sandbox.read_to_end(REJECTED)
+                if m.key() == b"inv-dup"]
+    assert [(r.reason, r.details["original_invoice_id"]) for r in refusals] == [
+        ("duplicate", "inv-first")], refusals
+
+
 def _await_assignment(*workers: Any, timeout_s: float = 120) -> None:
     """Until every worker has partitions (its log is the only sign of that)."""
     deadline = time.monotonic() + timeout_s

@@ -51,6 +51,7 @@ from pipeline.runtime.app import app, in_flight, metrics, produce, topic, worker
 from pipeline.runtime.backoff import Backoff
 from pipeline.runtime.forwarding import forward_forever
 from pipeline.runtime.invoice_ledger import PACKED as PACKED_ENTRY
+from pipeline.runtime.invoice_ledger import REFUSED as REFUSED_ENTRY
 from pipeline.runtime.invoice_ledger import LedgerEntry, invoice_ledger, origin_text, replay_verdict
 from pipeline.runtime.key_hold import KeyHolds, key_found_alert, missing_key_alert
 from pipeline.runtime.keyring_file import keyring_source
@@ -281,10 +282,17 @@ async def _number_is_free(inv: SealedInvoice, event: Any) -> bool:
         earlier = ledger.refused(inv.invoice_id)
         if (earlier is not None and earlier.sha256 == inv.sha256
                 and earlier.origin is not None and earlier.origin == origin_text(inv.origin)):
+            log.info("duplicate delivered again; its refusal stands",
+                     invoice_id=inv.invoice_id)
             await _ack([event])  # this very submission was refused already: redelivered
             return False
         log.info("rejected", invoice_id=rej.invoice_id, reason=rej.reason, code=rej.code)
         await produce(REJECTED, rej.invoice_id.encode(), encode(rej))
+        # Known here at once, not only when the rejection is read back: a second copy of
+        # this record close behind (a rebalance's redelivery) must find it refused.
+        ledger.note(inv.invoice_id, LedgerEntry(REFUSED_ENTRY, inv.sha256,
+                                                int(time.time() * 1000), code=rej.code,
+                                                origin=origin_text(inv.origin)))
         await _ack([event])
         return False
     if store is not None:
