@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     app.conf.Worker = worker_class(worker_settings.stop_deadline_s)
     serve_metrics(app, metrics)
-    watch_worker(app, metrics, spool_root(worker_settings.data_dir))
+    watch_worker(app, metrics, spool_root(worker_settings))
     for name in wanted:
         importlib.import_module(STAGES[name])
     for module in args.module:
@@ -115,12 +115,12 @@ def _settings_problem() -> str | None:
     """Why this worker must not start (no KSEF_ENV, a QR environment that disagrees with
     it, plain http off this host, SASL without TLS), before anything connects."""
     from pipeline.ksef_api.link import KsefSettings
-    from pipeline.runtime.settings import KafkaSettings, SettingsError
-    from pipeline.stages.s1_validate_seal.sealing import qr_environment_from_env
+    from pipeline.runtime.settings import KafkaSettings, SettingsError, ValidateSealSettings
+    from pipeline.stages.s1_validate_seal.sealing import qr_environment
 
     try:
         KsefSettings.from_env()
-        qr_environment_from_env()
+        qr_environment(ValidateSealSettings.from_env())
         KafkaSettings.from_env()
     except SettingsError as exc:
         return str(exc)

@@ -14,7 +14,6 @@ context with its problem.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +44,7 @@ from pipeline.runtime.secret_files import (
     read_token,
     stamp,
 )
-
-TOKEN_ENV_PREFIX = "KSEF_TOKEN_"
+from pipeline.runtime.settings import TOKEN_ENV_PREFIX, token_variables
 
 
 @dataclass(frozen=True)
@@ -117,7 +115,8 @@ class CredentialStore:
     ) -> None:
         self.credentials_file = Path(credentials_file) if credentials_file else None
         self.tokens_file = Path(tokens_file) if tokens_file else None
-        self._environ = os.environ if environ is None else environ
+        # the KSEF_TOKEN_<NIP> variables (pipeline.runtime.settings reads them)
+        self._environ = token_variables() if environ is None else environ
         redaction.register(*(v for k, v in self._environ.items()
                              if k.startswith(TOKEN_ENV_PREFIX)))
         self._clock = clock

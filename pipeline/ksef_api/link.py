@@ -12,7 +12,6 @@ token is used from the next call on, without a restart.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -32,6 +31,7 @@ from pipeline.ksef_api.environments import (
     require_tls,
     required_name,
 )
+from pipeline.runtime.settings import KsefApiSettings
 
 DEFAULT_EMULATOR_URL = "http://127.0.0.1:8700"
 
@@ -53,24 +53,27 @@ class KsefSettings:
 
     @classmethod
     def from_env(cls) -> KsefSettings:
+        """From the environment (read by `KsefApiSettings.from_env`); raises as
+        `from_api_settings` does."""
+        return cls.from_api_settings(KsefApiSettings.from_env())
+
+    @classmethod
+    def from_api_settings(cls, given: KsefApiSettings) -> KsefSettings:
         """Raises EnvironmentSettingError (a ValueError) when KSEF_ENV is not set or
         unknown, KSEF_API_URL is given for MF's KSeF, or it is plain http off this host."""
-        name = required_name(os.environ.get("KSEF_ENV"))
-        explicit_url = os.environ.get("KSEF_API_URL")
+        name = required_name(given.env_name)
+        explicit_url = given.api_url
         if explicit_url and name != EMULATOR:
             raise EnvironmentSettingError(
                 f"KSEF_API_URL is for the emulator only; KSEF_ENV={name} has MF's fixed URL: "
                 "unset KSEF_API_URL (or set KSEF_ENV=emulator)")
         url = explicit_url or (DEFAULT_EMULATOR_URL if name == EMULATOR else None)
         if url:
-            require_tls(url, allow_http=os.environ.get("KSEF_ALLOW_HTTP_API", "").strip()
-                        in ("1", "true", "yes"))
+            require_tls(url, allow_http=given.allow_http_api)
         return cls(
-            env_name=name, api_url=url, tokens_file=os.environ.get("KSEF_TOKENS_FILE"),
-            credentials_file=os.environ.get("KSEF_CREDENTIALS_FILE"),
-            limits=os.environ.get("KSEF_LIMITS"),
-            time_scale=float(os.environ.get("KSEF_LIMITS_TIME_SCALE", "1")),
-            upload_parallelism=int(os.environ.get("KSEF_UPLOAD_PARALLELISM", "4")),
+            env_name=name, api_url=url, tokens_file=given.tokens_file,
+            credentials_file=given.credentials_file, limits=given.limits,
+            time_scale=given.time_scale, upload_parallelism=given.upload_parallelism,
         )
 
     def environment(self) -> Environment:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import os
 
 import aiohttp
 from faust.web import Request, Response, View
@@ -47,17 +46,17 @@ from pipeline.modes.operator import (
 from pipeline.modes.publish import publish_alert, publish_announcement
 from pipeline.runtime import logs
 from pipeline.runtime.app import app
+from pipeline.runtime.settings import LatarniaSettings
 
 log = logs.get(__name__)
 
-POLL_S = float(os.environ.get("KSEF_LATARNIA_POLL_S", "60"))
-UNREACHABLE_AFTER = dt.timedelta(
-    seconds=float(os.environ.get("KSEF_LATARNIA_UNREACHABLE_AFTER_S", str(2 * POLL_S))))
+latarnia_settings = LatarniaSettings.from_env()
+POLL_S = latarnia_settings.poll_s
+UNREACHABLE_AFTER = dt.timedelta(seconds=latarnia_settings.unreachable_after_s)
 
 
 def latarnia_url() -> str:
-    explicit = os.environ.get("KSEF_LATARNIA_URL")
-    return explicit or KsefSettings.from_env().environment().latarnia_url
+    return latarnia_settings.url or KsefSettings.from_env().environment().latarnia_url
 
 
 follower = mode_follower()

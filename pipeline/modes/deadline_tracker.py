@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 from typing import Any
 
 import faust
@@ -46,6 +45,7 @@ from pipeline.modes.risk import PaceMeter, RiskSettings, assess, end_of_day, pac
 from pipeline.modes.snapshot import ANNOUNCED_STATES, history_of, legal_content
 from pipeline.runtime import logs
 from pipeline.runtime.app import app, catalog_settings, kafka_settings, metrics, topic
+from pipeline.runtime.settings import DeadlineSettings
 from pipeline.runtime.topic_reads import read_latest
 from topics import topic_name
 from topics.catalog import DEADLINES, OUTCOMES, REJECTED
@@ -54,7 +54,8 @@ from topics.records import DeadlineRecord, InvoiceOutcome, ModeState, Rejection
 
 log = logs.get(__name__)
 
-CHECK_S = float(os.environ.get("KSEF_DEADLINE_CHECK_S", "60"))
+deadline_settings = DeadlineSettings.from_env()
+CHECK_S = deadline_settings.check_s
 SEALED_MARK = b'"computed_by":"sealed"'
 
 outcomes_topic = topic(OUTCOMES)
@@ -65,7 +66,7 @@ deadlines_name = topic_name(DEADLINES, catalog_settings)
 follower = mode_follower()
 book = DeadlineBook()
 meter = PaceMeter()
-risk_settings = RiskSettings.from_env()
+risk_settings = RiskSettings.build(deadline_settings)
 raised: set[str] = set()
 
 

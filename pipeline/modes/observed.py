@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-import os
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from pipeline.ksef_api.health import HealthEvent
 from pipeline.modes.messages import KSEF_UNREACHABLE, ended, observation
+from pipeline.runtime.settings import ObservedOutageSettings
 from topics.records import Announcement, ModeState
 
 log = logging.getLogger(__name__)
@@ -85,22 +85,20 @@ def _start(record: Announcement) -> dt.datetime:
     return dt.datetime.fromisoformat(record.start)
 
 
-def threshold_from_env(name: str, default_s: float) -> dt.timedelta:
-    return dt.timedelta(seconds=float(os.environ.get(name, str(default_s))))
-
-
 class HealthReporter:
     """A `HealthObserver` for `KsefClients`: publishes self-observed KSeF outages.
 
     `observe` is called synchronously by the API client inside its request coroutine;
     records are handed to `publish` as tasks on the running loop, in order.
-    Threshold: KSEF_OBSERVED_OUTAGE_AFTER_S (default 60 s of failures with no success).
+    Threshold: `threshold`, which the submit stage takes from KSEF_OBSERVED_OUTAGE_AFTER_S
+    (`ObservedOutageSettings`; default 60 s of failures with no success).
     """
 
     def __init__(self, publish: Publish, state: StateSource | None = None,
                  threshold: dt.timedelta | None = None) -> None:
         self.watch = OutageWatch(
-            KSEF_UNREACHABLE, threshold or threshold_from_env("KSEF_OBSERVED_OUTAGE_AFTER_S", 60))
+            KSEF_UNREACHABLE,
+            threshold or dt.timedelta(seconds=ObservedOutageSettings().outage_after_s))
         self._publish = publish
         self._state = state
         self._queue: deque[Announcement] = deque()

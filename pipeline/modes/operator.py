@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +36,10 @@ from pipeline.bearer import (
 )
 from pipeline.ksef.announcements import parse_time
 from pipeline.modes.alerts import INFO, WARNING
+from pipeline.runtime.settings import OPERATOR_TOKEN_FILE, operator_token_file
 from topics.records import Alert, Announcement
 
-TOKEN_FILE_ENV = "KSEF_OPERATOR_TOKEN_FILE"
+TOKEN_FILE_ENV = OPERATOR_TOKEN_FILE
 BACKDATE_TOLERANCE = dt.timedelta(minutes=5)
 ALLOW_BACKDATE = "allow_backdate"
 ALLOW_END = "allow_end"
@@ -51,8 +51,7 @@ def operator_tokens(environ: Mapping[str, str] | None = None
                     ) -> tuple[TokenEntry, ...] | Refusal:
     """The tokens of KSEF_OPERATOR_TOKEN_FILE, read at every call (a replaced file counts
     at once), or why the operator endpoints are off."""
-    environ = os.environ if environ is None else environ
-    path = environ.get("KSEF_OPERATOR_TOKEN_FILE", "").strip()
+    path = operator_token_file(environ)
     if not path:
         return Refusal(403, f"operator endpoints are off on this worker: set {TOKEN_FILE_ENV} "
                             "to a file (mode 0600) holding `name:token`")

@@ -15,16 +15,16 @@ alarms about next week.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from pipeline.ksef.announcements import WARSAW, polish_date
+from pipeline.runtime.settings import DEADLINE_NOMINAL_PER_HOUR, DeadlineSettings
 
 PACE_WINDOW = dt.timedelta(minutes=15)
 # one context: 60 batch sessions an hour x 10,000 invoices (DOMAIN.md, production limits)
-NOMINAL_PER_HOUR = 600_000.0
+NOMINAL_PER_HOUR = DEADLINE_NOMINAL_PER_HOUR
 
 
 @dataclass(frozen=True)
@@ -33,13 +33,9 @@ class RiskSettings:
     nominal_per_hour: float = NOMINAL_PER_HOUR
 
     @classmethod
-    def from_env(cls) -> RiskSettings:
-        return cls(
-            horizon=dt.timedelta(hours=float(os.environ.get("KSEF_DEADLINE_RISK_HORIZON_H",
-                                                             "48"))),
-            nominal_per_hour=float(os.environ.get("KSEF_DEADLINE_NOMINAL_PER_HOUR",
-                                                  str(NOMINAL_PER_HOUR))),
-        )
+    def build(cls, settings: DeadlineSettings) -> RiskSettings:
+        return cls(horizon=dt.timedelta(hours=settings.risk_horizon_h),
+                   nominal_per_hour=settings.nominal_per_hour)
 
 
 @dataclass(frozen=True)

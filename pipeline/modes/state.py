@@ -14,7 +14,6 @@ Settings: KSEF_MODE_TICK_S (timer, default 5 s).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from typing import Any
 
 import faust
@@ -34,6 +33,7 @@ from pipeline.modes.snapshot import (
 )
 from pipeline.runtime import logs
 from pipeline.runtime.app import app, catalog_settings, topic
+from pipeline.runtime.settings import ModeStateSettings
 from topics import topic_name
 from topics.catalog import ANNOUNCEMENTS, MODE
 from topics.codec import decode, encode
@@ -41,7 +41,7 @@ from topics.records import Announcement, ModeState
 
 log = logs.get(__name__)
 
-TICK_S = float(os.environ.get("KSEF_MODE_TICK_S", "5"))
+TICK_S = ModeStateSettings.from_env().tick_s
 STATE_KEY = b"ksef"
 
 mode_topic = topic(MODE)

@@ -8,7 +8,6 @@ data dir and web port.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import faust
@@ -62,7 +61,7 @@ app = faust.App(
     table_standby_replicas=0,
     # Stages holding events until a batch is sealed or a session settled must not block
     # a rebalance or shutdown waiting for them: unacked events are simply redelivered.
-    stream_wait_empty=os.environ.get("KSEF_STREAM_WAIT_EMPTY", "1") != "0",
+    stream_wait_empty=worker_settings.stream_wait_empty,
     producer_acks=-1,  # all in-sync replicas; idempotence: see idempotent_producer below
     producer_max_request_size=10 * 1024 * 1024,
     # Faust's default batch (16 KB) is smaller than one validated invoice record: every

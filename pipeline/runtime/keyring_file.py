@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import os
 import re
 import secrets
 import threading
@@ -36,11 +35,18 @@ from pipeline.ksef.keyring import Keyring, KeyringError
 from pipeline.runtime import logs, redaction
 from pipeline.runtime.private_files import PrivateFileError, read_private, write_private
 from pipeline.runtime.secret_files import Stamp, stamp
+from pipeline.runtime.settings import (
+    DEFAULT_KEYRING_CHECK_S,
+    KEYRING_CHECK_S,
+    KEYRING_FILE,
+    KEYRING_TEXT,
+    KeyringSettings,
+)
 
 log = logs.get(__name__)
 
-ENV_FILE, ENV_TEXT, ENV_CHECK_S = "KSEF_KEYRING_FILE", "KSEF_KEYRING", "KSEF_KEYRING_CHECK_S"
-DEFAULT_CHECK_S = 5.0
+ENV_FILE, ENV_TEXT, ENV_CHECK_S = KEYRING_FILE, KEYRING_TEXT, KEYRING_CHECK_S
+DEFAULT_CHECK_S = DEFAULT_KEYRING_CHECK_S
 INIT_HINT = ("create one with `ksef-pipeline keyring init --file /secure/path/keyring.json` "
              f"and set {ENV_FILE} to it (or put its JSON in {ENV_TEXT}); every worker of "
              "the pipeline must use the same keyring")
@@ -173,12 +179,14 @@ class KeyringSource:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> KeyringSource:
-        env = os.environ if environ is None else environ
-        path = env.get(ENV_FILE)
-        check = float(env.get(ENV_CHECK_S) or DEFAULT_CHECK_S)
-        if path:
-            return cls(Path(path), check_every_s=check)
-        return cls(text=env.get(ENV_TEXT), check_every_s=check)
+        """From `KeyringSettings` of the process environment (or of `environ`)."""
+        return cls.from_settings(KeyringSettings.from_env(environ))
+
+    @classmethod
+    def from_settings(cls, settings: KeyringSettings) -> KeyringSource:
+        if settings.file:
+            return cls(Path(settings.file), check_every_s=settings.check_s)
+        return cls(text=settings.text, check_every_s=settings.check_s)
 
     def get(self) -> Keyring:
         """The current keyring (re-read first when the check is due and the file changed)."""

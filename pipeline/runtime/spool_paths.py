@@ -7,16 +7,17 @@ path read from a topic is never used.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pipeline.ksef.package.spool import batch_dir, rebuilt_dir, remove_batch_dirs
+from pipeline.runtime.settings import WorkerSettings
 from topics.records import PackedBatch
 
 
-def spool_root(data_dir: str) -> Path:
-    """This worker's spool directory: the only place batch directories are made or removed."""
-    return Path(os.environ.get("KSEF_SPOOL_DIR", str(Path(data_dir) / "spool")))
+def spool_root(worker: WorkerSettings) -> Path:
+    """This worker's spool directory (KSEF_SPOOL_DIR, or <data dir>/spool): the only place
+    batch directories are made or removed."""
+    return worker.spool_root()
 
 
 def batch_spool(root: Path, record: PackedBatch, *, rebuilt: bool = False) -> Path:

@@ -91,6 +91,14 @@ RULES: tuple[Rule, ...] = (
         exempt=("pipeline/runtime", "pipeline/bench"),
         forbidden=CLIENT_CLASSES,
     ),
+    Rule(
+        "only pipeline/runtime/settings.py reads the environment: stages, modes, the runtime, "
+        "credentials, the KSeF API client and the metrics take its settings objects",
+        scope=("pipeline/stages", "pipeline/modes", "pipeline/runtime", "pipeline/credentials",
+               "pipeline/ksef_api", "pipeline/metrics"),
+        exempt=("pipeline/runtime/settings.py",),
+        environment=False,
+    ),
     *(Rule(f"stage package {stage} meets the other stages only through topics: it "
            "imports none of them",
            scope=(f"pipeline/stages/{stage}",),

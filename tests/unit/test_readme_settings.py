@@ -7,7 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 ENV_READ = re.compile(
-    r'(?:environ\.get\(|environ\[|getenv\(|_choice\(|_number\(|_count\()\s*"((?:KSEF|KAFKA)_[A-Z0-9_]+)"')
+    r'(?:environ\.get\(|environ\[|getenv\(|_choice\(|_number\(|_count\(|_float\(|_int\()\s*"((?:KSEF|KAFKA)_[A-Z0-9_]+)"')
 
 
 def _settings_read() -> dict[str, str]:

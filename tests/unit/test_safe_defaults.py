@@ -46,9 +46,11 @@ def _ksef_settings() -> Any:
 
 
 def _qr(env: pytest.MonkeyPatch) -> QrEnvironment:
+    from pipeline.runtime.settings import ValidateSealSettings
     from pipeline.stages.s1_validate_seal.sealing import SealConfig
 
-    return SealConfig.from_env(Keyring.from_json(new_keyring_json())).qr_environment
+    return SealConfig.build(Keyring.from_json(new_keyring_json()),
+                            ValidateSealSettings.from_env()).qr_environment
 
 
 # --- 1. KSEF_ENV explicit, QR links follow it, TLS off this host ---------------------------

@@ -5,7 +5,6 @@ and initial deadline, and build the QR links a billing system prints on an offli
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from pipeline.ksef.qr import (
 )
 from pipeline.ksef_api.environments import qr_name, required_name
 from pipeline.runtime.private_files import read_private
+from pipeline.runtime.settings import ValidateSealSettings
 from pipeline.stages.s1_validate_seal.submission import CheckedInvoice
 from topics.records import SealedInvoice, SealedPrivate
 from topics.sealed import deflate, encode_sealed
@@ -82,11 +82,11 @@ def load_offline_certificates(directory: str | None, password: str | None = None
     return found
 
 
-def qr_environment_from_env() -> QrEnvironment:
+def qr_environment(settings: ValidateSealSettings) -> QrEnvironment:
     """The QR host of the links: KSEF_ENV's (production invoices get production links,
     the emulator's test ones); an explicit KSEF_QR_ENV that disagrees is refused."""
-    env_name = required_name(os.environ.get("KSEF_ENV"))
-    return QrEnvironment.parse(qr_name(env_name, os.environ.get("KSEF_QR_ENV")))
+    env_name = required_name(settings.ksef_env)
+    return QrEnvironment.parse(qr_name(env_name, settings.qr_env))
 
 
 @dataclass(frozen=True)
@@ -99,13 +99,15 @@ class SealConfig:
     level: int = 3
 
     @classmethod
-    def from_env(cls, keyring: Keyring) -> SealConfig:
+    def build(cls, keyring: Keyring, settings: ValidateSealSettings) -> SealConfig:
+        """The seal configuration of the stage's settings (QR host checked, offline
+        certificates loaded)."""
         return cls(
             keyring=keyring,
-            qr_environment=qr_environment_from_env(),
-            certificates=load_offline_certificates(os.environ.get("KSEF_OFFLINE_CERT_DIR"),
-                                                   os.environ.get("KSEF_OFFLINE_KEY_PASSWORD")),
-            level=int(os.environ.get("KSEF_PACK_LEVEL", "3")),
+            qr_environment=qr_environment(settings),
+            certificates=load_offline_certificates(settings.offline_cert_dir,
+                                                   settings.offline_key_password),
+            level=settings.pack_level,
         )
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import os
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -54,8 +53,9 @@ class AttachmentPolicy:
     everyone: bool = False
 
     @classmethod
-    def from_env(cls) -> AttachmentPolicy:
-        raw = os.environ.get("KSEF_ATTACHMENT_SELLERS", "").strip()
+    def parse(cls, raw: str) -> AttachmentPolicy:
+        """From KSEF_ATTACHMENT_SELLERS' value: NIPs separated by commas, or `*`."""
+        raw = raw.strip()
         if raw == "*":
             return cls(everyone=True)
         return cls(frozenset(n.strip() for n in raw.split(",") if n.strip()))

@@ -38,6 +38,7 @@ from pipeline.runtime import logs
 from pipeline.runtime.app import app, in_flight, metrics, produce, topic
 from pipeline.runtime.keyring_file import keyring_source
 from pipeline.runtime.replay_guard import ReplayGuard
+from pipeline.runtime.settings import ValidateSealSettings
 from pipeline.stages.s1_validate_seal.sealing import SealConfig, SealedOutput, seal_invoice
 from pipeline.stages.s1_validate_seal.submission import (
     STAGE,
@@ -65,9 +66,10 @@ submitted_topic = topic(SUBMITTED)
 
 checker = InvoiceChecker()
 guard = ReplayGuard(in_flight)
-policy = AttachmentPolicy.from_env()
+stage_settings = ValidateSealSettings.from_env()
+policy = AttachmentPolicy.parse(stage_settings.attachment_sellers)
 keyrings = keyring_source()  # re-read on change: a rotation needs no restart
-config = SealConfig.from_env(keyrings.get())
+config = SealConfig.build(keyrings.get(), stage_settings)
 READY_WAIT_S = 30.0
 
 

@@ -56,7 +56,8 @@ from pipeline.runtime.invoice_ledger import LedgerEntry, invoice_ledger, origin_
 from pipeline.runtime.key_hold import KeyHolds, key_found_alert, missing_key_alert
 from pipeline.runtime.keyring_file import keyring_source
 from pipeline.runtime.replay_guard import ReplayGuard
-from pipeline.runtime.settings import ROCKSDB_MEMORY
+from pipeline.runtime.settings import ROCKSDB_MEMORY, PackStageSettings
+from pipeline.runtime.spool_paths import spool_root
 from pipeline.stages.s2_pack.duplicates import (
     dedupe,
     duplicate_key,
@@ -84,7 +85,7 @@ sealed_topic = topic(SEALED)
 packed_topic = topic(PACKED)
 releases_topic = topic(RELEASES)
 
-settings = PackSettings.from_env(worker_settings.data_dir)
+settings = PackSettings.build(PackStageSettings.from_env(), spool_root(worker_settings))
 keyrings = keyring_source()  # re-read on change: a rotation needs no restart
 # Invoices sealed under a key the keyring lacks: held unacknowledged, not rejected,
 # and packed once the keyring file brings the key (checked on every tick).

@@ -4,7 +4,6 @@ when each must flush, and the manifest record a finished package becomes."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from pipeline.ksef.package.spool import (
     check_batch_id,
     sweep_spool,
 )
-from pipeline.runtime.spool_paths import spool_root
+from pipeline.runtime.settings import PackStageSettings
 from topics.codec import from_dict
 from topics.records import KafkaRef, PackedBatch, PackedInvoice, SealedInvoice
 
@@ -43,20 +42,19 @@ class PackSettings:
     sealed_max_age_s: float = 7 * 86400.0
 
     @classmethod
-    def from_env(cls, data_dir: str) -> PackSettings:
-        limits = BatchLimits(
-            max_invoices=int(os.environ.get("KSEF_BATCH_MAX_INVOICES", "10000")),
-            max_part_bytes=int(os.environ.get("KSEF_PART_BYTES", "100000000")),
-        )
+    def build(cls, stage: PackStageSettings, spool_dir: Path) -> PackSettings:
+        """The stage's settings (read from the environment by pipeline.runtime.settings)
+        as the packing decisions take them, with this worker's spool root."""
         return cls(
-            spool_dir=spool_root(data_dir),
-            linger_s=float(os.environ.get("KSEF_PACK_LINGER_S", "30")),
-            max_age_s=float(os.environ.get("KSEF_PACK_MAX_AGE_S", "300")),
-            limits=limits,
-            archive_format=PackageFormat.parse(os.environ.get("KSEF_PACK_FORMAT", "zip")),
-            deflate_level=int(os.environ.get("KSEF_PACK_LEVEL", "3")),
-            deadline_safety_s=float(os.environ.get("KSEF_DEADLINE_SAFETY_S", "3600")),
-            deadline_fill_s=float(os.environ.get("KSEF_DEADLINE_FILL_S", "10")),
+            spool_dir=spool_dir,
+            linger_s=stage.linger_s,
+            max_age_s=stage.max_age_s,
+            limits=BatchLimits(max_invoices=stage.max_invoices,
+                               max_part_bytes=stage.max_part_bytes),
+            archive_format=PackageFormat.parse(stage.archive_format),
+            deflate_level=stage.deflate_level,
+            deadline_safety_s=stage.deadline_safety_s,
+            deadline_fill_s=stage.deadline_fill_s,
         )
 
 

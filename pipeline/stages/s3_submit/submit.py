@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
-import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +59,7 @@ from pipeline.runtime.kafka_reads import SequentialReader
 from pipeline.runtime.key_hold import missing_key_alert
 from pipeline.runtime.keyring_file import keyring_source
 from pipeline.runtime.session_follow import sessions_follower
+from pipeline.runtime.settings import ObservedOutageSettings, SubmitStageSettings
 from pipeline.runtime.spool_paths import batch_spool, drop_batch_spool, spool_root
 from pipeline.stages.s3_submit.batch_queue import BatchQueue
 from pipeline.stages.s3_submit.credential_hold import (
@@ -92,11 +92,13 @@ packed_topic = topic(PACKED)
 sessions_topic = topic(SESSIONS)
 rejected_topic = topic(REJECTED)
 
-CONCURRENCY = int(os.environ.get("KSEF_SUBMIT_CONCURRENCY", "2"))
+stage_settings = SubmitStageSettings.from_env()
+CONCURRENCY = stage_settings.concurrency
 UPLOAD_WINDOW_PER_PART = dt.timedelta(minutes=20)
 
 follower = mode_follower()
-health = HealthReporter(publish_announcement, lambda: follower.state)
+health = HealthReporter(publish_announcement, lambda: follower.state, threshold=dt.timedelta(
+    seconds=ObservedOutageSettings.from_env().outage_after_s))
 clients = KsefClients(KsefSettings.from_env(),
                       observer=request_observer(metrics, health.observe))
 watch_headroom(metrics, clients.headroom)
@@ -104,15 +106,15 @@ keyrings = keyring_source()  # re-read on change: a rotation needs no restart
 missing_keys: set[str] = set()  # key ids alerted as missing (once each)
 KEY_RECHECK_S = 5.0
 # Batch directories are derived from this root and the batch id, never from a record.
-SPOOL_ROOT = spool_root(worker_settings.data_dir)
+SPOOL_ROOT = spool_root(worker_settings)
 journal = Journal()
 sessions = sessions_follower()
 sessions.subscribe(journal.apply)
 waiting = BatchQueue()
 state: dict[str, Any] = {"stream": None, "dispatchers": []}
 
-RECHECK_S = float(os.environ.get("KSEF_CREDENTIAL_RECHECK_S", "30"))
-CREDENTIAL_CHECK_S = float(os.environ.get("KSEF_CREDENTIAL_CHECK_S", "3600"))
+RECHECK_S = stage_settings.credential_recheck_s
+CREDENTIAL_CHECK_S = stage_settings.credential_check_s
 FILES_POLL_S = 1.0
 holds = Holds(dt.timedelta(seconds=RECHECK_S))
 opened_here: set[str] = set()  # batch sessions this worker opened and has not closed yet
@@ -360,7 +362,7 @@ async def _submit_with_policy(rec: PackedBatch) -> str:
     return SETTLED
 
 
-HOLD_PROBE_S = float(os.environ.get("KSEF_HOLD_PROBE_S", "5"))
+HOLD_PROBE_S = stage_settings.hold_probe_s
 
 
 async def _hold_while_announced() -> None:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 from typing import Any
 
 import faust
@@ -31,6 +30,7 @@ from pipeline.runtime.backoff import Backoff
 from pipeline.runtime.deliveries import Deliveries
 from pipeline.runtime.invoice_ledger import already_final, invoice_ledger
 from pipeline.runtime.session_follow import sessions_follower
+from pipeline.runtime.settings import SettleStageSettings
 from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO
 from topics.codec import decode, encode
 from topics.records import InvoiceOutcome, SessionStep, UpoDocument
@@ -42,7 +42,7 @@ log = logs.get(__name__)
 sessions_topic = topic(SESSIONS)
 upo_topic = topic(UPO)
 
-CONCURRENCY = int(os.environ.get("KSEF_UPO_CONCURRENCY", "4"))
+CONCURRENCY = SettleStageSettings.from_env().concurrency
 ACCEPTED = 200
 DUPLICATE = 440
 KSEF_REASONS = {410: "permissions", 415: "attachments-not-allowed", 430: "schema",
