@@ -269,7 +269,7 @@ def start_worker(sandbox: KafkaSandbox, tmp: Path, *args: str, data_dir: Path | 
     if not ({"KSEF_KEYRING_FILE", "KSEF_KEYRING"} & set(env)):
         env = {**env, "KSEF_KEYRING_FILE": str(sandbox_keyring(tmp))}
     log_path = data_dir / "worker.log"
-    cmd = [sys.executable, "-m", "pipeline.cli.main", "worker", "--web-port", str(free_port()),
+    cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--web-port", str(free_port()),
            "--data-dir", str(data_dir), *args]
     with log_path.open("ab") as log:
         # KSEF_ENV has no default (a worker refuses to start without it): tests talk to the

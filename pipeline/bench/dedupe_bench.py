@@ -87,7 +87,7 @@ def start_and_measure(env: dict[str, str], data_dir: Path, timeout_s: float
     """(seconds to recovery, RSS MB then) of one pack worker, stopped afterwards."""
     log_path = data_dir / "worker.log"
     offset = log_path.stat().st_size if log_path.exists() else 0
-    cmd = [sys.executable, "-m", "pipeline.cli.main", "worker", "--stages", "pack",
+    cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--stages", "pack",
            "--web-port", str(free_port()), "--data-dir", str(data_dir)]
     started = time.monotonic()
     with contextlib.redirect_stdout(sys.stderr), \

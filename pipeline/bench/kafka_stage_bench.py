@@ -242,7 +242,7 @@ def run_stage(kafka: KafkaSettings, workdir: Path, profile: str,
         pids = []
         for n in range(workers):
             worker_dir = workdir / f"worker-{catalog.prefix.rstrip('.')}-{n}"
-            cmd = [sys.executable, "-m", "pipeline.cli.main", "worker", "--stages", stages,
+            cmd = [sys.executable, "-m", "pipeline.cli", "worker", "--stages", stages,
                    "--web-port", str(free_port()), "--data-dir", str(worker_dir),
                    *(f"--module={module}" for module in modules)]
             pids.append(stack.enter_context(process(

@@ -185,7 +185,7 @@ def _chaos(args: argparse.Namespace, run: int, seed: int, var: Path, stack: Exit
                KSEF_CREDENTIALS_FILE=str(credentials), KSEF_KEYRING_FILE=str(keyring),
                KSEF_PACK_LINGER_S="3", KSEF_SPOOL_DIR=str(var / "spool"),
                KSEF_LATARNIA_POLL_S="2", KSEF_MODE_TICK_S="1", KSEF_HOLD_PROBE_S="1")
-    workers = [Worker(i, [sys.executable, "-m", "pipeline.cli.main", "worker", "--web-port",
+    workers = [Worker(i, [sys.executable, "-m", "pipeline.cli", "worker", "--web-port",
                           str(free_port()), "--data-dir", str(var / f"worker-{i}")],
                       env, var / f"worker-{i}.log") for i in range(args.workers)]
     for w in workers:

@@ -46,7 +46,7 @@ def topic_catalog(bootstrap: str) -> tuple[Any, Any, dict[str, str]]:
 
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "PYTHONUNBUFFERED": "1",
            "KSEF_TOPIC_PREFIX": "", "KSEF_TOPIC_PARTITIONS": "8"}
-    subprocess.run([sys.executable, "-m", "pipeline.cli.main", "topics", "create"], env=env,
+    subprocess.run([sys.executable, "-m", "pipeline.cli", "topics", "create"], env=env,
                    check=True, stdout=subprocess.DEVNULL)
     return KafkaSettings(bootstrap_servers=bootstrap), CatalogSettings(partitions=8), env
 
@@ -189,7 +189,7 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     for i in range(args.workers):
         port = free_port()
         ports.append(port)
-        cmds.append([sys.executable, "-m", "pipeline.cli.main", "worker", "--web-port", str(port),
+        cmds.append([sys.executable, "-m", "pipeline.cli", "worker", "--web-port", str(port),
                      "--data-dir", str(var / f"worker-{i}")])
         procs.append(stack.enter_context(
             process(f"worker {i}", cmds[i], env, var / f"worker-{i}.log")))

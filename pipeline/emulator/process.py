@@ -90,7 +90,7 @@ def start_emulator(data_dir: Path, *args: str, log_path: Path | None = None,
     marker.unlink(missing_ok=True)
     token = write_token_file(data_dir / ADMIN_TOKEN_FILE, "launcher")
     log = (log_path or data_dir / "emulator.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli.main", "emulator", "--data-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "emulator", "--data-dir",
                              str(data_dir), "--admin-token-file", str(data_dir / ADMIN_TOKEN_FILE),
                              *args], stdout=log, stderr=subprocess.STDOUT,
                             cwd=cwd, env=env, start_new_session=True)

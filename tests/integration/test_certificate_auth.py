@@ -76,7 +76,7 @@ def test_token_rsa_and_ecdsa_sellers_deliver_and_a_revoked_one_waits_until_enrol
         seal = mint(ec_nip, "ec").write(tmp_path / "seal", "seal")  # a qualified seal
         env = {**stack.sandbox.env(**stack.env)}
         enrolled = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli.main", "credentials", "enroll", "--nip", ec_nip,
+            [sys.executable, "-m", "pipeline.cli", "credentials", "enroll", "--nip", ec_nip,
              "--type", "Authentication", "--auth-cert", str(seal[0]),
              "--auth-key", str(seal[1])],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

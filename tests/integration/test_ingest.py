@@ -16,7 +16,7 @@ from topics.catalog import SUBMITTED
 
 
 def _ingest(sandbox: KafkaSandbox, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli.main", "ingest", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", "ingest", *args], cwd=REPO,
                           env=sandbox.env(), capture_output=True, text=True, timeout=120)
 
 

@@ -187,14 +187,14 @@ def test_malformed_events_files_exit_2(
 def test_console_script_end_to_end(tmp_path: Path) -> None:
     events = events_file(tmp_path, OFFICIAL)
     ok = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli.main", "deadline", "--mode", "offline24",
+        [sys.executable, "-m", "pipeline.cli", "deadline", "--mode", "offline24",
          "--issued", "2025-07-08", "--events", events],
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert ok.returncode == 0 and ok.stderr == ""
     assert json.loads(ok.stdout)["deadline"] == "2025-07-22"
     bad = subprocess.run(
-        [sys.executable, "-m", "pipeline.cli.main", "deadline", "--mode", "sometimes",
+        [sys.executable, "-m", "pipeline.cli", "deadline", "--mode", "sometimes",
          "--issued", "2025-07-08"],
         capture_output=True, text=True, check=False,
     )  # fmt: skip

@@ -70,7 +70,7 @@ def _worker(tmp_path: Path, stages: str, **env: str) -> subprocess.CompletedProc
     data = tmp_path / "data" / "worker-0"
     try:
         return subprocess.run(
-            [sys.executable, "-m", "pipeline.cli.main", "worker", "--stages", stages,
+            [sys.executable, "-m", "pipeline.cli", "worker", "--stages", stages,
              "--data-dir", str(data)], cwd=tmp_path, env=base, capture_output=True,
             text=True, timeout=60)
     except subprocess.TimeoutExpired:

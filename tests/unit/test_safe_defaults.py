@@ -70,7 +70,7 @@ def test_a_worker_without_ksef_env_refuses_to_start() -> None:
                    KSEF_TOPIC_MIN_ISR="1", PYTHONPATH=str(REPO))
     started = time.monotonic()
     try:
-        out = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "worker",
+        out = subprocess.run([sys.executable, "-m", "pipeline.cli", "worker",
                               "--web-port", "0"], cwd=REPO, env=environ,
                              capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:

@@ -28,7 +28,7 @@ async def spawn(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     token_file = data_dir / "admin-token"
     if not token_file.exists():
         write_token_file(token_file)
-    command = [sys.executable, "-m", "pipeline.cli.main", "emulator", "--port", "0",
+    command = [sys.executable, "-m", "pipeline.cli", "emulator", "--port", "0",
                "--data-dir", str(data_dir), "--limits", "off", "--workers", "0",
                "--admin-token-file", str(token_file)]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,

@@ -115,7 +115,7 @@ def test_latarnia_unreachable_is_unknown_with_an_alert(
 
 
 def _announce(sandbox: KafkaSandbox, *args: str) -> Announcement:
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli.main", "announce", *args], cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "announce", *args], cwd=REPO,
                          env=sandbox.env(), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return Announcement(**orjson.loads(out.stdout))

@@ -46,7 +46,7 @@ OTHER_SELLER = "1111111111"
 
 
 def _cli(sandbox: KafkaSandbox, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli.main", *args], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=REPO,
                           env=sandbox.env(), capture_output=True, text=True, timeout=180)
 
 
