@@ -83,7 +83,8 @@ def dedupe(inv: Numbered, seen: str | None) -> tuple[str | None, Rejection | Non
     """Given what the table holds for the invoice's key, the value to store and a rejection.
 
     The stored value is "invoice_id sha256". The same id with the same bytes is a replay
-    (passes again, idempotent downstream); anything else under the same key is a duplicate.
+    (passes again, idempotent downstream), and so is a technical correction naming the
+    holder's hash; anything else under the same key is a duplicate.
     """
     mine = held_value(inv.invoice_id, inv.sha256)
     if seen is None:
@@ -92,7 +93,11 @@ def dedupe(inv: Numbered, seen: str | None) -> tuple[str | None, Rejection | Non
         return None, None
     original_id, _, original_hash = seen.partition(" ")
     if inv.technical_correction_of and inv.technical_correction_of == original_hash:
-        return mine, None  # a technical correction replaces the rejected original
+        # A technical correction of the invoice holding the number passes, and the
+        # holder keeps it: KSeF takes a correction only of an invoice it rejected (whose
+        # release then frees the number), and refuses one of an accepted or unsettled
+        # invoice; that refusal must not give the holder's number away.
+        return None, None
     if original_id == inv.invoice_id:
         why = "was already submitted with different content under the same invoice id"
     else:

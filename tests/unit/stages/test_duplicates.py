@@ -58,12 +58,36 @@ def test_dedupe_replay_passes_other_bytes_or_ids_are_duplicates() -> None:
     assert other_bytes is not None and "different content" in other_bytes.message
 
 
-def test_technical_correction_replaces_its_original() -> None:
+def test_a_technical_correction_passes_and_takes_a_number_its_original_gave_back() -> None:
     first = _validated("a", invoice(seed=1))
     stored, _ = dedupe(first, None)
     fix = _validated("a-fix", invoice(seed=2), correction=first.sha256)
-    new, rej = dedupe(fix, stored)
+    # the original rejected by KSeF: its release freed the number, the correction takes it
+    new, rej = dedupe(fix, None)
     assert rej is None and new is not None and fix.sha256 in new
+    # the original still holds it (accepted, or not settled yet): the correction passes
+    # (KSeF decides) and the number stays with the original
+    assert dedupe(fix, stored) == (None, None)
+
+
+def test_a_refused_correction_of_an_accepted_invoice_frees_no_number() -> None:
+    """Found by running it: KSeF refused (21167) a correction of an accepted invoice, its
+    rejection released the number, and a copy of the accepted invoice passed the check."""
+    first = _validated("a", invoice(seed=1))
+    stored, _ = dedupe(first, None)
+    assert stored is not None
+    fix = _validated("a-fix", invoice(seed=2), correction=first.sha256)
+    assert dedupe(fix, stored) == (None, None)
+    refused = Rejection(invoice_id=fix.invoice_id, stage="submit", code=400,
+                        reason="correction-refused", message="21167",
+                        rejected_at="2026-11-20T10:00:00+00:00", seller_nip=fix.seller_nip,
+                        invoice_number=fix.invoice_number, sha256=fix.sha256)
+    release = release_for(refused)
+    assert release is not None
+    # the pack stage frees a key only where the table holds the released invoice
+    assert held_value(release.invoice_id, release.sha256) != stored
+    _, copy = dedupe(_validated("a-copy", invoice(seed=1)), stored)
+    assert copy is not None and copy.reason == "duplicate"
 
 
 def _rejection(stage: str, reason: str, **fields: object) -> Rejection:
