@@ -26,6 +26,8 @@ class BatchProgress:
     session_ref: str | None = None
     opened: dict[str, Any] = field(default_factory=dict)  # details of the opened step
     parts_done: set[int] = field(default_factory=set)
+    # the `.submitted` record a closed correction (interactive lane) answered
+    origin: str | None = None
 
 
 class Journal:
@@ -57,6 +59,8 @@ class Journal:
         if step.step == OPENED:
             progress.opened = dict(step.details)
             progress.parts_done = set()
+        if step.step == CLOSED and isinstance(step.details.get("origin"), str):
+            progress.origin = step.details["origin"]
 
     def get(self, batch_id: str) -> BatchProgress | None:
         return self.batches.get(batch_id)

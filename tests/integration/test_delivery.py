@@ -18,7 +18,7 @@ from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from tests.integration.delivery_harness import Stack, build_stack, ingest, session_steps
 from tests.integration.modes.helpers import Watcher
 from tests.kafka_harness import GAVE_UP_A_SHARE, OWNS_A_SHARE, KafkaSandbox, Worker
-from topics.catalog import MODE, OUTCOMES, PACKED, REJECTED, SESSIONS, SUBMITTED
+from topics.catalog import CORRECTIONS, MODE, OUTCOMES, PACKED, REJECTED, SESSIONS, SUBMITTED
 from topics.codec import decode
 from topics.records import InvoiceOutcome, ModeState, PackedBatch, Rejection, SessionStep
 
@@ -338,12 +338,15 @@ def test_lost_spool_is_rebuilt_from_kafka(sandbox: KafkaSandbox, tmp_path: Path)
     assert {s.details["package_sha256"] for s in rebuilt} == {b.package_sha256 for b in originals}
 
 
-def _send_a_correction(sandbox: KafkaSandbox, tmp_path: Path, lost: str, replays: int = 0
+def _send_a_correction(sandbox: KafkaSandbox, tmp_path: Path, lost: str, replays: int = 0,
+                       redeliveries: int = 0
                        ) -> tuple[InvoiceOutcome, list[SessionStep], Stack, str, list[str]]:
     """A 450 for an original, then its technical correction with the answer to the
-    request at path `lost` reset after KSeF acted on it, then `replays` more copies of
-    the correction; the first outcome (all of them must agree), the session steps, the
-    stack, the worker's log and the rejections of the correction."""
+    request at path `lost` reset after KSeF acted on it, then `redeliveries` copies of
+    its record on the corrections topic (as pack forwards it again after a crash), then
+    `replays` more copies of the correction from the producer; the first outcome (all of
+    them must agree), the session steps, the stack, the worker's log and the rejections
+    of the correction."""
     (seller,) = seller_nips(1, seed=404)
     stack = build_stack(sandbox, tmp_path, [seller])
     today = polish_today()
@@ -362,6 +365,16 @@ def _send_a_correction(sandbox: KafkaSandbox, tmp_path: Path, lost: str, replays
         sandbox.produce(SUBMITTED, [(b"tc-corrected", corrected)],
                         headers={"ksef-technical-correction-of": sha256_b64(original)})
         outcome = sandbox.consume(OUTCOMES, 1, timeout_s=180)
+        if redeliveries:
+            (forwarded,) = sandbox.consume(CORRECTIONS, 1, timeout_s=60)
+            producer = sandbox.producer()
+            for _ in range(redeliveries):
+                producer.produce(forwarded.topic(), key=forwarded.key(),
+                                 value=forwarded.value(), partition=forwarded.partition())
+            assert producer.flush(30) == 0
+            again = "correction delivered again; it was sent already"
+            worker.wait_for_log("(?s)" + ".*".join([again] * redeliveries),
+                                f"{redeliveries} redeliveries of the correction acknowledged")
         for _ in range(replays):
             assert outcome, worker.log()[-3000:]
             sandbox.produce(SUBMITTED, [(b"tc-corrected", corrected)],
@@ -404,11 +417,12 @@ def test_a_correction_whose_send_answer_was_lost_is_found_in_its_session_not_res
     new session would be refused (21166) and the correction reported as refused. A
     replay of it afterwards gets the same KSeF number again, and is not sent either."""
     _, steps, stack, log, refused = _send_a_correction(
-        sandbox, tmp_path, "/v2/sessions/online/*/invoices", replays=1)
+        sandbox, tmp_path, "/v2/sessions/online/*/invoices", replays=1, redeliveries=2)
     assert refused == []
     online = [s for s in steps if s.kind == "online"]
     assert [s.step for s in online].count("opening") == 1, online
     assert "correction found in its earlier session" in log
-    assert "correction already sent; its outcome is reported again" in log  # the replay
+    # the replay gets its record once; the two redeliveries none (one more outcome in all)
+    assert log.count("correction already sent; its outcome is reported again") == 1, log
     held = stack.emulator_invoices()
     assert Counter(c for _, _, c in held) == {450: 1, 200: 1}

@@ -55,6 +55,7 @@ from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.runtime import logs
 from pipeline.runtime.app import app, kafka_settings, metrics, topic, worker_settings
 from pipeline.runtime.backoff import Backoff
+from pipeline.runtime.invoice_ledger import origin_text
 from pipeline.runtime.kafka_reads import SequentialReader
 from pipeline.runtime.key_hold import missing_key_alert
 from pipeline.runtime.keyring_file import keyring_source
@@ -524,12 +525,8 @@ async def _send_correction(inv: SealedInvoice, record: bytes) -> None:
     batch_id = correction_id(inv)
     progress = journal.get(batch_id)
     if progress is not None and progress.step in FINAL:
-        if progress.session_ref:  # a replay: KSeF's verdict on the first send, once more
-            log.info("correction already sent; its outcome is reported again",
-                     invoice_id=inv.invoice_id, session_ref=progress.session_ref)
-            await _journal_correction_closed(
-                inv, f"{batch_id}-again-{uuid.uuid4().hex[:8]}", progress.session_ref,
-                again=True)
+        if progress.session_ref:
+            await _answer_again(inv, batch_id, progress.session_ref, progress.origin)
         return
     client = clients.client(inv.seller_nip)
     earlier = progress.session_ref if progress is not None else None
@@ -557,10 +554,37 @@ async def _send_correction(inv: SealedInvoice, record: bytes) -> None:
     log.info("technical correction sent", invoice_id=inv.invoice_id, session_ref=ref)
 
 
+async def _answer_again(inv: SealedInvoice, batch_id: str, ref: str,
+                        sent_for: str | None) -> None:
+    """A correction already sent, delivered again. The same `.submitted` record (pack
+    forwards it again after a crash or a rebalance, or validate sealed it twice) adds
+    nothing; a producer's replay (a new record) gets KSeF's verdict on the first send
+    once more, once per replay record: the upo stage reports that session again."""
+    origin = origin_text(inv.origin)
+    if origin is not None and origin == sent_for:
+        log.info("correction delivered again; it was sent already", invoice_id=inv.invoice_id,
+                 session_ref=ref)
+        return
+    tag = (hashlib.sha256(origin.encode()).hexdigest()[:16] if origin is not None
+           else uuid.uuid4().hex[:16])
+    again_id = f"{batch_id}-again-{tag}"
+    answered = journal.get(again_id)
+    if answered is not None and answered.step in FINAL:
+        log.info("replay of a sent correction answered already", invoice_id=inv.invoice_id,
+                 session_ref=ref)
+        return
+    log.info("correction already sent; its outcome is reported again",
+             invoice_id=inv.invoice_id, session_ref=ref)
+    await _journal_correction_closed(inv, again_id, ref, again=True)
+
+
 async def _journal_correction_closed(inv: SealedInvoice, batch_id: str, ref: str,
                                     again: bool = False) -> None:
     details: dict[str, Any] = {
         "invoice_count": 1, "invoices": [[inv.invoice_id, inv.sha256, inv.invoice_number]]}
+    origin = origin_text(inv.origin)
+    if origin is not None:  # the `.submitted` record this answers (see _answer_again)
+        details["origin"] = origin
     if again:  # the upo stage reports it even though the outcome is on the topic already
         details["again"] = True
     await _journal_step(batch_id, inv.seller_nip, CLOSED, ref, "online", details)

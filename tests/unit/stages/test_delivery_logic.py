@@ -130,6 +130,20 @@ def test_journal_tracks_resume_point_and_ignores_late_duplicates() -> None:
     assert progress is not None and progress.step == COMPLETED
 
 
+def test_journal_keeps_the_submitted_record_a_closed_correction_answered() -> None:
+    """The interactive lane tells a redelivered correction (the same `.submitted`
+    record: nothing to do) from a producer's replay (a new one: reported again)."""
+    j = Journal()
+    j.apply(step(OPENING, None))
+    j.apply(step(OPENED))
+    progress = j.get("b1")
+    assert progress is not None and progress.origin is None
+    j.apply(step(CLOSED, origin="t.ksef.invoices.submitted/3/17"))
+    j.apply(step(COMPLETED))
+    progress = j.get("b1")
+    assert progress is not None and progress.origin == "t.ksef.invoices.submitted/3/17"
+
+
 def test_upo_entries_are_read_back() -> None:
     invoices = [{"seller_nip": SELLER, "ksef_number": f"{SELLER}-20261120-0000000000{i:02X}-00",
                  "invoice_number": f"N/{i}", "issue_date": "2026-11-20",
