@@ -24,10 +24,9 @@ from pipeline.ksef.keyring import Keyring, KeyringError
 from pipeline.modes.replay import Replayable, from_sealed, from_submitted, plan
 from pipeline.progress import Progress
 from pipeline.runtime.invoice_producer import InvoiceProducer
-from pipeline.runtime.kafka_reads import read_all
 from pipeline.runtime.keyring_file import NoKeyringError, load_keyring, read_keyring_file
 from pipeline.runtime.settings import KafkaSettings
-from pipeline.runtime.topic_reads import RawRecord, fetch_records, read_latest
+from pipeline.runtime.topic_reads import RawRecord, fetch_records, read_all, read_latest
 from topics import CatalogSettings, topic_name
 from topics.catalog import OUTCOMES, REJECTED, SUBMITTED
 from topics.records import KafkaRef, Rejection

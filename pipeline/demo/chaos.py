@@ -292,7 +292,7 @@ def _storm(emulator: Any, kind: str, stop: threading.Event) -> None:
 def _count(report: Report, ledger: Any, kafka: Any, catalog: Any, emulator_dir: Path) -> None:
     import asyncio
 
-    from pipeline.runtime.kafka_reads import read_all
+    from pipeline.runtime.topic_reads import read_all
     from topics import topic_name
     from topics.catalog import OUTCOMES, SESSIONS
     from topics.records import InvoiceOutcome, SessionStep

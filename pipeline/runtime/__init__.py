@@ -7,8 +7,8 @@ everything that touches a broker, a consumer group, a table or the process lives
   `faust_fixes` (commit, rebalance and producer corrections), `recovery_watch`,
   `stop_deadline`, `replay_guard` and `deliveries` (acknowledging events exactly when
   their work is done), `key_hold` (events waiting for a keyring key);
-- every Kafka client (`clients`); readers and writers outside Faust: `kafka_reads`,
-  `topic_reads`, `topic_follower`, `session_follow`, `forwarding`, `invoice_producer`
+- every Kafka client (`clients`); readers and writers outside Faust: `topic_reads`,
+  `topic_follower`, `session_follow`, `forwarding`, `invoice_producer`
   (billing systems' producer), `topic_admin`; `spool_paths` (batch files on disk);
 - state beside the tables: `invoice_ledger`;
 - the process: `settings` (the worker's and the Kafka client's settings), `logs`,

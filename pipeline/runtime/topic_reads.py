@@ -1,12 +1,16 @@
-"""Group-less reads the mode-state stream needs beyond `pipeline.runtime.kafka_reads`:
-the latest value per key of compacted topics (tombstones honoured), and records by
-coordinates with their headers, read sequentially when they lie close together.
+"""Reads of topics outside any consumer group (group-less, so they never join or disturb
+the Faust group): a whole topic to its current end (`read_all`), the latest value per
+key of compacted topics (tombstones honoured), and records by coordinates with their
+headers, read sequentially when they lie close together (`fetch_records`,
+`SequentialReader`, for rebuilding a package).
 
-Blocking (confluent-kafka); call from a thread in async code.
+Blocking (confluent-kafka), except `read_all`, which runs in a thread for async code.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import uuid
 from collections import defaultdict
@@ -14,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 
 from pipeline.runtime.clients import kafka_consumer
 from pipeline.runtime.settings import KafkaSettings
@@ -31,10 +35,10 @@ SEEK_GAP = 5_000  # farther apart than this, seek instead of reading through
 
 def _consumer(kafka: KafkaSettings) -> Consumer:
     return kafka_consumer(kafka, **{
-        "group.id": f"mode-reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
+        "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False,
         "enable.partition.eof": True, "fetch.max.bytes": 32 * 1024 * 1024,
         "max.partition.fetch.bytes": 16 * 1024 * 1024, "auto.offset.reset": "earliest",
-        "log_level": 2,
+        "log_level": 3,
         # through Python logging, so a lost broker is logged once (pipeline.runtime.broker_log)
         "logger": logging.getLogger("librdkafka")})
 
@@ -178,3 +182,82 @@ def catalog_records(spec: TopicSpec, record: type[T]) -> list[T]:
     (KAFKA_BOOTSTRAP_SERVERS, KSEF_TOPIC_PREFIX): what the operator commands read."""
     return latest_records(KafkaSettings.from_env(),
                           topic_name(spec, CatalogSettings.from_env()), record)
+
+
+def _read_all(kafka: KafkaSettings, topic: str, record: type[T],
+              since_ms: int | None = None) -> list[T]:
+    consumer = _consumer(kafka)
+    try:
+        meta = consumer.list_topics(topic, timeout=30).topics.get(topic)
+        if meta is None or not meta.partitions:
+            return []
+        parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(meta.partitions)]
+        if since_ms is not None:
+            stamps = [TopicPartition(topic, p, since_ms) for p in sorted(meta.partitions)]
+            parts = [tp if tp.offset >= 0 else TopicPartition(topic, tp.partition, 1 << 62)
+                     for tp in consumer.offsets_for_times(stamps, timeout=30)]
+        ends = {}
+        for tp in parts:
+            low, high = consumer.get_watermark_offsets(tp, timeout=30)
+            if high > max(low, tp.offset if tp.offset >= 0 else low):
+                ends[tp.partition] = high
+        if not ends:
+            return []
+        consumer.assign([tp for tp in parts if tp.partition in ends])
+        out: list[T] = []
+        while ends:
+            msg = consumer.poll(POLL_S)
+            if msg is None:
+                continue
+            if msg.error():
+                if msg.error().code() == KafkaError._PARTITION_EOF:
+                    ends.pop(msg.partition(), None)
+                    continue
+                raise RuntimeError(f"reading {topic}: {msg.error()}")
+            value = msg.value()
+            if value is not None:
+                with contextlib.suppress(ValueError, TypeError):
+                    out.append(decode(record, value))
+            if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+                ends.pop(msg.partition(), None)
+        return out
+    finally:
+        consumer.close()
+
+
+async def read_all(kafka: KafkaSettings, topic: str, record: type[T],
+                   since_ms: int | None = None) -> list[T]:
+    """Every record of `topic` from the beginning (or from `since_ms`, a timestamp) to its
+    current end; undecodable records are skipped (only foreign garbage can be undecodable
+    on our own topics)."""
+    return await asyncio.to_thread(_read_all, kafka, topic, record, since_ms)
+
+
+class SequentialReader:
+    """Fetch records by coordinates, cheaply when asked in increasing offset order per
+    partition (a package's invoices are); blocking, for use in a worker thread."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._consumer = _consumer(kafka)
+        self._positions: dict[tuple[str, int], int] = {}
+        self._ahead: dict[KafkaRef, bytes] = {}
+
+    def get(self, ref: KafkaRef) -> bytes:
+        if ref in self._ahead:
+            return self._ahead.pop(ref)
+        key = (ref.topic, ref.partition)
+        if self._positions.get(key) != ref.offset:
+            self._consumer.assign([TopicPartition(ref.topic, ref.partition, ref.offset)])
+        for _, msg in _messages(self._consumer, str(ref)):
+            if msg is None:
+                raise LookupError(f"{ref} is gone (past retention?)")
+            offset = msg.offset() or 0
+            self._positions[key] = offset + 1
+            if offset == ref.offset:
+                return bytes(msg.value() or b"")
+            if offset > ref.offset:
+                raise LookupError(f"{ref} is gone (compacted or past retention)")
+        raise AssertionError("unreachable: _messages never ends")
+
+    def close(self) -> None:
+        self._consumer.close()

@@ -99,8 +99,8 @@ def test_the_watch_thread_says_reachable_again() -> None:
 def test_the_group_less_readers_librdkafka_lines_go_through_the_same_filter() -> None:
     import time
 
-    from pipeline.runtime.kafka_reads import _consumer
     from pipeline.runtime.settings import KafkaSettings
+    from pipeline.runtime.topic_reads import _consumer
 
     lines: list[str] = []
 

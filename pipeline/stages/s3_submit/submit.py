@@ -56,12 +56,12 @@ from pipeline.runtime import logs
 from pipeline.runtime.app import app, kafka_settings, metrics, topic, worker_settings
 from pipeline.runtime.backoff import Backoff
 from pipeline.runtime.invoice_ledger import origin_text
-from pipeline.runtime.kafka_reads import SequentialReader
 from pipeline.runtime.key_hold import missing_key_alert
 from pipeline.runtime.keyring_file import keyring_source
 from pipeline.runtime.session_follow import sessions_follower
 from pipeline.runtime.settings import ObservedOutageSettings, SubmitStageSettings
 from pipeline.runtime.spool_paths import batch_spool, drop_batch_spool, spool_root
+from pipeline.runtime.topic_reads import SequentialReader
 from pipeline.stages.s3_submit.batch_queue import BatchQueue
 from pipeline.stages.s3_submit.credential_hold import (
     Decision,
