@@ -9,6 +9,10 @@ to settle and counts what the pipeline promises never happens:
     lost                     invoices with neither an outcome nor a rejection
     in KSeF twice            invoice hashes KSeF accepted more than once
     repeated outcomes        outcome records beyond one per invoice id
+    accepted and rejected    invoice ids with an outcome and a rejection both
+    repeated rejections      (shown, not a failure) rejection records beyond one per
+                             invoice id: a record redelivered after a SIGKILL may be
+                             rejected again (at least once); after clean stops, 0
     resent sessions          a batch closed in a second KSeF session (KSeF met invoices it
                              had already: 440)
     abandoned sessions       (shown, not a failure) sessions KSeF opened whose answer was
@@ -110,6 +114,8 @@ class Report:
     lost: int = 0
     in_ksef_twice: int = 0
     repeated_outcomes: int = 0
+    accepted_and_rejected: int = 0
+    repeated_rejections: int = 0  # shown: at least once after a SIGKILL
     resent_sessions: int = 0
     abandoned_sessions: int = 0  # opened in KSeF, answer lost: never used, closed by KSeF
     settle_s: float = 0.0
@@ -119,12 +125,14 @@ class Report:
 
     def clean(self) -> bool:
         return not (self.lost or self.in_ksef_twice or self.repeated_outcomes
-                    or self.resent_sessions)
+                    or self.accepted_and_rejected or self.resent_sessions)
 
     def line(self) -> str:
         return (f"run {self.run}: submitted={self.submitted} accepted={self.accepted} "
                 f"rejected={self.rejected} lost={self.lost} in_ksef_twice={self.in_ksef_twice} "
                 f"repeated_outcomes={self.repeated_outcomes} "
+                f"accepted_and_rejected={self.accepted_and_rejected} "
+                f"repeated_rejections={self.repeated_rejections} "
                 f"resent_sessions={self.resent_sessions} "
                 f"abandoned_sessions={self.abandoned_sessions} settle_s={self.settle_s:.1f} "
                 f"seconds={self.seconds:.0f}")
@@ -294,8 +302,8 @@ def _count(report: Report, ledger: Any, kafka: Any, catalog: Any, emulator_dir: 
 
     from pipeline.runtime.topic_reads import read_all
     from topics import topic_name
-    from topics.catalog import OUTCOMES, SESSIONS
-    from topics.records import InvoiceOutcome, SessionStep
+    from topics.catalog import OUTCOMES, REJECTED, SESSIONS
+    from topics.records import InvoiceOutcome, Rejection, SessionStep
 
     with ledger.lock:
         report.accepted = len(ledger.expected & ledger.accepted.keys())
@@ -306,6 +314,10 @@ def _count(report: Report, ledger: Any, kafka: Any, catalog: Any, emulator_dir: 
     outcomes = asyncio.run(read_all(kafka, topic_name(OUTCOMES, catalog), InvoiceOutcome))
     per_id = Counter(o.invoice_id for o in outcomes)
     report.repeated_outcomes = sum(n - 1 for n in per_id.values())
+    rejections = asyncio.run(read_all(kafka, topic_name(REJECTED, catalog), Rejection))
+    refused = Counter(r.invoice_id for r in rejections)
+    report.repeated_rejections = sum(n - 1 for n in refused.values())
+    report.accepted_and_rejected = len(per_id.keys() & refused.keys())
     steps = asyncio.run(read_all(kafka, topic_name(SESSIONS, catalog), SessionStep))
     # A batch closed in two sessions was sent twice; an `opening` repeated after a 429
     # or a lost answer is not (KSeF got no package in it).
