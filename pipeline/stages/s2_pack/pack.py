@@ -109,6 +109,11 @@ synced: set[Any] = set()
 # The offset of the last record consumed per partition (held, skipped or rejected): a
 # quiet batch is sealed on linger only when nothing more waits in Kafka behind it.
 last_seen: dict[Any, int] = {}
+# (topic, partition) revoked at a rebalance and not assigned back since. An event of one
+# of them can still be in the agent's hands then (waiting for the ledger or the lock):
+# packed here it would be packed twice, since its new owner reads it again (seen in
+# ops/chaos: one invoice in two KSeF sessions, 3 s apart, right after a worker joined).
+given_away: set[tuple[str, int]] = set()
 
 
 def _note_packed(record: PackedBatch) -> None:
@@ -396,6 +401,8 @@ async def pack(stream: faust.StreamT[Any]) -> None:
         last_seen[tp] = event.message.offset
         metrics.count_in("pack")
         async with lock:
+            if (tp.topic, tp.partition) in given_away:
+                continue  # revoked while this event waited: its new owner packs it
             try:
                 await _add(event)
             except Exception as exc:
@@ -445,9 +452,16 @@ async def _drop_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
     """Another worker now owns these invoices (unacked, they are redelivered there)."""
     mine = {(tp.topic, tp.partition) for tp in revoked}
     synced.clear()
+    given_away.update(mine)
     async with lock:
         key_holds.drop(mine)
         for group, batch in list(open_batches.items()):
             if any((ref.topic, ref.partition) in mine for ref in (p.ref for p in batch.invoices)):
                 batch.builder.abort()
                 del open_batches[group]
+
+
+@app.on_partitions_assigned.connect
+async def _take_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
+    """Partitions (back) in this worker's hands: their events are packed here again."""
+    given_away.difference_update((tp.topic, tp.partition) for tp in assigned)
