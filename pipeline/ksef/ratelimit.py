@@ -8,6 +8,11 @@ public endpoints). Pure: the clock is injectable and nothing sleeps.
 
 `time_scale` compresses time so an hour of limits can be rehearsed quickly: with a scale of
 60 the hourly window lasts one real minute, and returned waits are real seconds.
+
+`margin_s` (seconds of the limits' own time, as the windows) lengthens every window on
+the client's side: the client stamps a request when it lets it go, the server when it
+arrives, so two requests a window apart here can arrive closer than that after uneven
+network delays and the second be refused with a 429. The server's limiter keeps none.
 """
 
 from __future__ import annotations
@@ -60,12 +65,16 @@ class SlidingWindowLimiter:
         limits: Mapping[str, Limit],
         clock: Callable[[], float] = time.monotonic,
         time_scale: float = 1.0,
+        margin_s: float = 0.0,
     ) -> None:
         if time_scale <= 0:
             raise ValueError(f"time_scale must be positive, got {time_scale}")
+        if margin_s < 0:
+            raise ValueError(f"margin_s must not be negative, got {margin_s}")
         self._limits = dict(limits)
         self._clock = clock
         self._scale = time_scale
+        self._margin = margin_s  # of the limits' own time, like the windows it lengthens
         self._stamps: dict[tuple[Hashable, str], _Stamps] = {}
         self._lock = threading.Lock()
         self._since_prune = 0
@@ -92,7 +101,7 @@ class SlidingWindowLimiter:
         limit = self.limit(category)
         if limit is None:
             return None
-        windows = limit.windows()
+        windows = self._windows(limit)
         with self._lock:
             now = self._clock() * self._scale
             stamps = self._stamps.setdefault((key, category), _Stamps())
@@ -102,6 +111,10 @@ class SlidingWindowLimiter:
                 stamps.times.append(now)
                 self._maybe_prune(now)
             return refusal
+
+    def _windows(self, limit: Limit) -> tuple[tuple[float, int], ...]:
+        """(span, cap) of each window, spans lengthened by the margin."""
+        return tuple((span + self._margin, cap) for span, cap in limit.windows())
 
     def _refusal(
         self, stamps: _Stamps, windows: tuple[tuple[float, int], ...], now: float
@@ -124,8 +137,8 @@ class SlidingWindowLimiter:
         if self._since_prune < _PRUNE_EVERY:
             return
         self._since_prune = 0
-        horizon = max((span for lim in self._limits.values() for span, _ in lim.windows()),
-                      default=0.0)
+        horizon = max((span for lim in self._limits.values()
+                       for span, _ in self._windows(lim)), default=0.0)
         idle = [k for k, s in self._stamps.items() if not s.times or s.times[-1] <= now - horizon]
         for k in idle:
             del self._stamps[k]
@@ -141,7 +154,7 @@ class SlidingWindowLimiter:
                 if limit is None:
                     continue
                 free = 1.0
-                for span, cap in limit.windows():
+                for span, cap in self._windows(limit):
                     first = bisect_right(stamps.times, now - span, lo=stamps.start)
                     free = min(free, max(0.0, 1.0 - (len(stamps.times) - first) / cap))
                 out[(key, category)] = free

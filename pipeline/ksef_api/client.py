@@ -90,9 +90,15 @@ MAX_PAGE_SIZE = 1000
 MIN_PAGE_SIZE = 10
 
 
+# How much longer than KSeF's every window is on our side: covers uneven network delays
+# between two requests (KSeF counts them when they arrive), see SlidingWindowLimiter.
+CLIENT_WINDOW_MARGIN_S = 0.25
+
+
 def default_limiter(env: Environment, time_scale: float = 1.0) -> SlidingWindowLimiter:
     """A limiter with `env`'s documented limits; share one among all contexts of a process."""
-    return SlidingWindowLimiter(limits_for(env.limits_profile), time_scale=time_scale)
+    return SlidingWindowLimiter(limits_for(env.limits_profile), time_scale=time_scale,
+                                margin_s=CLIENT_WINDOW_MARGIN_S)
 
 
 class KsefClient:

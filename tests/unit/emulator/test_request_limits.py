@@ -76,6 +76,23 @@ def test_per_second_window_slides() -> None:
     assert lim.try_acquire("k", "c") == pytest.approx(0.4)
 
 
+def test_a_client_margin_lengthens_every_window() -> None:
+    """Two requests one window apart on the client can arrive closer at KSeF: the
+    client's limiter keeps them a margin further apart (the server's keeps none)."""
+    clock = FakeClock()
+    server = SlidingWindowLimiter({"c": Limit(1, 100, 1000)}, clock=clock)
+    client = SlidingWindowLimiter({"c": Limit(1, 100, 1000)}, clock=clock, margin_s=0.25)
+    assert server.try_acquire("k", "c") is None and client.try_acquire("k", "c") is None
+    clock.now += 1.0
+    assert server.try_acquire("k", "c") is None
+    assert client.try_acquire("k", "c") == pytest.approx(0.25)
+    clock.now += 0.25
+    assert client.try_acquire("k", "c") is None
+    assert client.headroom() == {("k", "c"): 0.0}
+    with pytest.raises(ValueError, match="margin_s"):
+        SlidingWindowLimiter({}, margin_s=-1)
+
+
 def test_all_windows_apply_together_and_the_longest_wait_wins() -> None:
     clock = FakeClock()
     lim = SlidingWindowLimiter({"c": Limit(10, 20, 60)}, clock=clock)
