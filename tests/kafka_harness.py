@@ -130,6 +130,15 @@ class KafkaSandbox:
         return out
 
 
+    def deliver_again(self, msg: Any, times: int) -> None:
+        """Copies of a consumed record right behind it in its own partition, as a
+        redelivery after a crash or a rebalance presents it to a stage."""
+        producer = self.producer()
+        for _ in range(times):
+            producer.produce(msg.topic(), key=msg.key(), value=msg.value(),
+                             partition=msg.partition())
+        assert producer.flush(30) == 0
+
     def read_to_end(self, spec: TopicSpec, timeout_s: float = 60.0) -> list[Any]:
         """Every record in the topic now (up to each partition's end at the call)."""
         probe = Consumer({"bootstrap.servers": self.bootstrap,

@@ -240,11 +240,8 @@ class SequentialReader:
     def __init__(self, kafka: KafkaSettings) -> None:
         self._consumer = _consumer(kafka)
         self._positions: dict[tuple[str, int], int] = {}
-        self._ahead: dict[KafkaRef, bytes] = {}
 
     def get(self, ref: KafkaRef) -> bytes:
-        if ref in self._ahead:
-            return self._ahead.pop(ref)
         key = (ref.topic, ref.partition)
         if self._positions.get(key) != ref.offset:
             self._consumer.assign([TopicPartition(ref.topic, ref.partition, ref.offset)])

@@ -367,11 +367,7 @@ def _send_a_correction(sandbox: KafkaSandbox, tmp_path: Path, lost: str, replays
         outcome = sandbox.consume(OUTCOMES, 1, timeout_s=180)
         if redeliveries:
             (forwarded,) = sandbox.consume(CORRECTIONS, 1, timeout_s=60)
-            producer = sandbox.producer()
-            for _ in range(redeliveries):
-                producer.produce(forwarded.topic(), key=forwarded.key(),
-                                 value=forwarded.value(), partition=forwarded.partition())
-            assert producer.flush(30) == 0
+            sandbox.deliver_again(forwarded, redeliveries)
             again = "correction delivered again; it was sent already"
             worker.wait_for_log("(?s)" + ".*".join([again] * redeliveries),
                                 f"{redeliveries} redeliveries of the correction acknowledged")

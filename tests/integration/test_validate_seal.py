@@ -256,12 +256,7 @@ def test_a_duplicate_delivered_again_at_once_is_refused_once(
     finally:
         assert sealer.stop() == 0, sealer.log()[-3000:]
     copy = next(m for m in sealed if read_meta(m.value()).invoice_id == "inv-dup")
-    # the same sealed record twice more, right behind it in its own partition
-    producer = sandbox.producer()
-    for _ in range(2):
-        producer.produce(copy.topic(), key=copy.key(), value=copy.value(),
-                         partition=copy.partition())
-    assert producer.flush(30) == 0
+    sandbox.deliver_again(copy, 2)  # the same sealed record twice more, right behind it
 
     packer = start_worker(sandbox, tmp_path, "--stages", "pack", **env)
     try:
