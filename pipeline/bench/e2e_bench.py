@@ -37,6 +37,7 @@ from typing import Any
 
 from pipeline.bench.machine import load_note
 
+WARM_UP = 3000  # invoices; enough for the broker's JIT to settle (see docs/performance.md)
 SUMMARY = re.compile(r"^submitted=(\d+) accepted=(\d+) rejected=(\d+) seconds=([\d.]+) "
                      r"invoices_per_s=([\d.]+)$")
 
@@ -61,14 +62,15 @@ def parse_summary(lines: list[str]) -> DemoSummary | None:
 
 
 def run_demo(invoices: int, sellers: int, workers: int, linger: float, timeout: float,
-             usage: Path | None = None) -> tuple[int, DemoSummary | None]:
+             usage: Path | None = None, warm_up: int = 0) -> tuple[int, DemoSummary | None]:
     """Run the demo to completion, echoing its output to stderr; (exit code, summary).
     With `usage`, the demo writes its CPU and peak-RSS samples there (see `read_usage`)."""
     lines: list[str] = []
     with tempfile.TemporaryDirectory(prefix="e2e-bench-") as var:
         cmd = [sys.executable, "-m", "pipeline.demo", "--exit-when-done", "--var", var,
                "--invoices", str(invoices), "--sellers", str(sellers),
-               "--workers", str(workers), "--linger", str(linger), "--timeout", str(timeout)]
+               "--workers", str(workers), "--linger", str(linger), "--timeout", str(timeout),
+               "--warm-up", str(warm_up)]
         if usage is not None:
             cmd += ["--usage-out", str(usage)]
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True) as demo:
@@ -188,7 +190,8 @@ ROWS: tuple[tuple[str, str, str], ...] = (
 def table(result: dict[str, Any]) -> str:
     """The summary as an aligned two-column table (a third with cores where it applies)."""
     head = (f"e2e: {result['submitted']} invoices, {result['sellers']} sellers, "
-            f"{result['workers']} worker(s); {result['load_before']} -> "
+            f"{result['workers']} worker(s), after {result.get('warm_up', 0)} not measured; "
+            f"{result['load_before']} -> "
             f"{result['load_after'].split('load=')[-1]}")
     lines = [head]
     width = max(len(label) for _, label, _ in ROWS)
@@ -200,14 +203,15 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def one_run(args: argparse.Namespace, invoices: int, bare: bool) -> tuple[int, dict[str, Any]]:
-    """One demo run with its figures; (exit code, result) — an empty result if the demo
-    printed no summary."""
+def one_run(args: argparse.Namespace, invoices: int, bare: bool, warm_up: int = 0
+            ) -> tuple[int, dict[str, Any]]:
+    """One demo run with its figures, after `warm_up` invoices not measured; (exit code,
+    result) — an empty result if the demo printed no summary."""
     before = load_note()
     with tempfile.TemporaryDirectory(prefix="e2e-usage-") as tmp:
         usage_path = Path(tmp) / "usage.json"
         code, summary = run_demo(invoices, args.sellers, args.workers, args.linger,
-                                 args.timeout, usage_path)
+                                 args.timeout, usage_path, warm_up)
         usage = read_usage(usage_path)
     if summary is None:
         print(f"e2e: the demo printed no summary (exit {code})", file=sys.stderr)
@@ -219,7 +223,8 @@ def one_run(args: argparse.Namespace, invoices: int, bare: bool) -> tuple[int, d
         print(f"e2e: timing the bare work on {invoices} invoices ...", file=sys.stderr)
         measured = bare_work(bare_invoices(invoices, args.sellers), args.bare_repeats)
     result = {**asdict(summary), "sellers": args.sellers, "workers": args.workers,
-              "linger_s": args.linger, "load_before": before, "load_after": after,
+              "linger_s": args.linger, "warm_up": warm_up, "load_before": before,
+              "load_after": after,
               "complete": code == 0, **cpu, **bare_figures(measured, cpu)}
     return code, result
 
@@ -233,7 +238,8 @@ def rss_compare(args: argparse.Namespace) -> int:
     """1,000 then 10,000 invoices: the worker's peak RSS of each and their ratio."""
     runs, worst = [], 0
     for invoices in (1_000, 10_000):
-        code, result = one_run(args, invoices, bare=False)
+        code, result = one_run(args, invoices, bare=False,
+                               warm_up=0 if args.warm_up is None else args.warm_up)
         worst = worst or code
         if not result:
             return code
@@ -273,13 +279,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bare-repeats", type=int, default=2,
                         help="passes over the invoices timing the bare work; the best counts")
     parser.add_argument("--no-bare", action="store_true", help="skip timing the bare work")
+    parser.add_argument("--warm-up", type=int, default=None, metavar="N",
+                        help="invoices run through the stack first, not measured (default "
+                             f"{WARM_UP}; 0 with --rss-compare, whose peaks they would set): "
+                             "a fresh broker spends its first tens of seconds compiling its "
+                             "hot code, which one running for days does not")
     parser.add_argument("--rss-compare", action="store_true",
                         help="run 1,000 then 10,000 invoices (--invoices is ignored) and "
                              "compare the worker's peak RSS (goal: within 20%%)")
     args = parser.parse_args(argv)
     if args.rss_compare:
         return rss_compare(args)
-    code, result = one_run(args, args.invoices, bare=not args.no_bare)
+    code, result = one_run(args, args.invoices, bare=not args.no_bare,
+                           warm_up=WARM_UP if args.warm_up is None else args.warm_up)
     if not result:
         return code
     print_result(result, args.json)

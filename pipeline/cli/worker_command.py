@@ -78,7 +78,10 @@ def run(args: argparse.Namespace) -> int:
     serve_metrics(app, metrics)
     watch_worker(app, metrics, spool_root(worker_settings))
     for name in wanted:
-        importlib.import_module(STAGES[name])
+        module = importlib.import_module(STAGES[name])
+        install = getattr(module, "install", None)
+        if install is not None:  # a stage built from settings here, not at import
+            install(app)
     for module in args.module:
         importlib.import_module(module)
     # Everything loaded so far (modules, compiled schemas, tables) lives as long as the

@@ -99,6 +99,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
                    help="also start Prometheus (Debian package `prometheus`) on 127.0.0.1, "
                         "scraping every worker's /metrics, and print its URL; state in "
                         "<var>/prometheus/, log <var>/prometheus.log")
+    p.add_argument("--warm-up", type=int, default=0, metavar="N",
+                   help="first run N other invoices through the stack and wait for all of "
+                        "them, untimed: the broker's JVM compiles its hot code in its first "
+                        "tens of seconds, which a broker that has been running for days no "
+                        "longer pays (for ops/bench e2e; default 0)")
     p.add_argument("--usage-out", metavar="PATH",
                    help="write the CPU ms the workers, the broker and the emulator used from "
                         "the start of ingest to the last outcome, and the workers' peak RSS "
@@ -215,6 +220,9 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
         stack.callback(rehearsal.close)
         rehearsal.begin()
     run_id = time.strftime("%H%M%S")
+    if args.warm_up > 0 and not _warm_up(args.warm_up, sellers, kafka, catalog, stop,
+                                          args.timeout, f"{run_id}w"):
+        return 1
     say(f"generating {args.invoices} FA(3) invoices for {len(sellers)} sellers"
         + (f" and {args.bad} defective ones" if args.bad else "") + " ...")
     items = generate(args.invoices, sellers, _polish_today(), run_id, bad=args.bad)
@@ -285,6 +293,31 @@ def _run(args: argparse.Namespace, var: Path, stack: ExitStack, stop: dict[str, 
     while complete and not _should_stop(stop):
         time.sleep(0.2)
     return 0 if complete else 1
+
+
+def _warm_up(count: int, sellers: list[str], kafka: Any, catalog: Any,
+             stop: dict[str, bool], timeout: float, run_id: str) -> bool:
+    """Run `count` invoices of their own through the stack and wait for every one: what
+    follows is measured on a broker (and worker) past their start-up."""
+    from pipeline.demo.workload import Ledger, LedgerReader, generate, ingest
+
+    items = generate(count, sellers, _polish_today(), run_id)
+    ledger = Ledger({i for i, _, _ in items})
+    reader = LedgerReader(kafka, catalog, ledger)
+    reader.start()
+    try:
+        started = time.monotonic()
+        ingest(items, kafka, catalog)
+        while not ledger.done():
+            if _should_stop(stop) or time.monotonic() - started > timeout:
+                say(f"warm-up: {ledger.settled}/{count} accounted for; giving up")
+                return False
+            time.sleep(0.25)
+        say(f"warm-up: {count} invoices accounted for in {time.monotonic() - started:.1f} s "
+            "(not measured)")
+        return True
+    finally:
+        reader.stop()
 
 
 def _deadline_text(summary: dict[tuple[str, str | None], int]) -> str:

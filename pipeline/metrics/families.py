@@ -78,6 +78,8 @@ class Metrics:
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
         self._refresh: list[tuple[str, Refresh]] = []
+        # Consumers outside Faust's (a stage's own record loop): (topic, partition) -> lag
+        self.lag_sources: list[Callable[[], Mapping[tuple[str, str], float]]] = []
         # For the status page: what happened lately, not since the worker started.
         kw = {} if clock is None else {"clock": clock}
         self.recent_out = RecentCounts(60.0, 5.0, **kw)  # stage -> invoices, last minute

@@ -56,7 +56,10 @@ def watch_worker(app: Any, metrics: Metrics, spool_root: Path | None) -> None:
     """Register the worker-wide readings with `metrics`."""
 
     def refresh(m: Metrics) -> None:
-        m.set_all(m.consumer_lag, consumer_lag(app.consumer))
+        lags = consumer_lag(app.consumer)
+        for source in m.lag_sources:
+            lags.update(source())
+        m.set_all(m.consumer_lag, lags)
         recovery = app.tables.recovery
         current = "recovering" if getattr(recovery, "in_recovery", False) else "ready"
         for state in RECOVERY_STATES:

@@ -1,10 +1,9 @@
-"""The validate agent's output step: a record a topic can never take becomes a bounded
+"""The validate stage's output step: a record a topic can never take becomes a bounded
 rejection, or an alert when not even that can be written; it never raises (no crash
 loop on one record)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import datetime as dt
 from types import ModuleType
@@ -25,11 +24,35 @@ ORIGIN = KafkaRef("ksef.invoices.submitted", 2, 99)
 
 @pytest.fixture
 def validate(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.setenv("KSEF_KEYRING", orjson.dumps(
-        {"active": "k1", "keys": {"k1": base64.b64encode(b"\x61" * 32).decode()}}).decode())
     import pipeline.stages.s1_validate_seal.validate as module
 
     return module
+
+
+def _stage(validate: ModuleType) -> Any:
+    from pipeline.runtime.keyring_file import KeyringSource
+    from pipeline.runtime.settings import ValidateSealSettings
+
+    ring = orjson.dumps(
+        {"active": "k1", "keys": {"k1": base64.b64encode(b"\x61" * 32).decode()}}).decode()
+    return validate.ValidateSeal(ValidateSealSettings(ksef_env="emulator"),
+                                 KeyringSource(text=ring))
+
+
+class Out:
+    """The loop's output as the stage sees it; `refused` topics take nothing."""
+
+    def __init__(self, refused: set[str] | frozenset[str] = frozenset()) -> None:
+        self.refused = refused
+        self.sent: list[tuple[str, bytes, bytes | None]] = []
+        self.fallbacks: dict[str, Any] = {}
+
+    def produce(self, spec: TopicSpec, key: bytes, value: bytes | None,
+                refused: Any = None) -> None:
+        if spec.name in self.refused:
+            raise RecordTooLarge(spec, spec.max_message_bytes + 1)
+        self.sent.append((spec.name, key, value))
+        self.fallbacks[spec.name] = refused
 
 
 def _sub() -> Submission:
@@ -40,18 +63,10 @@ def _sub() -> Submission:
 
 def _run(validate: ModuleType, monkeypatch: pytest.MonkeyPatch,
          refused: set[str]) -> list[tuple[str, bytes, bytes | None]]:
-    sent: list[tuple[str, bytes, bytes | None]] = []
-
-    async def produce(spec: TopicSpec, key: bytes, value: bytes | None,
-                      _refused: Any = None) -> None:
-        if spec.name in refused:
-            raise RecordTooLarge(spec, spec.max_message_bytes + 1)
-        sent.append((spec.name, key, value))
-
-    monkeypatch.setattr(validate, "produce", produce)
+    out = Out(refused)
     sub = _sub()
-    asyncio.run(validate.emit(sub, validate.validate_and_seal(sub)))
-    return sent
+    validate.emit(out, sub, _stage(validate).validate_and_seal(sub))
+    return out.sent
 
 
 def test_a_valid_invoice_is_sealed_with_its_deadline_record(
@@ -88,48 +103,33 @@ def test_nothing_written_at_all_still_does_not_raise(
 
 def test_a_deadline_record_too_large_means_no_sealed_record_either(
         validate: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    sent: list[Any] = []
-
     def check(spec: TopicSpec, key: bytes | None, value: bytes | None,
               headers_bytes: int = 0) -> None:
         if spec is DEADLINES:
             raise RecordTooLarge(spec, spec.max_message_bytes + 1)
 
     monkeypatch.setattr(validate, "check_record_size", check)
-
-    async def produce(spec: TopicSpec, key: bytes, value: bytes | None,
-                      _refused: Any = None) -> None:
-        sent.append(spec.name)
-
-    monkeypatch.setattr(validate, "produce", produce)
+    out = Out()
     sub = _sub()
-    asyncio.run(validate.emit(sub, validate.validate_and_seal(sub)))
+    validate.emit(out, sub, _stage(validate).validate_and_seal(sub))
+    sent = [name for name, _, _ in out.sent]
     assert sent == [REJECTED.name]
 
 
 def test_a_sealed_record_the_broker_refuses_later_becomes_a_rejection_before_the_commit(
         validate: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The broker's own refusal (a topic configured below the catalog) arrives at flush
-    time; the guard then runs the fallback each record was produced with."""
-    from aiokafka.errors import MessageSizeTooLargeError  # type: ignore[import-untyped]
+    """The broker's own refusal (a topic configured below the catalog) arrives at
+    delivery; the loop then runs the fallback each record was produced with."""
+    from pipeline.runtime.record_loop import RefusedForGood
 
-    sent: list[str] = []
-    fallbacks: dict[str, Any] = {}
-
-    async def produce(spec: TopicSpec, key: bytes, value: bytes | None,
-                      refused: Any = None) -> None:
-        sent.append(spec.name)
-        fallbacks[spec.name] = refused
-
-    monkeypatch.setattr(validate, "produce", produce)
+    out = Out()
     sub = _sub()
-
-    async def scenario() -> None:
-        await validate.emit(sub, validate.validate_and_seal(sub))
-        assert sent == [SEALED.name, DEADLINES.name]
-        await fallbacks[SEALED.name](MessageSizeTooLargeError())
-        assert sent[-1] == REJECTED.name
-        await fallbacks[REJECTED.name](MessageSizeTooLargeError())  # not even that
-        assert sent[-1] == ALERTS.name
-
-    asyncio.run(scenario())
+    validate.emit(out, sub, _stage(validate).validate_and_seal(sub))
+    sent = lambda: [name for name, _, _ in out.sent]  # noqa: E731
+    assert sent() == [SEALED.name, DEADLINES.name]
+    out.fallbacks[SEALED.name](RefusedForGood("MSG_SIZE_TOO_LARGE"))
+    assert sent()[-1] == REJECTED.name
+    out.fallbacks[REJECTED.name](RefusedForGood("MSG_SIZE_TOO_LARGE"))  # not even that
+    assert sent()[-1] == ALERTS.name
+    out.fallbacks[ALERTS.name](RefusedForGood("MSG_SIZE_TOO_LARGE"))  # logged; no raise
+    assert sent()[-1] == ALERTS.name

@@ -1,0 +1,305 @@
+"""A thin consumer loop for a stateless hot stage: poll a batch, handle it, produce,
+wait for every delivery, commit; no Faust event, ack, sensor or thread hand-over per
+record.
+
+Faust's plumbing around an agent (its event objects, acks, sensors, the consumer
+thread handing records to the event loop, aiokafka encoding produce batches in Python)
+cost more CPU per invoice than validating and sealing it (docs/performance.md). The
+validate+seal stage keeps no state, so it needs none of that: this loop uses
+librdkafka's consumer and producer (C; both release the GIL while they wait), in a
+consumer group of its own (`<app id>-<stage>`).
+
+At least once, and exactly once across a clean stop:
+- a batch is committed only after every record it produced was delivered; a record the
+  broker refused for good (too large for its topic) runs the fallback it was produced
+  with (a rejection instead, or an alert) before that commit;
+- any other failure (a delivery timed out, the broker went away) commits nothing: the
+  loop builds its clients again and reads the batch again from the last commit;
+- a stop finishes the batch in hand, commits it and leaves the group, so a restart
+  repeats nothing; a SIGKILL repeats at most the batch in hand (harmless downstream:
+  the same invoice id and bytes are a replay, not a duplicate).
+
+Upgrade from the Faust agent that read the same topic under the app's group: when the
+loop's group has no commit yet, it starts from the app group's commits on that topic
+(`seed_offsets`), so invoices consumed before the upgrade are not sealed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from pipeline.runtime import logs
+from pipeline.runtime.clients import kafka_admin, kafka_consumer, kafka_producer
+from pipeline.runtime.settings import KafkaSettings, WorkerSettings
+from topics import CatalogSettings, TopicSpec, topic_name
+from topics.catalog import check_record_size
+
+log = logs.get(__name__)
+
+Refused = Callable[[BaseException], None]
+Handler = Callable[[list[Any], "LoopOutput"], None]
+RESTART_FIRST_S = 1.0
+RESTART_CAP_S = 30.0
+POLL_S = 0.2
+SLICE = 50  # records handled between two turns of the event loop (~25 ms)
+
+
+class RefusedForGood(Exception):
+    """The broker refused a record for good (it can never be written as it is)."""
+
+    def __init__(self, error: Any) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class DeliveryFailed(Exception):
+    """A record was not delivered for a reason that may pass: nothing is committed."""
+
+
+def _permanent(error: Any) -> bool:
+    """A refusal the same record meets again on every retry (size limits)."""
+    from confluent_kafka import KafkaError
+
+    return error.code() in (KafkaError.MSG_SIZE_TOO_LARGE,
+                            KafkaError.INVALID_MSG_SIZE,
+                            getattr(KafkaError, "RECORD_LIST_TOO_LARGE", -10_000),
+                            getattr(KafkaError, "INVALID_RECORD", -10_001))
+
+
+@dataclass
+class LoopOutput:
+    """What a batch produces: records go to librdkafka at once; `settle` waits for them.
+
+    `produce` raises `RecordTooLarge` before sending a record its topic's catalog size
+    refuses, as the app's `produce` does, so a stage handles both the same way."""
+
+    producer: Any
+    catalog: CatalogSettings
+    timeout_s: float
+    on_produced: Callable[[TopicSpec], None] = lambda _spec: None
+    _refusals: list[tuple[Any, Refused | None]] = field(default_factory=list)
+    _failures: list[Any] = field(default_factory=list)
+
+    def produce(self, spec: TopicSpec, key: bytes, value: bytes | None,
+                refused: Refused | None = None) -> None:
+        check_record_size(spec, key, value)
+
+        def delivered(error: Any, _msg: Any) -> None:
+            if error is None:
+                return
+            if _permanent(error):
+                self._refusals.append((error, refused))
+            else:
+                self._failures.append(error)
+
+        while True:
+            try:
+                self.producer.produce(topic_name(spec, self.catalog), value, key,
+                                      on_delivery=delivered)
+                break
+            except BufferError:  # librdkafka's queue is full: let it send some first
+                self.producer.poll(0.1)
+        self.on_produced(spec)
+
+    def settle(self) -> None:
+        """Every record delivered, refused records' fallbacks run (and delivered)."""
+        while True:
+            left = self.producer.flush(self.timeout_s)
+            if left:
+                raise DeliveryFailed(f"{left} record(s) not delivered in {self.timeout_s} s")
+            if self._failures:
+                failures, self._failures = self._failures, []
+                raise DeliveryFailed(f"delivery failed: {failures[0]}")
+            if not self._refusals:
+                return
+            refusals, self._refusals = self._refusals, []
+            for error, refused in refusals:
+                if refused is None:
+                    raise DeliveryFailed(f"refused for good, with no fallback: {error}")
+                refused(RefusedForGood(error))
+
+
+def seed_offsets(admin: Any, group: str, from_group: str, topic: str) -> int:
+    """Give `group` the commits `from_group` has on `topic`, if `group` has none at all.
+
+    The number of partitions seeded (0: nothing to copy, or `group` existed)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+    def committed(of: str) -> list[Any]:
+        future = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(of)])
+        result = next(iter(future.values())).result(30)
+        return [tp for tp in (result.topic_partitions or []) if tp.offset >= 0]
+
+    if committed(group):
+        return 0
+    old = [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in committed(from_group)
+           if tp.topic == topic]
+    if not old:
+        return 0
+    future = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, old)])
+    next(iter(future.values())).result(30)
+    return len(old)
+
+
+class RecordLoop:
+    """Consume `source` in group `group`, `handle` each batch, commit after delivery."""
+
+    def __init__(self, *, name: str, source: TopicSpec, group: str, handle: Handler,
+                 kafka: KafkaSettings, catalog: CatalogSettings, worker: WorkerSettings,
+                 seed_from_group: str | None = None, batch: int = 500,
+                 on_produced: Callable[[TopicSpec], None] = lambda _spec: None) -> None:
+        self.name = name
+        self.source = source
+        self.group = group
+        self.handle = handle
+        self.kafka = kafka
+        self.catalog = catalog
+        self.worker = worker
+        self.seed_from_group = seed_from_group
+        self.batch = batch
+        self.on_produced = on_produced
+        self.stop_requested = threading.Event()
+        self._positions: dict[int, int] = {}
+        self._consumer: Any = None
+
+    def stop(self) -> None:
+        self.stop_requested.set()
+
+    async def run(self) -> None:
+        """Until `stop`: rejoin and read again from the last commit after any failure.
+
+        The batches are handled on the event loop, in slices of `SLICE` records between
+        which other tasks run; only the waits (a poll, the deliveries, the commit) go to
+        a thread, one hand-off per batch. A thread of its own for the whole loop was
+        tried: its Python half and the event loop's then fought for the GIL, and the
+        worker sealed 15% fewer invoices/s for 7% more CPU each (docs/performance.md)."""
+        pause = RESTART_FIRST_S
+        seeded = self.seed_from_group is None
+        while not self.stop_requested.is_set():
+            try:
+                if not seeded:
+                    await asyncio.to_thread(self._seed)
+                    seeded = True
+                await self._run_once()
+                pause = RESTART_FIRST_S
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker went away, a delivery failed, a bug
+                log.warning("record loop failed; reading again from the last commit",
+                            loop=self.name, error=f"{type(exc).__name__}: {exc}",
+                            retry_in_s=pause)
+                await asyncio.to_thread(self.stop_requested.wait, pause)
+                pause = min(pause * 2, RESTART_CAP_S)
+
+    def lag(self) -> dict[tuple[str, str], float]:
+        """(topic, partition) -> records not read yet, for the partitions assigned now."""
+        consumer = self._consumer
+        lags: dict[tuple[str, str], float] = {}
+        if consumer is None:
+            return lags
+        topic = topic_name(self.source, self.catalog)
+        try:
+            assigned = consumer.assignment()
+            for tp in assigned:
+                _low, high = consumer.get_watermark_offsets(tp, cached=True)
+                position = self._positions.get(tp.partition)
+                if high is None or high < 0 or position is None:
+                    continue
+                lags[(topic, str(tp.partition))] = float(max(0, high - position))
+        except Exception:  # closing, or not fetched yet
+            return {}
+        return lags
+
+    def _seed(self) -> None:
+        assert self.seed_from_group is not None
+        admin = kafka_admin(self.kafka)
+        try:
+            seeded = seed_offsets(admin, self.group, self.seed_from_group,
+                                  topic_name(self.source, self.catalog))
+        except Exception as exc:  # another worker joined first: its copy stands
+            log.info("offsets not copied from the app's group", loop=self.name,
+                     group=self.group, error=str(exc))
+            return
+        if seeded:
+            log.info("started from the app group's commits (upgrade)", loop=self.name,
+                     group=self.group, partitions=seeded)
+
+    def _clients(self) -> tuple[Any, Any]:
+        w = self.worker
+        consumer = kafka_consumer(self.kafka, **{
+            "group.id": self.group, "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": int(w.session_timeout_s * 1000),
+            "heartbeat.interval.ms": int(min(3.0, w.session_timeout_s / 3) * 1000),
+            "fetch.wait.max.ms": int(w.fetch_max_wait_ms),
+            # Bounded read-ahead: memory must not grow with a backlog.
+            "max.partition.fetch.bytes": 1024 * 1024,
+            "queued.max.messages.kbytes": 8 * 1024,
+            "log_level": 4})
+        producer = kafka_producer(self.kafka, **{
+            "enable.idempotence": True, "acks": "all",
+            # The same partitions for a key as Faust's and Java's producers (murmur2).
+            "partitioner": "murmur2_random",
+            # The batch is flushed once handled: records go in one request per batch.
+            "linger.ms": 1000, "batch.size": 1_000_000,
+            "message.max.bytes": 10 * 1024 * 1024,
+            "queue.buffering.max.kbytes": 64 * 1024,
+            "delivery.timeout.ms": int(w.producer_request_timeout_s * 1000),
+            "log_level": 4})
+        return consumer, producer
+
+    async def _run_once(self) -> None:
+        consumer, producer = await asyncio.to_thread(self._clients)
+        out = LoopOutput(producer, self.catalog, self.worker.producer_request_timeout_s,
+                         self.on_produced)
+        committed_all = False
+        try:
+            consumer.subscribe([topic_name(self.source, self.catalog)],
+                               on_assign=self._assigned, on_revoke=self._revoked)
+            self._consumer = consumer
+            while not self.stop_requested.is_set():
+                polled = await asyncio.to_thread(consumer.consume, self.batch, POLL_S)
+                messages = []
+                for msg in polled:
+                    if msg.error() is not None:
+                        log.warning("consumer error", loop=self.name, error=str(msg.error()))
+                        continue
+                    messages.append(msg)
+                if not messages:
+                    continue
+                for start in range(0, len(messages), SLICE):
+                    self.handle(messages[start:start + SLICE], out)
+                    await asyncio.sleep(0)  # the worker's other tasks run between slices
+                await asyncio.to_thread(out.settle)
+                await asyncio.to_thread(consumer.commit, asynchronous=False)
+                for msg in messages:
+                    self._positions[msg.partition()] = msg.offset() + 1
+            committed_all = True
+        finally:
+            self._consumer = None
+            # Closing leaves the group, so its partitions move on at once; after a failure
+            # nothing more is committed and the batch in hand is read again.
+            await asyncio.to_thread(consumer.close if committed_all else
+                                    partial(_close_quietly, consumer))
+            await asyncio.to_thread(producer.flush, 5)
+
+    def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
+        log.info("partitions assigned", loop=self.name,
+                 partitions=sorted(tp.partition for tp in partitions))
+        for tp in partitions:
+            self._positions.pop(tp.partition, None)
+
+    def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
+        for tp in partitions:
+            self._positions.pop(tp.partition, None)
+
+
+def _close_quietly(consumer: Any) -> None:
+    with contextlib.suppress(Exception):  # already broken: the group sees its session end
+        consumer.close()
