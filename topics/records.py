@@ -49,6 +49,10 @@ class SealedInvoice:
     source: str | None = None
     technical_correction_of: str | None = None
     compression: str = "deflate"  # of the invoice inside the ciphertext: deflate | none
+    # CRC-32 (zlib) of the invoice's exact bytes: with `size`, what a ZIP entry header
+    # needs, so pack writes the deflated invoice as it is without inflating it (records
+    # sealed before it was added have none; pack then inflates).
+    crc32: int | None = None
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,12 @@ class OpenedInvoice:
         """The raw DEFLATE stream of the invoice, when the record carries one."""
         return self.payload if self.meta.compression == DEFLATE else None
 
+    @property
+    def zip_ready(self) -> bool:
+        """The deflated stream, size and CRC-32 are all at hand: a ZIP entry can be
+        written without inflating (the record is authenticated, metadata included)."""
+        return self.meta.compression == DEFLATE and self.meta.crc32 is not None
+
     def invoice(self) -> bytes:
         """The invoice's exact bytes."""
         if self.meta.compression == STORED:

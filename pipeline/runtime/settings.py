@@ -354,6 +354,8 @@ class ValidateSealSettings:
     pack_level: int = 3  # KSEF_PACK_LEVEL: deflate level (the pack stage's)
     # KSEF_ATTACHMENT_SELLERS: seller NIPs with attachments enabled, comma-separated, or *
     attachment_sellers: str = ""
+    # KSEF_VALIDATE_BATCH: records the stage's loop polls, handles and commits at once
+    batch: int = 500
 
     @classmethod
     def from_env(cls) -> ValidateSealSettings:
@@ -364,6 +366,7 @@ class ValidateSealSettings:
             offline_key_password=os.environ.get("KSEF_OFFLINE_KEY_PASSWORD"),
             pack_level=_int("KSEF_PACK_LEVEL", "3"),
             attachment_sellers=os.environ.get("KSEF_ATTACHMENT_SELLERS", "").strip(),
+            batch=_int("KSEF_VALIDATE_BATCH", "500"),
         )
 
 

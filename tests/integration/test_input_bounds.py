@@ -123,5 +123,6 @@ def test_a_record_the_broker_refuses_for_good_becomes_a_rejection_not_a_crash_lo
     assert code == 0 and "ProduceFailed" not in log, log[-3000:]
     rejected = [decode(Rejection, m.value()) for m in rejected_msgs]
     assert sorted(r.invoice_id for r in rejected) == ["refused-0", "refused-1", "refused-2"]
-    assert all(r.reason == "too-large" and "MessageSizeTooLarge" in r.message
+    assert all(r.reason == "too-large" and "MSG_SIZE_TOO_LARGE" in r.message
+               and (r.details or {}).get("error") == "RefusedForGood"
                for r in rejected), [r.message for r in rejected]

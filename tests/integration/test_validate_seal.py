@@ -80,6 +80,8 @@ def test_mixed_corpus_every_input_accounted_for(sandbox: KafkaSandbox, tmp_path:
     bad.append(("bad-dup-of-ok-5", duplicate_of))  # same triple, other id -> duplicate
     env = _keyring_env(tmp_path, b"\x01" * 32)
 
+    # Small batches, so that the stop below comes while the stream is under way.
+    env["KSEF_VALIDATE_BATCH"] = "20"
     worker = start_worker(sandbox, tmp_path, "--stages", "validate,pack", **env)
     try:
         sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good[:first_half] + bad[:-1]])
@@ -91,6 +93,11 @@ def test_mixed_corpus_every_input_accounted_for(sandbox: KafkaSandbox, tmp_path:
         sandbox.produce(SUBMITTED, [(good[7][0].encode(), good[7][1])])  # exact replay
         worker = start_worker(sandbox, tmp_path, "--stages", "validate,pack",
                               data_dir=worker.data_dir, **env)
+        # The duplicate comes after its original was sealed (one stopped mid-stream may
+        # be sealed only now: whichever of the two is sealed first holds the number).
+        sandbox.consume_until(
+            SEALED, lambda got: good[5][0] in {read_meta(m.value()).invoice_id for m in got},
+            timeout_s=120)
         sandbox.produce(SUBMITTED, [(bad[-1][0].encode(), bad[-1][1])])
         # every invoice and the late duplicate (it is sealed, then refused by pack)
         wanted = {k for k, _ in good} | {bad[-1][0]}
@@ -116,8 +123,8 @@ def test_mixed_corpus_every_input_accounted_for(sandbox: KafkaSandbox, tmp_path:
     # the duplicate is sealed too: the stage owning its seller's numbers refuses it
     assert set(ids) == {k for k, _ in good} | {bad[-1][0]}
     assert [k for k, n in ids.items() if n > 1] == [good[7][0]], "restart duplicated outputs"
-    assert Counter(r.invoice_id for r in rejected) == Counter(k for k, _ in bad), \
-        worker.log()[-5000:]
+    got, want = Counter(r.invoice_id for r in rejected), Counter(k for k, _ in bad)
+    assert got == want, (f"extra {got - want}, missing {want - got}", worker.log()[-5000:])
     expected = {k: k.split("-", 2)[2] if not k.startswith("bad-dup") else "duplicate"
                 for k, _ in bad}
     assert {r.invoice_id: r.reason for r in rejected} == expected

@@ -44,7 +44,7 @@ def test_each_variable_reaches_its_field(bare: pytest.MonkeyPatch) -> None:
                         "KSEF_PACK_FORMAT": "tar", "KSEF_PACK_LEVEL": "6",
                         "KSEF_PART_BYTES": "5000", "KSEF_ATTACHMENT_SELLERS": " 1,2 ",
                         "KSEF_SPOOL_DIR": "/srv/spool", "KSEF_STREAM_WAIT_EMPTY": "0",
-                        "KSEF_UPLOAD_PARALLELISM": "2"}.items():
+                        "KSEF_UPLOAD_PARALLELISM": "2", "KSEF_VALIDATE_BATCH": "20"}.items():
         bare.setenv(name, value)
     assert s.SubmitStageSettings.from_env() == s.SubmitStageSettings(concurrency=3,
                                                                      hold_probe_s=0.5)
@@ -55,7 +55,7 @@ def test_each_variable_reaches_its_field(bare: pytest.MonkeyPatch) -> None:
                                                                unreachable_after_s=20.0)
     assert s.DeadlineSettings.from_env().risk_horizon_h == 24.0
     seal = s.ValidateSealSettings.from_env()
-    assert (seal.pack_level, seal.attachment_sellers) == (6, "1,2")
+    assert (seal.pack_level, seal.attachment_sellers, seal.batch) == (6, "1,2", 20)
     assert AttachmentPolicy.parse(seal.attachment_sellers) == AttachmentPolicy(
         frozenset({"1", "2"}))
     pack = s.PackStageSettings.from_env()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -122,17 +122,40 @@ class PackageBuilder:
                 f"invoice at {source.topic}/{source.partition}@{source.offset} does not "
                 "match its recorded hash"
             )
+        return self._append(source, invoice_hash, len(xml),
+                            lambda name: self._writer.add(name, xml, deflated))
+
+    @property
+    def takes_deflated(self) -> bool:
+        """`add_deflated` works for this batch's archive format and level."""
+        return self._writer.takes_deflated
+
+    def add_deflated(
+        self, source: SourcePosition, deflated: bytes, *, size: int, crc32: int, sha256: str,
+    ) -> InvoiceEntry:
+        """Append one invoice from its raw DEFLATE stream and the size, CRC-32 and hash
+        recorded when it was sealed (an authenticated record): the same entry `add`
+        writes for its bytes, without inflating them or hashing them again."""
+        if self._closed:
+            raise RuntimeError(f"batch {self.batch_id} is already finished")
+        if not self.takes_deflated:
+            raise TypeError(f"a {self.format.value} archive at this level needs the bytes")
+        return self._append(source, sha256, size,
+                            lambda name: self._writer.add_deflated(name, deflated, size, crc32))
+
+    def _append(self, source: SourcePosition, invoice_hash: str, size: int,
+                write: Callable[[str], None]) -> InvoiceEntry:
         name = entry_name(self.count + 1, invoice_hash)
-        self.planner.add(len(xml), len(name))
+        self.planner.add(size, len(name))
         try:
-            self._writer.add(name, xml, deflated)
+            write(name)
         except BaseException:  # e.g. disk full: the archive is torn, the batch is lost
             self.abort()
             raise
         if isinstance(self._writer, ZipWriter):
             self.planner.settle(self._writer.committed_bytes)
         entry = InvoiceEntry(
-            source.topic, source.partition, source.offset, invoice_hash, len(xml), name
+            source.topic, source.partition, source.offset, invoice_hash, size, name
         )
         self._entries.append(entry)
         return entry

@@ -102,15 +102,30 @@ class ArchiveWriter(abc.ABC):
         """Append one entry. `deflated`, the raw DEFLATE stream of `data` made earlier
         (the sealed record carries one), spares compressing it again; the archive's bytes
         then follow from the records alone, whatever this machine's zlib."""
+        encoded = self._checked_name(name, len(data))
+        self._names.add(encoded)
+        self._add(encoded, data, deflated)
+
+    @property
+    def takes_deflated(self) -> bool:
+        """`add_deflated` works here (a ZIP whose entries are deflated)."""
+        return False
+
+    def add_deflated(self, name: str, deflated: bytes, size: int, crc32: int) -> None:
+        """Append one entry from its raw DEFLATE stream alone, with the size and CRC-32 of
+        the bytes it inflates to (recorded when it was deflated): nothing is inflated or
+        compressed here. Only where `takes_deflated`."""
+        raise TypeError(f"a {self.format.value} archive needs the entries' bytes")
+
+    def _checked_name(self, name: str, size: int) -> bytes:
         if self._digest is not None:
             raise RuntimeError("archive already finished")
         encoded = check_entry_name(name)
         if encoded in self._names:
             raise ValueError(f"duplicate archive entry name {name!r}")
-        if len(data) > MAX_ENTRY_BYTES:
-            raise ValueError(f"entry {name!r} has {len(data)} bytes, more than an archive entry")
-        self._names.add(encoded)
-        self._add(encoded, data, deflated)
+        if size > MAX_ENTRY_BYTES:
+            raise ValueError(f"entry {name!r} has {size} bytes, more than an archive entry")
+        return encoded
 
     def finish(self) -> Digest:
         """Write the trailer; returns SHA-256 (base64) and size of the whole archive."""
@@ -140,19 +155,35 @@ class ZipWriter(ArchiveWriter):
         """Exact bytes the entries so far will take in the finished archive (trailer aside)."""
         return self._out.size + len(self._central)
 
+    @property
+    def takes_deflated(self) -> bool:
+        return self.level > 0
+
+    def add_deflated(self, name: str, deflated: bytes, size: int, crc32: int) -> None:
+        if not self.takes_deflated:
+            raise TypeError("a ZIP at level 0 stores its entries: it needs their bytes")
+        encoded = self._checked_name(name, size)
+        self._names.add(encoded)
+        # The same entry `add` writes for these bytes: deflated only when it shrinks.
+        if len(deflated) >= size:
+            raise ValueError(f"entry {name!r}: a deflated stream no smaller than its bytes")
+        self._entry(encoded, 8, deflated, size, crc32)
+
     def _add(self, name: bytes, data: bytes, deflated: bytes | None) -> None:
-        crc = zlib.crc32(data)
         method, payload = 0, data
         if self.level:
             packed = deflated if deflated is not None else zlib.compress(
                 data, self.level, wbits=-15)
             if len(packed) < len(data):
                 method, payload = 8, packed
+        self._entry(name, method, payload, len(data), zlib.crc32(data))
+
+    def _entry(self, name: bytes, method: int, payload: bytes, size: int, crc: int) -> None:
         offset = self._out.size
         self._out.write(
             _LOCAL_HEADER.pack(
                 0x04034B50, _VERSION_DEFLATE, 0, method, _DOS_TIME, _DOS_DATE,
-                crc, len(payload), len(data), len(name), 0,
+                crc, len(payload), size, len(name), 0,
             )
         )
         self._out.write(name)
@@ -162,7 +193,7 @@ class ZipWriter(ArchiveWriter):
         version = _VERSION_ZIP64 if zip64 else _VERSION_DEFLATE
         self._central += _CENTRAL_HEADER.pack(
             0x02014B50, _MADE_BY_UNIX | version, version, 0, method, _DOS_TIME, _DOS_DATE,
-            crc, len(payload), len(data), len(name), len(extra), 0, 0, 0,
+            crc, len(payload), size, len(name), len(extra), 0, 0, 0,
             _UNIX_FILE_ATTR, 0xFFFFFFFF if zip64 else offset,
         )
         self._central += name

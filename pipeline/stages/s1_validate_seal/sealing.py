@@ -5,6 +5,7 @@ and initial deadline, and build the QR links a billing system prints on an offli
 from __future__ import annotations
 
 import datetime as dt
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,6 +149,7 @@ def seal_invoice(inv: CheckedInvoice, config: SealConfig, history: AnnouncementH
         deadline=None if deadline.due is None else deadline.due.isoformat(),
         deadline_status=deadline.status.value, qr_code_2=kod2, source=inv.source,
         technical_correction_of=inv.technical_correction_of, compression=compression,
+        crc32=zlib.crc32(inv.xml),
     )
     value = encode_sealed(meta, SealedPrivate(buyer_nip=inv.buyer_nip), payload,
                           config.keyring, config.keyring.nonce())

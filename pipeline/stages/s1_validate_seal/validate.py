@@ -67,7 +67,6 @@ from topics.rejections import build_rejection, cut
 log = logs.get(__name__)
 
 READY_WAIT_S = 30.0
-BATCH = 500  # records per poll: a typical invoice costs ~0.5 ms here
 
 
 class Output(Protocol):
@@ -234,7 +233,8 @@ def install(app: faust.App) -> None:
     """Run the stage in this worker: its loop starts with the app, stops with it."""
     from pipeline.runtime.app import catalog_settings, kafka_settings, metrics, worker_settings
 
-    stage = ValidateSeal(ValidateSealSettings.from_env(), keyring_source(), metrics)
+    settings = ValidateSealSettings.from_env()
+    stage = ValidateSeal(settings, keyring_source(), metrics)
     follower = mode_follower()
     follower.subscribe(stage.apply_mode)
 
@@ -244,7 +244,7 @@ def install(app: faust.App) -> None:
     loop = RecordLoop(
         name=STAGE, source=SUBMITTED, group=f"{app.conf.id}-validate-seal",
         handle=stage.handle, kafka=kafka_settings, catalog=catalog_settings,
-        worker=worker_settings, seed_from_group=app.conf.id, batch=BATCH,
+        worker=worker_settings, seed_from_group=app.conf.id, batch=settings.batch,
         on_produced=produced)
     metrics.lag_sources.append(loop.lag)
 

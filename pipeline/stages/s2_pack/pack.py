@@ -226,7 +226,9 @@ async def _add(event: Any) -> None:
         return
     try:
         opened = open_sealed(msg.value, keyrings.get())
-        xml = opened.invoice()
+        # The deflated invoice goes into the ZIP as it is, with the size and CRC-32 its
+        # record carries: inflated only for a TAR, a stored ZIP or an older record.
+        xml = None if opened.zip_ready else opened.invoice()
     except MissingKeyError as exc:
         if keyrings.has(exc.key_id):  # the file brought it just now: open it again
             await _add(event)
@@ -236,15 +238,22 @@ async def _add(event: Any) -> None:
     except (KeyringError, SealedRecordError) as exc:
         await _reject(inv.invoice_id, "decryption", 435, str(exc), event, inv)
         return
-    if batch is not None and batch.builder.verdict(len(xml)) is Fit.FULL:
+    size = inv.size if xml is None else len(xml)
+    if batch is not None and batch.builder.verdict(size) is Fit.FULL:
         await _flush(group, "limit")
         batch = None
     if batch is None:
         batch = open_batches[group] = OpenBatch.start(group, settings)
-    if batch.builder.verdict(len(xml)) is Fit.NEVER:
+    if batch.builder.verdict(size) is Fit.NEVER:
         await _reject(inv.invoice_id, "too-large", 430,
-                      f"invoice of {len(xml)} bytes cannot fit any batch package", event, inv)
+                      f"invoice of {size} bytes cannot fit any batch package", event, inv)
         return
+    if xml is None and not batch.builder.takes_deflated:
+        try:
+            xml = opened.invoice()
+        except SealedRecordError as exc:
+            await _reject(inv.invoice_id, "decryption", 435, str(exc), event, inv)
+            return
     batch.add(inv, xml, ref, deflated=opened.deflated)
     _hold(batch, event)
     if batch.due_to_flush(settings, time.monotonic()) == "full":

@@ -102,9 +102,18 @@ class OpenBatch:
     def batch_id(self) -> str:
         return self.builder.batch_id
 
-    def add(self, inv: SealedInvoice, xml: bytes, ref: KafkaRef,
+    def add(self, inv: SealedInvoice, xml: bytes | None, ref: KafkaRef,
             deflated: bytes | None = None) -> None:
-        entry = self.builder.add(ref, xml, expected_hash=inv.sha256, deflated=deflated)
+        """Add the invoice: from its bytes (`xml`), or with none from its deflated stream
+        and the size, CRC-32 and hash its sealed record carries."""
+        if xml is not None:
+            entry = self.builder.add(ref, xml, expected_hash=inv.sha256, deflated=deflated)
+        elif deflated is not None and inv.crc32 is not None:
+            entry = self.builder.add_deflated(ref, deflated, size=inv.size, crc32=inv.crc32,
+                                              sha256=inv.sha256)
+        else:
+            raise ValueError(f"invoice {inv.invoice_id}: neither its bytes nor a deflated "
+                             "stream with its CRC-32")
         self.invoice_ids.add(inv.invoice_id)
         self.last_added = time.monotonic()
         self.invoices.append(PackedInvoice(

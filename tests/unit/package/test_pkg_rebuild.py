@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import json
+import zipfile
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pipeline.ksef.crypto import SessionKey
+from pipeline.ksef.numbers import sha256_b64
 from pipeline.ksef.package import (
     BatchLimits,
     InvoiceSource,
@@ -148,3 +151,34 @@ def test_rebuilt_package_can_be_resealed_identically_with_the_same_key(
     fresh = reseal().manifest
     assert (fresh.package_hash, fresh.entries) == (first.package_hash, first.entries)
     assert fresh.parts != first.parts and fresh.encrypted_key != first.encrypted_key
+
+
+def test_a_batch_from_deflated_streams_and_their_crc_alone_is_the_same_package(
+    tmp_path: Path, make_invoices: Callable[..., Invoices], ksef_public_key: rsa.RSAPublicKey
+) -> None:
+    """Pack writes a sealed invoice's deflated stream with the size and CRC-32 its record
+    carries, inflating nothing: the package is byte for byte the one built from the
+    invoices' bytes, and it opens to those bytes."""
+    invoices = make_invoices(30)
+    fetch = kafka(invoices, level=3)
+    with PackageBuilder(tmp_path / "a", batch_id="b", level=3, fsync=False) as builder:
+        assert builder.takes_deflated
+        for source, xml in invoices:
+            builder.add_deflated(source, fetch(source)[1], size=len(xml),
+                                 crc32=zlib.crc32(xml), sha256=sha256_b64(xml))
+        streamed = builder.finish(ksef_public_key, keep_package=True)
+    plain = pack(tmp_path / "p", invoices, ksef_public_key, PackageFormat.ZIP, 3)
+    assert streamed.manifest.package_hash == plain.manifest.package_hash
+    with zipfile.ZipFile(io.BytesIO(streamed.read_package())) as archive:
+        assert [archive.read(name) for name in archive.namelist()] == [
+            xml for _, xml in invoices]
+
+
+def test_a_stored_zip_or_a_tar_asks_for_the_bytes(tmp_path: Path) -> None:
+    for fmt, level in ((PackageFormat.ZIP, 0), (PackageFormat.TAR_GZ, 3)):
+        with PackageBuilder(tmp_path / f"{fmt.value}-{level}", batch_id="b", fmt=fmt,
+                            level=level, fsync=False) as builder:
+            assert not builder.takes_deflated
+            with pytest.raises(TypeError):
+                builder.add_deflated(InvoiceSource("t", 0, 1), b"x", size=10, crc32=1,
+                                     sha256="h")
