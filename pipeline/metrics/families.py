@@ -78,6 +78,7 @@ class Metrics:
     def __init__(self, clock: Callable[[], float] | None = None) -> None:
         self.registry = r = CollectorRegistry(auto_describe=True)
         self._refresh: list[tuple[str, Refresh]] = []
+        self._children: dict[tuple[int, str], Any] = {}
         # Consumers outside Faust's (a stage's own record loop): (topic, partition) -> lag
         self.lag_sources: list[Callable[[], Mapping[tuple[str, str], float]]] = []
         # For the status page: what happened lately, not since the worker started.
@@ -157,12 +158,25 @@ class Metrics:
             ["state"], registry=r)
 
     # ---- counting (one call per event; also feeds the status page's recent views) ----
+    # The labelled children are looked up once: `labels()` on every record showed in
+    # the worker's profile.
     def count_in(self, stage: str, n: int = 1) -> None:
-        self.stage_in.labels(stage).inc(n)
+        self._child(self.stage_in, stage).inc(n)
 
     def count_out(self, stage: str, n: int = 1) -> None:
-        self.stage_out.labels(stage).inc(n)
+        self._child(self.stage_out, stage).inc(n)
         self.recent_out.add(stage, n)
+
+    def produced(self, topic: str, n: int = 1) -> None:
+        """Records this worker produced to `topic` (the catalog's name)."""
+        self._child(self.records_produced, topic).inc(n)
+
+    def _child(self, family: Counter, label: str) -> Any:
+        key = (id(family), label)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = family.labels(label)
+        return child
 
     def rejected(self, stage: str, reason: str) -> None:
         """A rejection record seen once (by the deadline tracker that settles it)."""

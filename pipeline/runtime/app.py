@@ -127,4 +127,4 @@ async def produce(spec: TopicSpec, key: bytes, value: bytes | None,
     delivery = await app.producer.send(topic_name(spec, catalog_settings), key, value,
                                        None, None, None)
     produce_guard.watch(delivery, refused)  # type: ignore[arg-type]
-    metrics.records_produced.labels(spec.name).inc()
+    metrics.produced(spec.name)

@@ -82,7 +82,7 @@ class LoopOutput:
     producer: Any
     catalog: CatalogSettings
     timeout_s: float
-    on_produced: Callable[[TopicSpec], None] = lambda _spec: None
+    produced: dict[str, int] = field(default_factory=dict)  # topic -> records, this batch
     _refusals: list[tuple[Any, Refused | None]] = field(default_factory=list)
     _failures: list[Any] = field(default_factory=list)
 
@@ -105,7 +105,7 @@ class LoopOutput:
                 break
             except BufferError:  # librdkafka's queue is full: let it send some first
                 self.producer.poll(0.1)
-        self.on_produced(spec)
+        self.produced[spec.name] = self.produced.get(spec.name, 0) + 1
 
     def settle(self) -> None:
         """Every record delivered, refused records' fallbacks run (and delivered)."""
@@ -153,7 +153,7 @@ class RecordLoop:
     def __init__(self, *, name: str, source: TopicSpec, group: str, handle: Handler,
                  kafka: KafkaSettings, catalog: CatalogSettings, worker: WorkerSettings,
                  seed_from_group: str | None = None, batch: int = 500,
-                 on_produced: Callable[[TopicSpec], None] = lambda _spec: None) -> None:
+                 on_produced: Callable[[str, int], None] = lambda _topic, _n: None) -> None:
         self.name = name
         self.source = source
         self.group = group
@@ -256,8 +256,7 @@ class RecordLoop:
 
     async def _run_once(self) -> None:
         consumer, producer = await asyncio.to_thread(self._clients)
-        out = LoopOutput(producer, self.catalog, self.worker.producer_request_timeout_s,
-                         self.on_produced)
+        out = LoopOutput(producer, self.catalog, self.worker.producer_request_timeout_s)
         committed_all = False
         try:
             consumer.subscribe([topic_name(self.source, self.catalog)],
@@ -277,6 +276,9 @@ class RecordLoop:
                     self.handle(messages[start:start + SLICE], out)
                     await asyncio.sleep(0)  # the worker's other tasks run between slices
                 await asyncio.to_thread(out.settle)
+                for topic, count in out.produced.items():
+                    self.on_produced(topic, count)
+                out.produced.clear()
                 await asyncio.to_thread(consumer.commit, asynchronous=False)
                 for msg in messages:
                     self._positions[msg.partition()] = msg.offset() + 1

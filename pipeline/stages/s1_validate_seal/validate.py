@@ -238,14 +238,11 @@ def install(app: faust.App) -> None:
     follower = mode_follower()
     follower.subscribe(stage.apply_mode)
 
-    def produced(spec: TopicSpec) -> None:
-        metrics.records_produced.labels(spec.name).inc()
-
     loop = RecordLoop(
         name=STAGE, source=SUBMITTED, group=f"{app.conf.id}-validate-seal",
         handle=stage.handle, kafka=kafka_settings, catalog=catalog_settings,
         worker=worker_settings, seed_from_group=app.conf.id, batch=settings.batch,
-        on_produced=produced)
+        on_produced=metrics.produced)
     metrics.lag_sources.append(loop.lag)
 
     class ValidateSealService(mode.Service):
