@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ Handler = Callable[[list[Any], "LoopOutput"], None]
 RESTART_FIRST_S = 1.0
 RESTART_CAP_S = 30.0
 POLL_S = 0.2
+# Through Python logging, so a lost broker is one line, not hundreds a second
+# (`pipeline.runtime.broker_log` filters the client loggers).
+LIBRDKAFKA_LOGS: dict[str, Any] = {"log_level": 4, "logger": logging.getLogger("librdkafka")}
 SLICE = 50  # records handled between two turns of the event loop (~25 ms)
 
 
@@ -241,7 +245,7 @@ class RecordLoop:
             # Bounded read-ahead: memory must not grow with a backlog.
             "max.partition.fetch.bytes": 1024 * 1024,
             "queued.max.messages.kbytes": 8 * 1024,
-            "log_level": 4})
+            **LIBRDKAFKA_LOGS})
         producer = kafka_producer(self.kafka, **{
             "enable.idempotence": True, "acks": "all",
             # The same partitions for a key as Faust's and Java's producers (murmur2).
@@ -251,7 +255,7 @@ class RecordLoop:
             "message.max.bytes": 10 * 1024 * 1024,
             "queue.buffering.max.kbytes": 64 * 1024,
             "delivery.timeout.ms": int(w.producer_request_timeout_s * 1000),
-            "log_level": 4})
+            **LIBRDKAFKA_LOGS})
         return consumer, producer
 
     async def _run_once(self) -> None:
