@@ -384,3 +384,45 @@ def test_a_worker_leaving_mid_stream_repeats_nothing_it_finished(
     repeated = {k: n for k, n in Counter(m.key() for m in got).items() if n > 1}
     print(f"{len(wanted)} rejected, {len(repeated)} of them twice")
     assert not repeated, f"{len(repeated)} rejected twice: {sorted(repeated)[:5]}"
+
+
+def test_an_upgraded_worker_starts_where_the_old_agent_stopped(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """Upgrade to the record loop: its consumer group, new, starts from the commits the
+    app's group (the old Faust agent) has on `ksef.invoices.submitted`, so what that
+    agent had consumed is not sealed again."""
+    good = _corpus(24, polish_today())
+    sandbox.produce(SUBMITTED, [(k.encode(), v) for k, v in good])
+    placed = sandbox.read_to_end(SUBMITTED)
+    assert len(placed) == len(good)
+    by_partition: dict[int, list[Any]] = {}
+    for msg in placed:
+        by_partition.setdefault(msg.partition(), []).append(msg)
+    # The old agent had handled the first half of every partition.
+    old_group = f"{sandbox.app_group}-validate"  # the app id of a `--stages validate` worker
+    consumed, commits = set(), []
+    for partition, msgs in by_partition.items():
+        msgs.sort(key=lambda m: m.offset())
+        half = msgs[:len(msgs) // 2]
+        consumed |= {m.key().decode() for m in half}
+        commits.append(TopicPartition(sandbox.name(SUBMITTED), partition,
+                                      msgs[len(half)].offset() if half else msgs[0].offset()))
+    committer = Consumer({"bootstrap.servers": sandbox.bootstrap, "group.id": old_group,
+                          "enable.auto.commit": False})
+    committer.commit(offsets=commits, asynchronous=False)
+    committer.close()
+    assert consumed and len(consumed) < len(good)
+
+    rest = {k for k, _ in good} - consumed
+    worker = start_worker(sandbox, tmp_path, "--stages", "validate",
+                          **_keyring_env(tmp_path, b"\x03" * 32))
+    try:
+        sandbox.consume_until(
+            SEALED, lambda got: {read_meta(m.value()).invoice_id for m in got} >= rest,
+            timeout_s=120)
+        assert "started from the app group's commits" in worker.log()
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+    # Within a partition the loop seals in order: an earlier record would be there already.
+    sealed = Counter(read_meta(m.value()).invoice_id for m in sandbox.read_to_end(SEALED))
+    assert set(sealed) == rest and max(sealed.values()) == 1, sealed
