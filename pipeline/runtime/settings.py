@@ -263,6 +263,12 @@ def _int(name: str, default: str) -> int:
     return int(os.environ.get(name, default))
 
 
+def _positive(value: int, name: str) -> int:
+    if value < 1:
+        raise SettingsError(f"{name} must be at least 1, not {value}")
+    return value
+
+
 # --- the KSeF API (pipeline/ksef_api/link.py builds and checks KsefSettings from it) ---
 
 @dataclass(frozen=True)
@@ -366,7 +372,7 @@ class ValidateSealSettings:
             offline_key_password=os.environ.get("KSEF_OFFLINE_KEY_PASSWORD"),
             pack_level=_int("KSEF_PACK_LEVEL", "3"),
             attachment_sellers=os.environ.get("KSEF_ATTACHMENT_SELLERS", "").strip(),
-            batch=_int("KSEF_VALIDATE_BATCH", "500"),
+            batch=_positive(_int("KSEF_VALIDATE_BATCH", "500"), "KSEF_VALIDATE_BATCH"),
         )
 
 

@@ -82,3 +82,9 @@ def test_token_variables_are_only_the_ksef_token_ones(bare: pytest.MonkeyPatch) 
     bare.setenv("KSEF_TOKEN_1111111111", "t")
     bare.setenv("KSEF_TOKENS_FILE", "/f")
     assert s.token_variables() == {"KSEF_TOKEN_1111111111": "t"}
+
+
+def test_a_validate_batch_below_one_is_refused(bare: pytest.MonkeyPatch) -> None:
+    bare.setenv("KSEF_VALIDATE_BATCH", "0")
+    with pytest.raises(s.SettingsError, match="KSEF_VALIDATE_BATCH must be at least 1"):
+        s.ValidateSealSettings.from_env()
