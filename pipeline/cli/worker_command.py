@@ -1,4 +1,5 @@
-"""`ksef-pipeline worker`: run Faust agents of the chosen stages as one group member."""
+"""`ksef-pipeline worker`: run the chosen stages (Faust agents, and validate+seal's
+record loop) as one group member."""
 
 from __future__ import annotations
 

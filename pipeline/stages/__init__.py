@@ -1,6 +1,9 @@
 """Pipeline stages, one package each, in flow order: s1_validate_seal, s2_pack,
-s3_submit, s4_upo. Each holds its agent module (which registers Faust agents on
-`pipeline.runtime.app.app` when imported) and its plain decision functions.
+s3_submit, s4_upo. Each holds its agent module and its plain decision functions. The
+worker imports the module of each stage it runs, then calls its `install(app)` where it
+has one (validate+seal: a stage object and its record loop, built from settings);
+the others still register their Faust agents on `pipeline.runtime.app.app` when
+imported.
 
 Stages never import each other (`tests/unit/test_import_rules.py`); they meet only
 through catalog topics (`topics/`), and what they share at run time lives in
