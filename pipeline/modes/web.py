@@ -26,8 +26,9 @@ def credential_health() -> list[HealthRow]:
     of each context), else from the credential files alone."""
     submit = sys.modules.get("pipeline.stages.s3_submit.submit")
     if submit is not None:
-        holds = submit.holds
-        return health_rows(submit.clients.credentials.contexts(), holds.last,
+        ctx = submit.ctx  # the stage's context (`s3_submit.context`), both lanes' holds
+        holds = ctx.holds
+        return health_rows(ctx.clients.credentials.contexts(), holds.last,
                            {nip: h.reason for nip, h in holds.held().items()}, now_utc())
     from pipeline.credentials import CredentialStore
     from pipeline.ksef_api.link import KsefSettings

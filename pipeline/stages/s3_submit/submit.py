@@ -11,6 +11,10 @@ KSeF already has are not sent again, a closed session is never opened a second t
 A context that cannot authenticate (no credentials, refused or unusable ones) is held,
 not rejected (`credential_hold`): its batches are put back and skipped until the next
 recheck or a change of the credential files, while the other contexts keep flowing.
+
+What both lanes of the stage share (clients, journal, holds, keyring) is the stage's
+context (`context.stage_context()`). Importing this module loads the interactive lane
+for technical corrections too (`correction_lane`, agent `submit-interactive`).
 """
 
 from __future__ import annotations
@@ -19,8 +23,6 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
-import hashlib
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -41,42 +43,28 @@ from pipeline.ksef.package.spool import BatchLock
 from pipeline.ksef_api import (
     BatchSession,
     KsefError,
-    KsefRateLimited,
-    KsefUnavailable,
     PartUpload,
 )
-from pipeline.ksef_api.link import KsefClients, KsefSettings
 from pipeline.ksef_api.manifest import batch_spec, part_files, part_sizes
-from pipeline.metrics.ksef import request_observer, watch_headroom
-from pipeline.modes.follow import mode_follower
-from pipeline.modes.observed import HealthReporter
-from pipeline.modes.publish import publish_alert, publish_announcement
 from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.runtime import logs
-from pipeline.runtime.app import app, kafka_settings, metrics, topic, worker_settings
+from pipeline.runtime.app import app, kafka_settings, topic, worker_settings
 from pipeline.runtime.backoff import Backoff
-from pipeline.runtime.invoice_ledger import origin_text
-from pipeline.runtime.key_hold import missing_key_alert
-from pipeline.runtime.keyring_file import keyring_source
-from pipeline.runtime.session_follow import sessions_follower
-from pipeline.runtime.settings import ObservedOutageSettings, SubmitStageSettings
 from pipeline.runtime.spool_paths import batch_spool, drop_batch_spool, spool_root
 from pipeline.runtime.topic_reads import SequentialReader
 from pipeline.stages.s3_submit.batch_queue import BatchQueue
+from pipeline.stages.s3_submit.context import stage_context
 from pipeline.stages.s3_submit.credential_hold import (
     Decision,
-    Holds,
     decide,
     release_covers,
     release_reason,
 )
-from pipeline.stages.s3_submit.credential_watch import ExpiryWatch
-from pipeline.stages.s3_submit.held_releases import release_book
-from topics.catalog import CORRECTIONS, PACKED, REJECTED, SESSIONS
+from topics.catalog import PACKED
 from topics.codec import decode, encode, from_dict
-from topics.records import Alert, HeldRelease, PackedBatch, Rejection, SealedInvoice, SessionStep
+from topics.records import HeldRelease, PackedBatch
 from topics.rejections import build_rejection
-from topics.sealed import open_sealed, read_meta
+from topics.sealed import open_sealed
 from topics.session_journal import (
     CLOSED,
     FAILED,
@@ -84,44 +72,25 @@ from topics.session_journal import (
     OPENED,
     OPENING,
     PART_UPLOADED,
-    Journal,
 )
 
 log = logs.get(__name__)
 
 packed_topic = topic(PACKED)
-sessions_topic = topic(SESSIONS)
-rejected_topic = topic(REJECTED)
 
-stage_settings = SubmitStageSettings.from_env()
-CONCURRENCY = stage_settings.concurrency
+ctx = stage_context()
+CONCURRENCY = ctx.settings.concurrency
 UPLOAD_WINDOW_PER_PART = dt.timedelta(minutes=20)
-
-follower = mode_follower()
-health = HealthReporter(publish_announcement, lambda: follower.state, threshold=dt.timedelta(
-    seconds=ObservedOutageSettings.from_env().outage_after_s))
-clients = KsefClients(KsefSettings.from_env(),
-                      observer=request_observer(metrics, health.observe))
-watch_headroom(metrics, clients.headroom)
-keyrings = keyring_source()  # re-read on change: a rotation needs no restart
-missing_keys: set[str] = set()  # key ids alerted as missing (once each)
-KEY_RECHECK_S = 5.0
 # Batch directories are derived from this root and the batch id, never from a record.
 SPOOL_ROOT = spool_root(worker_settings)
-journal = Journal()
-sessions = sessions_follower()
-sessions.subscribe(journal.apply)
 waiting = BatchQueue()
 state: dict[str, Any] = {"stream": None, "dispatchers": []}
 
-RECHECK_S = stage_settings.credential_recheck_s
-CREDENTIAL_CHECK_S = stage_settings.credential_check_s
+RECHECK_S = ctx.settings.credential_recheck_s
+CREDENTIAL_CHECK_S = ctx.settings.credential_check_s
 FILES_POLL_S = 1.0
-holds = Holds(dt.timedelta(seconds=RECHECK_S))
 opened_here: set[str] = set()  # batch sessions this worker opened and has not closed yet
-metrics.on_scrape("submit", lambda m: m.sessions_open.set(len(opened_here)))
-expiry = ExpiryWatch()
-releases = release_book()
+ctx.metrics.on_scrape("submit", lambda m: m.sessions_open.set(len(opened_here)))
 SETTLED, RETRY, HELD = "settled", "retry", "held"
 
 
@@ -130,31 +99,16 @@ def _on_release(release: HeldRelease) -> None:
     if it still cannot authenticate)."""
     log.warning("operator release of held invoices", seller_nip=release.seller_nip,
                 request_id=release.request_id, requested_by=release.requested_by)
-    holds.wake(release.seller_nip)
+    ctx.holds.wake(release.seller_nip)
     waiting.poke()
 
 
-releases.on_release = _on_release
-
-
-async def _journal_step(batch_id: str, seller_nip: str, step: str, session_ref: str | None,
-                        kind: str, details: dict[str, Any]) -> None:
-    entry = SessionStep(batch_id=batch_id, seller_nip=seller_nip, step=step, at=iso(),
-                        session_ref=session_ref, kind=kind, details=details)
-    journal.apply(entry)
-    delivered = await sessions_topic.send(key=batch_id.encode(), value=encode(entry))
-    await delivered  # write-ahead: durable before the side effect it records happens
+ctx.releases.on_release = _on_release
 
 
 async def _journal(rec: PackedBatch, step: str, session_ref: str | None = None,
                    **details: Any) -> None:
-    await _journal_step(rec.batch_id, rec.seller_nip, step, session_ref, "batch", details)
-
-
-async def _journal_loaded() -> None:
-    """Every step in `ksef.sessions` up to now is in the journal: also those a worker
-    journaled just before it died and this one took its batches over."""
-    await sessions.caught_up()
+    await ctx.journal_step(rec.batch_id, rec.seller_nip, step, session_ref, "batch", details)
 
 
 async def _reject_all(rec: PackedBatch, code: int, reason: str, message: str,
@@ -164,7 +118,7 @@ async def _reject_all(rec: PackedBatch, code: int, reason: str, message: str,
                               reason=reason, message=message, rejected_at=iso(),
                               seller_nip=rec.seller_nip, invoice_number=inv.invoice_number,
                               sha256=inv.sha256, session_ref=session_ref, origin=inv.ref)
-        await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
+        await ctx.rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
 
 
 def _manifest(rec: PackedBatch) -> PackageManifest:
@@ -173,7 +127,7 @@ def _manifest(rec: PackedBatch) -> PackageManifest:
 
 def _resumable(rec: PackedBatch) -> BatchSession | None:
     """The journaled open session of this batch while its upload window lasts."""
-    progress = journal.get(rec.batch_id)
+    progress = ctx.journal.get(rec.batch_id)
     if progress is None or progress.step != OPENED or not progress.session_ref:
         return None
     opened = progress.opened
@@ -187,7 +141,7 @@ def _resumable(rec: PackedBatch) -> BatchSession | None:
 
 
 async def _open(rec: PackedBatch, manifest: PackageManifest) -> BatchSession:
-    client = clients.client(rec.seller_nip)
+    client = ctx.clients.client(rec.seller_nip)
     await _journal(rec, OPENING)
     spec = batch_spec(manifest, offline_mode=rec.offline_mode, public_key_id=rec.public_key_id)
     session = await client.open_batch_session(spec)
@@ -200,7 +154,7 @@ async def _open(rec: PackedBatch, manifest: PackageManifest) -> BatchSession:
 
 async def submit_batch(rec: PackedBatch) -> None:
     """Drive one batch to `closed` (or `failed`); raises KsefUnavailable to retry later."""
-    progress = journal.get(rec.batch_id)
+    progress = ctx.journal.get(rec.batch_id)
     if progress is not None and progress.step in FINAL:
         return
     try:
@@ -212,7 +166,7 @@ async def submit_batch(rec: PackedBatch) -> None:
         return
     manifest = _manifest(rec)
     files = part_files(manifest, spool)
-    client = clients.client(rec.seller_nip)
+    client = ctx.clients.client(rec.seller_nip)
     session = _resumable(rec)
     if any(not p.exists() for p in files.values()):
         # Another worker packed it, or the disk was lost: rebuild the identical archive
@@ -230,14 +184,14 @@ async def submit_batch(rec: PackedBatch) -> None:
         session = None
     if session is None:
         session = await _open(rec, manifest)
-    done = journal.get(rec.batch_id)
+    done = ctx.journal.get(rec.batch_id)
     already = frozenset(done.parts_done) if done else frozenset()
     todo = frozenset(p.ordinal for p in manifest.parts) - already
     ref = session.reference_number
 
     async def uploaded(ordinal: int) -> None:
         await _journal(rec, PART_UPLOADED, ref, ordinal=ordinal)
-        metrics.parts_uploaded.inc()
+        ctx.metrics.parts_uploaded.inc()
 
     opened_here.add(ref)  # open in KSeF until closed (a failed upload keeps it open)
     if todo:
@@ -245,7 +199,7 @@ async def submit_batch(rec: PackedBatch) -> None:
                                   on_uploaded=uploaded)
     await client.close_batch_session(ref)
     opened_here.discard(ref)
-    metrics.count_out("submit", len(rec.invoices))
+    ctx.metrics.count_out("submit", len(rec.invoices))
     await _journal(rec, CLOSED, ref, invoice_count=len(rec.invoices),
                    invoices=[[i.invoice_id, i.sha256, i.invoice_number] for i in rec.invoices])
     drop_batch_spool(SPOOL_ROOT, rec)  # as packed and as rebuilt, under SPOOL_ROOT only
@@ -258,7 +212,7 @@ def _rebuild_sync(manifest: PackageManifest, directory: Path, public_key: Any) -
     reader = SequentialReader(kafka_settings)
 
     def plaintext(ref: Any) -> tuple[bytes, bytes | None]:
-        opened = open_sealed(reader.get(ref), keyrings.get())
+        opened = open_sealed(reader.get(ref), ctx.keyrings.get())
         return opened.invoice(), opened.deflated
 
     try:
@@ -294,26 +248,6 @@ async def _rebuild(rec: PackedBatch, manifest: PackageManifest, client: Any
     return rebuilt, packaged.manifest
 
 
-async def _alert(alert: Alert | None) -> None:
-    if alert is not None:
-        log.warning("credential alert", kind=alert.kind, seller_nip=alert.seller_nip,
-                    reason=alert.details.get("reason"))
-        await publish_alert(alert)
-
-
-async def _key_missing(key_id: str, seller_nip: str, invoice_id: str | None = None) -> None:
-    """A record to rebuild or correct is sealed under a key the keyring lacks: it waits
-    (retried, the keyring file re-read) with one alert per key id, never rejected."""
-    if key_id in missing_keys:
-        return
-    missing_keys.add(key_id)
-    log.error("invoice sealed under a key the keyring lacks: waits, not rejected",
-              key_id=key_id, seller_nip=seller_nip, invoice_id=invoice_id)
-    await publish_alert(missing_key_alert(key_id, "submit", now_utc(), invoice_id=invoice_id,
-                                          seller_nip=seller_nip,
-                                          keyring_ids=keyrings.get().key_ids))
-
-
 async def _release(rec: PackedBatch, hold_reason: str, release: HeldRelease) -> None:
     """Reject a held batch on an operator's request."""
     reason = release_reason(hold_reason)
@@ -329,8 +263,8 @@ async def _release(rec: PackedBatch, hold_reason: str, release: HeldRelease) -> 
 
 async def _held(rec: PackedBatch, decision: Decision) -> str:
     """A batch whose context cannot authenticate: held, or released by an operator."""
-    await _alert(holds.hold(rec.seller_nip, decision, now_utc()))
-    release = releases.get(rec.seller_nip)
+    await ctx.alert(ctx.holds.hold(rec.seller_nip, decision, now_utc()))
+    release = ctx.releases.get(rec.seller_nip)
     if release_covers(release, rec.seller_nip, rec.packed_at):
         assert release is not None
         await _release(rec, decision.reason, release)
@@ -345,8 +279,8 @@ async def _submit_with_policy(rec: PackedBatch) -> str:
     try:
         await submit_batch(rec)
     except MissingKeyError as exc:  # a rebuild from Kafka needs a key not here yet
-        keyrings.refresh()
-        await _key_missing(exc.key_id, rec.seller_nip)
+        ctx.keyrings.refresh()
+        await ctx.key_missing(exc.key_id, rec.seller_nip)
         return RETRY
     except (KsefError, LookupError) as exc:
         decision = decide(exc)
@@ -359,11 +293,11 @@ async def _submit_with_policy(rec: PackedBatch) -> str:
         log.warning("KSeF unavailable; batch will be retried", batch_id=rec.batch_id,
                     error=decision.message)
         return RETRY
-    await _alert(holds.ok(rec.seller_nip, now_utc()))
+    await ctx.alert(ctx.holds.ok(rec.seller_nip, now_utc()))
     return SETTLED
 
 
-HOLD_PROBE_S = stage_settings.hold_probe_s
+HOLD_PROBE_S = ctx.settings.hold_probe_s
 
 
 async def _hold_while_announced() -> None:
@@ -373,16 +307,16 @@ async def _hold_while_announced() -> None:
     A worker that has not read `ksef.mode` yet does not know of an announcement in force:
     it waits for the follower first, or a restart during an outage would open sessions.
     """
-    await follower.wait_ready()
+    await ctx.follower.wait_ready()
     logged = False
-    while should_hold_sessions(follower.state):
+    while should_hold_sessions(ctx.follower.state):
         if not logged:
             log.warning("KSeF outage announced: holding new sessions",
-                        state=follower.state.state if follower.state else None,
+                        state=ctx.follower.state.state if ctx.follower.state else None,
                         queued=len(waiting))
             logged = True
         with contextlib.suppress(KsefError):
-            await clients.public().encryption_key()  # a probe that counts as health
+            await ctx.clients.public().encryption_key()  # a probe that counts as health
         await asyncio.sleep(HOLD_PROBE_S)
     if logged:
         log.info("KSeF outage over: draining the backlog", queued=len(waiting))
@@ -390,7 +324,7 @@ async def _hold_while_announced() -> None:
 
 def _not_held() -> Callable[[PackedBatch], bool]:
     now = now_utc()
-    return lambda batch: holds.ready(batch.seller_nip, now)
+    return lambda batch: ctx.holds.ready(batch.seller_nip, now)
 
 
 async def _dispatcher() -> None:
@@ -400,13 +334,13 @@ async def _dispatcher() -> None:
         await _hold_while_announced()
         item = waiting.pop(ready=_not_held())
         if item is None:  # all queued batches are of held contexts (or taken)
-            await waiting.changed(holds.next_retry(now_utc()))
+            await waiting.changed(ctx.holds.next_retry(now_utc()))
             continue
         rec = item.batch
         try:
-            await _journal_loaded()
-            hold = holds.held().get(rec.seller_nip)
-            release = releases.get(rec.seller_nip)
+            await ctx.journal_loaded()
+            hold = ctx.holds.held().get(rec.seller_nip)
+            release = ctx.releases.get(rec.seller_nip)
             if hold is not None and release_covers(release, rec.seller_nip, rec.packed_at):
                 assert release is not None
                 await _release(rec, hold.reason, release)
@@ -432,20 +366,20 @@ async def _dispatcher() -> None:
 @app.task
 async def watch_credential_files() -> None:
     """A changed credentials file (or a file it names) retries held contexts at once."""
-    last = clients.credentials.stamps()
+    last = ctx.clients.credentials.stamps()
     while True:
         await asyncio.sleep(FILES_POLL_S)
         try:
-            now = clients.credentials.stamps()
+            now = ctx.clients.credentials.stamps()
         except Exception:
             log.exception("cannot stat the credential files")
             continue
         if now != last:
             last = now
-            if holds.held():
+            if ctx.holds.held():
                 log.info("credential files changed: held contexts are tried again",
-                         held=sorted(holds.held()))
-                holds.wake()
+                         held=sorted(ctx.holds.held()))
+                ctx.holds.wake()
                 waiting.poke()
 
 
@@ -455,8 +389,8 @@ async def check_credential_expiry() -> None:
     contexts still on a token from 2026-12-01, unusable entries (one alert per day)."""
     while True:
         try:
-            for alert in expiry.due(clients.credentials.contexts(), now_utc()):
-                await _alert(alert)
+            for alert in ctx.expiry.due(ctx.clients.credentials.contexts(), now_utc()):
+                await ctx.alert(alert)
         except Exception:
             log.exception("credential expiry check failed")
         await asyncio.sleep(CREDENTIAL_CHECK_S)
@@ -466,7 +400,7 @@ async def check_credential_expiry() -> None:
 async def submit(stream: faust.StreamT[Any]) -> None:
     manual = stream.noack()
     state["stream"] = manual
-    await _journal_loaded()
+    await ctx.journal_loaded()
     if not state["dispatchers"]:
         state["dispatchers"] = [asyncio.ensure_future(_dispatcher()) for _ in range(CONCURRENCY)]
     async for event in manual.events():
@@ -477,11 +411,11 @@ async def submit(stream: faust.StreamT[Any]) -> None:
                       offset=event.message.offset)
             await manual.ack(event)
             continue
-        progress = journal.get(rec.batch_id)
+        progress = ctx.journal.get(rec.batch_id)
         if progress is not None and progress.step in FINAL:
             await manual.ack(event)
             continue
-        metrics.count_in("submit", len(rec.invoices))
+        ctx.metrics.count_in("submit", len(rec.invoices))
         waiting.offer(rec, event)  # a repeat waits with its batch's first delivery
 
 
@@ -493,180 +427,6 @@ async def _leave_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
         log.info("queued batches left to their partitions' new owner", batches=len(left))
 
 
-# --- interactive lane: technical corrections -------------------------------------------
-
-corrections_topic = topic(CORRECTIONS)
-
-
-def correction_id(inv: SealedInvoice) -> str:
-    """The journal id of one correction: the same for every attempt and after a restart."""
-    digest = hashlib.sha256(f"{inv.invoice_id}\0{inv.sha256}".encode()).hexdigest()
-    return f"{inv.seller_nip}-online-{digest[:16]}"
-
-
-async def _in_session(client: Any, ref: str, sha256: str) -> bool:
-    """Whether KSeF registered an invoice with this hash in the session."""
-    async for result in client.session_invoices(ref):
-        if result.invoice_hash == sha256:
-            return True
-    return False
-
-
-async def _send_correction(inv: SealedInvoice, record: bytes) -> None:
-    """One interactive session per correction: KSeF allows a technical correction only
-    there, once, with offlineMode true and the hash of the rejected original.
-
-    KSeF refuses a second copy of a correction it took (21166), so an attempt after one
-    whose answer was lost (or after a crash) first asks KSeF whether the earlier session
-    has it. A correction journaled closed is never sent again: a replay of it gets the
-    first session announced once more, so the upo stage reports KSeF's verdict again
-    (a replay ends with the same outcome, as in the batch lane).
-    """
-    batch_id = correction_id(inv)
-    progress = journal.get(batch_id)
-    if progress is not None and progress.step in FINAL:
-        if progress.session_ref:
-            await _answer_again(inv, batch_id, progress.session_ref, progress.origin)
-        return
-    client = clients.client(inv.seller_nip)
-    earlier = progress.session_ref if progress is not None else None
-    if earlier and await _in_session(client, earlier, inv.sha256):
-        log.info("correction found in its earlier session; not sent again",
-                 invoice_id=inv.invoice_id, session_ref=earlier)
-        await _close_after_send(client, earlier)
-        await _journal_correction_closed(inv, batch_id, earlier)
-        return
-    xml = open_sealed(record, keyrings.get()).invoice()
-    await _journal_step(batch_id, inv.seller_nip, OPENING, None, "online", {})
-    session = await client.open_online_session()
-    ref = session.reference_number
-    await _journal_step(batch_id, inv.seller_nip, OPENED, ref, "online", {"opened_at": iso()})
-    try:
-        await client.send_invoice(session, xml, offline_mode=True,
-                                  hash_of_corrected_invoice=inv.technical_correction_of)
-    except BaseException:
-        with contextlib.suppress(KsefError):
-            await client.close_online_session(ref)
-        raise
-    await _close_after_send(client, ref)
-    await _journal_correction_closed(inv, batch_id, ref)
-    metrics.count_out("submit-interactive")
-    log.info("technical correction sent", invoice_id=inv.invoice_id, session_ref=ref)
-
-
-async def _answer_again(inv: SealedInvoice, batch_id: str, ref: str,
-                        sent_for: str | None) -> None:
-    """A correction already sent, delivered again. The same `.submitted` record (pack
-    forwards it again after a crash or a rebalance, or validate sealed it twice) adds
-    nothing; a producer's replay (a new record) gets KSeF's verdict on the first send
-    once more, once per replay record: the upo stage reports that session again."""
-    origin = origin_text(inv.origin)
-    if origin is not None and origin == sent_for:
-        log.info("correction delivered again; it was sent already", invoice_id=inv.invoice_id,
-                 session_ref=ref)
-        return
-    tag = (hashlib.sha256(origin.encode()).hexdigest()[:16] if origin is not None
-           else uuid.uuid4().hex[:16])
-    again_id = f"{batch_id}-again-{tag}"
-    answered = journal.get(again_id)
-    if answered is not None and answered.step in FINAL:
-        log.info("replay of a sent correction answered already", invoice_id=inv.invoice_id,
-                 session_ref=ref)
-        return
-    log.info("correction already sent; its outcome is reported again",
-             invoice_id=inv.invoice_id, session_ref=ref)
-    await _journal_correction_closed(inv, again_id, ref, again=True)
-
-
-async def _journal_correction_closed(inv: SealedInvoice, batch_id: str, ref: str,
-                                    again: bool = False) -> None:
-    details: dict[str, Any] = {
-        "invoice_count": 1, "invoices": [[inv.invoice_id, inv.sha256, inv.invoice_number]]}
-    origin = origin_text(inv.origin)
-    if origin is not None:  # the `.submitted` record this answers (see _answer_again)
-        details["origin"] = origin
-    if again:  # the upo stage reports it even though the outcome is on the topic already
-        details["again"] = True
-    await _journal_step(batch_id, inv.seller_nip, CLOSED, ref, "online", details)
-
-
-async def _close_after_send(client: Any, ref: str) -> None:
-    """KSeF has the correction once it was sent: a close that fails is tried again (it is
-    idempotent), never the correction, which KSeF would refuse the second time."""
-    backoff = Backoff(1.0, 60.0)
-    while True:
-        try:
-            await client.close_online_session(ref)
-            return
-        except (KsefUnavailable, KsefRateLimited) as exc:
-            log.warning("correction sent; closing its session waits for KSeF",
-                        session_ref=ref, error=str(exc), retry_in_s=backoff.next_s)
-            await backoff.wait()
-
-
-def _correction_rejection(inv: SealedInvoice, code: int, reason: str, message: str
-                          ) -> Rejection:
-    return build_rejection(invoice_id=inv.invoice_id, stage="submit", code=code,
-                           reason=reason, message=message, rejected_at=iso(),
-                           seller_nip=inv.seller_nip, invoice_number=inv.invoice_number,
-                           sha256=inv.sha256, origin=inv.origin)
-
-
-async def _correction_held(inv: SealedInvoice, decision: Decision) -> bool:
-    """A correction whose context cannot authenticate waits like a batch (True), unless
-    an operator released the context's held invoices (rejected: False)."""
-    await _alert(holds.hold(inv.seller_nip, decision, now_utc()))
-    release = releases.get(inv.seller_nip)
-    if release_covers(release, inv.seller_nip, inv.sealed_at):
-        assert release is not None
-        reason = release_reason(decision.reason)
-        rej = _correction_rejection(
-            inv, 410, reason, f"technical correction held because seller context "
-            f"{inv.seller_nip} could not authenticate ({decision.reason}); rejected on "
-            f"operator request {release.request_id}")
-        await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
-        return False
-    log.warning("context cannot authenticate: correction held", invoice_id=inv.invoice_id,
-                seller_nip=inv.seller_nip, reason=decision.reason)
-    while not holds.ready(inv.seller_nip, now_utc()):
-        await asyncio.sleep(1.0)  # until the recheck, a file change or a release
-    return True
-
-
-@app.agent(corrections_topic, name="submit-interactive")
-async def interactive(stream: faust.StreamT[Any]) -> None:
-    await _journal_loaded()
-    async for event in stream.events():
-        try:
-            inv = read_meta(event.value)
-        except (ValueError, TypeError):
-            continue  # the pack stage forwards only records it could read
-        if not inv.technical_correction_of:
-            continue
-        metrics.count_in("submit-interactive")
-        backoff = Backoff(1.0, 60.0)
-        while True:
-            try:
-                await _journal_loaded()
-                await _send_correction(inv, event.value)
-                await _alert(holds.ok(inv.seller_nip, now_utc()))
-                break
-            except MissingKeyError as exc:  # waits for the keyring file to bring the key
-                if not keyrings.has(exc.key_id):
-                    await _key_missing(exc.key_id, inv.seller_nip, inv.invoice_id)
-                    await asyncio.sleep(KEY_RECHECK_S)
-            except (KsefUnavailable, KsefRateLimited) as exc:
-                log.warning("correction waits for KSeF", invoice_id=inv.invoice_id,
-                            error=str(exc), retry_in_s=backoff.next_s)
-                await backoff.wait()
-            except (KsefError, LookupError) as exc:
-                decision = decide(exc)
-                if decision.action == "hold":
-                    if await _correction_held(inv, decision):
-                        continue
-                    break
-                rej = _correction_rejection(
-                    inv, getattr(exc, "status", 500) or 500, "correction-refused",
-                    f"technical correction not accepted: {exc}")
-                await rejected_topic.send(key=inv.invoice_id.encode(), value=encode(rej))
-                break
+# The stage's second lane (agent `submit-interactive`): loaded with this one, after it,
+# so `--stages submit` runs both and the agents start in the order they always did.
+from pipeline.stages.s3_submit import correction_lane  # noqa: E402, F401
