@@ -36,6 +36,7 @@ from functools import partial
 from typing import Any
 
 from pipeline.runtime import logs
+from pipeline.runtime.backoff import Backoff
 from pipeline.runtime.clients import kafka_admin, kafka_consumer, kafka_producer
 from pipeline.runtime.settings import KafkaSettings, WorkerSettings
 from topics import CatalogSettings, TopicSpec, topic_name
@@ -169,7 +170,6 @@ class RecordLoop:
         self.batch = batch
         self.on_produced = on_produced
         self.stop_requested = threading.Event()
-        self._positions: dict[int, int] = {}
         self._consumer: Any = None
 
     def stop(self) -> None:
@@ -183,7 +183,10 @@ class RecordLoop:
         a thread, one hand-off per batch. A thread of its own for the whole loop was
         tried: its Python half and the event loop's then fought for the GIL, and the
         worker sealed 15% fewer invoices/s for 7% more CPU each (docs/performance.md)."""
-        pause = RESTART_FIRST_S
+        async def pause(seconds: float) -> None:  # cut short by a stop
+            await asyncio.to_thread(self.stop_requested.wait, seconds)
+
+        backoff = Backoff(RESTART_FIRST_S, RESTART_CAP_S, sleep=pause)
         seeded = self.seed_from_group is None
         while not self.stop_requested.is_set():
             try:
@@ -191,15 +194,14 @@ class RecordLoop:
                     await asyncio.to_thread(self._seed)
                     seeded = True
                 await self._run_once()
-                pause = RESTART_FIRST_S
+                backoff.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the broker went away, a delivery failed, a bug
                 log.warning("record loop failed; reading again from the last commit",
                             loop=self.name, error=f"{type(exc).__name__}: {exc}",
-                            retry_in_s=pause)
-                await asyncio.to_thread(self.stop_requested.wait, pause)
-                pause = min(pause * 2, RESTART_CAP_S)
+                            retry_in_s=backoff.next_s)
+                await backoff.wait()
 
     def lag(self) -> dict[tuple[str, str], float]:
         """(topic, partition) -> records not read yet, for the partitions assigned now."""
@@ -209,13 +211,11 @@ class RecordLoop:
             return lags
         topic = topic_name(self.source, self.catalog)
         try:
-            assigned = consumer.assignment()
-            for tp in assigned:
+            for tp in consumer.position(consumer.assignment()):
                 _low, high = consumer.get_watermark_offsets(tp, cached=True)
-                position = self._positions.get(tp.partition)
-                if high is None or high < 0 or position is None:
+                if high is None or high < 0 or tp.offset < 0:  # not read or fetched yet
                     continue
-                lags[(topic, str(tp.partition))] = float(max(0, high - position))
+                lags[(topic, str(tp.partition))] = float(max(0, high - tp.offset))
         except Exception:  # closing, or not fetched yet
             return {}
         return lags
@@ -264,7 +264,7 @@ class RecordLoop:
         committed_all = False
         try:
             consumer.subscribe([topic_name(self.source, self.catalog)],
-                               on_assign=self._assigned, on_revoke=self._revoked)
+                               on_assign=self._assigned)
             self._consumer = consumer
             while not self.stop_requested.is_set():
                 polled = await asyncio.to_thread(consumer.consume, self.batch, POLL_S)
@@ -284,8 +284,6 @@ class RecordLoop:
                     self.on_produced(topic, count)
                 out.produced.clear()
                 await asyncio.to_thread(consumer.commit, asynchronous=False)
-                for msg in messages:
-                    self._positions[msg.partition()] = msg.offset() + 1
             committed_all = True
         finally:
             self._consumer = None
@@ -298,12 +296,6 @@ class RecordLoop:
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         log.info("partitions assigned", loop=self.name,
                  partitions=sorted(tp.partition for tp in partitions))
-        for tp in partitions:
-            self._positions.pop(tp.partition, None)
-
-    def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
-        for tp in partitions:
-            self._positions.pop(tp.partition, None)
 
 
 def _close_quietly(consumer: Any) -> None:
