@@ -27,6 +27,7 @@ from topics.headers import (
     SOURCE_MAX_CHARS,
 )
 from topics.sealed import FRAMING
+from topics.upo_document import FRAMING as UPO_FRAMING
 
 _SCALARS: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
@@ -135,6 +136,8 @@ def topic_schema(spec: TopicSpec) -> dict[str, Any]:
     if spec.record is records.SealedInvoice:
         schema["x-value-format"] = FRAMING
         schema["x-private-part"] = _object_schema(records.SealedPrivate, defs)
+    if spec.record is records.UpoDocument:
+        schema["x-value-format"] = UPO_FRAMING
     if defs:
         schema["$defs"] = dict(sorted(defs.items()))
     return schema

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class KafkaRef:
     """Where a record lives, so anything derived can be rebuilt from Kafka."""
 
@@ -23,7 +23,7 @@ class KafkaRef:
     offset: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SealedInvoice:
     """`ksef.invoices.sealed`, keyed by seller NIP: the metadata of an invoice encrypted at
     rest. The record is binary (see `topics.sealed`): this metadata, then the AES-256-GCM
@@ -55,7 +55,7 @@ class SealedInvoice:
     crc32: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SealedPrivate:
     """The encrypted part of a sealed record besides the invoice: personal data that
     only a holder of the keyring may read (a sole trader's NIP identifies a person)."""
@@ -63,7 +63,7 @@ class SealedPrivate:
     buyer_nip: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Rejection:
     """`ksef.invoices.rejected`: why an invoice will not (or did not) get a KSeF number."""
 
@@ -82,7 +82,7 @@ class Rejection:
     session_ref: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DedupeRelease:
     """`ksef.dedupe.releases` (internal): an invoice that will not reach KSeF gives its
     (seller NIP, RodzajFaktury, P_2) back, so a corrected invoice may use the number."""
@@ -96,7 +96,7 @@ class DedupeRelease:
     requested_at: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackagePart:
     """One encrypted part: size/sha256 as declared to KSeF, offset/plain_size in the package."""
 
@@ -107,7 +107,7 @@ class PackagePart:
     plain_size: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackedInvoice:
     invoice_id: str
     invoice_number: str
@@ -122,7 +122,7 @@ class PackedInvoice:
     origin: KafkaRef | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackedBatch:
     """`ksef.batches.packed`: the manifest of one batch package (never a plaintext key).
 
@@ -148,7 +148,7 @@ class PackedBatch:
     public_key_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SessionStep:
     """`ksef.sessions`: every step of a KSeF session, written before/after each side effect."""
 
@@ -161,7 +161,7 @@ class SessionStep:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InvoiceOutcome:
     """`ksef.invoices.outcomes`: the invoice is in KSeF."""
 
@@ -177,18 +177,18 @@ class InvoiceOutcome:
     upo_ref: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UpoDocument:
-    """`ksef.upo`: a session UPO as KSeF returned it (XML text)."""
+    """`ksef.upo`: the metadata of a session UPO page; the record's value is this, framed,
+    followed by the UPO's exact bytes (`topics.upo_document`)."""
 
     session_ref: str
     seller_nip: str
     upo_ref: str
-    upo_xml: str
     fetched_at: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Announcement:
     """`ksef.announcements` (compacted by id): a Latarnia or operator message, latest version."""
 
@@ -209,7 +209,7 @@ class Announcement:
     changed_by: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModeWindow:
     category: str
     start: str
@@ -219,7 +219,7 @@ class ModeWindow:
     source: str = "announcement"  # announcement (MF / operator) | observed (our own view)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ModeState:
     """`ksef.mode`: current KSeF state as the pipeline believes it, with the outage history."""
 
@@ -233,7 +233,7 @@ class ModeState:
     announcements: list[Announcement] = field(default_factory=list)  # in force + history
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DeadlineRecord:
     """`ksef.deadlines` (compacted by invoice id; tombstone once the invoice is in KSeF)."""
 
@@ -250,7 +250,7 @@ class DeadlineRecord:
     computed_by: str = "tracker"  # sealed (first record of an invoice) | tracker
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Alert:
     """`ksef.alerts`: something an operator must look at."""
 
@@ -264,7 +264,7 @@ class Alert:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class HeldRelease:
     """`ksef.control` (compacted by `release:<NIP>`): an operator asks that the invoices of a
     context held for its credentials be rejected instead of waiting.
@@ -281,7 +281,7 @@ class HeldRelease:
     note: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """Stand-in for the raw `ksef.invoices.submitted` record (value = XML bytes, not JSON)."""
 

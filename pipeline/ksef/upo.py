@@ -21,7 +21,7 @@ class UpoError(ValueError):
     """The document is not a KSeF UPO we can read."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UpoEntry:
     seller_nip: str
     ksef_number: str

@@ -43,7 +43,7 @@ DUPLICATE_CHECK = "dedupe"
 AFTER_PACKING = frozenset({"pack", "submit", "upo"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LedgerEntry:
     kind: str  # packed | outcome | rejected | refused
     sha256: str

@@ -15,12 +15,14 @@ from aiokafka.partitioner import DefaultPartitioner
 from pipeline.clock import polish_today
 from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
+from pipeline.ksef.upo import parse_upo
 from tests.integration.delivery_harness import Stack, build_stack, ingest, session_steps
 from tests.integration.modes.helpers import Watcher
 from tests.kafka_harness import GAVE_UP_A_SHARE, OWNS_A_SHARE, KafkaSandbox, Worker
-from topics.catalog import CORRECTIONS, MODE, OUTCOMES, PACKED, REJECTED, SESSIONS, SUBMITTED
+from topics.catalog import CORRECTIONS, MODE, OUTCOMES, PACKED, REJECTED, SESSIONS, SUBMITTED, UPO
 from topics.codec import decode
 from topics.records import InvoiceOutcome, ModeState, PackedBatch, Rejection, SessionStep
+from topics.upo_document import read_upo
 
 
 def _invoices(plan: dict[str, int], tag: str) -> list[tuple[str, bytes]]:
@@ -127,6 +129,16 @@ def test_25000_invoices_three_sellers_many_sessions_multi_part(
     assert full and all(len(b.parts) >= 5 for b in full)
     held = stack.emulator_invoices()
     assert len({h for h, n, c in held if c == 200}) == len(items)
+
+    # Every session's UPO is on `ksef.upo`, byte for byte as KSeF signed it.
+    def in_upos(got: list[Any]) -> int:
+        return sum(len(parse_upo(read_upo(m.value())[1]).entries) for m in got)
+
+    upos = [read_upo(m.value()) for m in sandbox.consume_until(
+        UPO, lambda got: in_upos(got) >= len(items), 120)]
+    assert {e.ksef_number for _, xml in upos for e in parse_upo(xml).entries} == set(all_numbers)
+    assert {meta.session_ref for meta, _ in upos} == {s.session_ref for s in closed}
+    assert all(xml.startswith(b"<?xml") for _, xml in upos)
 
 
 def test_sigkill_during_upload_and_after_close_settles_every_invoice_once(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import struct
 import zlib
 
@@ -33,7 +34,7 @@ def meta(**changes: object) -> SealedInvoice:
         has_attachments=False, mode="online", key_id="k1", qr_code_1="https://qr/x",
         received_at="2026-12-04T10:00:00+00:00", sealed_at="2026-12-04T10:00:01+00:00",
         origin=KafkaRef("ksef.invoices.submitted", 1, 7))
-    return SealedInvoice(**{**base.__dict__, **changes})
+    return dataclasses.replace(base, **changes)
 
 
 def record(level: int = 3, buyer: str | None = "1234567890") -> tuple[SealedInvoice, bytes]:
@@ -100,7 +101,7 @@ def test_a_key_this_worker_lacks_is_a_missing_key_not_a_bad_record() -> None:
 def test_records_of_the_json_format_are_still_read() -> None:
     """Records sealed before KSS1 (JSON with base64 fields, invoice id as associated data)."""
     sealed = RING.seal(INVOICE, associated=b"inv-1")
-    legacy = {**meta().__dict__, "origin": {"topic": "ksef.invoices.submitted",
+    legacy = {**dataclasses.asdict(meta()), "origin": {"topic": "ksef.invoices.submitted",
                                             "partition": 1, "offset": 7},
               "nonce_b64": base64.b64encode(sealed.nonce).decode(),
               "ciphertext_b64": base64.b64encode(sealed.ciphertext).decode(),

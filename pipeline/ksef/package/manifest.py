@@ -32,7 +32,7 @@ class SourcePosition(Protocol):
     def offset(self) -> int: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InvoiceSource:
     """Where the sealed invoice of a manifest entry lives in the log (topic, partition,
     offset): the domain's own neutral reference, the same coordinates as a record's
@@ -43,7 +43,7 @@ class InvoiceSource:
     offset: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InvoiceEntry:
     """One invoice of the package, in package order."""
 
@@ -59,7 +59,7 @@ class InvoiceEntry:
         return InvoiceSource(self.topic, self.partition, self.offset)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PartInfo:
     """One encrypted part: `offset`/`plain_size` locate it in the package."""
 
@@ -78,7 +78,7 @@ def part_file_name(ordinal: int) -> str:
     return f"part-{ordinal:02d}.aes"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackageManifest:
     batch_id: str
     format: PackageFormat

@@ -331,10 +331,11 @@ async def _replayed(inv: SealedInvoice, verdict: str, event: Any) -> None:
 
 
 def _hold(batch: OpenBatch, event: Any) -> None:
-    # Keep the event only to acknowledge it later: drop its payload so a held batch of
-    # 10,000 invoices costs kilobytes, not the sealed records' 200 MB.
-    event.message.value = None
-    event.value = None
+    # Keep the event only to acknowledge it later: drop its payload, key and headers so
+    # a held batch of 10,000 invoices costs a few MB, not the sealed records' 200 MB.
+    message = event.message
+    message.value = message.key = message.headers = None
+    event.value = event.key = event.headers = None
     batch.held.append(event)
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 
 from pipeline.clock import iso, now_utc
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
-from pipeline.ksef.upo import UpoEntry, UpoError, parse_upo
+from pipeline.ksef.upo import UpoError, parse_upo
 from pipeline.ksef_api import InvoiceResult, KsefApiError, KsefClient, KsefError, SessionStatus
 from pipeline.ksef_api.link import KsefClients, KsefSettings
 from pipeline.metrics.ksef import request_observer
@@ -31,16 +31,16 @@ from pipeline.runtime.deliveries import Deliveries
 from pipeline.runtime.invoice_ledger import already_final, invoice_ledger
 from pipeline.runtime.session_follow import sessions_follower
 from pipeline.runtime.settings import SettleStageSettings
-from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO
+from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO, RecordTooLarge
 from topics.codec import decode, encode
 from topics.records import InvoiceOutcome, SessionStep, UpoDocument
 from topics.rejections import build_rejection
 from topics.session_journal import CLOSED, COMPLETED, FAILED, OPENED
+from topics.upo_document import frame_upo
 
 log = logs.get(__name__)
 
 sessions_topic = topic(SESSIONS)
-upo_topic = topic(UPO)
 
 CONCURRENCY = SettleStageSettings.from_env().concurrency
 ACCEPTED = 200
@@ -174,20 +174,35 @@ async def _emit_result(step: SessionStep, client: KsefClient, inv: _Invoice,
     return False
 
 
+class _Accepted(NamedTuple):
+    """What settling needs of a UPO entry (a session's entries are held until it is
+    settled, ~270 bytes each instead of a whole `UpoEntry`'s ~1 KB)."""
+
+    ksef_number: str
+    acquisition_date: str
+    invoicing_mode: str
+
+
 async def _upo_entries(step: SessionStep, client: KsefClient, status: SessionStatus
-                       ) -> tuple[dict[str, UpoEntry], str | None]:
+                       ) -> tuple[dict[str, _Accepted], str | None]:
     """Accepted invoices by hash from the session UPO pages (also published on ksef.upo)."""
     ref = step.session_ref or ""
-    accepted: dict[str, UpoEntry] = {}
+    accepted: dict[str, _Accepted] = {}
     first: str | None = None
     for upo in await client.session_upos(status) if status.upo_pages else ():
         first = first or upo.reference_number
         doc = UpoDocument(session_ref=ref, seller_nip=step.seller_nip,
-                          upo_ref=upo.reference_number,
-                          upo_xml=upo.content.decode("utf-8", "replace"), fetched_at=iso())
-        await upo_topic.send(key=f"{ref}/{upo.reference_number}".encode(), value=encode(doc))
+                          upo_ref=upo.reference_number, fetched_at=iso())
         try:
-            accepted.update((e.invoice_hash, e) for e in parse_upo(upo.content).entries)
+            await produce(UPO, f"{ref}/{upo.reference_number}".encode(),
+                          frame_upo(doc, upo.content))
+        except RecordTooLarge as exc:  # the outcomes need not wait for a copy of the UPO
+            log.error("UPO page not published: larger than its topic takes",
+                      session_ref=ref, upo_ref=upo.reference_number, error=str(exc))
+        try:
+            accepted.update((e.invoice_hash, _Accepted(e.ksef_number, e.acquisition_date,
+                                                       e.invoicing_mode))
+                            for e in parse_upo(upo.content).entries)
         except UpoError as exc:
             log.warning("UPO unreadable; falling back to per-invoice results",
                         session_ref=ref, error=str(exc))

@@ -4,6 +4,7 @@ page, and `replay --from-rejected` after the cause of a rejection was fixed."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import json
 import subprocess
@@ -129,7 +130,7 @@ def test_deadlines_command_endpoint_and_status_page(sandbox: KafkaSandbox,
     today = polish_today()
     invoices += [_sealed(f"o-{i}", today.isoformat(), "offline24") for i in range(3)]
     invoices = [s if s.invoice_id.startswith("s") else
-                SealedInvoice(**{**s.__dict__, "seller_nip": OTHER_SELLER}) for s in invoices]
+                dataclasses.replace(s, seller_nip=OTHER_SELLER) for s in invoices]
     alerts = Watcher(sandbox, ALERTS, Alert)
     worker = start_worker(sandbox, tmp_path, "--stages", "mode", **FAST, **_token_file(tmp_path))
     try:

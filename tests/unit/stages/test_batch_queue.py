@@ -4,6 +4,7 @@ partitions' batches are left to their new owner."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from types import SimpleNamespace
 from typing import Any
 
@@ -107,8 +108,8 @@ def test_a_held_context_is_skipped_and_keeps_its_place() -> None:
     queue = BatchQueue()
     held = batch("held", "2026-11-22")
     queue.offer(held, event(0, 1))
-    other = PackedBatch(**{**held.__dict__, "batch_id": "other", "seller_nip": "7010002137",
-                           "earliest_deadline": "2026-11-30"})
+    other = dataclasses.replace(held, batch_id="other", seller_nip="7010002137",
+                                earliest_deadline="2026-11-30")
     queue.offer(other, event(0, 2))
     not_held = lambda b: b.seller_nip != "5260250995"  # noqa: E731
     item = queue.pop(ready=not_held)
