@@ -29,6 +29,7 @@ from pipeline.runtime.app import app, metrics, produce, topic
 from pipeline.runtime.backoff import Backoff
 from pipeline.runtime.deliveries import Deliveries
 from pipeline.runtime.invoice_ledger import already_final, invoice_ledger
+from pipeline.runtime.recent import Recent
 from pipeline.runtime.session_follow import sessions_follower
 from pipeline.runtime.settings import SettleStageSettings
 from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO, RecordTooLarge
@@ -43,6 +44,8 @@ log = logs.get(__name__)
 sessions_topic = topic(SESSIONS)
 
 CONCURRENCY = SettleStageSettings.from_env().concurrency
+RECENT_SESSIONS = 16  # up to 160,000 hashes (~20 MB) at 10,000-invoice sessions
+RECENT_REFERENCES = 100_000
 ACCEPTED = 200
 DUPLICATE = 440
 KSEF_REASONS = {410: "permissions", 415: "attachments-not-allowed", 430: "schema",
@@ -63,14 +66,16 @@ sessions = sessions_follower()
 
 
 # session reference -> hashes of our invoices in it (from `closed` steps): tells whether
-# a 440's original is this very invoice without asking KSeF.
-our_sessions: dict[str, frozenset[str]] = {}
+# a 440's original is this very invoice without asking KSeF. The recent sessions only
+# (the journal keeps 400 days: every hash of them would not fit); an older original is
+# downloaded and compared instead.
+our_sessions: Recent[str, frozenset[str]] = Recent(RECENT_SESSIONS)
 # session reference -> our batch it was opened for (from `opened` steps): a batch sent
 # again after its `closed` step was lost meets its own first session in KSeF's 440s.
-session_batches: dict[str, str] = {}
+session_batches: Recent[str, str] = Recent(RECENT_REFERENCES)
 # "original KSeF number/hash" -> whether they match, kept so that a session settled again
 # after a rate limit does not download the same originals again
-compared: dict[str, bool] = {}
+compared: Recent[str, bool] = Recent(RECENT_REFERENCES)
 
 
 def _remember(step: SessionStep) -> None:
