@@ -148,7 +148,7 @@ OUTCOMES = TopicSpec(
     cleanup_policy="compact",
 )
 UPO = TopicSpec(
-    "ksef.upo", records.UpoDocument, key="session reference",
+    "ksef.upo", records.UpoDocument, key="session reference/UPO reference",
     description="session UPO documents", cleanup_policy="compact",
     max_message_bytes=INVOICE_MESSAGE_BYTES,
 )
