@@ -12,6 +12,7 @@ token is used from the next call on, without a restart.
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Hashable
 from dataclasses import dataclass
 
@@ -98,6 +99,7 @@ class KsefClients:
         self._limiter = default_limiter(self.env, settings.time_scale)
         self._observer = observer
         self._clients: dict[str, KsefClient] = {}
+        self._ssl: ssl.SSLContext | None = None  # one CA bundle for all of them, on first use
         self._public: KsefClient | None = None
         self._public_keys: PublicKeys | None = None
 
@@ -116,7 +118,8 @@ class KsefClients:
         if client is None:
             client = KsefClient(self.env, nip, credential=credential, limiter=self._limiter,
                                 observer=self._observer, public_keys=self._public_keys,
-                                upload_parallelism=self.settings.upload_parallelism)
+                                upload_parallelism=self.settings.upload_parallelism,
+                                ssl_context=self._ssl_context())
             if self._public_keys is None:
                 self._public_keys = client.public_keys
             self._clients[nip] = client
@@ -124,11 +127,17 @@ class KsefClients:
             client.use_credential(credential)
         return client
 
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        return self._ssl
+
     def public(self) -> KsefClient:
         """A client for public endpoints only (MF public keys)."""
         if self._public is None:
             self._public = KsefClient(self.env, "0000000000", None, limiter=self._limiter,
-                                      observer=self._observer, public_keys=self._public_keys)
+                                      observer=self._observer, public_keys=self._public_keys,
+                                      ssl_context=self._ssl_context())
             if self._public_keys is None:
                 self._public_keys = self._public.public_keys
         return self._public

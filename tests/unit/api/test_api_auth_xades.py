@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -185,5 +186,29 @@ async def test_ksef_clients_serve_each_context_from_the_store(tmp_path: Path) ->
         key.chmod(0o644)  # unsafe now: refused, as a KsefError (the stages wait)
         with pytest.raises(KsefCredentialError, match="chmod 600"):
             clients.client(NIP)
+    finally:
+        await clients.aclose()
+
+
+async def test_every_context_shares_one_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """httpx loads the CA bundle for each client it builds (~30 ms, ~0.8 MB): one per
+    seller per stage, unless the clients share a context."""
+    built: list[ssl.SSLContext] = []
+    default = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        built.append(default(*args, **kwargs))
+        return built[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    sellers = [f"{7010002137 + 11 * i}"[:10] for i in range(20)]
+    environ = {f"KSEF_TOKEN_{nip}": "tok" for nip in sellers}
+    store = CredentialStore(None, None, environ=environ)
+    clients = KsefClients(KsefSettings(api_url="http://127.0.0.1:9"), store=store)
+    try:
+        made = [clients.client(nip) for nip in sellers if store.get(nip) is not None]
+        clients.public()
+        assert len(made) >= 10
+        assert len(built) == 1
     finally:
         await clients.aclose()
