@@ -1,11 +1,15 @@
 """The one place Kafka clients are built: librdkafka's (confluent-kafka) producer,
 consumer and admin client, and aiokafka's consumer for the asyncio readers that run
 beside Faust. Connection, TLS and SASL settings come from `KafkaSettings` every time;
-callers add only what their use needs (a group id, fetch sizes, a logger).
+callers add only what their use needs (a group id, fetch sizes). librdkafka's own log
+lines go to the `librdkafka` Python logger, never raw to stderr: the process's logging
+decides (the worker's filters a lost broker down to one line; an application embedding
+`InvoiceProducer` gets them like any library's warnings).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from pipeline.runtime.settings import KafkaSettings, aiokafka_options
@@ -16,22 +20,26 @@ if TYPE_CHECKING:  # each library is imported when a client of it is built: quic
     from confluent_kafka.admin import AdminClient
 
 
+def _config(kafka: KafkaSettings, extra: dict[str, Any]) -> dict[str, Any]:
+    return kafka.confluent(**{"logger": logging.getLogger("librdkafka"), **extra})
+
+
 def kafka_producer(kafka: KafkaSettings, **extra: Any) -> Producer:
     from confluent_kafka import Producer
 
-    return Producer(kafka.confluent(**extra))
+    return Producer(_config(kafka, extra))
 
 
 def kafka_consumer(kafka: KafkaSettings, **extra: Any) -> Consumer:
     from confluent_kafka import Consumer
 
-    return Consumer(kafka.confluent(**extra))
+    return Consumer(_config(kafka, extra))
 
 
 def kafka_admin(kafka: KafkaSettings, **extra: Any) -> AdminClient:
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient(kafka.confluent(**extra))
+    return AdminClient(_config(kafka, extra))
 
 
 def stream_consumer(kafka: KafkaSettings, *topics: str, **options: Any) -> AIOKafkaConsumer:
