@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.demo.processes import free_port
+from pipeline.demo.processes import console_logs, free_port
 from pipeline.demo.run import REPO, kafka_broker, topic_catalog
 
 EVENT_POLL_S = 0.25
@@ -140,6 +140,7 @@ class Report:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    console_logs("chaos")
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

@@ -3,13 +3,16 @@ stopped with everything else when the demo ends (see `pipeline.stopping`)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline import stopping
+from pipeline.runtime.broker_log import BrokerStateFilter
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,6 +27,22 @@ def free_port() -> int:
 def say(message: str) -> bool:
     """Print a demo line; False once nobody reads the output any more (never raises)."""
     return stopping.say(f"[demo] {message}")
+
+
+def console_logs(prefix: str) -> None:
+    """The demo's own Kafka clients (ingest, counters) log through Python logging:
+    warnings to stderr as `[prefix] ...` lines, a broker restart as one "unreachable"
+    and one "reachable again" line instead of hundreds of failed connects."""
+    root = logging.getLogger()
+    if any(getattr(h, "demo_console", False) for h in root.handlers):
+        return  # set up once per process
+    handler = logging.StreamHandler(sys.stderr)
+    handler.demo_console = True  # type: ignore[attr-defined]
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter(f"[{prefix}] %(message)s"))
+    handler.addFilter(BrokerStateFilter())
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from typing import Any
 
 from pipeline import stopping
 from pipeline.bearer import write_token_file
-from pipeline.demo.processes import free_port, process, say
+from pipeline.demo.processes import console_logs, free_port, process, say
 from pipeline.runtime.recovery_watch import RECOVERY_STALLED_EXIT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -125,6 +125,7 @@ def _progress_line(counts: dict[str, int], settled: int, total: int, seconds: fl
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
+    console_logs("demo")
     var = Path(args.var)
     if args.observe:
         from pipeline.demo.observe import INSTALL_HINT, prometheus_binary
