@@ -74,6 +74,7 @@ from pipeline.stages.s2_pack.packing import (
 )
 from topics.catalog import CORRECTIONS, OUTCOMES, PACKED, REJECTED, RELEASES, SEALED
 from topics.codec import decode, encode
+from topics.headers import HEADER_BATCH_ID
 from topics.records import DedupeRelease, KafkaRef, PackedBatch, Rejection, SealedInvoice
 from topics.rejections import build_rejection
 from topics.sealed import SealedRecordError, open_sealed, read_meta
@@ -118,10 +119,10 @@ given_away: set[tuple[str, int]] = set()
 
 def _note_packed(record: PackedBatch) -> None:
     at_ms = int(time.time() * 1000)
-    for inv in record.invoices:
-        ledger.note(inv.invoice_id, LedgerEntry(PACKED_ENTRY, inv.sha256, at_ms,
-                                                batch_id=record.batch_id,
-                                                origin=origin_text(inv.origin)))
+    ledger.note_batch(record.batch_id, (
+        (inv.invoice_id, LedgerEntry(PACKED_ENTRY, inv.sha256, at_ms, batch_id=record.batch_id,
+                                     origin=origin_text(inv.origin)))
+        for inv in record.invoices))
 
 
 async def _ack(events: list[Any]) -> None:
@@ -185,7 +186,8 @@ async def _flush(group: tuple[str, bool], why: str,
     mf_key, key_id = mf if mf is not None else await _mf_key_waiting(batch.batch_id)
     packaged = await asyncio.to_thread(batch.builder.finish, mf_key, keep_package=False)
     record = manifest_record(batch, packaged, key_id)
-    await packed_topic.send(key=batch.seller_nip.encode(), value=encode(record))
+    await packed_topic.send(key=batch.seller_nip.encode(), value=encode(record),
+                            headers={HEADER_BATCH_ID: batch.batch_id.encode()})
     metrics.count_out("pack", len(batch.invoices))
     _note_packed(record)
     del open_batches[group]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import orjson
+from pathlib import Path
+from types import SimpleNamespace
 
+import orjson
+import pytest
+
+from pipeline.runtime import invoice_ledger
 from pipeline.runtime.invoice_ledger import (
     OUTCOME,
     PACKED,
     REJECTED,
+    InvoiceLedger,
     LedgerEntry,
     _decode,
     _encode,
@@ -15,6 +21,8 @@ from pipeline.runtime.invoice_ledger import (
     entries,
     replay_verdict,
 )
+from pipeline.runtime.settings import KafkaSettings
+from topics.headers import HEADER_BATCH_ID
 
 SHA, OTHER = "a" * 43 + "=", "b" * 43 + "="
 
@@ -108,3 +116,36 @@ def test_a_duplicate_refusal_is_kept_apart_with_the_submission_it_answered() -> 
     ((invoice_id, entry),) = entries(REJECTED, value, 7)
     assert (invoice_id, entry.kind, entry.origin, entry.code) == ("i1", REFUSED, FIRST, 440)
     assert _decode(_encode(entry)) == entry
+
+
+def _ledger(tmp_path: Path) -> InvoiceLedger:
+    ledger = InvoiceLedger(KafkaSettings(), {PACKED: ("ksef.batches.packed", 3)}, tmp_path)
+    ledger._db = {}  # the store's mapping interface, without RocksDB
+    return ledger
+
+
+def _packed_record(batch_id: str, invoice_id: str, offset: int,
+                   headers: list[tuple[str, bytes]]) -> SimpleNamespace:
+    value = orjson.dumps({"batch_id": batch_id, "invoices": [
+        {"invoice_id": invoice_id, "sha256": SHA, "origin": None}]})
+    return SimpleNamespace(topic="ksef.batches.packed", partition=0, offset=offset,
+                           key=b"5260250274", value=value, timestamp=1_000, headers=headers)
+
+
+def test_a_batch_published_here_is_not_parsed_again_when_read_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ledger = _ledger(tmp_path)
+    apply = ledger._applier(PACKED)
+    ledger.note_batch("b-here", [("inv-1", packed(900))])
+    parsed: list[bytes] = []
+    monkeypatch.setattr(invoice_ledger, "entries",
+                        lambda kind, value, at: parsed.append(value) or entries(kind, value, at))
+    apply(_packed_record("b-here", "inv-1", 5, [(HEADER_BATCH_ID, b"b-here")]))
+    assert parsed == []  # known already: its manifest stays unparsed
+    assert ledger.packed("inv-1") == packed(900)
+    assert ledger._db[b"o\0ksef.batches.packed\x000"] == b"6"  # read past all the same
+    # another worker's batch, and one from before the header, are read as always
+    apply(_packed_record("b-there", "inv-2", 6, [(HEADER_BATCH_ID, b"b-there")]))
+    apply(_packed_record("b-old", "inv-3", 7, []))
+    assert len(parsed) == 2
+    assert ledger.packed("inv-2") is not None and ledger.packed("inv-3") is not None
