@@ -28,3 +28,14 @@ class Deliveries:
     def settled(self, key: str) -> list[Any]:
         """Forget settled (or abandoned) work; every delivery of it, to acknowledge."""
         return self._events.pop(key, [])
+
+
+def held_for_ack(event: Any) -> Any:
+    """The event with its key, value and headers dropped, kept only to be acknowledged
+    later: a held manifest or sealed invoice then costs a few hundred bytes, not the
+    record (a 3,333-invoice manifest is 1.3 MB)."""
+    message = event.message
+    message.value = message.key = message.headers = None
+    event.value = event.key = event.headers = None
+    return event
+

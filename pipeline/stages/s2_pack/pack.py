@@ -49,6 +49,7 @@ from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.runtime import logs
 from pipeline.runtime.app import app, in_flight, metrics, produce, topic, worker_settings
 from pipeline.runtime.backoff import Backoff
+from pipeline.runtime.deliveries import held_for_ack
 from pipeline.runtime.forwarding import forward_forever
 from pipeline.runtime.invoice_ledger import PACKED as PACKED_ENTRY
 from pipeline.runtime.invoice_ledger import REFUSED as REFUSED_ENTRY
@@ -333,12 +334,8 @@ async def _replayed(inv: SealedInvoice, verdict: str, event: Any) -> None:
 
 
 def _hold(batch: OpenBatch, event: Any) -> None:
-    # Keep the event only to acknowledge it later: drop its payload, key and headers so
-    # a held batch of 10,000 invoices costs a few MB, not the sealed records' 200 MB.
-    message = event.message
-    message.value = message.key = message.headers = None
-    event.value = event.key = event.headers = None
-    batch.held.append(event)
+    # A held batch of 10,000 invoices costs a few MB, not the sealed records' 200 MB.
+    batch.held.append(held_for_ack(event))
 
 
 def _backlog() -> bool:

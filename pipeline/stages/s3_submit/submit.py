@@ -50,6 +50,7 @@ from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.runtime import logs
 from pipeline.runtime.app import app, kafka_settings, topic, worker_settings
 from pipeline.runtime.backoff import Backoff
+from pipeline.runtime.deliveries import held_for_ack
 from pipeline.runtime.spool_paths import batch_spool, drop_batch_spool, spool_root
 from pipeline.runtime.topic_reads import SequentialReader
 from pipeline.stages.s3_submit.batch_queue import BatchQueue
@@ -416,7 +417,8 @@ async def submit(stream: faust.StreamT[Any]) -> None:
             await manual.ack(event)
             continue
         ctx.metrics.count_in("submit", len(rec.invoices))
-        waiting.offer(rec, event)  # a repeat waits with its batch's first delivery
+        # A repeat waits with its batch's first delivery; the raw manifest is not kept.
+        waiting.offer(rec, held_for_ack(event))
 
 
 @app.on_partitions_revoked.connect

@@ -27,7 +27,7 @@ from pipeline.metrics.ksef import request_observer
 from pipeline.runtime import logs
 from pipeline.runtime.app import app, metrics, produce, topic
 from pipeline.runtime.backoff import Backoff
-from pipeline.runtime.deliveries import Deliveries
+from pipeline.runtime.deliveries import Deliveries, held_for_ack
 from pipeline.runtime.invoice_ledger import already_final, invoice_ledger
 from pipeline.runtime.recent import Recent
 from pipeline.runtime.session_follow import sessions_follower
@@ -299,7 +299,7 @@ async def upo(stream: faust.StreamT[Any]) -> None:
         if step.step != CLOSED or step.batch_id in done_batches:
             await manual.ack(event)
             continue
-        if not followed.first(step.batch_id, event):
+        if not followed.first(step.batch_id, held_for_ack(event)):
             continue  # a repeat: acknowledged with the first once the batch is settled
         task = asyncio.ensure_future(_follow(step))
         following.add(task)
