@@ -20,6 +20,7 @@ from topics import records
 from topics.catalog import CATALOG, SUBMITTED, TopicSpec
 from topics.headers import (
     HEADER_ATTACHMENTS,
+    HEADER_BATCH_ID,
     HEADER_CORRECTION,
     HEADER_SELLER,
     HEADER_SOURCE,
@@ -138,6 +139,10 @@ def topic_schema(spec: TopicSpec) -> dict[str, Any]:
         schema["x-private-part"] = _object_schema(records.SealedPrivate, defs)
     if spec.record is records.UpoDocument:
         schema["x-value-format"] = UPO_FRAMING
+    if spec.record is records.PackedBatch:
+        schema["x-kafka-headers"] = {
+            HEADER_BATCH_ID: "the record's batch_id (UTF-8); absent on records written "
+                             "before it"}
     if defs:
         schema["$defs"] = dict(sorted(defs.items()))
     return schema
