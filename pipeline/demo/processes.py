@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from pipeline import stopping
 from pipeline.runtime.broker_log import BrokerStateFilter
@@ -29,20 +30,31 @@ def say(message: str) -> bool:
     return stopping.say(f"[demo] {message}")
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time (as logging's last resort does):
+    a demo run in-process (tests) must not keep a stream that is closed after it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def console_logs(prefix: str) -> None:
     """The demo's own Kafka clients (ingest, counters) log through Python logging:
     warnings to stderr as `[prefix] ...` lines, a broker restart as one "unreachable"
     and one "reachable again" line instead of hundreds of failed connects."""
     root = logging.getLogger()
-    if any(getattr(h, "demo_console", False) for h in root.handlers):
+    if any(isinstance(h, _Stderr) for h in root.handlers):
         return  # set up once per process
-    handler = logging.StreamHandler(sys.stderr)
-    handler.demo_console = True  # type: ignore[attr-defined]
+    handler = _Stderr()
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter(f"[{prefix}] %(message)s"))
     handler.addFilter(BrokerStateFilter())
     root.addHandler(handler)
-    root.setLevel(logging.WARNING)
 
 
 @contextmanager

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from pipeline.demo.processes import console_logs
 
 REPO = Path(__file__).resolve().parents[2]
 FLOOD = """
@@ -28,3 +34,27 @@ def test_a_flood_of_failed_connects_is_one_line_and_other_warnings_pass() -> Non
     assert len(lines) == 2, done.stderr
     assert lines[0].startswith("[chaos] broker unreachable (librdkafka: FAIL")
     assert lines[1] == "[chaos] GETPID [rdkafka#producer-3] something else"
+
+
+def test_a_demo_run_in_process_leaves_no_handler_on_a_closed_stream(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run the demo's `main` in-process: its handler must write to the stderr of
+    the moment, not to the one captured then closed (a later flush of every handler
+    failed on it)."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    captured = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", captured)
+    console_logs("demo")
+    added = [h for h in root.handlers if h not in before]
+    try:
+        captured.close()
+        later = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", later)
+        logging.getLogger("pipeline.demo.test").warning("after the capture closed")
+        for handler in added:
+            handler.flush()
+        assert "[demo] after the capture closed" in later.getvalue()
+    finally:
+        for handler in added:
+            root.removeHandler(handler)
