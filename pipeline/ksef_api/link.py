@@ -17,6 +17,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 from pipeline.credentials import CredentialStore
+from pipeline.ksef.ratelimit import SlidingWindowLimiter
 from pipeline.ksef_api import (
     Environment,
     HealthObserver,
@@ -88,15 +89,19 @@ class KsefClients:
     """Clients per seller context with shared limiter and key cache.
 
     `store` defaults to the credential files and environment named by `settings`.
+    `limiter` is the process's (KSeF counts requests per context and IP, whichever
+    stage sends them); without one, these clients get a limiter of their own.
     """
 
     def __init__(self, settings: KsefSettings, observer: HealthObserver | None = None,
-                 store: CredentialStore | None = None) -> None:
+                 store: CredentialStore | None = None,
+                 limiter: SlidingWindowLimiter | None = None) -> None:
         self.settings = settings
         self.env = settings.environment()
         self.credentials = store or CredentialStore(settings.credentials_file,
                                                     settings.tokens_file)
-        self._limiter = default_limiter(self.env, settings.time_scale)
+        self._limiter = (limiter if limiter is not None
+                         else default_limiter(self.env, settings.time_scale))
         self._observer = observer
         self._clients: dict[str, KsefClient] = {}
         self._ssl: ssl.SSLContext | None = None  # one CA bundle for all of them, on first use
@@ -151,3 +156,22 @@ class KsefClients:
             await client.aclose()
         self._clients.clear()
         self._public = None
+
+
+class WorkerLimiters:
+    """One KSeF request limiter per environment for a whole worker: the pack, submit and
+    upo stages each build their `KsefClients`, and KSeF counts their requests together
+    (per context and IP), so they must draw from the same windows. Separate limiters let
+    the process send up to three times a context's limit and meet 429s, whose blocks
+    KSeF lengthens on repeat."""
+
+    def __init__(self) -> None:
+        self._limiters: dict[tuple[str, float], SlidingWindowLimiter] = {}
+
+    def get(self, settings: KsefSettings) -> SlidingWindowLimiter:
+        env = settings.environment()
+        key = (env.limits_profile, settings.time_scale)
+        if key not in self._limiters:
+            self._limiters[key] = default_limiter(env, settings.time_scale)
+        return self._limiters[key]
+

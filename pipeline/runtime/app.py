@@ -12,6 +12,7 @@ from typing import Any
 
 import faust
 
+from pipeline.ksef_api.link import WorkerLimiters
 from pipeline.metrics import Metrics
 from pipeline.runtime import logs
 from pipeline.runtime.faust_fixes import (
@@ -97,6 +98,8 @@ produce_guard.install(app.producer)
 watch_recovery(app, worker_settings.recovery_stall_s)
 # The worker's Prometheus families (`/metrics`, registered by `ksef-pipeline worker`).
 metrics = Metrics()
+# KSeF counts requests per context and IP: every stage's clients share one limiter.
+ksef_limiters = WorkerLimiters()
 
 
 def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:

@@ -47,7 +47,15 @@ from pipeline.modes.follow import mode_follower
 from pipeline.modes.publish import publish_alert
 from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.runtime import logs
-from pipeline.runtime.app import app, in_flight, metrics, produce, topic, worker_settings
+from pipeline.runtime.app import (
+    app,
+    in_flight,
+    ksef_limiters,
+    metrics,
+    produce,
+    topic,
+    worker_settings,
+)
 from pipeline.runtime.backoff import Backoff
 from pipeline.runtime.deliveries import held_for_ack
 from pipeline.runtime.forwarding import forward_forever
@@ -92,7 +100,9 @@ keyrings = keyring_source()  # re-read on change: a rotation needs no restart
 # Invoices sealed under a key the keyring lacks: held unacknowledged, not rejected,
 # and packed once the keyring file brings the key (checked on every tick).
 key_holds = KeyHolds()
-clients = KsefClients(KsefSettings.from_env(), observer=request_observer(metrics))
+ksef_settings = KsefSettings.from_env()
+clients = KsefClients(ksef_settings, observer=request_observer(metrics),
+                      limiter=ksef_limiters.get(ksef_settings))
 follower = mode_follower()
 ledger = invoice_ledger()
 DEDUPE_TABLE = "ksef-dedupe"

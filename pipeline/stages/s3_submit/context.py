@@ -28,7 +28,7 @@ from pipeline.modes.follow import ModeFollower, mode_follower
 from pipeline.modes.observed import HealthReporter
 from pipeline.modes.publish import publish_alert, publish_announcement
 from pipeline.runtime import logs
-from pipeline.runtime.app import metrics, topic
+from pipeline.runtime.app import ksef_limiters, metrics, topic
 from pipeline.runtime.key_hold import missing_key_alert
 from pipeline.runtime.keyring_file import KeyringSource, keyring_source
 from pipeline.runtime.session_follow import SessionsFollower, sessions_follower
@@ -108,8 +108,9 @@ def build_context(settings: SubmitStageSettings | None = None) -> SubmitContext:
     health = HealthReporter(publish_announcement, lambda: follower.state,
                             threshold=dt.timedelta(
                                 seconds=ObservedOutageSettings.from_env().outage_after_s))
-    clients = KsefClients(KsefSettings.from_env(),
-                          observer=request_observer(metrics, health.observe))
+    ksef_settings = KsefSettings.from_env()
+    clients = KsefClients(ksef_settings, observer=request_observer(metrics, health.observe),
+                          limiter=ksef_limiters.get(ksef_settings))
     watch_headroom(metrics, clients.headroom)
     keyrings = keyring_source()
     journal = Journal()
