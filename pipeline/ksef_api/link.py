@@ -174,4 +174,3 @@ class WorkerLimiters:
         if key not in self._limiters:
             self._limiters[key] = default_limiter(env, settings.time_scale)
         return self._limiters[key]
-

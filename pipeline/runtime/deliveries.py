@@ -38,4 +38,3 @@ def held_for_ack(event: Any) -> Any:
     message.value = message.key = message.headers = None
     event.value = event.key = event.headers = None
     return event
-

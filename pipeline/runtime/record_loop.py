@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,9 +48,9 @@ Handler = Callable[[list[Any], "LoopOutput"], None]
 RESTART_FIRST_S = 1.0
 RESTART_CAP_S = 30.0
 POLL_S = 0.2
-# Through Python logging, so a lost broker is one line, not hundreds a second
-# (`pipeline.runtime.broker_log` filters the client loggers).
-LIBRDKAFKA_LOGS: dict[str, Any] = {"log_level": 4, "logger": logging.getLogger("librdkafka")}
+# Warnings and up; `runtime.clients` sends them through Python logging, where
+# `pipeline.runtime.broker_log` makes a lost broker one line, not hundreds a second.
+LIBRDKAFKA_LOGS: dict[str, Any] = {"log_level": 4}
 SLICE = 50  # records handled between two turns of the event loop (~25 ms)
 
 
