@@ -79,6 +79,7 @@ from pipeline.ksef_api.results import (
     session_summary_from,
 )
 from pipeline.ksef_api.retry import RetryPolicy
+from pipeline.ksef_api.status_polls import StatusPolls
 from pipeline.ksef_api.transport import Transport
 from pipeline.ksef_api.upload import PartUploaded, PartUploader
 
@@ -404,15 +405,16 @@ class KsefClient:
         self,
         reference: str,
         *,
-        first_delay: float = 0.1,
-        max_delay: float = 5.0,
+        polls: StatusPolls | None = None,
         timeout: float | None = None,
     ) -> SessionStatus:
-        """Poll the session's status (backing off, within the limits) until it is terminal.
+        """Poll the session's status (`polls` says how often; the default schedule when
+        None) until it is terminal.
 
         Raises TimeoutError when `timeout` seconds of waiting pass first.
         """
-        delay = first_delay
+        polls = polls or StatusPolls()
+        pause: float | None = None
         waited = 0.0
         while True:
             status = await self.session_status(reference)
@@ -421,9 +423,9 @@ class KsefClient:
             if timeout is not None and waited >= timeout:
                 raise TimeoutError(f"session {reference} still has status {status.code} "
                                    f"({status.description}) after {waited:.1f} s")
-            await self._sleep(delay)
-            waited += delay
-            delay = min(delay * 2, max_delay)
+            pause = polls.next_pause(pause, waited)
+            await self._sleep(pause)
+            waited += pause
 
     async def invoice_page(
         self, reference: str, token: str | None = None, *, failed: bool = False,

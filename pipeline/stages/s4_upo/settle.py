@@ -266,8 +266,7 @@ async def _follow(step: SessionStep) -> None:
         while step.batch_id not in done_batches:
             try:
                 client = clients.client(step.seller_nip)
-                status = await client.wait_until_processed(step.session_ref or "",
-                                                           max_delay=5.0)
+                status = await client.wait_until_processed(step.session_ref or "")
                 await ledger.caught_up()  # what an earlier settling of it emitted
                 await _settle(step, client, status)
             except KsefError as exc:
