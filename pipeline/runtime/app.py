@@ -12,8 +12,10 @@ from typing import Any
 
 import faust
 
-from pipeline.ksef_api.link import WorkerLimiters
+from pipeline.ksef_api.health import HealthObserver
+from pipeline.ksef_api.link import KsefClients, KsefSettings, WorkerLimiters
 from pipeline.metrics import Metrics
+from pipeline.metrics.ksef import request_observer
 from pipeline.runtime import logs
 from pipeline.runtime.faust_fixes import (
     InFlight,
@@ -100,6 +102,14 @@ watch_recovery(app, worker_settings.recovery_stall_s)
 metrics = Metrics()
 # KSeF counts requests per context and IP: every stage's clients share one limiter.
 ksef_limiters = WorkerLimiters()
+
+
+def stage_ksef_clients(then: HealthObserver | None = None) -> KsefClients:
+    """A stage's KSeF clients: the environment's settings, requests counted in the
+    worker's metrics (and passed on to `then`), on the worker's one request limiter."""
+    settings = KsefSettings.from_env()
+    return KsefClients(settings, observer=request_observer(metrics, then),
+                       limiter=ksef_limiters.get(settings))
 
 
 def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:

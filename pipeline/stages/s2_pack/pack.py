@@ -41,8 +41,6 @@ from pipeline.ksef.keyring import KeyringError, MissingKeyError
 from pipeline.ksef.package import Fit
 from pipeline.ksef.package.spool import private_dir, write_private
 from pipeline.ksef_api import KsefError
-from pipeline.ksef_api.link import KsefClients, KsefSettings
-from pipeline.metrics.ksef import request_observer
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.publish import publish_alert
 from pipeline.modes.snapshot import should_hold_sessions
@@ -50,9 +48,9 @@ from pipeline.runtime import logs
 from pipeline.runtime.app import (
     app,
     in_flight,
-    ksef_limiters,
     metrics,
     produce,
+    stage_ksef_clients,
     topic,
     worker_settings,
 )
@@ -100,9 +98,7 @@ keyrings = keyring_source()  # re-read on change: a rotation needs no restart
 # Invoices sealed under a key the keyring lacks: held unacknowledged, not rejected,
 # and packed once the keyring file brings the key (checked on every tick).
 key_holds = KeyHolds()
-ksef_settings = KsefSettings.from_env()
-clients = KsefClients(ksef_settings, observer=request_observer(metrics),
-                      limiter=ksef_limiters.get(ksef_settings))
+clients = stage_ksef_clients()
 follower = mode_follower()
 ledger = invoice_ledger()
 DEDUPE_TABLE = "ksef-dedupe"

@@ -21,14 +21,14 @@ from typing import Any
 import faust
 
 from pipeline.clock import iso, now_utc
-from pipeline.ksef_api.link import KsefClients, KsefSettings
+from pipeline.ksef_api.link import KsefClients
 from pipeline.metrics import Metrics
-from pipeline.metrics.ksef import request_observer, watch_headroom
+from pipeline.metrics.ksef import watch_headroom
 from pipeline.modes.follow import ModeFollower, mode_follower
 from pipeline.modes.observed import HealthReporter
 from pipeline.modes.publish import publish_alert, publish_announcement
 from pipeline.runtime import logs
-from pipeline.runtime.app import ksef_limiters, metrics, topic
+from pipeline.runtime.app import metrics, stage_ksef_clients, topic
 from pipeline.runtime.key_hold import missing_key_alert
 from pipeline.runtime.keyring_file import KeyringSource, keyring_source
 from pipeline.runtime.session_follow import SessionsFollower, sessions_follower
@@ -108,9 +108,7 @@ def build_context(settings: SubmitStageSettings | None = None) -> SubmitContext:
     health = HealthReporter(publish_announcement, lambda: follower.state,
                             threshold=dt.timedelta(
                                 seconds=ObservedOutageSettings.from_env().outage_after_s))
-    ksef_settings = KsefSettings.from_env()
-    clients = KsefClients(ksef_settings, observer=request_observer(metrics, health.observe),
-                          limiter=ksef_limiters.get(ksef_settings))
+    clients = stage_ksef_clients(health.observe)
     watch_headroom(metrics, clients.headroom)
     keyrings = keyring_source()
     journal = Journal()

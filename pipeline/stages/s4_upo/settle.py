@@ -22,10 +22,8 @@ from pipeline.clock import iso, now_utc
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from pipeline.ksef.upo import UpoError, parse_upo
 from pipeline.ksef_api import InvoiceResult, KsefApiError, KsefClient, KsefError, SessionStatus
-from pipeline.ksef_api.link import KsefClients, KsefSettings
-from pipeline.metrics.ksef import request_observer
 from pipeline.runtime import logs
-from pipeline.runtime.app import app, ksef_limiters, metrics, produce, topic
+from pipeline.runtime.app import app, metrics, produce, stage_ksef_clients, topic
 from pipeline.runtime.backoff import Backoff
 from pipeline.runtime.deliveries import Deliveries, held_for_ack
 from pipeline.runtime.invoice_ledger import already_final, invoice_ledger
@@ -51,9 +49,7 @@ DUPLICATE = 440
 KSEF_REASONS = {410: "permissions", 415: "attachments-not-allowed", 430: "schema",
                 435: "decryption", 440: "duplicate", 450: "semantic", 500: "unknown"}
 
-ksef_settings = KsefSettings.from_env()
-clients = KsefClients(ksef_settings, observer=request_observer(metrics),
-                      limiter=ksef_limiters.get(ksef_settings))
+clients = stage_ksef_clients()
 done_batches: set[str] = set()
 following: set[asyncio.Future[None]] = set()
 followed = Deliveries()  # of the `closed` steps being followed, by batch id

@@ -33,13 +33,32 @@ async def test_clients_of_every_stage_share_the_worker_limiter() -> None:
             await clients.aclose()
 
 
-def test_every_stage_builds_its_clients_on_the_worker_limiter() -> None:
-    calls = []
-    for path in sorted((REPO / "pipeline" / "stages").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id == "KsefClients"):
-                calls.append((path.relative_to(REPO).as_posix(),
-                              {k.arg for k in node.keywords}))
-    assert len(calls) >= 3  # pack, submit, upo
-    assert [p for p, keywords in calls if "limiter" not in keywords] == []
+def _calls(path: Path, name: str) -> list[ast.Call]:
+    return [node for node in ast.walk(ast.parse(path.read_text(), filename=str(path)))
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id == name]
+
+
+def test_every_stage_takes_its_clients_from_the_one_factory() -> None:
+    stages = sorted((REPO / "pipeline" / "stages").rglob("*.py"))
+    built_here = [p.relative_to(REPO).as_posix() for p in stages if _calls(p, "KsefClients")]
+    assert built_here == []  # a stage's own KsefClients(...) would have a limiter of its own
+    users = {p.parent.name for p in stages if _calls(p, "stage_ksef_clients")}
+    assert users == {"s2_pack", "s3_submit", "s4_upo"}
+    factory = _calls(REPO / "pipeline" / "runtime" / "app.py", "KsefClients")
+    assert [{k.arg for k in call.keywords} >= {"limiter", "observer"} for call in factory] \
+        == [True]
+
+
+async def test_the_factory_builds_clients_on_the_worker_limiter(monkeypatch) -> None:
+    monkeypatch.setenv("KSEF_API_URL", "http://127.0.0.1:9")
+    from pipeline.runtime.app import ksef_limiters, stage_ksef_clients
+
+    first, second = stage_ksef_clients(), stage_ksef_clients()
+    try:
+        shared = ksef_limiters.get(KsefSettings.from_env())
+        assert first.public().transport.limiter is shared
+        assert second.public().transport.limiter is shared
+    finally:
+        await first.aclose()
+        await second.aclose()
