@@ -41,7 +41,6 @@ from pipeline.ksef.keyring import KeyringError, MissingKeyError
 from pipeline.ksef.package import Fit
 from pipeline.ksef.package.spool import private_dir, write_private
 from pipeline.ksef_api import KsefError
-from pipeline.modes.follow import mode_follower
 from pipeline.modes.publish import publish_alert
 from pipeline.modes.snapshot import should_hold_sessions
 from pipeline.runtime import logs
@@ -50,7 +49,6 @@ from pipeline.runtime.app import (
     in_flight,
     metrics,
     produce,
-    stage_ksef_clients,
     topic,
     worker_settings,
 )
@@ -59,12 +57,11 @@ from pipeline.runtime.deliveries import held_for_ack
 from pipeline.runtime.forwarding import forward_forever
 from pipeline.runtime.invoice_ledger import PACKED as PACKED_ENTRY
 from pipeline.runtime.invoice_ledger import REFUSED as REFUSED_ENTRY
-from pipeline.runtime.invoice_ledger import LedgerEntry, invoice_ledger, origin_text, replay_verdict
-from pipeline.runtime.key_hold import KeyHolds, key_found_alert, missing_key_alert
-from pipeline.runtime.keyring_file import keyring_source
+from pipeline.runtime.invoice_ledger import LedgerEntry, origin_text, replay_verdict
+from pipeline.runtime.key_hold import key_found_alert, missing_key_alert
 from pipeline.runtime.replay_guard import ReplayGuard
-from pipeline.runtime.settings import ROCKSDB_MEMORY, PackStageSettings
-from pipeline.runtime.spool_paths import spool_root
+from pipeline.runtime.settings import ROCKSDB_MEMORY
+from pipeline.stages.s2_pack.context import stage_context
 from pipeline.stages.s2_pack.duplicates import (
     dedupe,
     duplicate_key,
@@ -74,7 +71,6 @@ from pipeline.stages.s2_pack.duplicates import (
 )
 from pipeline.stages.s2_pack.packing import (
     OpenBatch,
-    PackSettings,
     batch_group,
     manifest_record,
     prepare_spool,
@@ -93,47 +89,25 @@ sealed_topic = topic(SEALED)
 packed_topic = topic(PACKED)
 releases_topic = topic(RELEASES)
 
-settings = PackSettings.build(PackStageSettings.from_env(), spool_root(worker_settings))
-keyrings = keyring_source()  # re-read on change: a rotation needs no restart
-# Invoices sealed under a key the keyring lacks: held unacknowledged, not rejected,
-# and packed once the keyring file brings the key (checked on every tick).
-key_holds = KeyHolds()
-clients = stage_ksef_clients()
-follower = mode_follower()
-ledger = invoice_ledger()
+ctx = stage_context()
 DEDUPE_TABLE = "ksef-dedupe"
 seen_keys = app.Table(DEDUPE_TABLE, key_type=bytes, value_type=bytes,
                       partitions=sealed_topic.partitions,
                       store=f"{worker_settings.dedupe_store}:{DEDUPE_TABLE}",
                       options=dict(ROCKSDB_MEMORY))
 release_guard = ReplayGuard(in_flight)
-open_batches: dict[tuple[str, bool], OpenBatch] = {}
-lock = asyncio.Lock()
-state: dict[str, Any] = {"stream": None, "ticker": None}
-# Partitions whose first record since the assignment waited for the ledger: a worker
-# taking over from a killed one must know the batches that one published before it
-# decides whether a redelivered invoice is already on its way.
-synced: set[Any] = set()
-# The offset of the last record consumed per partition (held, skipped or rejected): a
-# quiet batch is sealed on linger only when nothing more waits in Kafka behind it.
-last_seen: dict[Any, int] = {}
-# (topic, partition) revoked at a rebalance and not assigned back since. An event of one
-# of them can still be in the agent's hands then (waiting for the ledger or the lock):
-# packed here it would be packed twice, since its new owner reads it again (seen in
-# ops/chaos: one invoice in two KSeF sessions, 3 s apart, right after a worker joined).
-given_away: set[tuple[str, int]] = set()
 
 
 def _note_packed(record: PackedBatch) -> None:
     at_ms = int(time.time() * 1000)
-    ledger.note_batch(record.batch_id, (
+    ctx.ledger.note_batch(record.batch_id, (
         (inv.invoice_id, LedgerEntry(PACKED_ENTRY, inv.sha256, at_ms, batch_id=record.batch_id,
                                      origin=origin_text(inv.origin)))
         for inv in record.invoices))
 
 
 async def _ack(events: list[Any]) -> None:
-    stream = state["stream"]
+    stream = ctx.stream
     for event in events:
         if stream is not None:
             await stream.ack(event)
@@ -151,23 +125,20 @@ async def _reject(inv_id: str, reason: str, code: int, message: str, event: Any,
     await _ack([event])
 
 
-MF_KEY_FILE = settings.spool_dir / "mf-public-key.json"
-
-
 async def _mf_key() -> tuple[Any, str | None]:
     """The MF SymmetricKeyEncryption key (RSA key, its id): from KSeF, else the copy kept
     in the spool, so packing goes on through an outage once the key was seen."""
     try:
-        key = await clients.public().encryption_key()
+        key = await ctx.clients.public().encryption_key()
     except KsefError:
-        if not MF_KEY_FILE.exists():
+        if not ctx.mf_key_file.exists():
             raise
-        saved = orjson.loads(MF_KEY_FILE.read_bytes())
+        saved = orjson.loads(ctx.mf_key_file.read_bytes())
         if dt.datetime.fromisoformat(saved["valid_to"]) <= now_utc():
             raise
         return public_key_from_certificate(saved["certificate"]), saved["public_key_id"]
-    private_dir(MF_KEY_FILE.parent)
-    write_private(MF_KEY_FILE, orjson.dumps({
+    private_dir(ctx.mf_key_file.parent)
+    write_private(ctx.mf_key_file, orjson.dumps({
         "certificate": key.certificate_b64, "public_key_id": key.public_key_id,
         "valid_to": key.valid_to.isoformat()}), fsync=False)
     return key.key, key.public_key_id
@@ -189,7 +160,7 @@ async def _flush(group: tuple[str, bool], why: str,
                  mf: tuple[Any, str | None] | None = None) -> None:
     """Seal the open batch of `group` and publish its manifest; without the MF key at
     hand (`mf`) it waits out a KSeF outage with the batch kept open."""
-    batch = open_batches[group]
+    batch = ctx.open_batches[group]
     mf_key, key_id = mf if mf is not None else await _mf_key_waiting(batch.batch_id)
     packaged = await asyncio.to_thread(batch.builder.finish, mf_key, keep_package=False)
     record = manifest_record(batch, packaged, key_id)
@@ -197,7 +168,7 @@ async def _flush(group: tuple[str, bool], why: str,
                             headers={HEADER_BATCH_ID: batch.batch_id.encode()})
     metrics.count_out("pack", len(batch.invoices))
     _note_packed(record)
-    del open_batches[group]
+    del ctx.open_batches[group]
     log.info("batch packed", batch_id=batch.batch_id, seller_nip=batch.seller_nip,
              invoices=len(batch.invoices), parts=len(record.parts),
              package_bytes=record.package_size, reason=why)
@@ -221,25 +192,25 @@ async def _add(event: Any) -> None:
         await _ack([event])
         return
     origin = origin_text(inv.origin)
-    verdict = replay_verdict(ledger.packed(inv.invoice_id), ledger.final(inv.invoice_id),
-                             inv.sha256, origin, ledger.answered(inv.invoice_id))
+    verdict = replay_verdict(ctx.ledger.packed(inv.invoice_id), ctx.ledger.final(inv.invoice_id),
+                             inv.sha256, origin, ctx.ledger.answered(inv.invoice_id))
     if verdict != "pack":
         await _replayed(inv, verdict, event)
         return
     group = batch_group(inv)
-    batch = open_batches.get(group)
+    batch = ctx.open_batches.get(group)
     if batch is not None and inv.invoice_id in batch.invoice_ids:
         # Delivered again (Faust re-reads a few records around a rebalance): it is in
         # this batch already, so its event is simply acknowledged with the batch.
         _hold(batch, event)
         return
     try:
-        opened = open_sealed(msg.value, keyrings.get())
+        opened = open_sealed(msg.value, ctx.keyrings.get())
         # The deflated invoice goes into the ZIP as it is, with the size and CRC-32 its
         # record carries: inflated only for a TAR, a stored ZIP or an older record.
         xml = None if opened.zip_ready else opened.invoice()
     except MissingKeyError as exc:
-        if keyrings.has(exc.key_id):  # the file brought it just now: open it again
+        if ctx.keyrings.has(exc.key_id):  # the file brought it just now: open it again
             await _add(event)
         else:
             await _hold_for_key(exc.key_id, inv, event)
@@ -252,7 +223,7 @@ async def _add(event: Any) -> None:
         await _flush(group, "limit")
         batch = None
     if batch is None:
-        batch = open_batches[group] = OpenBatch.start(group, settings)
+        batch = ctx.open_batches[group] = OpenBatch.start(group, ctx.settings)
     if batch.builder.verdict(size) is Fit.NEVER:
         await _reject(inv.invoice_id, "too-large", 430,
                       f"invoice of {size} bytes cannot fit any batch package", event, inv)
@@ -265,24 +236,24 @@ async def _add(event: Any) -> None:
             return
     batch.add(inv, xml, ref, deflated=opened.deflated)
     _hold(batch, event)
-    if batch.due_to_flush(settings, time.monotonic()) == "full":
+    if batch.due_to_flush(ctx.settings, time.monotonic()) == "full":
         await _flush(group, "full")
 
 
 async def _hold_for_key(key_id: str, inv: SealedInvoice, event: Any) -> None:
-    if key_holds.hold(key_id, event):
+    if ctx.key_holds.hold(key_id, event):
         log.error("invoice sealed under a key the keyring lacks: held, not rejected",
                   invoice_id=inv.invoice_id, key_id=key_id)
         await publish_alert(missing_key_alert(key_id, "pack", now_utc(),
                                               invoice_id=inv.invoice_id,
                                               seller_nip=inv.seller_nip,
-                                              keyring_ids=keyrings.get().key_ids))
+                                              keyring_ids=ctx.keyrings.get().key_ids))
 
 
 async def _retry_held_keys() -> None:
     """Pack the held invoices whose key the keyring has now (the file is re-read when
     it changed, at most every KSEF_KEYRING_CHECK_S)."""
-    for key_id, events in key_holds.ready(keyrings.get().key_ids):
+    for key_id, events in ctx.key_holds.ready(ctx.keyrings.get().key_ids):
         log.info("key now in the keyring: held invoices go on", key_id=key_id,
                  held=len(events))
         await publish_alert(key_found_alert(key_id, "pack", now_utc(), len(events)))
@@ -303,7 +274,7 @@ async def _number_is_free(inv: SealedInvoice, event: Any) -> bool:
     seen = seen_keys.get(key)
     store, rej = dedupe(inv, seen.decode() if seen is not None else None)
     if rej is not None:
-        earlier = ledger.refused(inv.invoice_id)
+        earlier = ctx.ledger.refused(inv.invoice_id)
         if (earlier is not None and earlier.sha256 == inv.sha256
                 and earlier.origin is not None and earlier.origin == origin_text(inv.origin)):
             log.info("duplicate delivered again; its refusal stands",
@@ -314,7 +285,7 @@ async def _number_is_free(inv: SealedInvoice, event: Any) -> bool:
         await produce(REJECTED, rej.invoice_id.encode(), encode(rej))
         # Known here at once, not only when the rejection is read back: a second copy of
         # this record close behind (a rebalance's redelivery) must find it refused.
-        ledger.note(inv.invoice_id, LedgerEntry(REFUSED_ENTRY, inv.sha256,
+        ctx.ledger.note(inv.invoice_id, LedgerEntry(REFUSED_ENTRY, inv.sha256,
                                                 int(time.time() * 1000), code=rej.code,
                                                 origin=origin_text(inv.origin)))
         await _ack([event])
@@ -328,12 +299,12 @@ async def _replayed(inv: SealedInvoice, verdict: str, event: Any) -> None:
     """A replay (or a redelivery after a crash or a takeover) of an invoice whose batch
     is already published: it is not packed again. One that already has its outcome gets
     that very record once more, so the replay ends like the first submission."""
-    final = ledger.final(inv.invoice_id)
+    final = ctx.ledger.final(inv.invoice_id)
     if verdict == "outcome-again" and final is not None and final.record is not None:
         await produce(OUTCOMES, inv.invoice_id.encode(), final.record)
         origin = origin_text(inv.origin)
         if origin is not None:
-            ledger.note_answered(inv.invoice_id, origin)
+            ctx.ledger.note_answered(inv.invoice_id, origin)
         log.info("replayed invoice already in KSeF; its outcome is emitted again",
                  invoice_id=inv.invoice_id, ksef_number=final.ksef_number)
     await _ack([event])
@@ -346,7 +317,7 @@ def _hold(batch: OpenBatch, event: Any) -> None:
 
 def _backlog() -> bool:
     """More sealed invoices wait in Kafka for this worker (from the fetcher's view)."""
-    for tp, offset in last_seen.items():
+    for tp, offset in ctx.last_seen.items():
         try:
             highwater = app.consumer.highwater(tp)
         except Exception:  # not assigned any more, or not fetched yet
@@ -363,36 +334,36 @@ async def _tick() -> None:
     while True:
         await asyncio.sleep(TICK_S)
         try:
-            if key_holds:
-                async with lock:
+            if ctx.key_holds:
+                async with ctx.lock:
                     await _retry_held_keys()
-            if open_batches and mf is None:
-                # Fetched outside the lock: while KSeF cannot give the key, records go on
+            if ctx.open_batches and mf is None:
+                # Fetched outside the ctx.lock: while KSeF cannot give the key, records go on
                 # being checked and added (duplicates refused, full batches aside).
                 try:
                     mf = await _mf_key()
                 except KsefError as exc:
                     log.warning("MF public key unavailable; batches stay open",
-                                error=str(exc), batches=len(open_batches))
-                    await asyncio.sleep(min(30.0, settings.linger_s))
+                                error=str(exc), batches=len(ctx.open_batches))
+                    await asyncio.sleep(min(30.0, ctx.settings.linger_s))
                     continue
-            async with lock:
+            async with ctx.lock:
                 now = time.monotonic()
                 # During an announced outage only full or deadline-bound batches are sealed:
                 # the backlog then drains in full batches when KSeF is back.
                 # A quiet batch is sealed on linger only when nothing more is waiting in
                 # Kafka: after an outage the backlog must leave in full batches.
-                holding = should_hold_sessions(follower.state)
+                holding = should_hold_sessions(ctx.follower.state)
                 waiting = _backlog()
-                for group, batch in list(open_batches.items()):
-                    why = batch.due_to_flush(settings, now)
+                for group, batch in list(ctx.open_batches.items()):
+                    why = batch.due_to_flush(ctx.settings, now)
                     if why == "linger" and waiting:
                         continue
-                    if why == "deadline" and batch.still_filling(settings, now):
+                    if why == "deadline" and batch.still_filling(ctx.settings, now):
                         continue
                     if why and not (holding and why in ("linger", "age")):
                         await _flush(group, why, mf)
-            if not open_batches:
+            if not ctx.open_batches:
                 mf = None  # fetched afresh for the next batch (the key may rotate)
         except Exception:  # keep ticking; the batch stays open and is retried
             log.exception("pack tick failed")
@@ -401,22 +372,22 @@ async def _tick() -> None:
 @app.agent(sealed_topic, name="pack")
 async def pack(stream: faust.StreamT[Any]) -> None:
     manual = stream.noack()
-    state["stream"] = manual
-    if state["ticker"] is None:
-        swept = await asyncio.to_thread(prepare_spool, settings)  # see docs/security-spool.md
+    ctx.stream = manual
+    if ctx.ticker is None:
+        swept = await asyncio.to_thread(prepare_spool, ctx.settings)  # see docs/security-spool.md
         (log.warning if swept.error else log.info)(
             "spool swept", removed=len(swept.removed), kept=len(swept.kept),
             busy=len(swept.busy), error=swept.error)
-        state["ticker"] = asyncio.ensure_future(_tick())
+        ctx.ticker = asyncio.ensure_future(_tick())
     async for event in manual.events():
         tp = event.message.tp
-        if tp not in synced:
-            await ledger.caught_up()
-            synced.add(tp)
-        last_seen[tp] = event.message.offset
+        if tp not in ctx.synced:
+            await ctx.ledger.caught_up()
+            ctx.synced.add(tp)
+        ctx.last_seen[tp] = event.message.offset
         metrics.count_in("pack")
-        async with lock:
-            if (tp.topic, tp.partition) in given_away:
+        async with ctx.lock:
+            if (tp.topic, tp.partition) in ctx.given_away:
                 continue  # revoked while this event waited: its new owner packs it
             try:
                 await _add(event)
@@ -466,17 +437,17 @@ def _releases(messages: list[Any]) -> list[tuple[bytes, bytes]]:
 async def _drop_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
     """Another worker now owns these invoices (unacked, they are redelivered there)."""
     mine = {(tp.topic, tp.partition) for tp in revoked}
-    synced.clear()
-    given_away.update(mine)
-    async with lock:
-        key_holds.drop(mine)
-        for group, batch in list(open_batches.items()):
+    ctx.synced.clear()
+    ctx.given_away.update(mine)
+    async with ctx.lock:
+        ctx.key_holds.drop(mine)
+        for group, batch in list(ctx.open_batches.items()):
             if any((ref.topic, ref.partition) in mine for ref in (p.ref for p in batch.invoices)):
                 batch.builder.abort()
-                del open_batches[group]
+                del ctx.open_batches[group]
 
 
 @app.on_partitions_assigned.connect
 async def _take_assigned(sender: Any, assigned: set[Any], **kwargs: Any) -> None:
     """Partitions (back) in this worker's hands: their events are packed here again."""
-    given_away.difference_update((tp.topic, tp.partition) for tp in assigned)
+    ctx.given_away.difference_update((tp.topic, tp.partition) for tp in assigned)
