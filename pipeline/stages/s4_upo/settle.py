@@ -23,13 +23,11 @@ from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from pipeline.ksef.upo import UpoError, parse_upo
 from pipeline.ksef_api import InvoiceResult, KsefApiError, KsefClient, KsefError, SessionStatus
 from pipeline.runtime import logs
-from pipeline.runtime.app import app, metrics, produce, stage_ksef_clients, topic
+from pipeline.runtime.app import app, metrics, produce, topic
 from pipeline.runtime.backoff import Backoff
-from pipeline.runtime.deliveries import Deliveries, held_for_ack
-from pipeline.runtime.invoice_ledger import already_final, invoice_ledger
-from pipeline.runtime.recent import Recent
-from pipeline.runtime.session_follow import sessions_follower
-from pipeline.runtime.settings import SettleStageSettings
+from pipeline.runtime.deliveries import held_for_ack
+from pipeline.runtime.invoice_ledger import already_final
+from pipeline.stages.s4_upo.context import stage_context
 from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO, RecordTooLarge
 from topics.codec import decode, encode
 from topics.records import InvoiceOutcome, SessionStep, UpoDocument
@@ -41,52 +39,25 @@ log = logs.get(__name__)
 
 sessions_topic = topic(SESSIONS)
 
-CONCURRENCY = SettleStageSettings.from_env().concurrency
-RECENT_SESSIONS = 16  # up to 160,000 hashes (~20 MB) at 10,000-invoice sessions
-RECENT_REFERENCES = 100_000
 ACCEPTED = 200
 DUPLICATE = 440
 KSEF_REASONS = {410: "permissions", 415: "attachments-not-allowed", 430: "schema",
                 435: "decryption", 440: "duplicate", 450: "semantic", 500: "unknown"}
 
-clients = stage_ksef_clients()
-done_batches: set[str] = set()
-following: set[asyncio.Future[None]] = set()
-followed = Deliveries()  # of the `closed` steps being followed, by batch id
-slots = asyncio.Semaphore(CONCURRENCY)
-# One session's UPO pages in memory at a time: a 10,000-invoice UPO is ~25 MB of XML,
-# held as bytes, as text and as the JSON record being produced; sessions settling side by
-# side made the worker's peak memory grow with the batch size times the sellers.
-one_upo = asyncio.Lock()
-state: dict[str, Any] = {"stream": None}
-ledger = invoice_ledger()
-sessions = sessions_follower()
-
-
-# session reference -> hashes of our invoices in it (from `closed` steps): tells whether
-# a 440's original is this very invoice without asking KSeF. The recent sessions only
-# (the journal keeps 400 days: every hash of them would not fit); an older original is
-# downloaded and compared instead.
-our_sessions: Recent[str, frozenset[str]] = Recent(RECENT_SESSIONS)
-# session reference -> our batch it was opened for (from `opened` steps): a batch sent
-# again after its `closed` step was lost meets its own first session in KSeF's 440s.
-session_batches: Recent[str, str] = Recent(RECENT_REFERENCES)
-# "original KSeF number/hash" -> whether they match, kept so that a session settled again
-# after a rate limit does not download the same originals again
-compared: Recent[str, bool] = Recent(RECENT_REFERENCES)
+ctx = stage_context()
 
 
 def _remember(step: SessionStep) -> None:
     if step.step == OPENED and step.session_ref:
-        session_batches[step.session_ref] = step.batch_id
+        ctx.session_batches[step.session_ref] = step.batch_id
     if step.step == CLOSED and step.session_ref:
-        our_sessions[step.session_ref] = frozenset(
+        ctx.our_sessions[step.session_ref] = frozenset(
             row[1] for row in step.details.get("invoices", []))
     if step.step in (COMPLETED, FAILED):
-        done_batches.add(step.batch_id)
+        ctx.done_batches.add(step.batch_id)
 
 
-sessions.subscribe(lambda step: _remember(step))
+ctx.sessions.subscribe(lambda step: _remember(step))
 
 
 def _emitted(step: SessionStep, inv: _Invoice, *, ksef_number: str | None = None,
@@ -96,7 +67,7 @@ def _emitted(step: SessionStep, inv: _Invoice, *, ksef_number: str | None = None
     correction's session is reported again on purpose: the replay gets its record."""
     if step.details.get("again"):
         return False
-    return already_final(ledger.packed(inv.invoice_id), ledger.final(inv.invoice_id),
+    return already_final(ctx.ledger.packed(inv.invoice_id), ctx.ledger.final(inv.invoice_id),
                          inv.sha256, ksef_number=ksef_number, code=code)
 
 
@@ -115,19 +86,19 @@ async def _is_same_invoice(client: KsefClient, step: SessionStep, res: InvoiceRe
     if not original:
         return False
     session = res.extensions.get("originalSessionReferenceNumber")
-    if session and session in our_sessions:
-        return sha256 in our_sessions[session]
-    if session and session_batches.get(session) == step.batch_id:
+    if session and session in ctx.our_sessions:
+        return sha256 in ctx.our_sessions[session]
+    if session and ctx.session_batches.get(session) == step.batch_id:
         return True  # an earlier session of this batch: the same package, the same invoices
     key = f"{original}/{sha256}"
-    if key not in compared:  # not one of ours (or from before the journal): download it
+    if key not in ctx.compared:  # not one of ours (or from before the journal): download it
         try:
-            compared[key] = sha256_b64(await client.invoice_xml(original)) == sha256
+            ctx.compared[key] = sha256_b64(await client.invoice_xml(original)) == sha256
         except KsefApiError as exc:
             if exc.status != 404:
                 raise
-            compared[key] = False
-    return compared[key]
+            ctx.compared[key] = False
+    return ctx.compared[key]
 
 
 def _acquired_from_number(number: str) -> str:
@@ -216,7 +187,7 @@ async def _settle(step: SessionStep, client: KsefClient, status: SessionStatus) 
     ref = step.session_ref or ""
     invoices = {row[1]: _Invoice(row) for row in step.details.get("invoices", [])}
     metrics.count_in("upo", len(invoices))
-    async with one_upo:
+    async with ctx.one_upo:
         accepted_upo, upo_ref = await _upo_entries(step, client, status)
     accepted = 0
     for sha, entry in accepted_upo.items():
@@ -247,7 +218,7 @@ async def _settle(step: SessionStep, client: KsefClient, status: SessionStatus) 
                        details={"status": status.code, "accepted": accepted,
                                 "rejected": len(invoices) - accepted})
     await sessions_topic.send(key=step.batch_id.encode(), value=encode(done))
-    done_batches.add(step.batch_id)
+    ctx.done_batches.add(step.batch_id)
     metrics.count_out("upo", len(invoices))
     closed_at = dt.datetime.fromisoformat(step.at) if step.at else None
     if closed_at is not None and closed_at.tzinfo is not None:
@@ -257,13 +228,13 @@ async def _settle(step: SessionStep, client: KsefClient, status: SessionStatus) 
 
 
 async def _follow(step: SessionStep) -> None:
-    async with slots:
+    async with ctx.slots:
         backoff = Backoff(1.0, 60.0)
-        while step.batch_id not in done_batches:
+        while step.batch_id not in ctx.done_batches:
             try:
-                client = clients.client(step.seller_nip)
+                client = ctx.clients.client(step.seller_nip)
                 status = await client.wait_until_processed(step.session_ref or "")
-                await ledger.caught_up()  # what an earlier settling of it emitted
+                await ctx.ledger.caught_up()  # what an earlier settling of it emitted
                 await _settle(step, client, status)
             except KsefError as exc:
                 log.warning("session result not readable yet; retrying",
@@ -273,8 +244,8 @@ async def _follow(step: SessionStep) -> None:
             except Exception:
                 log.exception("upo failed unexpectedly; retrying", batch_id=step.batch_id)
                 await backoff.wait()
-    stream = state["stream"]
-    for done in followed.settled(step.batch_id):
+    stream = ctx.stream
+    for done in ctx.followed.settled(step.batch_id):
         if stream is not None:
             await stream.ack(done)
 
@@ -282,8 +253,8 @@ async def _follow(step: SessionStep) -> None:
 @app.agent(sessions_topic, name="upo")
 async def upo(stream: faust.StreamT[Any]) -> None:
     manual = stream.noack()
-    state["stream"] = manual
-    await sessions.caught_up()
+    ctx.stream = manual
+    await ctx.sessions.caught_up()
     async for event in manual.events():
         try:
             step = decode(SessionStep, event.value)
@@ -291,13 +262,13 @@ async def upo(stream: faust.StreamT[Any]) -> None:
             await manual.ack(event)
             continue
         _remember(step)
-        if step.step == CLOSED and step.batch_id not in done_batches:
-            await sessions.caught_up()  # settled by a worker that died before acking?
-        if step.step != CLOSED or step.batch_id in done_batches:
+        if step.step == CLOSED and step.batch_id not in ctx.done_batches:
+            await ctx.sessions.caught_up()  # settled by a worker that died before acking?
+        if step.step != CLOSED or step.batch_id in ctx.done_batches:
             await manual.ack(event)
             continue
-        if not followed.first(step.batch_id, held_for_ack(event)):
+        if not ctx.followed.first(step.batch_id, held_for_ack(event)):
             continue  # a repeat: acknowledged with the first once the batch is settled
         task = asyncio.ensure_future(_follow(step))
-        following.add(task)
-        task.add_done_callback(following.discard)
+        ctx.following.add(task)
+        task.add_done_callback(ctx.following.discard)
