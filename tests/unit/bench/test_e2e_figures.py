@@ -8,7 +8,10 @@ from pathlib import Path
 from pipeline.bench.e2e_bench import (
     bare_figures,
     bare_work,
+    medians,
     read_usage,
+    rss_ratio,
+    spread_table,
     table,
     usage_figures,
 )
@@ -59,3 +62,26 @@ def test_table_and_read_usage(tmp_path: Path) -> None:
     assert read_usage(tmp_path / "missing.json") is None
     (tmp_path / "u.json").write_text('{"seconds": 1}')
     assert read_usage(tmp_path / "u.json") == {"seconds": 1}
+
+
+def _run(rate: float, ratio: float, bare: float | None = 0.4) -> dict[str, object]:
+    return {"submitted": 10000, "sellers": 3, "workers": 1, "invoices_per_s": rate,
+            "cpu_over_bare": ratio, "bare_ms": bare}
+
+
+def test_several_runs_give_each_figure_its_median_and_spread() -> None:
+    runs = [_run(300.0, 6.8), _run(380.0, 5.6), _run(350.0, 6.1, bare=None)]
+    figures = medians(runs)
+    assert figures["invoices_per_s"] == (350.0, 300.0, 380.0)
+    assert figures["cpu_over_bare"] == (6.1, 5.6, 6.8)
+    assert "bare_ms" not in figures  # one run lacks it: no median of the others
+    text = spread_table(runs)
+    assert text.splitlines()[0] == "e2e: 3 runs of 10000 invoices, 3 sellers, 1 worker(s)"
+    assert "goal: median cpu_over_bare <= 6.0: not met" in text
+    assert "goal: median invoices_per_s >= 600.0: not met" in text
+    assert "goal: median cpu_over_bare <= 6.0: met" in spread_table(runs[1:2] * 2)
+
+
+def test_rss_ratio_of_a_pair() -> None:
+    assert rss_ratio({"worker_peak_rss_mb": 150.0}, {"worker_peak_rss_mb": 195.0}) == 1.3
+    assert rss_ratio({"worker_peak_rss_mb": None}, {"worker_peak_rss_mb": 195.0}) is None
