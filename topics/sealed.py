@@ -151,16 +151,20 @@ def read_meta(value: bytes) -> SealedInvoice:
         raise SealedRecordError(f"sealed metadata does not decode: {exc}") from None
 
 
-def open_sealed(value: bytes, cipher: Cipher) -> OpenedInvoice:
+def open_sealed(value: bytes, cipher: Cipher, meta: SealedInvoice | None = None
+                ) -> OpenedInvoice:
     """Decrypt a sealed record (either format); raises SealedRecordError or, for a key
-    id the cipher does not know, whatever the cipher raises for that."""
+    id the cipher does not know, whatever the cipher raises for that. `meta` is what
+    `read_meta` gave for this very value, when the caller has it: not decoded again (the
+    metadata's bytes are still authenticated with the payload)."""
     if value[:1] == b"{":
         return _open_legacy(value, cipher)
     end, meta_json = _split(value)
-    try:
-        meta = decode(SealedInvoice, meta_json)
-    except (TypeError, orjson.JSONDecodeError) as exc:
-        raise SealedRecordError(f"sealed metadata does not decode: {exc}") from None
+    if meta is None:
+        try:
+            meta = decode(SealedInvoice, meta_json)
+        except (TypeError, orjson.JSONDecodeError) as exc:
+            raise SealedRecordError(f"sealed metadata does not decode: {exc}") from None
     nonce = value[end:end + NONCE_BYTES]
     plaintext = cipher.decrypt(meta.key_id, nonce, value[end + NONCE_BYTES:], value[:end])
     if len(plaintext) < _LENGTH.size:

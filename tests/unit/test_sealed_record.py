@@ -53,6 +53,16 @@ def test_round_trip_is_exact_and_smaller_than_the_invoice() -> None:
     assert b"1234567890" not in raw and b"Wiersz" not in raw  # personal data and text sealed
 
 
+def test_metadata_already_read_is_not_decoded_again() -> None:
+    _, raw = record()
+    meta_read = read_meta(raw)
+    opened = open_sealed(raw, RING, meta_read)
+    assert opened.meta is meta_read and opened.invoice() == INVOICE
+    forged = raw.replace(b'"mode":"online"', b'"mode":"offlin"')
+    with pytest.raises(KeyringError, match="tampered"):  # the bytes are still checked
+        open_sealed(forged, RING, meta_read)
+
+
 def test_stored_when_deflate_is_off() -> None:
     m, raw = record(level=0)
     assert m.compression == "none"

@@ -205,7 +205,7 @@ async def _add(event: Any) -> None:
         _hold(batch, event)
         return
     try:
-        opened = open_sealed(msg.value, ctx.keyrings.get())
+        opened = open_sealed(msg.value, ctx.keyrings.get(), inv)
         # The deflated invoice goes into the ZIP as it is, with the size and CRC-32 its
         # record carries: inflated only for a TAR, a stored ZIP or an older record.
         xml = None if opened.zip_ready else opened.invoice()
