@@ -69,6 +69,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"ksef-pipeline worker: {exc}", file=sys.stderr)
             return 2
     _resolve_replication()
+    from pipeline.runtime import logs
+    from pipeline.runtime.settings import WorkerSettings
+
+    # Before the app and the stages load: logging is set up here, never by an import.
+    settings = WorkerSettings.from_env()
+    logs.configure(settings.log_level, settings.broker_log_reminder_s)
     from pipeline.metrics.page import serve_metrics
     from pipeline.metrics.worker import watch_worker
     from pipeline.runtime.app import app, metrics, worker_settings

@@ -38,8 +38,6 @@ kafka_settings = KafkaSettings.from_env()
 worker_settings = WorkerSettings.from_env()
 catalog_settings = CatalogSettings.from_env()
 
-logs.configure(worker_settings.log_level, worker_settings.broker_log_reminder_s)
-
 app = faust.App(
     worker_settings.app_id,
     broker=kafka_settings.faust_url(),

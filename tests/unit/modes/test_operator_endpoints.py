@@ -27,8 +27,10 @@ JSON = {"Content-Type": "application/json"}
 def _web_app() -> web.Application:
     import pipeline.modes.announcements  # registers the views
     import pipeline.modes.web  # noqa: F401
+    from pipeline.runtime import logs
     from pipeline.runtime.app import app
 
+    logs.configure()  # as the worker command does: logs go to stderr, not stdout
     if not app.web.blueprints.applied:
         app.web.init_server()
     fresh = web.Application()  # the worker's routes on an application of this test's loop
