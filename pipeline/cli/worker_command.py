@@ -69,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"ksef-pipeline worker: {exc}", file=sys.stderr)
             return 2
     _resolve_replication()
+    missing = _missing_topics()
+    if missing:
+        print(f"ksef-pipeline worker: the cluster lacks {len(missing)} topic(s) of the "
+              f"catalog ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}): "
+              "run `ksef-pipeline topics create` first, with the same KSEF_TOPIC_* "
+              "settings", file=sys.stderr)
+        return 2
     from pipeline.runtime import logs
     from pipeline.runtime.settings import WorkerSettings
 
@@ -135,6 +142,19 @@ def _settings_problem() -> str | None:
     except SettingsError as exc:
         return str(exc)
     return None
+
+
+def _missing_topics() -> list[str]:
+    """Catalog topics the cluster lacks. A worker started without them did not fail: it
+    logged "Topic ... not found in cluster metadata" some 2,000 times a second. Nothing
+    is said when the cluster does not answer in time (the worker waits for a broker
+    that is still starting, as for any broker outage)."""
+    from pipeline.runtime.settings import KafkaSettings
+    from pipeline.runtime.topic_admin import missing_catalog_topics
+    from topics import CatalogSettings
+
+    return missing_catalog_topics(CatalogSettings.from_env(),
+                                  KafkaSettings.from_env().confluent(log_level=3)) or []
 
 
 def _resolve_replication() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -146,6 +147,24 @@ def _fix(admin: AdminClient, spec: TopicSpec, settings: CatalogSettings, name: s
     if want > partitions:
         for fut in admin.create_partitions([NewPartitions(name, want)]).values():
             fut.result()
+
+
+def missing_from(listed: Iterable[str], settings: CatalogSettings) -> list[str]:
+    """The catalog's topic names (with the settings' prefix) that `listed` lacks."""
+    present = set(listed)
+    return [name for name in (topic_name(spec, settings) for spec in CATALOG)
+            if name not in present]
+
+
+def missing_catalog_topics(settings: CatalogSettings, kafka_conf: dict[str, Any],
+                           timeout_s: float = 10.0) -> list[str] | None:
+    """The catalog topics the cluster lacks; None when it cannot be asked in time (a
+    broker still starting: the worker waits for it like for any broker outage)."""
+    try:
+        listed = AdminClient(kafka_conf).list_topics(timeout=timeout_s).topics
+    except KafkaException:
+        return None
+    return missing_from(listed, settings)
 
 
 def resolve_for_cluster(settings: CatalogSettings, kafka_conf: dict[str, Any],

@@ -56,3 +56,17 @@ def test_faust_agent_moves_records_between_catalog_topics(sandbox: KafkaSandbox,
         assert {(m.key(), m.value()) for m in out} == set(payloads), worker.log()[-3000:]
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]
+
+
+def test_a_worker_refuses_to_start_on_a_cluster_without_the_catalog(
+        bootstrap: str, tmp_path: Path) -> None:
+    """Before, it started and logged "Topic ... not found" some 2,000 times a second."""
+    bare = KafkaSandbox(bootstrap)  # a prefix with no topics: `topics create` never ran
+    worker = start_worker(bare, tmp_path, "--stages", "mode")
+    code = worker.proc.wait(timeout=120)
+    log = worker.log()
+    assert code == 2, log[-2000:]
+    assert "the cluster lacks" in log and "run `ksef-pipeline topics create` first" in log
+    assert bare.name(CATALOG[0]) in log  # the first missing topic is named
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    assert not any(t.startswith(bare.prefix) for t in admin.list_topics(timeout=30).topics)
