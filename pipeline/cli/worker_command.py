@@ -77,10 +77,16 @@ def run(args: argparse.Namespace) -> int:
               "settings", file=sys.stderr)
         return 2
     from pipeline.runtime import logs
+    from pipeline.runtime.data_dir_lock import DataDirBusy, hold_data_dir
     from pipeline.runtime.settings import WorkerSettings
 
     # Before the app and the stages load: logging is set up here, never by an import.
     settings = WorkerSettings.from_env()
+    try:  # one worker per data dir, held until this process ends
+        data_dir = hold_data_dir(settings.data_dir)
+    except DataDirBusy as exc:
+        print(f"ksef-pipeline worker: {exc}", file=sys.stderr)
+        return 2
     logs.configure(settings.log_level, settings.broker_log_reminder_s)
     from pipeline.metrics.page import serve_metrics
     from pipeline.metrics.worker import watch_worker
@@ -107,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
     sys.argv = ["ksef-pipeline worker", "worker", "--loglevel", worker_settings.log_level,
                 "--web-host", worker_settings.web_host, "--web-port", str(worker_settings.web_port)]
-    app.main()
+    with data_dir:
+        app.main()
     return 0
 
 
