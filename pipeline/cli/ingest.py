@@ -29,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
         invoice_id,
     )
     from pipeline.runtime.settings import KafkaSettings
+    from pipeline.runtime.topic_admin import missing_catalog_topics
+    from topics import CatalogSettings
 
     try:
         files = list(invoice_files(args.paths))
@@ -52,6 +54,12 @@ def run(args: argparse.Namespace) -> int:
     if args.bootstrap:
         kafka = replace(kafka, bootstrap_servers=args.bootstrap)
     producer = InvoiceProducer(kafka)
+    missing = missing_catalog_topics(CatalogSettings.from_env(), kafka.confluent(log_level=3))
+    if missing and producer.topic in missing:  # None: the cluster did not answer in time
+        print(f"ksef-pipeline ingest: topic {producer.topic} does not exist on the cluster; "
+              "run `ksef-pipeline topics create` first (same KSEF_TOPIC_* settings); nothing "
+              "sent", file=sys.stderr)
+        return 2
     bar = Progress(len(files), "ingest")
     started = time.monotonic()
     for path in files:

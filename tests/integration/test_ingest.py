@@ -92,3 +92,17 @@ def test_ingest_of_a_folder_without_invoices_says_so(sandbox: KafkaSandbox,
     assert (empty.returncode, missing.returncode) == (2, 2)
     assert f"no .xml files under {tmp_path}" in empty.stderr
     assert "no such file or directory" in missing.stderr
+
+
+def test_ingest_into_a_cluster_without_the_catalog_says_so_at_once(
+        bootstrap: str, tmp_path: Path) -> None:
+    """Before, it waited 30 s, showed a full progress bar, then failed every invoice."""
+    bare = KafkaSandbox(bootstrap)  # a prefix with no topics: `topics create` never ran
+    seller, = seller_nips(1, seed=7)
+    (tmp_path / "FV-1.xml").write_bytes(make_invoice(seller_nip=seller, number="FV/1",
+                                                     issue_date=dt.date(2026, 11, 30)))
+    refused = _ingest(bare, str(tmp_path))
+    assert refused.returncode == 2, refused.stderr
+    assert f"topic {bare.name(SUBMITTED)} does not exist on the cluster" in refused.stderr
+    assert "ksef-pipeline topics create" in refused.stderr and "nothing sent" in refused.stderr
+    assert "ingest [" not in refused.stderr  # no progress bar for nothing
