@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +74,7 @@ def build_context() -> PackContext:
         ledger=invoice_ledger())
 
 
-_context: PackContext | None = None
-
-
+@cache
 def stage_context() -> PackContext:
     """This worker's context (built on the first call)."""
-    global _context
-    if _context is None:
-        _context = build_context()
-    return _context
+    return build_context()

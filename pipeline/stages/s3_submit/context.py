@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import faust
@@ -122,12 +123,7 @@ def build_context(settings: SubmitStageSettings | None = None) -> SubmitContext:
         rejected_topic=rejected_topic)
 
 
-_context: SubmitContext | None = None
-
-
+@cache
 def stage_context() -> SubmitContext:
     """This worker's context (built on the first call, by whichever lane loads first)."""
-    global _context
-    if _context is None:
-        _context = build_context()
-    return _context
+    return build_context()

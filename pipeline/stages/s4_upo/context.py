@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from pipeline.ksef_api.link import KsefClients
@@ -64,12 +65,7 @@ def build_context(settings: SettleStageSettings | None = None) -> UpoContext:
                       slots=asyncio.Semaphore(settings.concurrency))
 
 
-_context: UpoContext | None = None
-
-
+@cache
 def stage_context() -> UpoContext:
     """This worker's context (built on the first call)."""
-    global _context
-    if _context is None:
-        _context = build_context()
-    return _context
+    return build_context()
