@@ -12,8 +12,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from pipeline.demo.samples import bad_invoices, make_invoice, seller_nips
 from pipeline.runtime.clients import kafka_consumer
@@ -80,6 +81,22 @@ class Ledger:
             return counts
 
 
+def read_from_start(kafka: KafkaSettings, names: list[str]) -> Any:
+    """A consumer of every partition of `names` from its first record, in no group.
+
+    The demo's and chaos's readers only watch; as group members they depended on the
+    group coordinator. After a broker restart in `ops/chaos` the ledger reader's group
+    was seen EMPTY while the thread went on polling: it never rejoined, read nothing
+    more, and the run waited for invoices the pipeline had long settled."""
+    consumer = kafka_consumer(kafka, **{
+        "group.id": f"demo-reader-{uuid.uuid4().hex}",  # required; never joined or committed
+        "enable.auto.commit": False, "log_level": 3})
+    listed = consumer.list_topics(timeout=30).topics
+    consumer.assign([TopicPartition(name, partition, OFFSET_BEGINNING) for name in names
+                     for partition in sorted(listed[name].partitions)])
+    return consumer
+
+
 class LedgerReader(threading.Thread):
     """Follows outcomes and rejections from the beginning into a Ledger."""
 
@@ -87,12 +104,9 @@ class LedgerReader(threading.Thread):
         super().__init__(daemon=True, name="ledger")
         self.ledger = ledger
         self._halt = threading.Event()
-        self._consumer = kafka_consumer(kafka, **{
-            "group.id": f"demo-ledger-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
-            "enable.auto.commit": False, "log_level": 3})
         self._names = {topic_name(OUTCOMES, catalog): OUTCOMES,
                        topic_name(REJECTED, catalog): REJECTED}
-        self._consumer.subscribe(list(self._names))
+        self._consumer = read_from_start(kafka, list(self._names))
 
     def run(self) -> None:
         try:
@@ -179,10 +193,7 @@ class DeadlineView(threading.Thread):
         self.latest: dict[str, tuple[str, str | None]] = {}
         self.lock = threading.Lock()
         self._halt = threading.Event()
-        self._consumer = kafka_consumer(kafka, **{
-            "group.id": f"demo-deadlines-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
-            "enable.auto.commit": False, "log_level": 3})
-        self._consumer.subscribe([topic_name(DEADLINES, catalog)])
+        self._consumer = read_from_start(kafka, [topic_name(DEADLINES, catalog)])
 
     def run(self) -> None:
         from topics.records import DeadlineRecord
