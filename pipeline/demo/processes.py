@@ -54,7 +54,18 @@ def console_logs(prefix: str) -> None:
     handler.setLevel(logging.WARNING)
     handler.setFormatter(logging.Formatter(f"[{prefix}] %(message)s"))
     handler.addFilter(BrokerStateFilter())
+    handler.addFilter(_not_a_passing_retry)
     root.addHandler(handler)
+
+
+# librdkafka's idempotent producer asks a broker that has just started for its id while
+# the broker still loads its coordinator state: one warning on every fresh demo broker,
+# then it succeeds. Not worth a line on the console (the processes' logs keep theirs).
+PASSING_RETRY = "Coordinator load in progress: retrying"
+
+
+def _not_a_passing_retry(record: logging.LogRecord) -> bool:
+    return not (record.name == "librdkafka" and PASSING_RETRY in record.getMessage())
 
 
 @contextmanager

@@ -23,6 +23,8 @@ for _ in range(200):
     log.error("FAIL [rdkafka#consumer-1] [thrd:127.0.0.1:9/bootstrap]: Connect to "
               "ipv4#127.0.0.1:9 failed: Connection refused (after 0ms in state CONNECT)")
 log.warning("GETPID [rdkafka#producer-3] something else")
+log.warning("GETPID [rdkafka#producer-2] [thrd:main]: Failed to acquire idempotence PID from "
+            "broker 127.0.0.1:9/1: Broker: Coordinator load in progress: retrying")
 logging.getLogger("pipeline.demo").info("not shown: below warning")
 """
 
