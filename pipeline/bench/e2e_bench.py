@@ -363,10 +363,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.json:
         print(table(runs[0]) if len(runs) == 1 else spread_table(runs))
     if args.json_out:
+        figures = medians(runs)
         report: dict[str, Any] = runs[0] if len(runs) == 1 else {
-            "runs": runs, "medians": {k: v[0] for k, v in medians(runs).items()},
-            "lowest": {k: v[1] for k, v in medians(runs).items()},
-            "highest": {k: v[2] for k, v in medians(runs).items()}}
+            "runs": runs, "medians": {k: v[0] for k, v in figures.items()},
+            "lowest": {k: v[1] for k, v in figures.items()},
+            "highest": {k: v[2] for k, v in figures.items()}}
         Path(args.json_out).write_text(json.dumps(report, indent=2) + "\n")
     return worst
 

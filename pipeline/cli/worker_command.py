@@ -10,6 +10,10 @@ import gc
 import importlib
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.runtime.topic_admin import Listing
 
 # Stages that seal or open invoices: they need the keyring (KSEF_KEYRING_FILE/KSEF_KEYRING).
 KEYRING_STAGES = frozenset({"validate", "pack", "submit"})
@@ -68,8 +72,13 @@ def run(args: argparse.Namespace) -> int:
         except KeyringError as exc:
             print(f"ksef-pipeline worker: {exc}", file=sys.stderr)
             return 2
-    _resolve_replication()
-    missing = _missing_topics()
+    # One question to the cluster at start-up: its size and its topics.
+    from pipeline.runtime.settings import KafkaSettings
+    from pipeline.runtime.topic_admin import cluster_listing
+
+    listing = cluster_listing(KafkaSettings.from_env().confluent(log_level=3))
+    _resolve_replication(listing)
+    missing = _missing_topics(listing)
     if missing:
         print(f"ksef-pipeline worker: the cluster lacks {len(missing)} topic(s) of the "
               f"catalog ({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}): "
@@ -151,31 +160,28 @@ def _settings_problem() -> str | None:
     return None
 
 
-def _missing_topics() -> list[str]:
+def _missing_topics(listing: Listing) -> list[str]:
     """Catalog topics the cluster lacks. A worker started without them did not fail: it
     logged "Topic ... not found in cluster metadata" some 2,000 times a second. Nothing
-    is said when the cluster does not answer in time (the worker waits for a broker
-    that is still starting, as for any broker outage)."""
-    from pipeline.runtime.settings import KafkaSettings
+    is said when the cluster did not answer in time (the worker waits for a broker that
+    is still starting, as for any broker outage)."""
     from pipeline.runtime.topic_admin import missing_catalog_topics
     from topics import CatalogSettings
 
-    return missing_catalog_topics(CatalogSettings.from_env(),
-                                  KafkaSettings.from_env().confluent(log_level=3)) or []
+    return missing_catalog_topics(CatalogSettings.from_env(), {}, listing=listing) or []
 
 
-def _resolve_replication() -> None:
+def _resolve_replication(listing: Listing) -> None:
     """Replication `auto`: the cluster's size decides, before the app reads the settings.
 
     Faust creates the tables' changelog topics with this replication factor.
     """
-    from pipeline.runtime.settings import KafkaSettings
     from pipeline.runtime.topic_admin import resolve_for_cluster
     from topics import CatalogSettings
 
     settings = CatalogSettings.from_env()
     if settings.replication_factor is not None and settings.min_insync_replicas is not None:
         return
-    resolved = resolve_for_cluster(settings, KafkaSettings.from_env().confluent(log_level=3))
+    resolved = resolve_for_cluster(settings, {}, listing=listing)
     os.environ["KSEF_TOPIC_REPLICATION"] = str(resolved.replication_factor)
     os.environ["KSEF_TOPIC_MIN_ISR"] = str(resolved.min_insync_replicas)

@@ -156,20 +156,33 @@ def missing_from(listed: Iterable[str], settings: CatalogSettings) -> list[str]:
             if name not in present]
 
 
-def missing_catalog_topics(settings: CatalogSettings, kafka_conf: dict[str, Any],
-                           timeout_s: float = 10.0) -> list[str] | None:
-    """The catalog topics the cluster lacks; None when it cannot be asked in time (a
-    broker still starting: the worker waits for it like for any broker outage)."""
+Listing = tuple[Any, str | None]  # (the cluster's metadata or None, why it is None)
+
+
+def cluster_listing(kafka_conf: dict[str, Any], timeout_s: float = 10.0) -> Listing:
+    """The cluster's brokers and topics, asked once: (metadata, None), or (None, why)
+    when it does not answer in `timeout_s`."""
     try:
-        listed = AdminClient(kafka_conf).list_topics(timeout=timeout_s).topics
-    except KafkaException:
-        return None
-    return missing_from(listed, settings)
+        return AdminClient(kafka_conf).list_topics(timeout=timeout_s), None
+    except KafkaException as exc:
+        return None, str(exc)
+
+
+def missing_catalog_topics(settings: CatalogSettings, kafka_conf: dict[str, Any],
+                           timeout_s: float = 10.0, listing: Listing | None = None
+                           ) -> list[str] | None:
+    """The catalog topics the cluster lacks; None when it cannot be asked in time (a
+    broker still starting: the worker waits for it like for any broker outage).
+    `listing`: what `cluster_listing` already gave, instead of asking again."""
+    metadata, _ = listing if listing is not None else cluster_listing(kafka_conf, timeout_s)
+    return None if metadata is None else missing_from(metadata.topics, settings)
 
 
 def resolve_for_cluster(settings: CatalogSettings, kafka_conf: dict[str, Any],
-                        timeout_s: float = 10.0) -> CatalogSettings:
-    """`settings` with `auto` replication resolved by asking the cluster its size.
+                        timeout_s: float = 10.0, listing: Listing | None = None
+                        ) -> CatalogSettings:
+    """`settings` with `auto` replication resolved by asking the cluster its size (or
+    from `listing`, what `cluster_listing` already gave).
 
     When the cluster cannot be reached in `timeout_s` the settings resolve as for a
     single broker and a warning says so (set KSEF_TOPIC_REPLICATION to be independent
@@ -177,10 +190,9 @@ def resolve_for_cluster(settings: CatalogSettings, kafka_conf: dict[str, Any],
     """
     if settings.replication_factor is not None:
         return settings.for_cluster(settings.replication_factor)
-    try:
-        brokers = len(AdminClient(kafka_conf).list_topics(timeout=timeout_s).brokers)
-    except KafkaException as exc:
-        print(f"ksef-pipeline: cannot learn the cluster's size ({exc}); topics this worker "
+    metadata, why = listing if listing is not None else cluster_listing(kafka_conf, timeout_s)
+    if metadata is None:
+        print(f"ksef-pipeline: cannot learn the cluster's size ({why}); topics this worker "
               "creates get 1 replica (set KSEF_TOPIC_REPLICATION)", file=sys.stderr)
-        brokers = 1
-    return settings.for_cluster(brokers)
+        return settings.for_cluster(1)
+    return settings.for_cluster(len(metadata.brokers))
