@@ -252,10 +252,13 @@ class Worker:
             time.sleep(0.5)  # polling a log file: there is no event to await
 
 
-# logged by every worker once the group has given it some partitions
-OWNS_A_SHARE = r'"partitions": \[\d[^]]*\], "dropped"'
-# logged by a worker that gave some of its partitions up to one that joined
-GAVE_UP_A_SHARE = r'"partitions": \[\d[^]]*\], "dropped": \[\d'
+# logged by every worker once the app's group has given it some partitions
+OWNS_A_SHARE = r'"held": \[\d[^]]*\], "given_up"'
+# logged by a worker that gave some of its app group partitions up to one that joined
+GAVE_UP_A_SHARE = r'"held": \[\d[^]]*\], "given_up": \[\d'
+# logged by the deadline tracker once its group has given it some ksef.deadlines
+# partitions
+TRACKS_A_SHARE = r'"partitions": \[\d[^]]*\], "dropped"'
 
 
 def sandbox_keyring(tmp: Path, data: bytes | None = None) -> Path:

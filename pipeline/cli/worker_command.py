@@ -33,6 +33,7 @@ GC_YOUNG_THRESHOLD = 20_000  # CPython's 700 collected every ~2 invoices
 
 
 def run(args: argparse.Namespace) -> int:
+    tune_malloc()  # before any client starts a thread
     # Settings are read from the environment when pipeline.runtime.app is imported.
     if args.web_port is not None:
         os.environ["KSEF_WEB_PORT"] = str(args.web_port)
@@ -100,12 +101,14 @@ def run(args: argparse.Namespace) -> int:
     from pipeline.metrics.page import serve_metrics
     from pipeline.metrics.worker import watch_worker
     from pipeline.runtime.app import app, metrics, worker_settings
+    from pipeline.runtime.assignment_log import log_assignments
     from pipeline.runtime.spool_paths import spool_root
     from pipeline.runtime.stop_deadline import worker_class
 
     app.conf.Worker = worker_class(worker_settings.stop_deadline_s)
     serve_metrics(app, metrics)
     watch_worker(app, metrics, spool_root(worker_settings))
+    log_assignments(app)
     for name in wanted:
         module = importlib.import_module(STAGES[name])
         install = getattr(module, "install", None)
@@ -116,7 +119,6 @@ def run(args: argparse.Namespace) -> int:
     # Everything loaded so far (modules, compiled schemas, tables) lives as long as the
     # worker: keep the collector off it, and let young objects (one invoice's worth of
     # records and events) die by reference counting before a collection runs.
-    fixed_mmap_threshold()
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
@@ -127,19 +129,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameters
+M_ARENA_MAX = -8
 MMAP_THRESHOLD_BYTES = 128 * 1024
+ARENAS = 2
 
 
-def fixed_mmap_threshold() -> bool:
-    """Keep glibc's mmap threshold at 128 KiB. glibc raises it each time a big block is
-    freed (up to 32 MiB); after that, buffers the size of a batch's manifest or UPO come
-    from the heap and stay in the worker's resident memory once freed, so its peak grew
-    with the size of the batches. Mapped, they are given back. False where the C library
-    is not glibc (nothing to tune there)."""
+def tune_malloc() -> bool:
+    """glibc's allocator, set before the worker starts a thread. False where the C
+    library is not glibc (nothing to tune there).
+
+    - The mmap threshold stays at 128 KiB. glibc raises it each time a big block is
+      freed (up to 32 MiB); after that, buffers the size of a batch's manifest or UPO
+      come from the heap and stay in the worker's resident memory once freed, so its
+      peak grew with the size of the batches. Mapped, they are given back.
+    - Two arenas, not glibc's eight per core: each librdkafka client runs threads of its
+      own (a broker thread per broker, a main thread), and each thread that met a busy
+      arena got one of its own, which keeps what it freed. With the deadline tracker's
+      loop beside validate's, a 10,000-invoice run peaked at 232 MB, against 206 MB
+      with two arenas (docs/performance.md, session 13)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
+        return bool(libc.mallopt(M_ARENA_MAX, ARENAS)
+                    and libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES))
     except (OSError, AttributeError):
         return False
 

@@ -11,7 +11,7 @@ import sys
 from faust.web import Request, Response, View
 
 from pipeline.clock import now_utc
-from pipeline.modes.deadline_tracker import book, deadlines_topic, gate
+from pipeline.modes.deadline_tracker import deadline_tracker
 from pipeline.modes.follow import mode_follower
 from pipeline.modes.status_page import activity, render
 from pipeline.runtime.app import app, metrics
@@ -49,8 +49,9 @@ def running_stages() -> list[str]:
 @app.page("/ksef/status")
 class StatusPage(View):
     async def get(self, request: Request) -> Response:
-        page = render(follower.state, book.by_deadline(), sorted(gate.loaded),
-                      deadlines_topic.partitions or 0, now_utc(), credential_health(),
+        tracker = deadline_tracker()
+        page = render(follower.state, tracker.book.by_deadline(), sorted(tracker.loaded),
+                      tracker.partitions, now_utc(), credential_health(),
                       activity(metrics, running_stages()))
         return self.html(page)
 
@@ -71,7 +72,8 @@ class ModeView(View):
 @app.page("/ksef/pending")
 class PendingView(View):
     async def get(self, request: Request) -> Response:
+        tracker = deadline_tracker()
         rows = [{"deadline": due or None, "status": status, "mode": mode, "invoices": n}
-                for due, status, mode, n in book.by_deadline()]
-        return self.json({"partitions": sorted(gate.loaded), "pending": len(book),
+                for due, status, mode, n in tracker.book.by_deadline()]
+        return self.json({"partitions": sorted(tracker.loaded), "pending": len(tracker.book),
                           "by_deadline": rows})

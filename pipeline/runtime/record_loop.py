@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -45,6 +45,14 @@ log = logs.get(__name__)
 
 Refused = Callable[[BaseException], None]
 Handler = Callable[[list[Any], "LoopOutput"], None]
+Partitions = list[tuple[str, int]]  # (topic name, partition)
+# Run on the event loop after a poll that moved partitions, before any record of the
+# poll is handled: (assigned, revoked, output). A stage with per-partition state loads
+# or drops it here; what it produces is delivered before the next commit.
+Rebalanced = Callable[[Partitions, Partitions, "LoopOutput"], Awaitable[None]]
+# Run on the event loop after every poll, with or without records: work that must go
+# out through the loop's producer in order with the records it handles.
+Between = Callable[["LoopOutput"], Awaitable[None]]
 RESTART_FIRST_S = 1.0
 RESTART_CAP_S = 30.0
 POLL_S = 0.2
@@ -129,8 +137,9 @@ class LoopOutput:
                 refused(RefusedForGood(error))
 
 
-def seed_offsets(admin: Any, group: str, from_group: str, topic: str) -> int:
-    """Give `group` the commits `from_group` has on `topic`, if `group` has none at all.
+def seed_offsets(admin: Any, group: str, from_group: str, topic: str | Sequence[str]) -> int:
+    """Give `group` the commits `from_group` has on `topic` (one or several), if `group`
+    has none at all.
 
     The number of partitions seeded (0: nothing to copy, or `group` existed)."""
     from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
@@ -142,8 +151,9 @@ def seed_offsets(admin: Any, group: str, from_group: str, topic: str) -> int:
 
     if committed(group):
         return 0
+    topics = {topic} if isinstance(topic, str) else set(topic)
     old = [TopicPartition(tp.topic, tp.partition, tp.offset) for tp in committed(from_group)
-           if tp.topic == topic]
+           if tp.topic in topics]
     if not old:
         return 0
     future = admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(group, old)])
@@ -152,14 +162,18 @@ def seed_offsets(admin: Any, group: str, from_group: str, topic: str) -> int:
 
 
 class RecordLoop:
-    """Consume `source` in group `group`, `handle` each batch, commit after delivery."""
+    """Consume `source` (one topic or several) in group `group`, `handle` each batch,
+    commit after delivery."""
 
-    def __init__(self, *, name: str, source: TopicSpec, group: str, handle: Handler,
-                 kafka: KafkaSettings, catalog: CatalogSettings, worker: WorkerSettings,
-                 seed_from_group: str | None = None, batch: int = 500,
-                 on_produced: Callable[[str, int], None] = lambda _topic, _n: None) -> None:
+    def __init__(self, *, name: str, source: TopicSpec | Sequence[TopicSpec], group: str,
+                 handle: Handler, kafka: KafkaSettings, catalog: CatalogSettings,
+                 worker: WorkerSettings, seed_from_group: str | None = None,
+                 batch: int = 500,
+                 on_produced: Callable[[str, int], None] = lambda _topic, _n: None,
+                 on_rebalance: Rebalanced | None = None,
+                 between: Between | None = None) -> None:
         self.name = name
-        self.source = source
+        self.sources = [source] if isinstance(source, TopicSpec) else list(source)
         self.group = group
         self.handle = handle
         self.kafka = kafka
@@ -168,8 +182,18 @@ class RecordLoop:
         self.seed_from_group = seed_from_group
         self.batch = batch
         self.on_produced = on_produced
+        self.on_rebalance = on_rebalance
+        self.between = between
         self.stop_requested = threading.Event()
         self._consumer: Any = None
+        # Partitions this loop holds, and moves not yet handed to `on_rebalance` (the
+        # consumer's callbacks run on the polling thread while the event loop waits).
+        self._held: set[tuple[str, int]] = set()
+        self._moved: list[tuple[Partitions, Partitions]] = []
+
+    @property
+    def topic_names(self) -> list[str]:
+        return [topic_name(spec, self.catalog) for spec in self.sources]
 
     def stop(self) -> None:
         self.stop_requested.set()
@@ -208,13 +232,12 @@ class RecordLoop:
         lags: dict[tuple[str, str], float] = {}
         if consumer is None:
             return lags
-        topic = topic_name(self.source, self.catalog)
         try:
             for tp in consumer.position(consumer.assignment()):
                 _low, high = consumer.get_watermark_offsets(tp, cached=True)
                 if high is None or high < 0 or tp.offset < 0:  # not read or fetched yet
                     continue
-                lags[(topic, str(tp.partition))] = float(max(0, high - tp.offset))
+                lags[(tp.topic, str(tp.partition))] = float(max(0, high - tp.offset))
         except Exception:  # closing, or not fetched yet
             return {}
         return lags
@@ -223,8 +246,7 @@ class RecordLoop:
         assert self.seed_from_group is not None
         admin = kafka_admin(self.kafka)
         try:
-            seeded = seed_offsets(admin, self.group, self.seed_from_group,
-                                  topic_name(self.source, self.catalog))
+            seeded = seed_offsets(admin, self.group, self.seed_from_group, self.topic_names)
         except Exception as exc:  # another worker joined first: its copy stands
             log.info("offsets not copied from the app's group", loop=self.name,
                      group=self.group, error=str(exc))
@@ -265,28 +287,36 @@ class RecordLoop:
         consumer, producer = await asyncio.to_thread(self._clients)
         out = LoopOutput(producer, self.catalog, self.worker.producer_request_timeout_s)
         committed_all = False
+        if self._held:  # a loop rebuilt after a failure: its partitions are gone
+            self._moved.append(([], sorted(self._held)))
+            self._held.clear()
         try:
-            consumer.subscribe([topic_name(self.source, self.catalog)],
-                               on_assign=self._assigned)
+            consumer.subscribe(self.topic_names, on_assign=self._assigned,
+                               on_revoke=self._revoked)
             self._consumer = consumer
             while not self.stop_requested.is_set():
+                await self._rebalanced(out)
                 polled = await asyncio.to_thread(consumer.consume, self.batch, POLL_S)
+                await self._rebalanced(out)  # before any record of the new owner's
                 messages = []
                 for msg in polled:
                     if msg.error() is not None:
                         log.warning("consumer error", loop=self.name, error=str(msg.error()))
                         continue
                     messages.append(msg)
-                if not messages:
-                    continue
                 for start in range(0, len(messages), SLICE):
                     self.handle(messages[start:start + SLICE], out)
                     await asyncio.sleep(0)  # the worker's other tasks run between slices
+                if self.between is not None:
+                    await self.between(out)
+                if not messages and not out.produced:
+                    continue
                 await asyncio.to_thread(out.settle)
                 for topic, count in out.produced.items():
                     self.on_produced(topic, count)
                 out.produced.clear()
-                await asyncio.to_thread(consumer.commit, asynchronous=False)
+                if messages:
+                    await asyncio.to_thread(consumer.commit, asynchronous=False)
             committed_all = True
         finally:
             self._consumer = None
@@ -296,9 +326,23 @@ class RecordLoop:
                                     partial(_close_quietly, consumer))
             await asyncio.to_thread(producer.flush, 5)
 
+    async def _rebalanced(self, out: LoopOutput) -> None:
+        while self._moved:
+            assigned, revoked = self._moved.pop(0)
+            if self.on_rebalance is not None:
+                await self.on_rebalance(assigned, revoked, out)
+
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
+        moved = sorted((tp.topic, tp.partition) for tp in partitions)
+        self._held.update(moved)
+        self._moved.append((moved, []))
         log.info("partitions assigned", loop=self.name,
                  partitions=sorted(tp.partition for tp in partitions))
+
+    def _revoked(self, consumer: Any, partitions: list[Any]) -> None:
+        moved = sorted((tp.topic, tp.partition) for tp in partitions)
+        self._held.difference_update(moved)
+        self._moved.append(([], moved))
 
 
 def _close_quietly(consumer: Any) -> None:

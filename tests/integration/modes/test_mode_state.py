@@ -30,7 +30,7 @@ from pipeline.modes.observed import HealthReporter
 from pipeline.modes.pending import DeadlineBook
 from pipeline.modes.snapshot import history_from_mode_state
 from tests.integration.modes.helpers import Watcher, latest_values
-from tests.kafka_harness import OWNS_A_SHARE, REPO, KafkaSandbox, Worker, start_worker
+from tests.kafka_harness import REPO, TRACKS_A_SHARE, KafkaSandbox, Worker, start_worker
 from topics.catalog import ALERTS, ANNOUNCEMENTS, DEADLINES, MODE, SEALED, SUBMITTED
 from topics.codec import encode
 from topics.records import Alert, Announcement, DeadlineRecord, KafkaRef, ModeState, SealedInvoice
@@ -279,7 +279,7 @@ def test_two_workers_share_the_pending_invoices(sandbox: KafkaSandbox, tmp_path:
     workers = [_mode_worker(sandbox, tmp_path), _mode_worker(sandbox, tmp_path)]
     try:
         for worker in workers:  # the group has settled when each owns some partitions
-            worker.wait_for_log(OWNS_A_SHARE, "a share")
+            worker.wait_for_log(TRACKS_A_SHARE, "a share")
         sandbox.produce(ANNOUNCEMENTS, [(open_failure.id.encode(), encode(open_failure))])
         modes.first(lambda s: len(s.announcements) == 1, 120, "the open failure")
         # first records as the seal stage wrote them before it knew of the failure: the
