@@ -8,10 +8,12 @@ import asyncio
 import base64
 import datetime as dt
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -31,9 +33,17 @@ from pipeline.modes.pending import DeadlineBook
 from pipeline.modes.snapshot import history_from_mode_state
 from tests.integration.modes.helpers import Watcher, latest_values
 from tests.kafka_harness import REPO, TRACKS_A_SHARE, KafkaSandbox, Worker, start_worker
-from topics.catalog import ALERTS, ANNOUNCEMENTS, DEADLINES, MODE, SEALED, SUBMITTED
+from topics.catalog import ALERTS, ANNOUNCEMENTS, DEADLINES, MODE, OUTCOMES, SEALED, SUBMITTED
 from topics.codec import encode
-from topics.records import Alert, Announcement, DeadlineRecord, KafkaRef, ModeState, SealedInvoice
+from topics.records import (
+    Alert,
+    Announcement,
+    DeadlineRecord,
+    InvoiceOutcome,
+    KafkaRef,
+    ModeState,
+    SealedInvoice,
+)
 
 SELLER = "5265877635"
 FAST = {"KSEF_MODE_TICK_S": "0.5", "KSEF_DEADLINE_CHECK_S": "1", "KSEF_LATARNIA_POLL_S": "0"}
@@ -48,9 +58,10 @@ def emu(tmp_path: Path) -> Iterator[EmulatorProcess]:
         process.stop()
 
 
-def _mode_worker(sandbox: KafkaSandbox, tmp: Path, *stages: str, **env: str) -> Worker:
+def _mode_worker(sandbox: KafkaSandbox, tmp: Path, *stages: str, data_dir: Path | None = None,
+                 **env: str) -> Worker:
     return start_worker(sandbox, tmp, "--stages", ",".join(stages or ("mode",)),
-                        **{**FAST, **env})
+                        data_dir=data_dir, **{**FAST, **env})
 
 
 def _first_records(invoices: Iterable[SealedInvoice], state: ModeState | None = None
@@ -304,3 +315,53 @@ def test_two_workers_share_the_pending_invoices(sandbox: KafkaSandbox, tmp_path:
         modes.close()
         for worker in workers:
             assert worker.stop() == 0, worker.log()[-3000:]
+
+
+def _outcomes(sandbox: KafkaSandbox, invoice_ids: Iterable[str]) -> None:
+    producer = sandbox.producer(partitioner="murmur2_random")
+    for invoice_id in invoice_ids:
+        outcome = InvoiceOutcome(
+            invoice_id=invoice_id, seller_nip=SELLER, invoice_number=f"FV/{invoice_id}",
+            ksef_number=f"{SELLER}-20260302-0100000000AA-00", acquisition_date="2026-03-02",
+            invoicing_mode="online", session_ref="s-1", sha256="aGFzaA==",
+            recorded_at=dt.datetime.now(dt.UTC).isoformat())
+        producer.produce(sandbox.name(OUTCOMES), key=invoice_id.encode(), value=encode(outcome))
+    assert producer.flush(30) == 0
+
+
+def _tombstoned(seen: list[Any], ids: list[str]) -> bool:
+    """Every one of `ids` was seen on the topic, and its latest record is a tombstone."""
+    return set(ids) <= {s.key for s in seen} and not set(ids) & set(_latest(seen))
+
+
+def test_a_killed_tracker_restarts_on_its_pending_invoices_and_misses_no_outcome(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """SIGKILL, outcomes while it is down, restart: the pending invoices come back from
+    `ksef.deadlines`, every settled invoice is tombstoned, the others stay pending."""
+    deadlines = Watcher(sandbox, DEADLINES, DeadlineRecord)
+    today = polish_today().isoformat()
+    ids = [f"k-{i}" for i in range(60)]
+    first = _mode_worker(sandbox, tmp_path)
+    second = None
+    try:
+        first.wait_for_log(TRACKS_A_SHARE, "a share")
+        _produce_first(sandbox, _first_records(_sealed(i, today, "online") for i in ids))
+        _outcomes(sandbox, ids[:20])
+        deadlines.wait(lambda seen: _tombstoned(seen, ids[:20]), 120, "20 tombstones")
+        first.stop(signal.SIGKILL)
+        _outcomes(sandbox, ids[20:40])  # while no tracker runs
+        second = _mode_worker(sandbox, tmp_path, data_dir=first.data_dir)
+        deadlines.wait(lambda seen: _tombstoned(seen, ids[:40]), 120, "40 tombstones")
+        second.wait_for_log(TRACKS_A_SHARE, "a share")
+        restarted = second.log().rpartition("DeadlineTrackerService]: Starting")[2]
+        loaded = sum(int(n) for n in re.findall(
+            r'"invoices": (\d+), "corrections": \d+, "event": "pending invoices loaded"',
+            restarted))
+        assert loaded == 40, second.log()[-3000:]  # 60 sealed, 20 settled before the kill
+        deadlines.drain()
+        assert set(_latest(deadlines.seen)) == set(ids[40:])  # the rest still pending
+    finally:
+        deadlines.close()
+        if second is not None:
+            assert second.stop() == 0, second.log()[-3000:]
+        first.stop()
