@@ -302,6 +302,7 @@ def install(app: faust.App) -> DeadlineTracker:
         catalog=tracker.catalog, worker=worker_settings, seed_from_group=app.conf.id,
         on_produced=tracker.metrics.produced, on_rebalance=tracker.rebalanced,
         between=tracker.between)
+    tracker.metrics.lag_sources.append(loop.lag)  # in ksef_consumer_lag like Faust's
 
     class DeadlineTrackerService(mode.Service):
         """The loop, tied to the worker's start and stop."""
