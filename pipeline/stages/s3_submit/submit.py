@@ -114,7 +114,7 @@ async def _journal(rec: PackedBatch, step: str, session_ref: str | None = None,
 
 async def _reject_all(rec: PackedBatch, code: int, reason: str, message: str,
                       session_ref: str | None = None) -> None:
-    for inv in rec.invoices:
+    for inv in waiting.invoices(rec):
         rej = build_rejection(invoice_id=inv.invoice_id, stage="submit", code=code,
                               reason=reason, message=message, rejected_at=iso(),
                               seller_nip=rec.seller_nip, invoice_number=inv.invoice_number,
@@ -173,7 +173,7 @@ async def submit_batch(rec: PackedBatch) -> None:
         # Another worker packed it, or the disk was lost: rebuild the identical archive
         # from Kafka, encrypt it under a fresh key, and open a new session for it.
         try:
-            rec, manifest = await _rebuild(rec, manifest, client)
+            rec, manifest = await _rebuild(rec, client)
         except (LookupError, RebuildMismatch) as exc:
             await _journal(rec, FAILED, reason="spool-lost", error=str(exc))
             await _reject_all(rec, 500, "spool-lost",
@@ -200,12 +200,14 @@ async def submit_batch(rec: PackedBatch) -> None:
                                   on_uploaded=uploaded)
     await client.close_batch_session(ref)
     opened_here.discard(ref)
-    ctx.metrics.count_out("submit", len(rec.invoices))
-    await _journal(rec, CLOSED, ref, invoice_count=len(rec.invoices),
-                   invoices=[[i.invoice_id, i.sha256, i.invoice_number] for i in rec.invoices])
+    invoices = waiting.invoices(rec)
+    ctx.metrics.count_out("submit", len(invoices))
+    await _journal(rec, CLOSED, ref, invoice_count=len(invoices),
+                   invoices=[[i.invoice_id, i.sha256, i.invoice_number] for i in invoices])
+    del invoices
     drop_batch_spool(SPOOL_ROOT, rec)  # as packed and as rebuilt, under SPOOL_ROOT only
     log.info("batch session closed", batch_id=rec.batch_id, session_ref=ref,
-             seller_nip=rec.seller_nip, invoices=len(rec.invoices), parts=len(rec.parts))
+             seller_nip=rec.seller_nip, invoices=waiting.count(rec), parts=len(rec.parts))
 
 
 def _rebuild_sync(manifest: PackageManifest, directory: Path, public_key: Any) -> Any:
@@ -233,15 +235,16 @@ def _rebuild_sync(manifest: PackageManifest, directory: Path, public_key: Any) -
         reader.close()
 
 
-async def _rebuild(rec: PackedBatch, manifest: PackageManifest, client: Any
-                   ) -> tuple[PackedBatch, PackageManifest]:
+async def _rebuild(rec: PackedBatch, client: Any) -> tuple[PackedBatch, PackageManifest]:
     mf_key = await client.encryption_key()
     directory = batch_spool(SPOOL_ROOT, rec, rebuilt=True)
+    full = dataclasses.replace(rec, invoices=waiting.invoices(rec))
+    manifest = _manifest(full)  # every entry: `rec` may be the head it was queued as
     packaged = await asyncio.to_thread(_rebuild_sync, manifest, directory, mf_key.key)
-    data = dataclasses.asdict(rec)
+    data = dataclasses.asdict(full)
     data.update(packaged.manifest.to_dict())
     data.update(spool_dir=str(packaged.directory), public_key_id=mf_key.public_key_id,
-                invoices=dataclasses.asdict(rec)["invoices"])
+                invoices=dataclasses.asdict(full)["invoices"])
     rebuilt = from_dict(PackedBatch, data)
     log.info("batch rebuilt from Kafka", batch_id=rec.batch_id,
              package_sha256=rebuilt.package_sha256, parts=len(rebuilt.parts))
@@ -259,7 +262,7 @@ async def _release(rec: PackedBatch, hold_reason: str, release: HeldRelease) -> 
                       f"{release.request_id}" + (f" by {release.requested_by}"
                                                  if release.requested_by else ""))
     log.warning("held batch rejected on operator request", batch_id=rec.batch_id,
-                seller_nip=rec.seller_nip, invoices=len(rec.invoices), reason=reason)
+                seller_nip=rec.seller_nip, invoices=waiting.count(rec), reason=reason)
 
 
 async def _held(rec: PackedBatch, decision: Decision) -> str:
@@ -405,8 +408,9 @@ async def submit(stream: faust.StreamT[Any]) -> None:
     if not state["dispatchers"]:
         state["dispatchers"] = [asyncio.ensure_future(_dispatcher()) for _ in range(CONCURRENCY)]
     async for event in manual.events():
+        raw = event.value
         try:
-            rec = decode(PackedBatch, event.value)
+            rec = decode(PackedBatch, raw)  # checked whole once, then kept as its head
         except (ValueError, TypeError) as exc:
             log.error("undecodable manifest skipped", error=type(exc).__name__,
                       offset=event.message.offset)
@@ -416,9 +420,13 @@ async def submit(stream: faust.StreamT[Any]) -> None:
         if progress is not None and progress.step in FINAL:
             await manual.ack(event)
             continue
-        ctx.metrics.count_in("submit", len(rec.invoices))
-        # A repeat waits with its batch's first delivery; the raw manifest is not kept.
-        waiting.offer(rec, held_for_ack(event))
+        count = len(rec.invoices)
+        ctx.metrics.count_in("submit", count)
+        # A repeat waits with its batch's first delivery. The batch waits as its head and
+        # the manifest's bytes, not as thousands of decoded invoices (`BatchQueue`).
+        head = dataclasses.replace(rec, invoices=rec.invoices[:1])  # a manifest needs one
+        del rec
+        waiting.offer(head, held_for_ack(event), raw, count)
 
 
 @app.on_partitions_revoked.connect

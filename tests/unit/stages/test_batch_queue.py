@@ -129,3 +129,34 @@ def test_changed_wakes_on_poke_or_times_out() -> None:
         await asyncio.wait_for(waiter, 1)
 
     asyncio.run(scenario())
+
+
+def test_a_batch_queued_as_its_head_gives_its_invoices_from_the_manifest_bytes() -> None:
+    from topics.codec import encode
+    from topics.records import KafkaRef, PackedInvoice
+
+    invoices = [PackedInvoice(invoice_id=f"i-{n}", invoice_number=f"FV/{n}", sha256="h" * 44,
+                              size=100 + n, entry=f"i-{n}.xml",
+                              ref=KafkaRef("ksef.invoices.sealed", 0, n), mode="online")
+                for n in range(3)]
+    full = dataclasses.replace(batch("b1", None), invoices=invoices)
+    head = dataclasses.replace(full, invoices=invoices[:1])
+    queue = BatchQueue()
+    assert queue.offer(head, event(0, 1), encode(full), len(invoices))
+    assert queue.invoices(head) == invoices and queue.count(head) == 3
+    # another object of the same batch (rebuilt from Kafka) answers for itself
+    rebuilt = dataclasses.replace(full, invoices=invoices[:2])
+    assert queue.invoices(rebuilt) == invoices[:2] and queue.count(rebuilt) == 2
+    queue.settled("b1")  # its bytes go with it
+    assert queue.invoices(head) == invoices[:1] and queue.count(head) == 1
+
+
+def test_a_batch_left_to_a_new_owner_drops_its_manifest_bytes() -> None:
+    from topics.codec import encode
+
+    full = batch("b2", None)
+    queue = BatchQueue()
+    queue.offer(full, event(3, 1), encode(full), 5)
+    assert queue.count(full) == 5
+    assert queue.leave_revoked([("ksef.batches.packed", 3)]) == ["b2"]
+    assert queue.count(full) == 0
