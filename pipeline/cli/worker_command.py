@@ -100,12 +100,12 @@ def run(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level, settings.broker_log_reminder_s)
     from pipeline.metrics.page import serve_metrics
     from pipeline.metrics.worker import watch_worker
-    from pipeline.runtime.app import app, metrics, worker_settings
+    from pipeline.runtime.app import app, metrics, run_at_stop, worker_settings
     from pipeline.runtime.assignment_log import log_assignments
     from pipeline.runtime.spool_paths import spool_root
     from pipeline.runtime.stop_deadline import worker_class
 
-    app.conf.Worker = worker_class(worker_settings.stop_deadline_s)
+    app.conf.Worker = worker_class(worker_settings.stop_deadline_s, run_at_stop)
     serve_metrics(app, metrics)
     watch_worker(app, metrics, spool_root(worker_settings))
     log_assignments(app)

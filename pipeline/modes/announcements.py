@@ -45,7 +45,7 @@ from pipeline.modes.operator import (
 )
 from pipeline.modes.publish import publish_alert, publish_announcement
 from pipeline.runtime import logs
-from pipeline.runtime.app import app
+from pipeline.runtime.app import app, close_at_stop
 from pipeline.runtime.settings import LatarniaSettings
 
 log = logs.get(__name__)
@@ -79,8 +79,15 @@ async def poll_latarnia() -> None:
                  source=record.source)
 
 
+async def _close_session() -> None:
+    session = _session.pop("s", None)
+    if session is not None:
+        await session.close()
+
+
 if POLL_S > 0:
     app.timer(POLL_S, on_leader=True, name="latarnia-poller")(poll_latarnia)
+    close_at_stop(_close_session)
 
 _tokens = operator_tokens()
 if isinstance(_tokens, Refusal):  # said once at start; every POST answers it too

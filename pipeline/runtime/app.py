@@ -8,6 +8,7 @@ data dir and web port.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -102,12 +103,35 @@ metrics = Metrics()
 ksef_limiters = WorkerLimiters()
 
 
+# HTTP clients to close once the stages have stopped, before the event loop closes: left
+# open, each logged "Unclosed client session" and "Unclosed connector" at every stop.
+at_stop: list[Callable[[], Awaitable[None]]] = []
+
+
+def close_at_stop(closer: Callable[[], Awaitable[None]]) -> None:
+    """Run `closer` when the worker stops, after its stages (`run_at_stop`)."""
+    at_stop.append(closer)
+
+
+async def run_at_stop() -> None:
+    """Run the closers registered with `close_at_stop`, the latest first."""
+    while at_stop:
+        closer = at_stop.pop()
+        try:
+            await closer()
+        except Exception:  # the worker stops anyway; the next closer still runs
+            logs.get(__name__).exception("closing a client at stop failed")
+
+
 def stage_ksef_clients(then: HealthObserver | None = None) -> KsefClients:
     """A stage's KSeF clients: the environment's settings, requests counted in the
-    worker's metrics (and passed on to `then`), on the worker's one request limiter."""
+    worker's metrics (and passed on to `then`), on the worker's one request limiter.
+    The worker closes them once its stages have stopped."""
     settings = KsefSettings.from_env()
-    return KsefClients(settings, observer=request_observer(metrics, then),
-                       limiter=ksef_limiters.get(settings))
+    clients = KsefClients(settings, observer=request_observer(metrics, then),
+                          limiter=ksef_limiters.get(settings))
+    close_at_stop(clients.aclose)
+    return clients
 
 
 def topic(spec: TopicSpec, **options: Any) -> faust.TopicT:

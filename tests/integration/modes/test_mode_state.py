@@ -123,6 +123,9 @@ def test_latarnia_unreachable_is_unknown_with_an_alert(
         modes.close()
         alerts.close()
         assert worker.stop() == 0, worker.log()[-3000:]
+    # a clean stop closes the poller's HTTP session first: no "Unclosed ..." errors
+    assert "Unclosed client session" not in worker.log()
+    assert "Unclosed connector" not in worker.log()
 
 
 def _announce(sandbox: KafkaSandbox, *args: str) -> Announcement:
