@@ -43,7 +43,6 @@ from functools import cache
 from typing import Any
 
 import faust
-import mode
 
 from pipeline.clock import iso, now_utc
 from pipeline.ksef.announcements import AnnouncementHistory
@@ -56,7 +55,7 @@ from pipeline.modes.publish import publish_alert
 from pipeline.modes.risk import PaceMeter, RiskSettings, assess, end_of_day, pace
 from pipeline.modes.snapshot import ANNOUNCED_STATES, history_of, legal_content
 from pipeline.runtime import logs
-from pipeline.runtime.record_loop import LoopOutput, Partitions, RecordLoop
+from pipeline.runtime.record_loop import LoopOutput, Partitions, RecordLoop, loop_service
 from pipeline.runtime.settings import DeadlineSettings, KafkaSettings
 from pipeline.runtime.topic_reads import read_latest
 from topics import CatalogSettings, topic_name
@@ -304,26 +303,7 @@ def install(app: faust.App) -> DeadlineTracker:
         between=tracker.between)
     tracker.metrics.lag_sources.append(loop.lag)  # in ksef_consumer_lag like Faust's
 
-    class DeadlineTrackerService(mode.Service):
-        """The loop, tied to the worker's start and stop."""
-
-        running: asyncio.Task[None] | None = None
-
-        async def on_started(self) -> None:
-            self.running = asyncio.ensure_future(loop.run())
-
-        async def on_stop(self) -> None:
-            loop.stop()
-            if self.running is None:
-                return
-            # The batch in hand is finished, delivered and committed first.
-            done, _ = await asyncio.wait([self.running],
-                                         timeout=worker_settings.stop_deadline_s)
-            if not done:
-                log.warning("deadline tracker loop still busy at the stop deadline")
-                self.running.cancel()
-
-    app.service(DeadlineTrackerService)
+    app.service(loop_service(loop, "DeadlineTrackerService", worker_settings.stop_deadline_s))
 
     async def deadline_check() -> None:
         await tracker.check_deadlines()

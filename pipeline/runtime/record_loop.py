@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import mode
+
 from pipeline.runtime import logs
 from pipeline.runtime.backoff import Backoff
 from pipeline.runtime.clients import kafka_admin, kafka_consumer, kafka_producer
@@ -348,3 +350,35 @@ class RecordLoop:
 def _close_quietly(consumer: Any) -> None:
     with contextlib.suppress(Exception):  # already broken: the group sees its session end
         consumer.close()
+
+
+def loop_service(loop: RecordLoop, label: str, stop_deadline_s: float,
+                 prepare: Callable[[], Awaitable[None]] | None = None) -> type[mode.Service]:
+    """A service for `app.service` that runs `loop` from the worker's start (after
+    `prepare`) to its stop. At a stop the batch in hand is finished, delivered and
+    committed first; a loop still busy at `stop_deadline_s` is cancelled."""
+
+    class RecordLoopService(mode.Service):
+        running: asyncio.Task[None] | None = None
+
+        def _repr_name(self) -> str:  # its name in the worker's log
+            return label
+
+        async def on_started(self) -> None:
+            self.running = asyncio.ensure_future(self._run())
+
+        async def _run(self) -> None:
+            if prepare is not None:
+                await prepare()
+            await loop.run()
+
+        async def on_stop(self) -> None:
+            loop.stop()
+            if self.running is None:
+                return
+            done, _ = await asyncio.wait([self.running], timeout=stop_deadline_s)
+            if not done:
+                log.warning("record loop still busy at the stop deadline", loop=loop.name)
+                self.running.cancel()
+
+    return RecordLoopService

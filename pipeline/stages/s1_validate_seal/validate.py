@@ -29,7 +29,6 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 import faust
-import mode
 
 from pipeline.clock import from_timestamp, iso, now_utc, polish_today
 from pipeline.ksef.announcements import AnnouncementHistory
@@ -40,7 +39,7 @@ from pipeline.modes.pending import first_record
 from pipeline.modes.snapshot import history_from_mode_state
 from pipeline.runtime import logs
 from pipeline.runtime.keyring_file import KeyringSource, keyring_source
-from pipeline.runtime.record_loop import RecordLoop, RefusedForGood
+from pipeline.runtime.record_loop import RecordLoop, RefusedForGood, loop_service
 from pipeline.runtime.settings import ValidateSealSettings
 from pipeline.stages.s1_validate_seal.sealing import SealConfig, SealedOutput, seal_invoice
 from pipeline.stages.s1_validate_seal.submission import (
@@ -245,30 +244,12 @@ def install(app: faust.App) -> None:
         on_produced=metrics.produced)
     metrics.lag_sources.append(loop.lag)
 
-    class ValidateSealService(mode.Service):
-        """The loop, tied to the worker's start and stop."""
+    async def prepare() -> None:
+        stage.checker.warm_up()
+        try:  # stamp modes from the real state, not from "nothing announced"
+            await asyncio.wait_for(follower.wait_ready(), READY_WAIT_S)
+        except TimeoutError:
+            log.warning("ksef.mode not read yet; sealing with no announcements known")
 
-        running: asyncio.Task[None] | None = None
-
-        async def on_started(self) -> None:
-            self.running = asyncio.ensure_future(self._run())
-
-        async def _run(self) -> None:
-            stage.checker.warm_up()
-            try:  # stamp modes from the real state, not from "nothing announced"
-                await asyncio.wait_for(follower.wait_ready(), READY_WAIT_S)
-            except TimeoutError:
-                log.warning("ksef.mode not read yet; sealing with no announcements known")
-            await loop.run()
-
-        async def on_stop(self) -> None:
-            loop.stop()
-            if self.running is None:
-                return
-            # The batch in hand is finished, delivered and committed first.
-            done, _ = await asyncio.wait([self.running], timeout=worker_settings.stop_deadline_s)
-            if not done:
-                log.warning("validate+seal loop still busy at the stop deadline")
-                self.running.cancel()
-
-    app.service(ValidateSealService)
+    app.service(loop_service(loop, "ValidateSealService", worker_settings.stop_deadline_s,
+                             prepare))
