@@ -204,7 +204,6 @@ async def submit_batch(rec: PackedBatch) -> None:
     ctx.metrics.count_out("submit", len(invoices))
     await _journal(rec, CLOSED, ref, invoice_count=len(invoices),
                    invoices=[[i.invoice_id, i.sha256, i.invoice_number] for i in invoices])
-    del invoices
     drop_batch_spool(SPOOL_ROOT, rec)  # as packed and as rebuilt, under SPOOL_ROOT only
     log.info("batch session closed", batch_id=rec.batch_id, session_ref=ref,
              seller_nip=rec.seller_nip, invoices=waiting.count(rec), parts=len(rec.parts))
@@ -242,9 +241,10 @@ async def _rebuild(rec: PackedBatch, client: Any) -> tuple[PackedBatch, PackageM
     manifest = _manifest(full)  # every entry: `rec` may be the head it was queued as
     packaged = await asyncio.to_thread(_rebuild_sync, manifest, directory, mf_key.key)
     data = dataclasses.asdict(full)
+    invoices = data["invoices"]  # the manifest's own list below has other fields
     data.update(packaged.manifest.to_dict())
     data.update(spool_dir=str(packaged.directory), public_key_id=mf_key.public_key_id,
-                invoices=dataclasses.asdict(full)["invoices"])
+                invoices=invoices)
     rebuilt = from_dict(PackedBatch, data)
     log.info("batch rebuilt from Kafka", batch_id=rec.batch_id,
              package_sha256=rebuilt.package_sha256, parts=len(rebuilt.parts))
