@@ -18,8 +18,24 @@ from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from pipeline.ksef.upo import parse_upo
 from tests.integration.delivery_harness import Stack, build_stack, ingest, session_steps
 from tests.integration.modes.helpers import Watcher
-from tests.kafka_harness import GAVE_UP_A_SHARE, OWNS_A_SHARE, KafkaSandbox, Worker
-from topics.catalog import CORRECTIONS, MODE, OUTCOMES, PACKED, REJECTED, SESSIONS, SUBMITTED, UPO
+from tests.kafka_harness import (
+    GAVE_UP_A_SHARE,
+    OWNS_A_SHARE,
+    KafkaSandbox,
+    Worker,
+    start_worker,
+)
+from topics.catalog import (
+    CORRECTIONS,
+    MODE,
+    OUTCOMES,
+    PACKED,
+    REJECTED,
+    SEALED,
+    SESSIONS,
+    SUBMITTED,
+    UPO,
+)
 from topics.codec import decode
 from topics.records import InvoiceOutcome, ModeState, PackedBatch, Rejection, SessionStep
 from topics.upo_document import read_upo
@@ -229,6 +245,53 @@ def test_a_batch_settled_first_never_commits_past_one_still_uploading(
         stack.emulator.stop()
     _assert_one_number_each(sandbox, items, numbers, workers)
 
+
+
+def test_a_filling_batch_is_never_committed_past_and_a_crash_packs_it_again(
+        sandbox: KafkaSandbox, tmp_path: Path) -> None:
+    """Pack acknowledges a batch's invoices as they come and holds back only the first
+    one per partition: the commit must still stop there, so a worker killed while the
+    batch fills leaves every invoice of it to be packed again, once."""
+    (seller,) = seller_nips(1, seed=505)
+    # (no deadline either: late in the Polish day a batch is sealed at once)
+    stack = build_stack(sandbox, tmp_path, [seller], KSEF_PACK_LINGER_S="600",
+                        KSEF_PACK_MAX_AGE_S="600", KSEF_DEADLINE_SAFETY_S="0")
+    items = _invoices({seller: 300}, "FILL")
+    worker = stack.worker()
+    workers = [worker]
+    try:
+        ingest(sandbox, items)
+        sealed = sandbox.consume(SEALED, len(items), timeout_s=180)
+        assert len(sealed) == len(items), worker.log()[-3000:]
+        (partition,) = {m.partition() for m in sealed}
+        head = min(m.offset() for m in sealed)
+        # A record pack refuses on another partition is acknowledged at once: once its
+        # partition is committed, a commit ran after the batch's invoices were taken.
+        other = (partition + 1) % sandbox.partitions
+        producer = sandbox.producer()
+        producer.produce(sandbox.name(SEALED), key=b"garbage", value=b"not a sealed record",
+                         partition=other)
+        assert producer.flush(30) == 0
+        deadline = time.monotonic() + 60
+        while not sandbox.committed(SEALED, other):
+            assert time.monotonic() < deadline, "pack never committed the refused record"
+            time.sleep(0.2)  # polling the group's commit: there is no event to await
+        committed = sandbox.committed(SEALED, partition)
+        assert committed is None or committed <= head, \
+            f"committed {committed} past the open batch starting at {head}"
+        assert not sandbox.read_to_end(PACKED), "the batch was published: nothing to test"
+        worker.stop(signal.SIGKILL)
+        workers.append(start_worker(sandbox, tmp_path, **{**stack.env,
+                                                          "KSEF_PACK_LINGER_S": "1"}))
+        worker = workers[-1]
+        numbers = _distinct_outcomes(sandbox, len(items), timeout_s=300)
+    finally:
+        assert worker.stop() == 0, worker.log()[-3000:]
+        stack.emulator.stop()
+    _assert_one_number_each(sandbox, items, numbers, workers)
+    packed = [decode(PackedBatch, m.value()) for m in sandbox.read_to_end(PACKED)]
+    ids = Counter(inv.invoice_id for batch in packed for inv in batch.invoices)
+    assert set(ids) == {k for k, _ in items} and max(ids.values()) == 1
 
 
 def test_a_close_whose_answer_was_lost_settles_the_batch_not_refuses_it(

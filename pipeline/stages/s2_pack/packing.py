@@ -86,7 +86,9 @@ class OpenBatch:
     opened_at: float = field(default_factory=time.monotonic)
     last_added: float = field(default_factory=time.monotonic)
     invoices: list[PackedInvoice] = field(default_factory=list)
-    held: list[Any] = field(default_factory=list)  # Faust events, acked once published
+    # Per partition, the event of the batch's lowest offset, left unacknowledged until the
+    # manifest is published: commits stop at it (see `pack._hold`).
+    heads: dict[Any, Any] = field(default_factory=dict)
     invoice_ids: set[str] = field(default_factory=set)
     earliest_deadline: dt.date | None = None
 
