@@ -131,6 +131,21 @@ class PackageManifest:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready form, named like the `ksef.batches.packed` record."""
+        data = self.header_dict()
+        data["invoices"] = [
+            {
+                "sha256": e.invoice_hash,
+                "size": e.invoice_size,
+                "entry": e.entry_name,
+                "ref": {"topic": e.topic, "partition": e.partition, "offset": e.offset},
+            }
+            for e in self.entries
+        ]
+        return data
+
+    def header_dict(self) -> dict[str, Any]:
+        """`to_dict` without the invoices, for a caller that lists them its own way (a
+        10,000-invoice list is 20,000 dicts)."""
         return {
             "batch_id": self.batch_id,
             "archive_format": self.format.value,
@@ -150,15 +165,6 @@ class PackageManifest:
             "iv_b64": self.iv,
             "deflate_level": self.deflate_level,
             "zlib_version": self.zlib_version,
-            "invoices": [
-                {
-                    "sha256": e.invoice_hash,
-                    "size": e.invoice_size,
-                    "entry": e.entry_name,
-                    "ref": {"topic": e.topic, "partition": e.partition, "offset": e.offset},
-                }
-                for e in self.entries
-            ],
         }
 
     @classmethod

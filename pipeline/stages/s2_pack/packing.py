@@ -160,7 +160,7 @@ class OpenBatch:
 
 def manifest_record(batch: OpenBatch, packaged: PackagedBatch,
                     public_key_id: str | None) -> PackedBatch:
-    data = packaged.manifest.to_dict()
+    data = packaged.manifest.header_dict()
     data.update(
         seller_nip=batch.seller_nip, packed_at=iso(), spool_dir=str(packaged.directory),
         offline_mode=batch.offline_mode, public_key_id=public_key_id,
