@@ -85,6 +85,17 @@ class KafkaSandbox:
             c.close()
         return tp.offset if tp.offset >= 0 else None
 
+    def wait_committed(self, spec: TopicSpec, partition: int, past: int,
+                       timeout_s: float = 60.0) -> int:
+        """Wait until the workers have committed beyond offset `past` of the partition;
+        the committed offset."""
+        deadline = time.monotonic() + timeout_s
+        while (committed := self.committed(spec, partition) or 0) <= past:
+            assert time.monotonic() < deadline, \
+                f"nothing committed past {past} of {self.name(spec)}[{partition}]"
+            time.sleep(0.2)  # polling the group's commit: there is no event to await
+        return committed
+
     def producer(self, **conf: Any) -> Producer:
         return Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
                          "acks": "all",

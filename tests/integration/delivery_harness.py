@@ -22,8 +22,9 @@ class Stack:
     tmp: Path
     env: dict[str, str]
 
-    def worker(self, *args: str) -> Worker:
-        return start_worker(self.sandbox, self.tmp, *args, **self.env)
+    def worker(self, *args: str, **env: str) -> Worker:
+        """A worker on the stack's environment, `env` overriding some of it."""
+        return start_worker(self.sandbox, self.tmp, *args, **{**self.env, **env})
 
     def emulator_invoices(self) -> list[tuple[str, str | None, int]]:
         """(invoice hash, KSeF number, status) of every invoice the emulator holds."""

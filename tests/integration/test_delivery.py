@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import signal
-import time
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,7 @@ from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
 from pipeline.ksef.upo import parse_upo
 from tests.integration.delivery_harness import Stack, build_stack, ingest, session_steps
 from tests.integration.modes.helpers import Watcher
-from tests.kafka_harness import (
-    GAVE_UP_A_SHARE,
-    OWNS_A_SHARE,
-    KafkaSandbox,
-    Worker,
-    start_worker,
-)
+from tests.kafka_harness import GAVE_UP_A_SHARE, OWNS_A_SHARE, KafkaSandbox, Worker
 from topics.catalog import (
     CORRECTIONS,
     MODE,
@@ -230,10 +223,7 @@ def test_a_batch_settled_first_never_commits_past_one_still_uploading(
         stack.emulator.admin("latency", {"ms": 3000})
         # The upo stage acknowledges the fast `closed` step after the submit stage
         # acknowledged the fast manifest: once it is committed, so would be the manifest.
-        deadline = time.monotonic() + 60
-        while (sandbox.committed(SESSIONS, fast_closed.partition()) or 0) <= fast_closed.offset():
-            assert time.monotonic() < deadline, "no commit after the fast batch settled"
-            time.sleep(0.2)
+        sandbox.wait_committed(SESSIONS, fast_closed.partition(), fast_closed.offset())
         committed = sandbox.committed(PACKED, partition)
         assert committed is None or committed <= slow_offset, \
             f"committed {committed} past the manifest still uploading at {slow_offset}"
@@ -272,18 +262,14 @@ def test_a_filling_batch_is_never_committed_past_and_a_crash_packs_it_again(
         producer.produce(sandbox.name(SEALED), key=b"garbage", value=b"not a sealed record",
                          partition=other)
         assert producer.flush(30) == 0
-        deadline = time.monotonic() + 60
-        while not sandbox.committed(SEALED, other):
-            assert time.monotonic() < deadline, "pack never committed the refused record"
-            time.sleep(0.2)  # polling the group's commit: there is no event to await
+        sandbox.wait_committed(SEALED, other, past=-1)
         committed = sandbox.committed(SEALED, partition)
         assert committed is None or committed <= head, \
             f"committed {committed} past the open batch starting at {head}"
         assert not sandbox.read_to_end(PACKED), "the batch was published: nothing to test"
         worker.stop(signal.SIGKILL)
-        workers.append(start_worker(sandbox, tmp_path, **{**stack.env,
-                                                          "KSEF_PACK_LINGER_S": "1"}))
-        worker = workers[-1]
+        worker = stack.worker(KSEF_PACK_LINGER_S="1")
+        workers.append(worker)
         numbers = _distinct_outcomes(sandbox, len(items), timeout_s=300)
     finally:
         assert worker.stop() == 0, worker.log()[-3000:]

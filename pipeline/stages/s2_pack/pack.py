@@ -202,7 +202,7 @@ async def _add(event: Any) -> None:
     batch = ctx.open_batches.get(group)
     if batch is not None and inv.invoice_id in batch.invoice_ids:
         # Delivered again (Faust re-reads a few records around a rebalance): it is in
-        # this batch already, so its event is simply acknowledged with the batch.
+        # this batch already, so its event only counts as held or acknowledged.
         await _hold(batch, event)
         return
     try:
