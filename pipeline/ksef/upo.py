@@ -8,6 +8,7 @@ requests per batch against a limit of 20 a minute.
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,28 +46,59 @@ def _text(element: Any, name: str) -> str:
 
 
 def parse_upo(content: bytes) -> UpoDocument:
-    """Entries of one UPO page (streamed: a 10,000-invoice page stays cheap)."""
+    """The whole UPO page: its session and every entry."""
     session_ref = ""
     entries: list[UpoEntry] = []
+    for item in _walk(content):
+        if isinstance(item, UpoEntry):
+            entries.append(item)
+        else:
+            session_ref = item
+    return UpoDocument(_named(session_ref), tuple(entries))
+
+
+def upo_entries(content: bytes) -> Iterator[UpoEntry]:
+    """The entries of one UPO page one at a time, for a reader that keeps only part of
+    each (10,000 `UpoEntry`s are ~9 MB); UpoError, possibly after some entries, when
+    the page is not a UPO we can read."""
+    session_ref = ""
+    for item in _walk(content):
+        if isinstance(item, UpoEntry):
+            yield item
+        else:
+            session_ref = item
+    _named(session_ref)
+
+
+def _walk(content: bytes) -> Iterator[UpoEntry | str]:
+    """The page streamed (iterparse, each `Dokument` cleared once read): its session
+    reference (a str) and its entries, in document order."""
     try:
         for _, element in etree.iterparse(io.BytesIO(content), events=("end",),
                                           resolve_entities=False, no_network=True):
             if element.tag == _N + "NumerReferencyjnySesji":
-                session_ref = (element.text or "").strip()
+                yield (element.text or "").strip()
             elif element.tag == _N + "Dokument":
-                entries.append(UpoEntry(
-                    seller_nip=_text(element, "NipSprzedawcy"),
-                    ksef_number=_text(element, "NumerKSeFDokumentu"),
-                    invoice_number=_text(element, "NumerFaktury"),
-                    issue_date=_text(element, "DataWystawieniaFaktury"),
-                    invoicing_date=_text(element, "DataPrzeslaniaDokumentu"),
-                    acquisition_date=_text(element, "DataNadaniaNumeruKSeF"),
-                    invoice_hash=_text(element, "SkrotDokumentu"),
-                    invoicing_mode=_text(element, "TrybWysylki"),
-                ))
+                yield _entry(element)
                 element.clear()
     except etree.XMLSyntaxError as exc:
         raise UpoError(f"UPO is not well-formed XML: {exc}") from exc
+
+
+def _named(session_ref: str) -> str:
     if not session_ref:
         raise UpoError("UPO names no session (NumerReferencyjnySesji missing)")
-    return UpoDocument(session_ref, tuple(entries))
+    return session_ref
+
+
+def _entry(element: Any) -> UpoEntry:
+    return UpoEntry(
+        seller_nip=_text(element, "NipSprzedawcy"),
+        ksef_number=_text(element, "NumerKSeFDokumentu"),
+        invoice_number=_text(element, "NumerFaktury"),
+        issue_date=_text(element, "DataWystawieniaFaktury"),
+        invoicing_date=_text(element, "DataPrzeslaniaDokumentu"),
+        acquisition_date=_text(element, "DataNadaniaNumeruKSeF"),
+        invoice_hash=_text(element, "SkrotDokumentu"),
+        invoicing_mode=_text(element, "TrybWysylki"),
+    )

@@ -30,6 +30,7 @@ from pipeline.runtime.faust_fixes import (
     seek_uncommitted_to_beginning,
     short_fetch_wait,
 )
+from pipeline.runtime.memory_return import return_freed_memory
 from pipeline.runtime.recovery_watch import watch_recovery
 from pipeline.runtime.settings import KafkaSettings, WorkerSettings
 from topics import CatalogSettings, TopicSpec, topic_name
@@ -97,6 +98,7 @@ idempotent_producer(app.producer)
 produce_guard = ProduceGuard()
 produce_guard.install(app.producer)
 watch_recovery(app, worker_settings.recovery_stall_s)
+return_freed_memory(app, worker_settings.memory_return_s)
 # The worker's Prometheus families (`/metrics`, registered by `ksef-pipeline worker`).
 metrics = Metrics()
 # KSeF counts requests per context and IP: every stage's clients share one limiter.

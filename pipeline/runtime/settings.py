@@ -192,6 +192,9 @@ class WorkerSettings:
     # Where batch packages and encrypted parts are written (KSEF_SPOOL_DIR); None: the
     # data dir's `spool` (see `spool_root`).
     spool_dir: str | None = None
+    # How often freed memory is given back to the system (pipeline/runtime/memory_return.py);
+    # 0 turns it off.
+    memory_return_s: float = 0.5
 
     def spool_root(self) -> Path:
         """This worker's spool directory: KSEF_SPOOL_DIR, or <data dir>/spool."""
@@ -218,6 +221,7 @@ class WorkerSettings:
                                           cls.broker_log_reminder_s),
             stream_wait_empty=os.environ.get("KSEF_STREAM_WAIT_EMPTY", "1") != "0",
             spool_dir=os.environ.get("KSEF_SPOOL_DIR"),
+            memory_return_s=_number("KSEF_MEMORY_RETURN_S", cls.memory_return_s),
         )
 
 

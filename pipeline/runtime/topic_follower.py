@@ -28,6 +28,12 @@ StartOffsets = Callable[[], Mapping[int, int]]
 RETRY_S = 2.0
 REMIND_EVERY = 30  # failed attempts between two log lines (a minute)
 HEALTHY_S = 10.0  # an attempt that lasted this long had been following
+# Bounded read-ahead, like the app's own consumer: a settled 10,000-invoice batch puts
+# 10,000 outcomes on the topic at once, and reading them in one fetch held them all as
+# records (~1 KB each) besides the fetch itself. Kafka still returns a record larger
+# than the fetch size (a manifest), one at a time.
+FETCH_BYTES = 256 * 1024  # per partition
+MAX_RECORDS = 500  # per getmany
 
 
 async def follow_forever(follow: Callable[[], Awaitable[None]], topic: str) -> None:
@@ -88,7 +94,7 @@ class TopicFollower:
     async def _follow(self) -> None:
         consumer = stream_consumer(self.kafka, group_id=None, enable_auto_commit=False,
                                    auto_offset_reset="earliest",
-                                   max_partition_fetch_bytes=8 * 1024 * 1024)
+                                   max_partition_fetch_bytes=FETCH_BYTES)
         await consumer.start()
         try:
             if self.topic not in await consumer.topics():
@@ -107,7 +113,7 @@ class TopicFollower:
                 self._consumer = consumer
                 self.progress.notify_all()
             while True:
-                batch = await consumer.getmany(*tps, timeout_ms=1000)
+                batch = await consumer.getmany(*tps, timeout_ms=1000, max_records=MAX_RECORDS)
                 for records in batch.values():
                     for record in records:
                         try:

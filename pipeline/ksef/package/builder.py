@@ -89,7 +89,8 @@ class PackageBuilder:
         except BaseException:
             self._lock.release()
             raise
-        self._writer: ArchiveWriter = open_writer(fmt, self._file.stream, level=level)
+        self._writer: ArchiveWriter = open_writer(fmt, self._file.stream, level=level,
+                                                 ordinal_names=True)
         self._entries: list[InvoiceEntry] = []
         self._closed = False
 

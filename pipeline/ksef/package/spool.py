@@ -36,7 +36,7 @@ from typing import BinaryIO
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms, modes
 
 TMP_SUFFIX = ".tmp"
-WRITE_BUFFER_BYTES = 1 << 20
+WRITE_BUFFER_BYTES = 1 << 18
 FILE_MODE = 0o600
 DIR_MODE = 0o700
 SPOOL_KEY_BYTES = 32

@@ -82,12 +82,18 @@ class ArchiveWriter(abc.ABC):
 
     format: PackageFormat
 
-    def __init__(self, sink: BinaryIO, *, level: int = DEFAULT_LEVEL) -> None:
+    def __init__(self, sink: BinaryIO, *, level: int = DEFAULT_LEVEL,
+                 ordinal_names: bool = False) -> None:
+        """`ordinal_names`: every name starts with its entry's ordinal, as `entry_name`
+        makes them, so names are unique by their prefix, checked as each comes, and no
+        set of them is kept (10,000 names and their set are 1.4 MB)."""
         if not 0 <= level <= 9:
             raise ValueError(f"deflate level must be 0..9, got {level}")
         self.level = level
         self._out = HashingWriter(sink)
+        self._ordinal_names = ordinal_names
         self._names: set[bytes] = set()
+        self._count = 0
         self._digest: Digest | None = None
 
     @property
@@ -96,14 +102,13 @@ class ArchiveWriter(abc.ABC):
 
     @property
     def entry_count(self) -> int:
-        return len(self._names)
+        return self._count
 
     def add(self, name: str, data: bytes, deflated: bytes | None = None) -> None:
         """Append one entry. `deflated`, the raw DEFLATE stream of `data` made earlier
         (the sealed record carries one), spares compressing it again; the archive's bytes
         then follow from the records alone, whatever this machine's zlib."""
         encoded = self._checked_name(name, len(data))
-        self._names.add(encoded)
         self._add(encoded, data, deflated)
 
     @property
@@ -121,10 +126,17 @@ class ArchiveWriter(abc.ABC):
         if self._digest is not None:
             raise RuntimeError("archive already finished")
         encoded = check_entry_name(name)
-        if encoded in self._names:
-            raise ValueError(f"duplicate archive entry name {name!r}")
         if size > MAX_ENTRY_BYTES:
             raise ValueError(f"entry {name!r} has {size} bytes, more than an archive entry")
+        if self._ordinal_names:
+            if not encoded.startswith(b"%05d-" % (self._count + 1)):
+                raise ValueError(f"archive entry name {name!r} does not start with its "
+                                 f"ordinal {self._count + 1:05d}")
+        elif encoded in self._names:
+            raise ValueError(f"duplicate archive entry name {name!r}")
+        else:
+            self._names.add(encoded)
+        self._count += 1
         return encoded
 
     def finish(self) -> Digest:
@@ -146,8 +158,9 @@ class ZipWriter(ArchiveWriter):
 
     format = PackageFormat.ZIP
 
-    def __init__(self, sink: BinaryIO, *, level: int = DEFAULT_LEVEL) -> None:
-        super().__init__(sink, level=level)
+    def __init__(self, sink: BinaryIO, *, level: int = DEFAULT_LEVEL,
+                 ordinal_names: bool = False) -> None:
+        super().__init__(sink, level=level, ordinal_names=ordinal_names)
         self._central = bytearray()
 
     @property
@@ -163,7 +176,6 @@ class ZipWriter(ArchiveWriter):
         if not self.takes_deflated:
             raise TypeError("a ZIP at level 0 stores its entries: it needs their bytes")
         encoded = self._checked_name(name, size)
-        self._names.add(encoded)
         # The same entry `add` writes for these bytes: deflated only when it shrinks.
         if len(deflated) >= size:
             raise ValueError(f"entry {name!r}: a deflated stream no smaller than its bytes")
@@ -229,8 +241,9 @@ class TarGzWriter(ArchiveWriter):
 
     format = PackageFormat.TAR_GZ
 
-    def __init__(self, sink: BinaryIO, *, level: int = DEFAULT_LEVEL) -> None:
-        super().__init__(sink, level=level)
+    def __init__(self, sink: BinaryIO, *, level: int = DEFAULT_LEVEL,
+                 ordinal_names: bool = False) -> None:
+        super().__init__(sink, level=level, ordinal_names=ordinal_names)
         self._deflate = zlib.compressobj(level, zlib.DEFLATED, -15)
         self._crc = 0
         self.tar_bytes = 0
@@ -280,6 +293,7 @@ def ustar_header(name: bytes, size: int) -> bytes:
     return header
 
 
-def open_writer(fmt: PackageFormat, sink: BinaryIO, *, level: int = DEFAULT_LEVEL) -> ArchiveWriter:
+def open_writer(fmt: PackageFormat, sink: BinaryIO, *, level: int = DEFAULT_LEVEL,
+                ordinal_names: bool = False) -> ArchiveWriter:
     writer_class: type[ArchiveWriter] = ZipWriter if fmt is PackageFormat.ZIP else TarGzWriter
-    return writer_class(sink, level=level)
+    return writer_class(sink, level=level, ordinal_names=ordinal_names)

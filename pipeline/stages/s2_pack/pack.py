@@ -79,7 +79,7 @@ from pipeline.stages.s2_pack.packing import (
 from topics.catalog import CORRECTIONS, OUTCOMES, PACKED, REJECTED, RELEASES, SEALED
 from topics.codec import decode, encode
 from topics.headers import HEADER_BATCH_ID
-from topics.records import DedupeRelease, KafkaRef, PackedBatch, Rejection, SealedInvoice
+from topics.records import DedupeRelease, KafkaRef, Rejection, SealedInvoice
 from topics.rejections import build_rejection
 from topics.sealed import SealedRecordError, open_sealed, read_meta
 
@@ -99,12 +99,12 @@ seen_keys = app.Table(DEDUPE_TABLE, key_type=bytes, value_type=bytes,
 release_guard = ReplayGuard(in_flight)
 
 
-def _note_packed(record: PackedBatch) -> None:
+def _note_packed(batch: OpenBatch) -> None:
     at_ms = int(time.time() * 1000)
-    ctx.ledger.note_batch(record.batch_id, (
-        (inv.invoice_id, LedgerEntry(PACKED_ENTRY, inv.sha256, at_ms, batch_id=record.batch_id,
-                                     origin=origin_text(inv.origin)))
-        for inv in record.invoices))
+    ctx.ledger.note_batch(batch.batch_id, (
+        (invoice_id, LedgerEntry(PACKED_ENTRY, sha256, at_ms, batch_id=batch.batch_id,
+                                 origin=origin_text(origin)))
+        for invoice_id, sha256, origin in batch.packed()))
 
 
 async def _ack(events: list[Any]) -> None:
@@ -165,14 +165,15 @@ async def _flush(group: tuple[str, bool], why: str,
     mf_key, key_id = mf if mf is not None else await _mf_key_waiting(batch.batch_id)
     packaged = await asyncio.to_thread(batch.builder.finish, mf_key, keep_package=False)
     record = manifest_record(batch, packaged, key_id)
-    await packed_topic.send(key=batch.seller_nip.encode(), value=encode(record),
+    await packed_topic.send(key=batch.seller_nip.encode(), value=record,
                             headers={HEADER_BATCH_ID: batch.batch_id.encode()})
-    metrics.count_out("pack", len(batch.invoices))
-    _note_packed(record)
+    del record
+    metrics.count_out("pack", batch.count)
+    _note_packed(batch)
     del ctx.open_batches[group]
     log.info("batch packed", batch_id=batch.batch_id, seller_nip=batch.seller_nip,
-             invoices=len(batch.invoices), parts=len(record.parts),
-             package_bytes=record.package_size, reason=why)
+             invoices=batch.count, parts=len(packaged.manifest.parts),
+             package_bytes=packaged.manifest.package_size, reason=why)
     await _ack(list(batch.heads.values()))
 
 
@@ -454,7 +455,7 @@ async def _drop_revoked(sender: Any, revoked: set[Any], **kwargs: Any) -> None:
     async with ctx.lock:
         ctx.key_holds.drop(mine)
         for group, batch in list(ctx.open_batches.items()):
-            if any((ref.topic, ref.partition) in mine for ref in (p.ref for p in batch.invoices)):
+            if batch.partitions() & mine:
                 batch.builder.abort()
                 del ctx.open_batches[group]
 

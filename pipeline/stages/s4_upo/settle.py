@@ -20,7 +20,7 @@ import faust
 
 from pipeline.clock import iso, now_utc
 from pipeline.ksef.numbers import ksef_number_is_valid, sha256_b64
-from pipeline.ksef.upo import UpoError, parse_upo
+from pipeline.ksef.upo import UpoError, upo_entries
 from pipeline.ksef_api import InvoiceResult, KsefApiError, KsefClient, KsefError, SessionStatus
 from pipeline.runtime import logs
 from pipeline.runtime.app import app, metrics, produce, topic
@@ -173,10 +173,12 @@ async def _upo_entries(step: SessionStep, client: KsefClient, status: SessionSta
         except RecordTooLarge as exc:  # the outcomes need not wait for a copy of the UPO
             log.error("UPO page not published: larger than its topic takes",
                       session_ref=ref, upo_ref=upo.reference_number, error=str(exc))
+        page: dict[str, _Accepted] = {}
         try:
-            accepted.update((e.invoice_hash, _Accepted(e.ksef_number, e.acquisition_date,
-                                                       e.invoicing_mode))
-                            for e in parse_upo(upo.content).entries)
+            for e in upo_entries(upo.content):  # one at a time: only _Accepted is kept
+                page[e.invoice_hash] = _Accepted(e.ksef_number, e.acquisition_date,
+                                                 e.invoicing_mode)
+            accepted.update(page)
         except UpoError as exc:
             log.warning("UPO unreadable; falling back to per-invoice results",
                         session_ref=ref, error=str(exc))

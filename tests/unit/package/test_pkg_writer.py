@@ -153,6 +153,20 @@ def test_duplicate_names_and_late_adds_are_refused(fmt: PackageFormat) -> None:
         writer.add("b.xml", b"<b/>")
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_ordinal_names_are_checked_by_their_prefix_without_a_set(fmt: PackageFormat) -> None:
+    writer = open_writer(fmt, io.BytesIO(), ordinal_names=True)
+    h = sha256_b64(b"<a/>")
+    writer.add(entry_name(1, h), b"<a/>")
+    with pytest.raises(ValueError, match="ordinal 00002"):
+        writer.add(entry_name(1, h), b"<a/>")  # the first name again
+    with pytest.raises(ValueError, match="ordinal 00002"):
+        writer.add("b.xml", b"<b/>")
+    writer.add(entry_name(2, h), b"<a/>")
+    assert writer.entry_count == 2
+    assert writer._names == set()  # nothing kept per entry
+
+
 def test_deflate_level_must_be_valid() -> None:
     with pytest.raises(ValueError, match=r"0\.\.9"):
         open_writer(PackageFormat.ZIP, io.BytesIO(), level=10)

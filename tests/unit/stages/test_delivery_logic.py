@@ -6,13 +6,15 @@ import datetime as dt
 from dataclasses import asdict
 from pathlib import Path
 
+import orjson
+import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pipeline.clock import WARSAW
 from pipeline.demo.samples import make_invoice, seller_nips
 from pipeline.emulator import upo_render as emulator_upo
 from pipeline.ksef.package import BatchLimits, PackageManifest
-from pipeline.ksef.upo import UpoError, parse_upo
+from pipeline.ksef.upo import UpoError, parse_upo, upo_entries
 from pipeline.stages.s2_pack.packing import OpenBatch, PackSettings, deadline_end, manifest_record
 from topics.codec import decode, encode
 from topics.records import KafkaRef, PackedBatch, SealedInvoice, SessionStep
@@ -103,11 +105,16 @@ def test_manifest_record_round_trips_to_the_package_manifest(tmp_path: Path) -> 
         batch.add(sealed(i, TODAY.isoformat(), xml), xml, KafkaRef("s", 0, i))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     packaged = batch.builder.finish(key.public_key(), keep_package=False)
-    record = decode(PackedBatch, encode(manifest_record(batch, packaged, "kid")))
+    raw = manifest_record(batch, packaged, "kid")
+    record = decode(PackedBatch, raw)
     assert record.offline_mode and record.earliest_deadline == TODAY.isoformat()
     assert [i.invoice_id for i in record.invoices] == [f"i{i}" for i in range(5)]
+    assert [(i.invoice_id, i.sha256, i.origin) for i in record.invoices] == [
+        (inv_id, sha, KafkaRef(**origin)) for inv_id, sha, origin in batch.packed()]
     assert PackageManifest.from_dict(asdict(record)) == packaged.manifest
     assert len(record.parts) >= 2
+    # The spliced rows are the record the dataclass encodes to, field for field.
+    assert orjson.loads(raw) == orjson.loads(encode(record))
 
 
 def step(name: str, ref: str | None = "S1", **details: object) -> SessionStep:
@@ -162,3 +169,9 @@ def test_upo_entries_are_read_back() -> None:
         assert "well-formed" in str(exc)
     else:
         raise AssertionError("malformed UPO accepted")
+    assert list(upo_entries(xml)) == list(doc.entries)  # one at a time, the same entries
+    nameless = xml.replace(b"S-REF", b"")
+    with pytest.raises(UpoError, match="names no session"):
+        list(upo_entries(nameless))
+    with pytest.raises(UpoError, match="names no session"):
+        parse_upo(nameless)
