@@ -31,6 +31,7 @@ from pipeline.runtime.faust_fixes import (
     short_fetch_wait,
 )
 from pipeline.runtime.memory_return import return_freed_memory
+from pipeline.runtime.pacing import Pacer
 from pipeline.runtime.recovery_watch import watch_recovery
 from pipeline.runtime.settings import KafkaSettings, WorkerSettings
 from topics import CatalogSettings, TopicSpec, topic_name
@@ -97,6 +98,7 @@ short_fetch_wait(app, worker_settings.fetch_max_wait_ms, worker_settings.fetch_m
 idempotent_producer(app.producer)
 produce_guard = ProduceGuard()
 produce_guard.install(app.producer)
+produce_pacer = Pacer(200)  # see pipeline/runtime/pacing.py
 watch_recovery(app, worker_settings.recovery_stall_s)
 return_freed_memory(app, worker_settings.memory_return_s)
 # The worker's Prometheus families (`/metrics`, registered by `ksef-pipeline worker`).
@@ -165,3 +167,4 @@ async def produce(spec: TopicSpec, key: bytes, value: bytes | None,
                                        None, None, None)
     produce_guard.watch(delivery, refused)  # type: ignore[arg-type]
     metrics.produced(spec.name)
+    await produce_pacer.tick()
