@@ -186,6 +186,9 @@ class UpoDocument:
     seller_nip: str
     upo_ref: str
     fetched_at: str
+    # What follows the metadata: "none", the UPO's bytes; "deflate", their raw DEFLATE
+    # stream (RFC 1951). Records without it are "none".
+    compression: str = "none"
 
 
 @dataclass(frozen=True, slots=True)

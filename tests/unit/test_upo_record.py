@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import struct
+import zlib
+
 import orjson
 import pytest
 
@@ -25,15 +29,36 @@ def _upo(invoices: int) -> bytes:
                               "token_reference": "T"}, rows)
 
 
-def test_the_upo_travels_byte_for_byte() -> None:
-    xml = _upo(50)
+def test_the_upo_travels_byte_for_byte_deflated() -> None:
+    xml = _upo(500)
     assert not xml.decode("utf-8").isascii()  # "Ministerstwo Finansów": text would be UCS-2
     value = frame_upo(META, xml)
     meta, back = read_upo(value)
-    assert meta == META
+    assert meta == dataclasses.replace(META, compression="deflate")
     assert back == xml
-    assert len(parse_upo(back).entries) == 50
-    assert len(value) < len(xml) + 300  # a header, not an escaped copy
+    assert len(parse_upo(back).entries) == 500
+    assert len(value) < len(xml) / 4  # deflated behind a header, not an escaped copy
+    # what a consumer in another language does: inflate the rest after the metadata
+    (length,) = struct.unpack(">I", value[4:8])
+    assert zlib.decompress(value[8 + length:], wbits=-15) == xml
+
+
+def test_a_record_of_the_uncompressed_framing_is_still_read() -> None:
+    xml = _upo(3)
+    meta_json = orjson.dumps(META)  # no compression field: written before it existed
+    value = b"KSU1" + struct.pack(">I", len(meta_json)) + meta_json + xml
+    meta, back = read_upo(value)
+    assert meta == META and meta.compression == "none"
+    assert back == xml
+
+
+def test_a_torn_or_unknown_compression_is_refused() -> None:
+    value = frame_upo(META, _upo(20))
+    with pytest.raises(UpoRecordError, match=r"truncated|inflate"):
+        read_upo(value[:-40])
+    meta_json = orjson.dumps(dataclasses.replace(META, compression="zstd"))
+    with pytest.raises(UpoRecordError, match="zstd"):
+        read_upo(b"KSU1" + struct.pack(">I", len(meta_json)) + meta_json + b"x")
 
 
 def test_a_record_of_the_former_json_format_is_still_read() -> None:

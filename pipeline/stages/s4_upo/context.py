@@ -19,8 +19,9 @@ from pipeline.runtime.invoice_ledger import InvoiceLedger, invoice_ledger
 from pipeline.runtime.recent import Recent
 from pipeline.runtime.session_follow import SessionsFollower, sessions_follower
 from pipeline.runtime.settings import SettleStageSettings
+from pipeline.stages.s4_upo.session_hashes import SessionHashes
 
-RECENT_SESSIONS = 16  # up to 160,000 hashes (~20 MB) at 10,000-invoice sessions
+RECENT_SESSIONS = 16  # up to 160,000 hashes (~5 MB) at 10,000-invoice sessions
 RECENT_REFERENCES = 100_000
 
 
@@ -44,7 +45,7 @@ class UpoContext:
     # whether a 440's original is this very invoice without asking KSeF. The recent
     # sessions only (the journal keeps 400 days: every hash of them would not fit); an
     # older original is downloaded and compared instead.
-    our_sessions: Recent[str, frozenset[str]] = field(
+    our_sessions: Recent[str, SessionHashes] = field(
         default_factory=lambda: Recent(RECENT_SESSIONS))
     # session reference -> our batch it was opened for (from `opened` steps): a batch
     # sent again after its `closed` step was lost meets its own first session in KSeF's

@@ -28,6 +28,7 @@ from pipeline.runtime.backoff import Backoff
 from pipeline.runtime.deliveries import held_for_ack
 from pipeline.runtime.invoice_ledger import already_final
 from pipeline.stages.s4_upo.context import stage_context
+from pipeline.stages.s4_upo.session_hashes import SessionHashes
 from topics.catalog import OUTCOMES, REJECTED, SESSIONS, UPO, RecordTooLarge
 from topics.codec import decode, encode
 from topics.records import InvoiceOutcome, SessionStep, UpoDocument
@@ -51,7 +52,7 @@ def _remember(step: SessionStep) -> None:
     if step.step == OPENED and step.session_ref:
         ctx.session_batches[step.session_ref] = step.batch_id
     if step.step == CLOSED and step.session_ref:
-        ctx.our_sessions[step.session_ref] = frozenset(
+        ctx.our_sessions[step.session_ref] = SessionHashes(
             row[1] for row in step.details.get("invoices", []))
     if step.step in (COMPLETED, FAILED):
         ctx.done_batches.add(step.batch_id)
