@@ -2,7 +2,7 @@
 
 Our own code rather than the SDK's: the SDK uploads parts held in memory and refuses
 pre-signed URLs on loopback hosts (an SSRF guard), which rules out the local emulator.
-Each part is read in 1 MiB chunks off the event loop and sent with an explicit
+Each part is read in 256 KiB chunks off the event loop and sent with an explicit
 Content-Length (blob stores refuse chunked uploads); a 100 MB part never sits in memory.
 No KSeF token goes to these URLs: the URL itself is the credential, so it is never logged.
 A PUT of the same bytes is idempotent, so outages are retried with backoff; 201 is success.
@@ -23,7 +23,7 @@ from pipeline.ksef_api.health import Outcome
 from pipeline.ksef_api.results import PartUpload
 from pipeline.ksef_api.transport import AttemptFailed, Transport, failure_of_status
 
-CHUNK_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 18  # each upload in flight holds a chunk or two (and the socket's buffer)
 UPLOADED = frozenset({200, 201})
 ENDPOINT = "PUT part-upload"
 

@@ -41,7 +41,7 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 SPOOL_KEY_BYTES = 32
 _CTR_BLOCK = 16
-_CHUNK = 1 << 20
+_CHUNK = 1 << 18  # see crypto.CHUNK_BYTES
 
 # A batch id names its spool directory: plain, short, never a path.
 _SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
