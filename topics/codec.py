@@ -15,6 +15,9 @@ from typing import Any, TypeVar, Union
 
 import orjson
 
+from topics import records
+from topics.packed_rows import prepare_packed
+
 T = TypeVar("T")
 
 
@@ -42,7 +45,8 @@ def _converter(tp: Any) -> Callable[[Any], Any]:
         return lambda value: [item(v) for v in value]
     if dataclasses.is_dataclass(tp) and isinstance(tp, type):
         record = tp
-        return lambda value: from_dict(record, value)
+        # a value may come decoded already (a compact form's `prepare`, see decode)
+        return lambda value: value if isinstance(value, record) else from_dict(record, value)
     return _same
 
 
@@ -63,5 +67,11 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
 
 
 def decode(cls: type[T], raw: bytes | str) -> T:
-    """Parse JSON into `cls`; raises ValueError (orjson.JSONDecodeError is one) or TypeError."""
-    return from_dict(cls, orjson.loads(raw))
+    """Parse JSON into `cls`; raises ValueError (orjson.JSONDecodeError is one) or TypeError.
+    A record with a compact form of its own (`_PREPARE`) is unfolded on the way."""
+    data = orjson.loads(raw)
+    prepare = _PREPARE.get(cls)
+    return from_dict(cls, data if prepare is None else prepare(data))
+
+
+_PREPARE: dict[type, Callable[[Any], Any]] = {records.PackedBatch: prepare_packed}

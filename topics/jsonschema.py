@@ -27,6 +27,7 @@ from topics.headers import (
     KEY_MAX_BYTES,
     SOURCE_MAX_CHARS,
 )
+from topics.packed_rows import ROW_FIELDS
 from topics.sealed import FRAMING
 from topics.upo_document import FRAMING as UPO_FRAMING
 
@@ -143,9 +144,32 @@ def topic_schema(spec: TopicSpec) -> dict[str, Any]:
         schema["x-kafka-headers"] = {
             HEADER_BATCH_ID: "the record's batch_id (UTF-8); absent on records written "
                              "before it"}
+        _name_the_rows(schema, defs)
     if defs:
         schema["$defs"] = dict(sorted(defs.items()))
     return schema
+
+
+def _name_the_rows(schema: dict[str, Any], defs: dict[str, Any]) -> None:
+    """An invoice of a manifest is an object or, as the pack stage writes it, a row
+    (`topics.packed_rows`) whose ref and origin topics are the record's."""
+    row_types = {"invoice_id": "string", "invoice_number": "string", "sha256": "string",
+                 "size": "integer", "entry": "string", "ref_partition": "integer",
+                 "ref_offset": "integer", "mode": "string", "deadline": ["string", "null"],
+                 "origin_partition": ["integer", "null"],
+                 "origin_offset": ["integer", "null"]}
+    assert tuple(row_types) == ROW_FIELDS
+    defs["PackedInvoiceRow"] = {
+        "description": "One invoice as a row, positions as named: ref is (sealed_topic, "
+                       "ref_partition, ref_offset), origin (origin_topic, origin_partition, "
+                       "origin_offset) or none.",
+        "type": "array",
+        "prefixItems": [{"title": name, "type": kind} for name, kind in row_types.items()],
+        "items": False,
+        "minItems": len(ROW_FIELDS),
+    }
+    schema["properties"]["invoices"]["items"] = {
+        "anyOf": [{"$ref": "#/$defs/PackedInvoice"}, {"$ref": "#/$defs/PackedInvoiceRow"}]}
 
 
 def render(spec: TopicSpec) -> bytes:

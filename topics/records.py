@@ -146,6 +146,10 @@ class PackedBatch:
     offline_mode: bool
     earliest_deadline: str | None = None
     public_key_id: str | None = None
+    # The topics of the invoices given as rows (`topics.packed_rows`): every ref's and
+    # every origin's; absent on records that list the invoices as objects only.
+    sealed_topic: str | None = None
+    origin_topic: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from pipeline.runtime.recent import Recent
 from pipeline.runtime.settings import ROCKSDB_MEMORY, KafkaSettings
 from pipeline.runtime.topic_follower import TopicFollower
 from topics.headers import HEADER_BATCH_ID
+from topics.packed_rows import packed_entries
 
 log = logs.get(__name__)
 
@@ -223,10 +224,8 @@ def entries(kind: str, value: bytes, at_ms: int) -> list[tuple[str, LedgerEntry]
         return []
     if kind == PACKED:
         batch_id = data.get("batch_id")
-        return [(inv["invoice_id"], LedgerEntry(PACKED, inv["sha256"], at_ms, batch_id=batch_id,
-                                                origin=origin_text(inv.get("origin"))))
-                for inv in data.get("invoices") or () if isinstance(inv, dict)
-                and isinstance(inv.get("invoice_id"), str) and isinstance(inv.get("sha256"), str)]
+        return [(invoice_id, LedgerEntry(PACKED, sha, at_ms, batch_id=batch_id, origin=origin))
+                for invoice_id, sha, origin in packed_entries(data)]
     invoice_id, sha = data.get("invoice_id"), data.get("sha256")
     if not isinstance(invoice_id, str) or not isinstance(sha, str):
         return []

@@ -103,7 +103,7 @@ def _note_packed(batch: OpenBatch) -> None:
     at_ms = int(time.time() * 1000)
     ctx.ledger.note_batch(batch.batch_id, (
         (invoice_id, LedgerEntry(PACKED_ENTRY, sha256, at_ms, batch_id=batch.batch_id,
-                                 origin=origin_text(origin)))
+                                 origin=origin))
         for invoice_id, sha256, origin in batch.packed()))
 
 

@@ -24,7 +24,8 @@ from pipeline.ksef.package.spool import (
     sweep_spool,
 )
 from pipeline.runtime.settings import PackStageSettings
-from topics.records import KafkaRef, SealedInvoice
+from topics.packed_rows import invoice_row, packed_entries
+from topics.records import KafkaRef, PackedInvoice, SealedInvoice
 
 FILLING_S = 1.0  # an invoice added within this long: the batch is still being filled
 
@@ -88,13 +89,15 @@ class OpenBatch:
     builder: PackageBuilder
     opened_at: float = field(default_factory=time.monotonic)
     last_added: float = field(default_factory=time.monotonic)
-    # The manifest's `invoices` list as the JSON it is published as, one object per
-    # invoice appended as it is added (`ends`: where each one ends): ~0.4 KB per invoice
-    # in one buffer, where a PackedInvoice with its KafkaRefs and strings took ~0.8 KB,
-    # and the flush splices it in without building 10,000 records and dicts. Not a list
-    # of orjson outputs: each of those keeps orjson's 4 KB buffer.
+    # The manifest's `invoices` list as the JSON it is published as, one row per invoice
+    # (`topics.packed_rows`) appended as it is added (`ends`: where each one ends): ~0.2
+    # KB per invoice in one buffer, where a PackedInvoice with its KafkaRefs and strings
+    # took ~0.8 KB, and the flush splices it in without building 10,000 records. Not a
+    # list of orjson outputs: each of those keeps orjson's 4 KB buffer.
     rows: bytearray = field(default_factory=bytearray)
     ends: array[int] = field(default_factory=lambda: array("L"))
+    sealed_topic: str | None = None  # of every ref given in a row
+    origin_topic: str | None = None  # of every origin given in a row
     # Per partition, the event of the batch's lowest offset, left unacknowledged until the
     # manifest is published: commits stop at it (see `pack._hold`).
     heads: dict[Any, Any] = field(default_factory=dict)
@@ -127,13 +130,13 @@ class OpenBatch:
                              "stream with its CRC-32")
         self.invoice_ids.add(inv.invoice_id)
         self.last_added = time.monotonic()
+        packed = PackedInvoice(
+            invoice_id=inv.invoice_id, invoice_number=inv.invoice_number, sha256=inv.sha256,
+            size=inv.size, entry=entry.entry_name, ref=ref, mode=inv.mode,
+            deadline=inv.deadline, origin=inv.origin)
         if self.rows:
             self.rows += b","
-        self.rows += orjson.dumps({
-            "invoice_id": inv.invoice_id, "invoice_number": inv.invoice_number,
-            "sha256": inv.sha256, "size": inv.size, "entry": entry.entry_name,
-            "ref": _ref_dict(ref), "mode": inv.mode, "deadline": inv.deadline,
-            "origin": None if inv.origin is None else _ref_dict(inv.origin)})
+        self.rows += orjson.dumps(invoice_row(packed) if self._fits_rows(packed) else packed)
         self.ends.append(len(self.rows))
         if inv.deadline is not None:
             due = dt.date.fromisoformat(inv.deadline)
@@ -148,15 +151,25 @@ class OpenBatch:
         """The (topic, partition) of every invoice in the batch: each has its head."""
         return {(tp.topic, tp.partition) for tp in self.heads}
 
-    def packed(self) -> Iterator[tuple[str, str, Any]]:
-        """(invoice id, SHA-256, origin dict or None) of each invoice, read back from its
-        row one at a time (for the invoice ledger, once the manifest is published)."""
+    def _fits_rows(self, inv: PackedInvoice) -> bool:
+        """Whether `inv` can go as a row: its topics are the batch's (the first invoice's)."""
+        if self.sealed_topic is None:
+            self.sealed_topic = inv.ref.topic
+        if inv.origin is not None and self.origin_topic is None:
+            self.origin_topic = inv.origin.topic
+        return inv.ref.topic == self.sealed_topic and (
+            inv.origin is None or inv.origin.topic == self.origin_topic)
+
+    def packed(self) -> Iterator[tuple[str, str, str | None]]:
+        """(invoice id, SHA-256, origin "topic/partition/offset" or None) of each invoice,
+        read back one at a time (for the invoice ledger, once the manifest is published)."""
         view = memoryview(self.rows)
         start = 0
         for end in self.ends:
             doc = orjson.loads(view[start:end])
             start = end + 1  # past the comma
-            yield doc["invoice_id"], doc["sha256"], doc["origin"]
+            yield from packed_entries({"sealed_topic": self.sealed_topic,
+                                       "origin_topic": self.origin_topic, "invoices": [doc]})
 
     def still_filling(self, settings: PackSettings, now: float) -> bool:
         """A deadline-bound batch that invoices still stream into (one came within the
@@ -199,9 +212,7 @@ def manifest_record(batch: OpenBatch, packaged: PackagedBatch,
         offline_mode=batch.offline_mode, public_key_id=public_key_id,
         earliest_deadline=None if batch.earliest_deadline is None
         else batch.earliest_deadline.isoformat(),
+        sealed_topic=batch.sealed_topic, origin_topic=batch.origin_topic,
     )
     return b"".join((orjson.dumps(data)[:-1], b',"invoices":[', batch.rows, b"]}"))
 
-
-def _ref_dict(ref: KafkaRef) -> dict[str, Any]:
-    return {"topic": ref.topic, "partition": ref.partition, "offset": ref.offset}
