@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from topics.records import KafkaRef, PackedInvoice
+import orjson
+
+from topics.records import KafkaRef, PackedBatch, PackedInvoice
 
 ROW_FIELDS = ("invoice_id", "invoice_number", "sha256", "size", "entry", "ref_partition",
               "ref_offset", "mode", "deadline", "origin_partition", "origin_offset")
@@ -105,3 +107,35 @@ def packed_entries(data: dict[str, Any]) -> Iterator[tuple[str, str, str | None]
                 yield inv_id, sha, (None if not isinstance(ref, dict) else
                                     f"{ref.get('topic')}/{ref.get('partition')}/"
                                     f"{ref.get('offset')}")
+
+
+def packed_head(raw: bytes | str) -> tuple[PackedBatch, int]:
+    """The record with its first invoice only, and how many it lists. Every invoice is
+    checked (one at a time, nothing kept): a queued batch waits as its head and its
+    bytes, not as thousands of invoices."""
+    from topics.codec import from_dict  # the codec unfolds rows with this module
+
+    data = orjson.loads(raw)
+    invoices = data.get("invoices") if isinstance(data, dict) else None
+    if not isinstance(invoices, list):
+        raise ValueError("PackedBatch: invoices must be a list")
+    sealed, origin = _topics(data) if any(isinstance(i, list) for i in invoices) else ("", None)
+    for inv in invoices:
+        if isinstance(inv, list):
+            invoice_from_row(inv, sealed, origin)
+        else:
+            from_dict(PackedInvoice, inv)
+    data["invoices"] = invoices[:1]
+    return from_dict(PackedBatch, prepare_packed(data)), len(invoices)
+
+
+def journal_rows(raw: bytes | str) -> list[list[str]]:
+    """[invoice id, SHA-256, invoice number] of each invoice of a record checked before
+    (`packed_head`): what the `closed` step lists, read without decoding the invoices."""
+    rows: list[list[str]] = []
+    for inv in orjson.loads(raw)["invoices"]:
+        if isinstance(inv, list):
+            rows.append([inv[0], inv[2], inv[1]])
+        else:
+            rows.append([inv["invoice_id"], inv["sha256"], inv["invoice_number"]])
+    return rows

@@ -11,7 +11,7 @@ import pytest
 from topics.catalog import PACKED
 from topics.codec import decode, encode
 from topics.jsonschema import topic_schema
-from topics.packed_rows import invoice_row, packed_entries
+from topics.packed_rows import invoice_row, journal_rows, packed_entries, packed_head
 from topics.records import KafkaRef, PackagePart, PackedBatch, PackedInvoice
 
 SEALED, SUBMITTED = "p.ksef.invoices.sealed", "p.ksef.invoices.submitted"
@@ -86,3 +86,21 @@ def test_rows_need_the_record_to_name_their_topic() -> None:
     no_origin["origin_topic"] = None
     with pytest.raises(ValueError, match="origin_topic"):
         decode(PackedBatch, orjson.dumps(no_origin))
+
+
+def test_the_head_keeps_one_invoice_after_checking_them_all() -> None:
+    batch = _batch([_invoice(n) for n in range(5)])
+    for raw in (_as_rows(batch), encode(batch), _as_rows(batch, keep_objects=(0, 3))):
+        head, count = packed_head(raw)
+        assert count == 5
+        assert head == dataclasses.replace(batch, invoices=batch.invoices[:1])
+        assert journal_rows(raw) == [[i.invoice_id, i.sha256, i.invoice_number]
+                                     for i in batch.invoices]
+    doc = orjson.loads(_as_rows(batch))
+    doc["invoices"][4] = doc["invoices"][4][:5]  # the last one torn: the head still fails
+    with pytest.raises(ValueError, match="row"):
+        packed_head(orjson.dumps(doc))
+    doc = orjson.loads(encode(batch))
+    del doc["invoices"][2]["sha256"]
+    with pytest.raises((ValueError, TypeError)):
+        packed_head(orjson.dumps(doc))

@@ -18,6 +18,7 @@ from typing import Any
 
 from pipeline.runtime.deliveries import Deliveries
 from topics.codec import decode
+from topics.packed_rows import journal_rows
 from topics.records import PackedBatch, PackedInvoice
 
 NO_DEADLINE = "9999-12-31"
@@ -115,6 +116,14 @@ class BatchQueue:
         if kept is None or kept[0] is not batch:
             return batch.invoices
         return decode(PackedBatch, kept[1]).invoices
+
+    def journal_rows(self, batch: PackedBatch) -> list[list[str]]:
+        """[invoice id, SHA-256, invoice number] of each invoice (the `closed` step's list),
+        from the manifest's bytes when `batch` is the head it was queued as."""
+        kept = self._manifests.get(batch.batch_id)
+        if kept is None or kept[0] is not batch:
+            return [[i.invoice_id, i.sha256, i.invoice_number] for i in batch.invoices]
+        return journal_rows(kept[1])
 
     def count(self, batch: PackedBatch) -> int:
         """How many invoices the batch carries (without decoding them)."""

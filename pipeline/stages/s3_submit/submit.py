@@ -62,7 +62,8 @@ from pipeline.stages.s3_submit.credential_hold import (
     release_reason,
 )
 from topics.catalog import PACKED
-from topics.codec import decode, encode, from_dict
+from topics.codec import encode, from_dict
+from topics.packed_rows import packed_head
 from topics.records import HeldRelease, PackedBatch
 from topics.rejections import build_rejection
 from topics.sealed import open_sealed
@@ -200,10 +201,9 @@ async def submit_batch(rec: PackedBatch) -> None:
                                   on_uploaded=uploaded)
     await client.close_batch_session(ref)
     opened_here.discard(ref)
-    invoices = waiting.invoices(rec)
+    invoices = waiting.journal_rows(rec)
     ctx.metrics.count_out("submit", len(invoices))
-    await _journal(rec, CLOSED, ref, invoice_count=len(invoices),
-                   invoices=[[i.invoice_id, i.sha256, i.invoice_number] for i in invoices])
+    await _journal(rec, CLOSED, ref, invoice_count=len(invoices), invoices=invoices)
     drop_batch_spool(SPOOL_ROOT, rec)  # as packed and as rebuilt, under SPOOL_ROOT only
     log.info("batch session closed", batch_id=rec.batch_id, session_ref=ref,
              seller_nip=rec.seller_nip, invoices=waiting.count(rec), parts=len(rec.parts))
@@ -410,22 +410,19 @@ async def submit(stream: faust.StreamT[Any]) -> None:
     async for event in manual.events():
         raw = event.value
         try:
-            rec = decode(PackedBatch, raw)  # checked whole once, then kept as its head
+            head, count = packed_head(raw)  # every invoice checked, the first one kept
         except (ValueError, TypeError) as exc:
             log.error("undecodable manifest skipped", error=type(exc).__name__,
                       offset=event.message.offset)
             await manual.ack(event)
             continue
-        progress = ctx.journal.get(rec.batch_id)
+        progress = ctx.journal.get(head.batch_id)
         if progress is not None and progress.step in FINAL:
             await manual.ack(event)
             continue
-        count = len(rec.invoices)
         ctx.metrics.count_in("submit", count)
         # A repeat waits with its batch's first delivery. The batch waits as its head and
         # the manifest's bytes, not as thousands of decoded invoices (`BatchQueue`).
-        head = dataclasses.replace(rec, invoices=rec.invoices[:1])  # a manifest needs one
-        del rec
         waiting.offer(head, held_for_ack(event), raw, count)
 
 
