@@ -36,10 +36,12 @@ class UpoContext:
     done_batches: set[str] = field(default_factory=set)
     following: set[asyncio.Future[None]] = field(default_factory=set)
     followed: Deliveries = field(default_factory=Deliveries)  # `closed` steps, by batch id
-    # One session's UPO pages in memory at a time: a 10,000-invoice UPO is ~25 MB of XML;
-    # sessions settling side by side made the worker's peak memory grow with the batch
-    # size times the sellers.
-    one_upo: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # One session settled at a time (its UPO pages, its invoices and their outcomes in
+    # memory), while the others wait for KSeF side by side: a 10,000-invoice UPO is
+    # ~25 MB of XML, and sessions settling at once (their outcome loops interleave since
+    # producing gives the event loop a turn) made the worker's peak memory grow with the
+    # batch size times the sellers. Settling is event-loop work: one at a time is as fast.
+    one_settling: asyncio.Lock = field(default_factory=asyncio.Lock)
     stream: Any = None  # the agent's manual-ack stream, once it runs
     # session reference -> hashes of our invoices in it (from `closed` steps): tells
     # whether a 440's original is this very invoice without asking KSeF. The recent

@@ -190,8 +190,7 @@ async def _settle(step: SessionStep, client: KsefClient, status: SessionStatus) 
     ref = step.session_ref or ""
     invoices = {row[1]: _Invoice(row) for row in step.details.get("invoices", [])}
     metrics.count_in("upo", len(invoices))
-    async with ctx.one_upo:
-        accepted_upo, upo_ref = await _upo_entries(step, client, status)
+    accepted_upo, upo_ref = await _upo_entries(step, client, status)
     accepted = 0
     for sha, entry in accepted_upo.items():
         inv = invoices.get(sha)
@@ -238,7 +237,8 @@ async def _follow(step: SessionStep) -> None:
                 client = ctx.clients.client(step.seller_nip)
                 status = await client.wait_until_processed(step.session_ref or "")
                 await ctx.ledger.caught_up()  # what an earlier settling of it emitted
-                await _settle(step, client, status)
+                async with ctx.one_settling:  # see UpoContext.one_settling
+                    await _settle(step, client, status)
             except KsefError as exc:
                 log.warning("session result not readable yet; retrying",
                             session_ref=step.session_ref, error=str(exc),
