@@ -392,6 +392,9 @@ class PackStageSettings:
     deflate_level: int = 3  # KSEF_PACK_LEVEL
     deadline_safety_s: float = 3600.0  # KSEF_DEADLINE_SAFETY_S
     deadline_fill_s: float = 10.0  # KSEF_DEADLINE_FILL_S
+    # KSEF_PACK_ROWS: manifests list invoices as rows (topics/packed_rows.py); 0 writes
+    # objects, which workers older than rows read, for the length of a rolling upgrade.
+    manifest_rows: bool = True
 
     @classmethod
     def from_env(cls) -> PackStageSettings:
@@ -404,6 +407,7 @@ class PackStageSettings:
             deflate_level=_int("KSEF_PACK_LEVEL", "3"),
             deadline_safety_s=_float("KSEF_DEADLINE_SAFETY_S", "3600"),
             deadline_fill_s=_float("KSEF_DEADLINE_FILL_S", "10"),
+            manifest_rows=os.environ.get("KSEF_PACK_ROWS", "1") != "0",
         )
 
 

@@ -41,6 +41,7 @@ class PackSettings:
     deadline_safety_s: float = 3600.0  # seal a batch this long before a deadline day ends
     # ... but while invoices keep streaming into it, let it fill this long (see pack)
     deadline_fill_s: float = 10.0
+    manifest_rows: bool = True  # invoices as rows (topics.packed_rows), else as objects
     # A sealed batch directory (parts only) untouched this long is swept at start-up; the
     # submit stage rebuilds it from Kafka should it still need it.
     sealed_max_age_s: float = 7 * 86400.0
@@ -59,6 +60,7 @@ class PackSettings:
             deflate_level=stage.deflate_level,
             deadline_safety_s=stage.deadline_safety_s,
             deadline_fill_s=stage.deadline_fill_s,
+            manifest_rows=stage.manifest_rows,
         )
 
 
@@ -98,6 +100,7 @@ class OpenBatch:
     ends: array[int] = field(default_factory=lambda: array("L"))
     sealed_topic: str | None = None  # of every ref given in a row
     origin_topic: str | None = None  # of every origin given in a row
+    rows_allowed: bool = True  # False: every invoice as an object (KSEF_PACK_ROWS=0)
     # Per partition, the event of the batch's lowest offset, left unacknowledged until the
     # manifest is published: commits stop at it (see `pack._hold`).
     heads: dict[Any, Any] = field(default_factory=dict)
@@ -110,7 +113,7 @@ class OpenBatch:
         builder = PackageBuilder(batch_dir(settings.spool_dir, batch_id), batch_id=batch_id,
                                  fmt=settings.archive_format, level=settings.deflate_level,
                                  limits=settings.limits)
-        return cls(group[0], group[1], builder)
+        return cls(group[0], group[1], builder, rows_allowed=settings.manifest_rows)
 
     @property
     def batch_id(self) -> str:
@@ -153,6 +156,8 @@ class OpenBatch:
 
     def _fits_rows(self, inv: PackedInvoice) -> bool:
         """Whether `inv` can go as a row: its topics are the batch's (the first invoice's)."""
+        if not self.rows_allowed:
+            return False
         if self.sealed_topic is None:
             self.sealed_topic = inv.ref.topic
         if inv.origin is not None and self.origin_topic is None:

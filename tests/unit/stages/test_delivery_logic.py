@@ -121,6 +121,23 @@ def test_manifest_record_round_trips_to_the_package_manifest(tmp_path: Path) -> 
     assert decode(PackedBatch, encode(record)) == record
 
 
+def test_with_rows_off_the_manifest_lists_objects_that_older_workers_read(
+        tmp_path: Path) -> None:
+    settings = PackSettings(spool_dir=tmp_path, manifest_rows=False)
+    batch = OpenBatch.start((SELLER, False), settings)
+    for i in range(3):
+        xml = make_invoice(seller_nip=SELLER, number=f"N/{i}", issue_date=TODAY, seed=i)
+        batch.add(sealed(i, None, xml), xml, KafkaRef("s", 0, i))
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    raw = manifest_record(batch, batch.builder.finish(key.public_key(), keep_package=False),
+                          "kid")
+    doc = orjson.loads(raw)
+    assert [type(i) for i in doc["invoices"]] == [dict] * 3
+    assert doc["sealed_topic"] is None
+    assert [i.invoice_id for i in decode(PackedBatch, raw).invoices] == ["i0", "i1", "i2"]
+    assert [e[0] for e in batch.packed()] == ["i0", "i1", "i2"]
+
+
 def step(name: str, ref: str | None = "S1", **details: object) -> SessionStep:
     return SessionStep(batch_id="b1", seller_nip=SELLER, step=name, at="t", session_ref=ref,
                        details=dict(details))
