@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from topics.records import KafkaRef, PackedBatch, PackedInvoice
+from topics.records import KafkaRef, PackedBatch, PackedInvoice, origin_text
 
 ROW_FIELDS = ("invoice_id", "invoice_number", "sha256", "size", "entry", "ref_partition",
               "ref_offset", "mode", "deadline", "origin_partition", "origin_offset")
@@ -92,21 +92,28 @@ def packed_entries(data: dict[str, Any]) -> Iterator[tuple[str, str, str | None]
     except ValueError:
         sealed, origin_topic = "", None
     for inv in data.get("invoices") or ():
-        if isinstance(inv, list):
-            try:
-                r = _checked(inv)
-            except ValueError:
-                continue
-            where = (None if r[9] is None or origin_topic is None
-                     else f"{origin_topic}/{r[9]}/{r[10]}")
-            if sealed:
-                yield r[0], r[2], where
-        elif isinstance(inv, dict):
-            inv_id, sha, ref = inv.get("invoice_id"), inv.get("sha256"), inv.get("origin")
-            if isinstance(inv_id, str) and isinstance(sha, str):
-                yield inv_id, sha, (None if not isinstance(ref, dict) else
-                                    f"{ref.get('topic')}/{ref.get('partition')}/"
-                                    f"{ref.get('offset')}")
+        entry = packed_entry(inv, sealed, origin_topic)
+        if entry is not None:
+            yield entry
+
+
+def packed_entry(inv: Any, sealed_topic: str | None, origin_topic: str | None
+                 ) -> tuple[str, str, str | None] | None:
+    """What `packed_entries` gives for one parsed invoice (a row needs `sealed_topic`)."""
+    if isinstance(inv, list):
+        try:
+            r = _checked(inv)
+        except ValueError:
+            return None
+        if not sealed_topic:
+            return None
+        where = None if r[9] is None or origin_topic is None else f"{origin_topic}/{r[9]}/{r[10]}"
+        return r[0], r[2], where
+    if isinstance(inv, dict):
+        inv_id, sha, ref = inv.get("invoice_id"), inv.get("sha256"), inv.get("origin")
+        if isinstance(inv_id, str) and isinstance(sha, str):
+            return inv_id, sha, origin_text(ref if isinstance(ref, dict) else None)
+    return None
 
 
 def packed_head(raw: bytes | str) -> tuple[PackedBatch, int]:

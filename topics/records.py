@@ -23,6 +23,15 @@ class KafkaRef:
     offset: int
 
 
+def origin_text(ref: Any) -> str | None:
+    """A KafkaRef (or its dict) as "topic/partition/offset"; None when unknown."""
+    if ref is None:
+        return None
+    if isinstance(ref, dict):
+        return f"{ref.get('topic')}/{ref.get('partition')}/{ref.get('offset')}"
+    return f"{ref.topic}/{ref.partition}/{ref.offset}"
+
+
 @dataclass(frozen=True, slots=True)
 class SealedInvoice:
     """`ksef.invoices.sealed`, keyed by seller NIP: the metadata of an invoice encrypted at

@@ -33,6 +33,7 @@ from pipeline.runtime.settings import ROCKSDB_MEMORY, KafkaSettings
 from pipeline.runtime.topic_follower import TopicFollower
 from topics.headers import HEADER_BATCH_ID
 from topics.packed_rows import packed_entries
+from topics.records import origin_text
 
 log = logs.get(__name__)
 
@@ -57,15 +58,6 @@ class LedgerEntry:
     ksef_number: str | None = None  # outcome
     record: bytes | None = None  # outcome: the record's value as published
     origin: str | None = None  # packed, refused: "topic/partition/offset" of its `.submitted`
-
-
-def origin_text(ref: Any) -> str | None:
-    """A KafkaRef (or its dict) as "topic/partition/offset"; None when unknown."""
-    if ref is None:
-        return None
-    if isinstance(ref, dict):
-        return f"{ref.get('topic')}/{ref.get('partition')}/{ref.get('offset')}"
-    return f"{ref.topic}/{ref.partition}/{ref.offset}"
 
 
 def _encode(entry: LedgerEntry) -> bytes:

@@ -58,7 +58,7 @@ from pipeline.runtime.deliveries import held_for_ack
 from pipeline.runtime.forwarding import forward_forever
 from pipeline.runtime.invoice_ledger import PACKED as PACKED_ENTRY
 from pipeline.runtime.invoice_ledger import REFUSED as REFUSED_ENTRY
-from pipeline.runtime.invoice_ledger import LedgerEntry, origin_text, replay_verdict
+from pipeline.runtime.invoice_ledger import LedgerEntry, replay_verdict
 from pipeline.runtime.key_hold import key_found_alert, missing_key_alert
 from pipeline.runtime.replay_guard import ReplayGuard
 from pipeline.runtime.settings import ROCKSDB_MEMORY
@@ -79,7 +79,7 @@ from pipeline.stages.s2_pack.packing import (
 from topics.catalog import CORRECTIONS, OUTCOMES, PACKED, REJECTED, RELEASES, SEALED
 from topics.codec import decode, encode
 from topics.headers import HEADER_BATCH_ID
-from topics.records import DedupeRelease, KafkaRef, Rejection, SealedInvoice
+from topics.records import DedupeRelease, KafkaRef, Rejection, SealedInvoice, origin_text
 from topics.rejections import build_rejection
 from topics.sealed import SealedRecordError, open_sealed, read_meta
 

@@ -24,7 +24,7 @@ from pipeline.ksef.package.spool import (
     sweep_spool,
 )
 from pipeline.runtime.settings import PackStageSettings
-from topics.packed_rows import invoice_row, packed_entries
+from topics.packed_rows import invoice_row, packed_entry
 from topics.records import KafkaRef, PackedInvoice, SealedInvoice
 
 FILLING_S = 1.0  # an invoice added within this long: the batch is still being filled
@@ -173,8 +173,9 @@ class OpenBatch:
         for end in self.ends:
             doc = orjson.loads(view[start:end])
             start = end + 1  # past the comma
-            yield from packed_entries({"sealed_topic": self.sealed_topic,
-                                       "origin_topic": self.origin_topic, "invoices": [doc]})
+            entry = packed_entry(doc, self.sealed_topic, self.origin_topic)
+            if entry is not None:
+                yield entry
 
     def still_filling(self, settings: PackSettings, now: float) -> bool:
         """A deadline-bound batch that invoices still stream into (one came within the

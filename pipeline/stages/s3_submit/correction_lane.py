@@ -27,7 +27,6 @@ from pipeline.ksef_api import KsefError, KsefRateLimited, KsefUnavailable
 from pipeline.runtime import logs
 from pipeline.runtime.app import app, topic
 from pipeline.runtime.backoff import Backoff
-from pipeline.runtime.invoice_ledger import origin_text
 from pipeline.stages.s3_submit.context import SubmitContext, stage_context
 from pipeline.stages.s3_submit.credential_hold import (
     Decision,
@@ -37,7 +36,7 @@ from pipeline.stages.s3_submit.credential_hold import (
 )
 from topics.catalog import CORRECTIONS
 from topics.codec import encode
-from topics.records import Rejection, SealedInvoice
+from topics.records import Rejection, SealedInvoice, origin_text
 from topics.rejections import build_rejection
 from topics.sealed import open_sealed, read_meta
 from topics.session_journal import CLOSED, FINAL, OPENED, OPENING
